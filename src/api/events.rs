@@ -1,0 +1,65 @@
+//! Ingest: `POST /v1/events`. Answers 202 only once the events and their deliveries are durable.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::{AppState, JsonValue};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::ingest::{parse_body, plan};
+use crate::model::tenancy::Role;
+use crate::store::IngestBatch;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/events", post(ingest))
+}
+
+async fn ingest(
+    State(s): State<AppState>,
+    p: Principal,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require(
+        matches!(p.role, Role::Operator | Role::Ingest),
+        "post events (use an ingest token)",
+    )?;
+    let events = parse_body(body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
+    let mut checked: Option<&str> = None;
+    for e in &events {
+        if let Some(own) = &p.tenant_id {
+            if &e.tenant_id != own {
+                return Err(ApiError::forbidden(format!(
+                    "this ingest token is for tenant `{own}`; event `{}` is for `{}`",
+                    e.id, e.tenant_id
+                )));
+            }
+        }
+        if checked != Some(e.tenant_id.as_str()) {
+            if !s.tenant_exists(&e.tenant_id).await? {
+                return Err(ApiError::unprocessable(
+                    "unknown_tenant",
+                    format!(
+                        "event `{}` names tenant `{}`, which does not exist",
+                        e.id, e.tenant_id
+                    ),
+                ));
+            }
+            checked = Some(e.tenant_id.as_str());
+        }
+    }
+    let items = events.into_iter().map(|e| plan(e, &s.cache)).collect();
+    let batch = IngestBatch {
+        items,
+        lease: s.dispatcher.lease(),
+        now: crate::time::now_ms(),
+    };
+    let outcome = s.store.ingest(batch).await?;
+    s.dispatcher.dispatch(outcome.ready);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates})),
+    ))
+}

@@ -1,0 +1,405 @@
+//! Integrations of a tenant: create, list, read, change, delete, and the actions on one
+//! (verify, test, disable, enable, rotate the signing secret).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+
+use super::body::{merge_patch, typed, OptionalJson};
+use super::{AppState, JsonValue};
+use crate::auth::Principal;
+use crate::cache::{Integration, SigningSecret};
+use crate::deliver::challenge;
+use crate::error::{ApiError, ApiResult};
+use crate::model::integration::{
+    check_secret, validate, IntegrationSpec, SettingError, ValidSpec, Verification,
+};
+use crate::model::tenancy::Tenant;
+use crate::render::sign::generate_secret;
+use crate::security::ssrf::{resolve_allowed, ResolveError};
+use crate::store::{IntegrationHealth, IntegrationStatus, StoreError};
+use crate::time::{format_ms, now_ms};
+
+/// How long the previous signing secret keeps signing after a rotation.
+const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
+
+pub fn router() -> Router<AppState> {
+    let base = "/v1/tenants/{tid}/integrations";
+    Router::new()
+        .route(base, post(create).get(list))
+        .route(
+            &format!("{base}/{{iid}}"),
+            get(read).patch(update).delete(remove),
+        )
+        .route(&format!("{base}/{{iid}}/verify"), post(verify))
+        .route(&format!("{base}/{{iid}}/test"), post(test))
+        .route(&format!("{base}/{{iid}}/disable"), post(disable))
+        .route(&format!("{base}/{{iid}}/enable"), post(enable))
+        .route(
+            &format!("{base}/{{iid}}/rotate-signing-secret"),
+            post(rotate),
+        )
+}
+
+pub(crate) fn out(i: &Integration) -> Value {
+    let mut v = serde_json::to_value(&i.valid.spec).unwrap_or_else(|_| json!({}));
+    if let Value::Object(m) = &mut v {
+        m.insert("id".into(), json!(i.id));
+        m.insert("tenant_id".into(), json!(i.tenant_id));
+        m.insert("status".into(), json!(i.status.as_str()));
+        m.insert("disabled_reason".into(), json!(i.disabled_reason));
+        m.insert("secret_hint".into(), json!(i.secret_hint));
+        m.insert(
+            "failing_since".into(),
+            json!(i.failing_since.map(format_ms)),
+        );
+        m.insert("created_at".into(), json!(format_ms(i.created_at)));
+        m.insert("updated_at".into(), json!(format_ms(i.updated_at)));
+    }
+    v
+}
+
+fn setting(e: SettingError) -> ApiError {
+    ApiError::unprocessable(e.code, e.message)
+}
+
+/// The tenant (visible to the caller) and its integration `iid`; 404 for anything else.
+pub(crate) async fn owned(
+    s: &AppState,
+    p: &Principal,
+    tid: &str,
+    iid: &str,
+) -> ApiResult<(Tenant, Arc<Integration>)> {
+    let tenant = s.visible_tenant(p, tid).await?;
+    let i = s
+        .cache
+        .get(iid)
+        .filter(|i| i.tenant_id.as_deref() == Some(tid))
+        .ok_or_else(|| ApiError::not_found(&format!("integration `{iid}`")))?;
+    Ok((tenant, i))
+}
+
+fn manage(p: &Principal) -> ApiResult<()> {
+    p.require(p.manages_tenant(), "change integrations")
+}
+
+/// `secret` is write-only and kept out of the stored settings: absent, `null` (remove) or a value.
+fn take_secret(body: &mut Map<String, Value>) -> ApiResult<Option<Option<String>>> {
+    match body.remove("secret") {
+        None => Ok(None),
+        Some(Value::Null) => Ok(Some(None)),
+        Some(Value::String(s)) => {
+            check_secret(&s).map_err(setting)?;
+            Ok(Some(Some(s)))
+        }
+        Some(_) => Err(ApiError::unprocessable(
+            "invalid_setting",
+            "`secret` must be a string (or null to remove it)",
+        )),
+    }
+}
+
+/// The save-time half of the SSRF guard: every address the host resolves to must be allowed.
+async fn check_destination(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
+    if let Some(url::Host::Domain(host)) = v.url.host() {
+        resolve_allowed(&s.lookup, host, s.policy)
+            .await
+            .map_err(|e| match e {
+                ResolveError::Refused(m) | ResolveError::Dns(m) => {
+                    ApiError::unprocessable("invalid_url", m)
+                }
+            })?;
+    }
+    Ok(())
+}
+
+fn object(body: Value) -> ApiResult<Map<String, Value>> {
+    match body {
+        Value::Object(m) => Ok(m),
+        _ => Err(ApiError::unprocessable(
+            "invalid_setting",
+            "the body must be a JSON object of settings",
+        )),
+    }
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let tenant = s.visible_tenant(&p, &tid).await?;
+    manage(&p)?;
+    let mut body = object(body)?;
+    let secret = take_secret(&mut body)?.flatten();
+    let spec: IntegrationSpec = typed(
+        Value::Object(body),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_setting",
+    )?;
+    let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
+    if let Some(max) = tenant.max_integrations {
+        if s.cache.for_tenant(&tid).len() >= max as usize {
+            return Err(limit_reached(&tid, max));
+        }
+    }
+    check_destination(&s, &valid).await?;
+    if valid.spec.verification == Verification::Challenge {
+        challenge::verify(&s.client, &valid, secret.as_deref())
+            .await
+            .map_err(setting)?;
+    }
+    let signing_secret = generate_secret();
+    let now = now_ms();
+    let integration = Integration::new(
+        crate::ingest::new_id("int"),
+        Some(tid.clone()),
+        None,
+        valid,
+        secret,
+        vec![SigningSecret {
+            secret: signing_secret.clone(),
+            expires_at: None,
+        }],
+        now,
+    );
+    s.store
+        .insert_integration(integration.to_record(&s.sealer), tenant.max_integrations)
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::conflict("integration_limit", m),
+            other => other.into(),
+        })?;
+    let integration = s.cache.put(integration);
+    let mut body = out(&integration);
+    body["signing_secret"] = json!(signing_secret);
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+fn limit_reached(tid: &str, max: u32) -> ApiError {
+    ApiError::conflict(
+        "integration_limit",
+        format!("tenant `{tid}` already has its limit of {max} integrations (max_integrations); delete one or raise the limit"),
+    )
+}
+
+async fn list(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    s.visible_tenant(&p, &tid).await?;
+    let items: Vec<Value> = s.cache.for_tenant(&tid).iter().map(|i| out(i)).collect();
+    Ok(Json(json!({"items": items})))
+}
+
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    Ok(Json(out(&i)))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Json<Value>> {
+    let (_, current) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    let mut patch = object(body)?;
+    let secret = match take_secret(&mut patch)? {
+        None => current.secret.clone(),
+        Some(new) => new,
+    };
+    let mut merged = serde_json::to_value(&current.valid.spec).map_err(ApiError::internal)?;
+    merge_patch(&mut merged, Value::Object(patch));
+    let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
+    let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
+    let old = &current.valid.spec;
+    let moved = valid.spec.url != old.url;
+    if moved {
+        check_destination(&s, &valid).await?;
+    }
+    let rechallenge = valid.spec.verification == Verification::Challenge
+        && (moved
+            || valid.spec.headers != old.headers
+            || old.verification != Verification::Challenge);
+    if rechallenge {
+        challenge::verify(&s.client, &valid, secret.as_deref())
+            .await
+            .map_err(setting)?;
+    }
+    let mut next = (*current).clone();
+    next.valid = valid;
+    next.set_secret(secret);
+    next.updated_at = now_ms();
+    s.store
+        .update_integration(next.to_record(&s.sealer))
+        .await?;
+    let next = s.cache.put(next);
+    s.dispatcher.integration_changed(&iid);
+    Ok(Json(out(&next)))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    s.store.delete_integration(&iid).await?;
+    s.cache.remove(&iid);
+    s.dispatcher.integration_changed(&iid);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    challenge::verify(&s.client, &i.valid, i.secret.as_deref())
+        .await
+        .map_err(setting)?;
+    Ok(Json(json!({"verified": true})))
+}
+
+/// Sends a sample event now and reports what came back; nothing is stored.
+async fn test(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    let report = crate::deliver::attempt::send_sample(&s.dispatcher, &i).await;
+    Ok(Json(report))
+}
+
+async fn disable(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    let reason = match body.get("reason") {
+        None | Some(Value::Null) => "disabled by an administrator".to_string(),
+        Some(Value::String(r)) if r.len() <= 500 => format!("disabled by an administrator: {r}"),
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "`reason` must be a string of at most 500 characters",
+            ))
+        }
+    };
+    let mut h = i.health();
+    h.status = IntegrationStatus::Disabled;
+    h.disabled_reason = Some(reason);
+    h.updated_at = now_ms();
+    s.dispatcher.apply_health(&iid, h).await;
+    let now = s
+        .cache
+        .get(&iid)
+        .ok_or_else(|| ApiError::not_found("integration"))?;
+    Ok(Json(out(&now)))
+}
+
+async fn enable(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+    OptionalJson(body): OptionalJson,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    if let Some(expected) = &i.secret {
+        let given = body.get("secret").and_then(Value::as_str).ok_or_else(|| {
+            ApiError::unprocessable(
+                "secret_required",
+                "this integration has a secret: send it as `secret` to re-enable it",
+            )
+        })?;
+        if !crate::security::constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "secret_mismatch",
+                "`secret` does not match the integration's secret",
+            ));
+        }
+    }
+    let resend = match body.get("resend") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => {
+            return Err(ApiError::unprocessable(
+                "invalid_request",
+                "`resend` must be true or false",
+            ))
+        }
+    };
+    let now = now_ms();
+    let resent = s.store.enable_integration(&iid, resend, now).await?;
+    let h = IntegrationHealth {
+        status: IntegrationStatus::Active,
+        disabled_reason: None,
+        failing_since: None,
+        consecutive_failures: 0,
+        updated_at: now,
+    };
+    s.cache.put(i.with_health(&h));
+    s.dispatcher.reset_health(&iid);
+    s.dispatcher.note_due(&iid, now);
+    let current = s
+        .cache
+        .get(&iid)
+        .ok_or_else(|| ApiError::not_found("integration"))?;
+    let mut v = out(&current);
+    v["resent"] = json!(resent);
+    Ok(Json(v))
+}
+
+async fn rotate(
+    State(s): State<AppState>,
+    p: Principal,
+    Path((tid, iid)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    manage(&p)?;
+    let now = now_ms();
+    let fresh = generate_secret();
+    let mut keys = vec![SigningSecret {
+        secret: fresh.clone(),
+        expires_at: None,
+    }];
+    // The current primary keeps signing for a grace period; older ones are dropped.
+    if let Some(prev) = i.signing.iter().find(|k| k.expires_at.is_none()) {
+        keys.push(SigningSecret {
+            secret: prev.secret.clone(),
+            expires_at: Some(now + ROTATION_GRACE_MS),
+        });
+    }
+    let mut next = (*i).clone();
+    next.set_signing(keys);
+    next.updated_at = now;
+    s.store
+        .update_integration(next.to_record(&s.sealer))
+        .await?;
+    let next = s.cache.put(next);
+    let mut v = out(&next);
+    v["signing_secret"] = json!(fresh);
+    Ok(Json(v))
+}

@@ -1,0 +1,112 @@
+//! The HTTP API: one file per resource, each with its request/response shapes and handlers.
+//! Errors become responses only in [`crate::error`].
+
+mod body;
+mod deliveries;
+mod events;
+mod health;
+mod integrations;
+mod partners;
+mod tenants;
+mod tokens;
+
+use std::collections::HashSet;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use parking_lot::RwLock;
+
+pub use body::JsonValue;
+
+use crate::auth::{Principal, Tokens};
+use crate::cache::IntegrationCache;
+use crate::config::Config;
+use crate::deliver::client::HttpClient;
+use crate::deliver::Dispatcher;
+use crate::error::{ApiError, ApiResult};
+use crate::model::tenancy::Tenant;
+use crate::security::seal::Sealer;
+use crate::security::ssrf::{DestinationPolicy, Lookup};
+use crate::store::DynStore;
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<AppInner>);
+
+pub struct AppInner {
+    pub config: Config,
+    pub store: DynStore,
+    pub cache: Arc<IntegrationCache>,
+    pub dispatcher: Arc<Dispatcher>,
+    pub sealer: Sealer,
+    pub client: HttpClient,
+    pub tokens: Tokens,
+    pub lookup: Lookup,
+    pub policy: DestinationPolicy,
+    /// Tenants known to exist, so ingest checks them without a query per event.
+    pub known_tenants: RwLock<HashSet<String>>,
+}
+
+impl Deref for AppState {
+    type Target = AppInner;
+    fn deref(&self) -> &AppInner {
+        &self.0
+    }
+}
+
+impl AppState {
+    /// The tenant, if it exists and the caller may see it; 404 otherwise.
+    pub async fn visible_tenant(&self, p: &Principal, tenant_id: &str) -> ApiResult<Tenant> {
+        self.store
+            .get_tenant(tenant_id)
+            .await?
+            .filter(|t| p.sees_tenant(t) && p.role != crate::model::tenancy::Role::Ingest)
+            .ok_or_else(|| ApiError::not_found(&format!("tenant `{tenant_id}`")))
+    }
+
+    pub async fn tenant_exists(&self, tenant_id: &str) -> ApiResult<bool> {
+        if self.known_tenants.read().contains(tenant_id) {
+            return Ok(true);
+        }
+        let found = self.store.get_tenant(tenant_id).await?.is_some();
+        if found {
+            self.known_tenants.write().insert(tenant_id.to_string());
+        }
+        Ok(found)
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    Router::new()
+        .merge(health::router())
+        .merge(partners::router())
+        .merge(tenants::router())
+        .merge(tokens::router())
+        .merge(events::router())
+        .merge(integrations::router())
+        .merge(deliveries::router())
+        .fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_route",
+                "no such endpoint; the API lives under /v1 (see /v1/openapi.json when available)",
+            )
+        })
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state)
+}
+
+/// Parses an optional RFC 3339 query parameter.
+pub(crate) fn time_param(name: &str, value: Option<&String>) -> ApiResult<Option<i64>> {
+    match value {
+        None => Ok(None),
+        Some(v) => crate::time::parse_rfc3339_ms(v).map(Some).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_time",
+                format!("`{name}` must be an RFC 3339 time such as 2026-11-22T10:00:00.000Z"),
+            )
+        }),
+    }
+}

@@ -1,0 +1,72 @@
+//! Partners: resellers that manage several tenants.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::typed;
+use super::{AppState, JsonValue};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::tenancy::{check_slug, Partner, Role};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/partners", post(create))
+        .route("/v1/partners/{pid}", get(read))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PartnerIn {
+    id: Option<String>,
+    name: String,
+}
+
+fn out(p: &Partner) -> Value {
+    json!({"id": p.id, "name": p.name, "created_at": crate::time::format_ms(p.created_at)})
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require(p.role == Role::Operator, "create partners")?;
+    let input: PartnerIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner")?;
+    let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ptn"));
+    check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
+    let name = input.name.trim().to_string();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_partner",
+            "`name` must be 1–200 characters",
+        ));
+    }
+    let partner = Partner {
+        id,
+        name,
+        created_at: crate::time::now_ms(),
+    };
+    s.store.create_partner(partner.clone()).await?;
+    Ok((StatusCode::CREATED, Json(out(&partner))))
+}
+
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(pid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let visible = p.role == Role::Operator
+        || (p.role == Role::PartnerAdmin && p.partner_id.as_deref() == Some(pid.as_str()));
+    let partner = match visible {
+        true => s.store.get_partner(&pid).await?,
+        false => None,
+    };
+    partner
+        .map(|x| Json(out(&x)))
+        .ok_or_else(|| ApiError::not_found(&format!("partner `{pid}`")))
+}

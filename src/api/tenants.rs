@@ -1,0 +1,170 @@
+//! Tenants: the platform's customers, each with its own integrations.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::typed;
+use super::{AppState, JsonValue};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::tenancy::{check_slug, Role, Tenant};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/tenants", post(create))
+        .route("/v1/tenants/{tid}", get(read).patch(update).delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantIn {
+    id: Option<String>,
+    name: String,
+    partner_id: Option<String>,
+    max_integrations: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TenantPatch {
+    name: Option<String>,
+    #[serde(default, with = "double_option")]
+    partner_id: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    max_integrations: Option<Option<u32>>,
+}
+
+/// `absent` → None, `null` → Some(None), value → Some(Some(v)).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, T: Deserialize<'de>, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<Option<T>>, D::Error> {
+        Option::<T>::deserialize(d).map(Some)
+    }
+}
+
+pub(crate) fn out(t: &Tenant) -> Value {
+    json!({"id": t.id, "name": t.name, "partner_id": t.partner_id, "max_integrations": t.max_integrations,
+           "created_at": crate::time::format_ms(t.created_at), "updated_at": crate::time::format_ms(t.updated_at)})
+}
+
+fn check_name(name: &str) -> ApiResult<String> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_tenant",
+            "`name` must be 1–200 characters",
+        ));
+    }
+    Ok(name.to_string())
+}
+
+async fn check_partner(s: &AppState, p: &Principal, partner_id: Option<&str>) -> ApiResult<()> {
+    if p.role == Role::PartnerAdmin && partner_id != p.partner_id.as_deref() {
+        return Err(ApiError::forbidden(
+            "a partner_admin token can only manage tenants of its own partner",
+        ));
+    }
+    if let Some(pid) = partner_id {
+        if s.store.get_partner(pid).await?.is_none() {
+            return Err(ApiError::unprocessable(
+                "unknown_partner",
+                format!("partner `{pid}` does not exist; create it first"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require(
+        matches!(p.role, Role::Operator | Role::PartnerAdmin),
+        "create tenants",
+    )?;
+    let input: TenantIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant")?;
+    let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ten"));
+    check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_tenant", m))?;
+    let partner_id = input.partner_id.or_else(|| {
+        (p.role == Role::PartnerAdmin)
+            .then(|| p.partner_id.clone())
+            .flatten()
+    });
+    check_partner(&s, &p, partner_id.as_deref()).await?;
+    let now = crate::time::now_ms();
+    let tenant = Tenant {
+        id,
+        name: check_name(&input.name)?,
+        partner_id,
+        max_integrations: input.max_integrations,
+        created_at: now,
+        updated_at: now,
+    };
+    s.store.create_tenant(tenant.clone()).await?;
+    s.known_tenants.write().insert(tenant.id.clone());
+    Ok((StatusCode::CREATED, Json(out(&tenant))))
+}
+
+async fn read(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+) -> ApiResult<Json<Value>> {
+    Ok(Json(out(&s.visible_tenant(&p, &tid).await?)))
+}
+
+async fn update(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+    JsonValue(body): JsonValue,
+) -> ApiResult<Json<Value>> {
+    let mut tenant = s.visible_tenant(&p, &tid).await?;
+    p.require(
+        matches!(p.role, Role::Operator | Role::PartnerAdmin),
+        "change tenants",
+    )?;
+    let patch: TenantPatch = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant")?;
+    if let Some(name) = patch.name {
+        tenant.name = check_name(&name)?;
+    }
+    if let Some(pid) = patch.partner_id {
+        p.require(p.role == Role::Operator, "move a tenant to another partner")?;
+        check_partner(&s, &p, pid.as_deref()).await?;
+        tenant.partner_id = pid;
+    }
+    if let Some(max) = patch.max_integrations {
+        tenant.max_integrations = max;
+    }
+    tenant.updated_at = crate::time::now_ms();
+    s.store.update_tenant(tenant.clone()).await?;
+    Ok(Json(out(&tenant)))
+}
+
+async fn remove(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+) -> ApiResult<StatusCode> {
+    s.visible_tenant(&p, &tid).await?;
+    p.require(
+        matches!(p.role, Role::Operator | Role::PartnerAdmin),
+        "delete tenants",
+    )?;
+    s.store.delete_tenant(&tid).await?;
+    for i in s.cache.for_tenant(&tid).iter() {
+        s.cache.remove(&i.id);
+        s.dispatcher.integration_changed(&i.id);
+    }
+    s.known_tenants.write().remove(&tid);
+    s.tokens.forget_tenant(&tid);
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,120 @@
+//! API tokens: created here, shown once, stored hashed.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::body::typed;
+use super::{AppState, JsonValue};
+use crate::auth::{generate_token, Principal};
+use crate::error::{ApiError, ApiResult};
+use crate::model::tenancy::{Role, TokenRecord};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/tokens", post(create))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenIn {
+    role: String,
+    tenant_id: Option<String>,
+    partner_id: Option<String>,
+    name: String,
+}
+
+async fn create(
+    State(s): State<AppState>,
+    p: Principal,
+    JsonValue(body): JsonValue,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let input: TokenIn = typed(
+        body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_token_request",
+    )?;
+    let role = Role::parse(&input.role).ok_or_else(|| {
+        ApiError::unprocessable(
+            "invalid_token_request",
+            "`role` must be one of operator, ingest, partner_admin, tenant_admin, tenant_viewer",
+        )
+    })?;
+    let name = input.name.trim().to_string();
+    if name.is_empty() || name.len() > 200 {
+        return Err(ApiError::unprocessable(
+            "invalid_token_request",
+            "`name` must be 1–200 characters",
+        ));
+    }
+    let scoped_to_tenant = matches!(role, Role::TenantAdmin | Role::TenantViewer)
+        || (role == Role::Ingest && input.tenant_id.is_some());
+    match role {
+        Role::Operator | Role::Ingest if !scoped_to_tenant => {
+            if input.tenant_id.is_some() || input.partner_id.is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_token_request",
+                    "an operator token has no tenant_id or partner_id",
+                ));
+            }
+            p.require(p.role == Role::Operator, "create platform-wide tokens")?;
+        }
+        Role::PartnerAdmin => {
+            let pid = input.partner_id.as_deref().ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_token_request",
+                    "a partner_admin token needs `partner_id`",
+                )
+            })?;
+            let own = p.role == Role::PartnerAdmin && p.partner_id.as_deref() == Some(pid);
+            if !(p.role == Role::Operator || own) || s.store.get_partner(pid).await?.is_none() {
+                return Err(ApiError::not_found(&format!("partner `{pid}`")));
+            }
+        }
+        _ => {
+            let tid = input.tenant_id.as_deref().ok_or_else(|| {
+                ApiError::unprocessable(
+                    "invalid_token_request",
+                    format!("a {} token needs `tenant_id`", role.as_str()),
+                )
+            })?;
+            if input.partner_id.is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_token_request",
+                    "a tenant token has no partner_id",
+                ));
+            }
+            s.visible_tenant(&p, tid).await?;
+            p.require(p.manages_tenant(), "create tokens")?;
+        }
+    }
+    let (token, hash) = generate_token();
+    let rec = TokenRecord {
+        id: crate::ingest::new_id("tok"),
+        hash,
+        role,
+        tenant_id: if scoped_to_tenant {
+            input.tenant_id
+        } else {
+            None
+        },
+        partner_id: if role == Role::PartnerAdmin {
+            input.partner_id
+        } else {
+            None
+        },
+        name,
+        created_at: crate::time::now_ms(),
+    };
+    s.store.create_token(rec.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({"id": rec.id, "token": token, "role": role.as_str(), "tenant_id": rec.tenant_id,
+                    "partner_id": rec.partner_id, "name": rec.name,
+                    "created_at": crate::time::format_ms(rec.created_at)}),
+        ),
+    ))
+}

@@ -1,0 +1,171 @@
+//! Wiring: opens the store, loads integrations, starts delivery and the HTTP server, and owns
+//! shutdown (one cancellation token: stop accepting, finish in-flight deliveries up to a
+//! deadline, log what is left).
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use parking_lot::RwLock;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{router, AppInner, AppState};
+use crate::auth::{generate_token, Tokens};
+use crate::cache::{Integration, IntegrationCache};
+use crate::config::Config;
+use crate::deliver::client::HttpClient;
+use crate::deliver::Dispatcher;
+use crate::model::tenancy::{Role, TokenRecord};
+use crate::security::seal::Sealer;
+use crate::security::ssrf::{system_lookup, DestinationPolicy};
+
+/// A started server.
+pub struct Running {
+    pub addr: SocketAddr,
+    /// The operator token generated at first start, when none was configured.
+    pub generated_admin_token: Option<String>,
+    shutdown: CancellationToken,
+    done: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops accepting, drains in-flight deliveries (up to the grace period) and returns.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.done.await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub async fn wait(self) {
+        let _ = self.done.await;
+    }
+}
+
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let store = crate::store::open(&config.database_url()).await?;
+    let sealer = Sealer::load_or_create(config.seal_key.as_deref(), &config.data_dir)?;
+    let policy = DestinationPolicy {
+        allow_insecure_http: config.allow_insecure_http,
+        allow_private: config.allow_private_destinations,
+    };
+    let lookup = system_lookup();
+    let client = HttpClient::new(policy, lookup.clone(), config.egress_proxy.as_deref())
+        .map_err(anyhow::Error::msg)?;
+
+    let cache = Arc::new(IntegrationCache::default());
+    for rec in store.load_integrations().await? {
+        match Integration::from_record(&rec, &sealer) {
+            Ok(i) => {
+                cache.put(i);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "integration could not be loaded (wrong CALLHOOK_SEAL_KEY?)")
+            }
+        }
+    }
+
+    let generated_admin_token = bootstrap_token(&config, &store).await?;
+    let dispatcher = Dispatcher::new(store.clone(), cache.clone(), client.clone());
+    dispatcher.start().await?;
+
+    let state = AppState(Arc::new(AppInner {
+        tokens: Tokens::new(config.admin_token.as_deref()),
+        config: config.clone(),
+        store,
+        cache,
+        dispatcher: dispatcher.clone(),
+        sealer,
+        client,
+        lookup,
+        policy,
+        known_tenants: RwLock::new(HashSet::new()),
+    }));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let app = router(state);
+    let done = tokio::spawn(async move {
+        let serve =
+            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "http server stopped");
+        }
+        dispatcher.shutdown(grace).await;
+        tracing::info!("stopped");
+    });
+    tracing::info!(%addr, "callhook listening");
+    Ok(Running {
+        addr,
+        generated_admin_token,
+        shutdown,
+        done,
+    })
+}
+
+/// With no configured admin token, generates an operator token once, at first start.
+async fn bootstrap_token(
+    config: &Config,
+    store: &crate::store::DynStore,
+) -> anyhow::Result<Option<String>> {
+    if config.admin_token.is_some() || store.has_token_named("bootstrap").await? {
+        return Ok(None);
+    }
+    let (token, hash) = generate_token();
+    store
+        .create_token(TokenRecord {
+            id: crate::ingest::new_id("tok"),
+            hash,
+            role: Role::Operator,
+            tenant_id: None,
+            partner_id: None,
+            name: "bootstrap".into(),
+            created_at: crate::time::now_ms(),
+        })
+        .await?;
+    Ok(Some(token))
+}
+
+/// `callhook serve`: runs until SIGINT or SIGTERM.
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    if let Some(token) = &running.generated_admin_token {
+        println!("Generated an operator token (shown once; set CALLHOOK_ADMIN_TOKEN to use your own):\n  {token}");
+    }
+    println!("callhook listening on http://{}", running.addr);
+    let stop = running.shutdown_token();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        stop.cancel();
+    });
+    running.wait().await;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,100 @@
+//! Configuration: every setting is a `CALLHOOK_*` environment variable with a matching flag.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Address the API, console and health endpoints listen on.
+    #[arg(long, env = "CALLHOOK_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// `sqlite://PATH` (embedded, the default under the data dir) or `postgres://…`.
+    #[arg(long, env = "CALLHOOK_DATABASE_URL")]
+    pub database_url: Option<String>,
+
+    /// Directory for the embedded database, the sealing key and recording files.
+    #[arg(long, env = "CALLHOOK_DATA_DIR", default_value = "./callhook-data")]
+    pub data_dir: PathBuf,
+
+    /// Bootstrap operator token. When unset, one is generated at first start and printed once.
+    #[arg(long, env = "CALLHOOK_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    /// Base URL of this service as receivers reach it (used in recording URLs).
+    #[arg(long, env = "CALLHOOK_PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// How long call data, deliveries and recordings are kept.
+    #[arg(long, env = "CALLHOOK_RETENTION_HOURS", default_value_t = 48)]
+    pub retention_hours: u32,
+
+    /// Accept `http://` integration URLs. For development and tests only.
+    #[arg(long, env = "CALLHOOK_ALLOW_INSECURE_HTTP", default_value_t = false)]
+    pub allow_insecure_http: bool,
+
+    /// Allow destinations on loopback, private and link-local networks. For development and tests only.
+    #[arg(
+        long,
+        env = "CALLHOOK_ALLOW_PRIVATE_DESTINATIONS",
+        default_value_t = false
+    )]
+    pub allow_private_destinations: bool,
+
+    /// Send every delivery through this HTTP CONNECT proxy (fixed source addresses for allow-lists).
+    #[arg(long, env = "CALLHOOK_EGRESS_PROXY")]
+    pub egress_proxy: Option<String>,
+
+    /// Largest accepted request body, in bytes (413 above it).
+    #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Base64 of a 32-byte key sealing integration secrets. When unset, a key file in the data
+    /// dir is created at first start and used from then on.
+    #[arg(long, env = "CALLHOOK_SEAL_KEY", hide_env_values = true)]
+    pub seal_key: Option<String>,
+
+    /// Log filter (`info`, `callhook=debug`, …).
+    #[arg(long, env = "CALLHOOK_LOG", default_value = "info")]
+    pub log: String,
+
+    /// `text` or `json` log lines.
+    #[arg(long, env = "CALLHOOK_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+
+    /// How long shutdown waits for in-flight deliveries before leaving them to recovery.
+    #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Config {
+    /// The database URL in effect: the explicit one, or SQLite inside the data dir.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("callhook.db").display()),
+        }
+    }
+
+    /// Defaults with a given data dir; used by tests and by `demo`.
+    pub fn for_data_dir(data_dir: PathBuf) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: None,
+            data_dir,
+            admin_token: None,
+            public_url: None,
+            retention_hours: 48,
+            allow_insecure_http: false,
+            allow_private_destinations: false,
+            egress_proxy: None,
+            max_body_bytes: 8 * 1024 * 1024,
+            seal_key: None,
+            log: "info".into(),
+            log_format: "text".into(),
+            shutdown_grace_ms: 10_000,
+        }
+    }
+}

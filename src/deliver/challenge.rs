@@ -1,0 +1,89 @@
+//! The challenge–response check (seed 001): on save, callhook POSTs
+//! `{"challenge": "<32 hex>", …custom_data}` with the integration's headers; the endpoint must
+//! answer 200, `text/plain`, with exactly the token, within the timeout.
+
+use std::time::Duration;
+
+use crate::model::integration::{SettingError, ValidSpec};
+use crate::record::ErrorClass;
+
+use super::client::HttpClient;
+
+pub async fn verify(
+    client: &HttpClient,
+    spec: &ValidSpec,
+    secret: Option<&str>,
+) -> Result<(), SettingError> {
+    let token = hex::encode(crate::security::random_bytes::<16>());
+    let mut body = serde_json::Map::new();
+    if let Some(cd) = &spec.spec.custom_data {
+        body.extend(cd.clone());
+    }
+    body.insert("challenge".into(), serde_json::Value::String(token.clone()));
+    let mut req = client
+        .inner
+        .post(spec.url.clone())
+        .timeout(Duration::from_millis(spec.spec.delivery.timeout_ms))
+        .header(reqwest::header::CONTENT_TYPE, crate::render::JSON)
+        .header("callhook-event-type", "challenge")
+        .body(serde_json::to_vec(&body).unwrap_or_default());
+    for (k, v) in &spec.spec.headers {
+        req = req.header(k.as_str(), v.as_str());
+    }
+    if let Some(s) = secret {
+        req = req.bearer_auth(s);
+    }
+    let fail = |code: &'static str, message: String| SettingError { code, message };
+    if let Err(e) = crate::security::ssrf::check_url_host(&spec.url, client.policy) {
+        return Err(fail("invalid_url", e.0));
+    }
+    let resp = match req.send().await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => {
+            return Err(fail(
+                "challenge_timeout",
+                format!(
+                    "the endpoint did not answer the challenge within {} ms",
+                    spec.spec.delivery.timeout_ms
+                ),
+            ))
+        }
+        Err(e) => {
+            return Err(match super::client::error_class(&e) {
+                ErrorClass::RefusedDestination | ErrorClass::Dns => {
+                    fail("invalid_url", super::client::error_message(&e))
+                }
+                _ => fail(
+                    "challenge_status",
+                    format!(
+                        "the endpoint could not be reached for the challenge: {}",
+                        super::client::error_message(&e)
+                    ),
+                ),
+            })
+        }
+    };
+    let status = resp.status().as_u16();
+    let content_type = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let text = super::client::read_excerpt(resp).await;
+    if status != 200 || !content_type.starts_with("text/plain") {
+        return Err(fail(
+            "challenge_status",
+            format!(
+                "the endpoint answered the challenge with {status} and content type `{content_type}`; expected 200 text/plain with the challenge token as body"
+            ),
+        ));
+    }
+    if text.trim() != token {
+        return Err(fail(
+            "challenge_mismatch",
+            "the endpoint answered 200 text/plain but the body was not the challenge token it was sent".into(),
+        ));
+    }
+    Ok(())
+}

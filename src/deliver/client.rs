@@ -1,0 +1,147 @@
+//! The shared outbound HTTP client.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::redirect::Policy;
+
+use crate::record::{parse_retry_after, AttemptResult, ErrorClass};
+use crate::security::ssrf::{
+    check_url_host, DestinationPolicy, GuardedResolver, Lookup, ResolveError,
+};
+
+/// How much of a response body is kept in the delivery log.
+pub const EXCERPT_BYTES: usize = 1024;
+
+#[derive(Clone)]
+pub struct HttpClient {
+    pub inner: reqwest::Client,
+    pub policy: DestinationPolicy,
+}
+
+impl HttpClient {
+    pub fn new(
+        policy: DestinationPolicy,
+        lookup: Lookup,
+        egress_proxy: Option<&str>,
+    ) -> Result<Self, String> {
+        let mut b = reqwest::Client::builder()
+            .dns_resolver(Arc::new(GuardedResolver { lookup, policy }))
+            .redirect(Policy::none())
+            .user_agent(crate::USER_AGENT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(10));
+        b = match egress_proxy {
+            Some(p) => {
+                b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("CALLHOOK_EGRESS_PROXY: {e}"))?)
+            }
+            None => b.no_proxy(),
+        };
+        let inner = b.build().map_err(|e| format!("http client: {e}"))?;
+        Ok(HttpClient { inner, policy })
+    }
+
+    /// Sends a request and classifies the outcome; never returns an error.
+    pub async fn send(&self, req: reqwest::RequestBuilder, url: &url::Url) -> AttemptResult {
+        // IP-literal URLs do not pass through the resolver: check them here, on every send.
+        if let Err(e) = check_url_host(url, self.policy) {
+            return AttemptResult::Error {
+                class: ErrorClass::RefusedDestination,
+                message: e.0,
+            };
+        }
+        match req.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
+                let excerpt = read_excerpt(resp).await;
+                AttemptResult::Response {
+                    status,
+                    retry_after,
+                    excerpt,
+                }
+            }
+            Err(e) => AttemptResult::Error {
+                class: error_class(&e),
+                message: error_message(&e),
+            },
+        }
+    }
+}
+
+/// Reads at most [`EXCERPT_BYTES`] of the body (more is dropped with the connection).
+pub async fn read_excerpt(mut resp: reqwest::Response) -> String {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < EXCERPT_BYTES {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                buf.extend_from_slice(&chunk[..chunk.len().min(EXCERPT_BYTES - buf.len())])
+            }
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
+    if e.is_timeout() {
+        return ErrorClass::Timeout;
+    }
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(r) = s.downcast_ref::<ResolveError>() {
+            return match r {
+                ResolveError::Refused(_) => ErrorClass::RefusedDestination,
+                ResolveError::Dns(_) => ErrorClass::Dns,
+            };
+        }
+        let text = s.to_string().to_ascii_lowercase();
+        if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
+            return ErrorClass::Tls;
+        }
+        src = s.source();
+    }
+    if e.is_connect() {
+        ErrorClass::Connect
+    } else {
+        ErrorClass::Request
+    }
+}
+
+/// The error with its causes, e.g. "error sending request: connection refused".
+pub(crate) fn error_message(e: &reqwest::Error) -> String {
+    let mut parts = vec![e.without_url_ref().to_string()];
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if parts.last() != Some(&t) {
+            parts.push(t);
+        }
+        src = s.source();
+    }
+    let mut msg = parts.join(": ");
+    msg.truncate(500);
+    msg
+}
+
+trait WithoutUrl {
+    fn without_url_ref(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_ref(&self) -> String {
+        // URLs can carry tokens in their query; the log keeps the kind of error, not the URL.
+        let s = self.to_string();
+        match s.find(" for url (") {
+            Some(i) => s[..i].to_string(),
+            None => s,
+        }
+    }
+}

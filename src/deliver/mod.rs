@@ -1,0 +1,16 @@
+//! Delivery: sending deliveries to receivers and scheduling what comes next.
+//!
+//! - [`client`]: the one shared HTTP client (keep-alive, HTTP/2 when offered, no redirects, the
+//!   SSRF-guarded resolver) and the classification of what came back.
+//! - [`dispatcher`]: a worker per integration with its own queue and in-flight limit, so a slow
+//!   or hanging endpoint only ever delays itself; and the claimer that takes due work from the
+//!   store (retries, recovery, overflow) with the same back-pressure.
+//! - [`attempt`]: one attempt — render, sign, send, record, decide.
+//! - [`challenge`]: the challenge–response check run when an integration is saved.
+
+pub mod attempt;
+pub mod challenge;
+pub mod client;
+pub mod dispatcher;
+
+pub use dispatcher::Dispatcher;

@@ -1,0 +1,537 @@
+//! Integrations: where a tenant's (or partner's) call data goes, and how.
+//!
+//! [`IntegrationSpec`] is the settings object of the API (unknown fields are refused, so a typo
+//! never silently does nothing). [`validate`] turns it into a [`ValidSpec`]; only a `ValidSpec`
+//! is stored or cached.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::event::EventKind;
+use crate::render::Profile;
+use crate::route::Condition;
+use crate::security::ssrf::{check_url_form, DestinationPolicy};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationSpec {
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub method: HttpMethod,
+    #[serde(default)]
+    pub format: Format,
+    #[serde(default)]
+    pub profile: Profile,
+    pub event_types: Vec<EventKind>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub custom_data: Option<Map<String, Value>>,
+    #[serde(default)]
+    pub verification: Verification,
+    #[serde(default)]
+    pub filters: Filters,
+    #[serde(default)]
+    pub options: Options,
+    #[serde(default)]
+    pub privacy: BTreeMap<PrivacyTarget, PrivacyRule>,
+    #[serde(default)]
+    pub delivery: DeliverySpec,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum HttpMethod {
+    #[default]
+    Post,
+    Put,
+    Get,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    #[default]
+    Json,
+    Form,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verification {
+    /// The endpoint must echo a challenge token before the settings are saved.
+    #[default]
+    Challenge,
+    None,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Filters {
+    #[serde(default)]
+    pub users: OwnerFilter,
+    #[serde(default)]
+    pub answer_groups: OwnerFilter,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OwnerFilter {
+    pub mode: OwnerMode,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ids: Vec<String>,
+}
+
+impl Default for OwnerFilter {
+    fn default() -> Self {
+        Self {
+            mode: OwnerMode::All,
+            ids: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum OwnerMode {
+    None,
+    All,
+    Specific,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Options {
+    #[serde(default = "yes")]
+    pub include_transcript: bool,
+    #[serde(default = "yes")]
+    pub include_keywords: bool,
+    #[serde(default = "yes")]
+    pub include_summary: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            include_transcript: true,
+            include_keywords: true,
+            include_summary: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyTarget {
+    LocalUserId,
+    LocalEmail,
+    LocalNumber,
+    RemoteUserId,
+    RemoteEmail,
+    RemoteNumber,
+    DeviceType,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PrivacyRule {
+    pub action: PrivacyAction,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digits: Option<u8>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum PrivacyAction {
+    Keep,
+    Remove,
+    Mask,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySpec {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    #[serde(default)]
+    pub retry: RetrySpec,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    /// One call's events reach this integration in order. Defaults to true when the
+    /// integration receives `call.state`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordered: Option<bool>,
+    /// Requests in flight to this endpoint at once.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: u32,
+    /// Disable after this many consecutive failed attempts. Unset: disable when a delivery
+    /// exhausts the exponential schedule with no success in between.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disable_after_failures: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay_s: Option<u32>,
+}
+
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_max_in_flight() -> u32 {
+    16
+}
+
+impl Default for DeliverySpec {
+    fn default() -> Self {
+        Self {
+            mode: DeliveryMode::Realtime,
+            retry: RetrySpec::default(),
+            timeout_ms: default_timeout_ms(),
+            ordered: None,
+            max_in_flight: default_max_in_flight(),
+            disable_after_failures: None,
+            interval_s: None,
+            delay_s: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    #[default]
+    Realtime,
+    Batch,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySpec {
+    #[serde(default)]
+    pub policy: RetryPolicyKind,
+    /// Retries after the first attempt: 0–10 (default 1 for linear, 10 for exponential).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryPolicyKind {
+    /// The n-th retry waits n × 2 s.
+    #[default]
+    Linear,
+    /// About 5 s, 30 s, 2 min, 10 min, 30 min, 1 h, 2 h, 4 h, 8 h, 8 h, with jitter.
+    Exponential,
+}
+
+/// A spec that passed every check, with its defaults made explicit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidSpec {
+    pub spec: IntegrationSpec,
+    pub url: Url,
+}
+
+impl ValidSpec {
+    pub fn ordered(&self) -> bool {
+        self.spec.delivery.ordered.unwrap_or(false)
+    }
+    pub fn retries(&self) -> u32 {
+        self.spec.delivery.retry.retries.unwrap_or(0)
+    }
+}
+
+/// A setting that cannot be saved: 422 with this code and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> SettingError {
+    SettingError {
+        code: "invalid_setting",
+        message: message.into(),
+    }
+}
+
+const RESERVED_HEADERS: [&str; 6] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "host",
+    "connection",
+    "transfer-encoding",
+];
+const MAX_HEADERS: usize = 20;
+const MAX_HEADER_VALUE: usize = 4096;
+const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
+
+/// Checks every setting and fills in defaults. `has_secret` decides whether an
+/// `Authorization` header may be set (it may not when callhook sends the secret as bearer).
+pub fn validate(
+    mut spec: IntegrationSpec,
+    has_secret: bool,
+    policy: DestinationPolicy,
+) -> Result<ValidSpec, SettingError> {
+    let name = spec.name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(invalid("`name` must be 1–200 characters"));
+    }
+    spec.name = name.to_string();
+    let url = check_url_form(&spec.url, policy).map_err(|e| SettingError {
+        code: "invalid_url",
+        message: e.0,
+    })?;
+    if spec.event_types.is_empty() {
+        return Err(invalid(
+            "`event_types` must name at least one of call.state, call.completed, call.unanswered, recording.completed, analysis.completed, ivr.input",
+        ));
+    }
+    spec.event_types.sort();
+    spec.event_types.dedup();
+    spec.profile
+        .check_feeds(&spec.event_types)
+        .map_err(invalid)?;
+    if spec.method == HttpMethod::Get || spec.format == Format::Form {
+        return Err(invalid(
+            "GET and form-encoded delivery need a profile with a flat form encoding; use method POST or PUT with format json",
+        ));
+    }
+    check_headers(&spec.headers, has_secret)?;
+    if let Some(cd) = &spec.custom_data {
+        let size = serde_json::to_vec(cd)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_CUSTOM_DATA_BYTES {
+            return Err(invalid(format!(
+                "`custom_data` is {size} bytes; at most {MAX_CUSTOM_DATA_BYTES} are allowed"
+            )));
+        }
+    }
+    for (field, f) in [
+        ("users", &spec.filters.users),
+        ("answer_groups", &spec.filters.answer_groups),
+    ] {
+        match f.mode {
+            OwnerMode::Specific if f.ids.is_empty() => {
+                return Err(invalid(format!(
+                    "`filters.{field}.mode` is specific but `ids` is empty; list the ids or use mode all"
+                )))
+            }
+            OwnerMode::None | OwnerMode::All if !f.ids.is_empty() => {
+                return Err(invalid(format!(
+                    "`filters.{field}.ids` is only used with mode specific"
+                )))
+            }
+            _ => {}
+        }
+    }
+    for (i, c) in spec.filters.conditions.iter().enumerate() {
+        c.check()
+            .map_err(|m| invalid(format!("`filters.conditions[{i}]`: {m}")))?;
+    }
+    for (target, rule) in &spec.privacy {
+        match (rule.action, rule.digits) {
+            (PrivacyAction::Mask, Some(1..=15)) => {}
+            (PrivacyAction::Mask, _) => {
+                return Err(invalid(format!(
+                    "`privacy.{}`: mask needs `digits` from 1 to 15",
+                    serde_json::to_value(target)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(invalid("`privacy`: `digits` is only used with action mask"))
+            }
+            _ => {}
+        }
+    }
+    if spec
+        .privacy
+        .values()
+        .any(|r| r.action != PrivacyAction::Keep)
+    {
+        // Refused rather than stored unapplied: a rule the renderer ignores would leak the very
+        // fields it names.
+        return Err(invalid(
+            "`privacy` rules are not applied by this server's profiles yet; remove them",
+        ));
+    }
+    let d = &mut spec.delivery;
+    if d.mode == DeliveryMode::Batch || d.interval_s.is_some() || d.delay_s.is_some() {
+        return Err(invalid(
+            "`delivery.mode` batch is not available on this server yet; use realtime",
+        ));
+    }
+    let max_retries = 10;
+    let retries = d.retry.retries.unwrap_or(match d.retry.policy {
+        RetryPolicyKind::Linear => 1,
+        RetryPolicyKind::Exponential => 10,
+    });
+    if retries > max_retries {
+        return Err(invalid("`delivery.retry.retries` must be 0–10"));
+    }
+    d.retry.retries = Some(retries);
+    if !(1_000..=30_000).contains(&d.timeout_ms) {
+        return Err(invalid("`delivery.timeout_ms` must be 1000–30000"));
+    }
+    if !(1..=256).contains(&d.max_in_flight) {
+        return Err(invalid("`delivery.max_in_flight` must be 1–256"));
+    }
+    if d.disable_after_failures == Some(0) {
+        return Err(invalid(
+            "`delivery.disable_after_failures` must be at least 1 (leave it out for the default)",
+        ));
+    }
+    if d.ordered.is_none() {
+        d.ordered = Some(spec.event_types.contains(&EventKind::CallState));
+    }
+    Ok(ValidSpec { spec, url })
+}
+
+fn check_headers(headers: &BTreeMap<String, String>, has_secret: bool) -> Result<(), SettingError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(format!("`headers`: at most {MAX_HEADERS} headers")));
+    }
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(format!(
+                "`headers`: `{}` is not a valid header name",
+                name.escape_debug()
+            )));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("webhook-")
+            || lower.starts_with("callhook-")
+        {
+            return Err(invalid(format!(
+                "`headers`: `{name}` is set by callhook and cannot be overridden"
+            )));
+        }
+        if lower == "authorization" && has_secret {
+            return Err(invalid(
+                "`headers`: `Authorization` carries the `secret` as a bearer token; remove the header or the secret",
+            ));
+        }
+        if value.len() > MAX_HEADER_VALUE
+            || value.chars().any(|c| c.is_control() && c != '\t')
+            || reqwest::header::HeaderValue::from_str(value).is_err()
+        {
+            return Err(invalid(format!(
+                "`headers`: the value of `{name}` must be at most {MAX_HEADER_VALUE} printable characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last four characters of a secret, for recognising it without revealing it.
+pub fn secret_hint(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// A receiver secret must be usable as a bearer token.
+pub fn check_secret(secret: &str) -> Result<(), SettingError> {
+    if secret.len() < 8 || secret.len() > 512 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "`secret` must be 8–512 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> IntegrationSpec {
+        match serde_json::from_value(v) {
+            Ok(s) => s,
+            Err(e) => panic!("spec: {e}"),
+        }
+    }
+
+    fn base() -> Value {
+        json!({"name": "CRM", "url": "https://crm.example.com/h", "event_types": ["call.state", "call.completed"]})
+    }
+
+    #[test]
+    fn defaults_are_made_explicit() {
+        let v = validate(spec(base()), false, DestinationPolicy::default());
+        let v = v.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(v.spec.delivery.retry.retries, Some(1));
+        assert_eq!(
+            v.spec.delivery.ordered,
+            Some(true),
+            "call.state defaults to ordered"
+        );
+        assert_eq!(v.spec.delivery.timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn reserved_and_malformed_headers_are_refused() {
+        for (headers, has_secret) in [
+            (json!({"User-Agent": "x"}), false),
+            (json!({"content-type": "x"}), false),
+            (json!({"Webhook-Id": "x"}), false),
+            (json!({"callhook-attempt": "1"}), false),
+            (json!({"Authorization": "Bearer x"}), true),
+            (json!({"X-Ok": "a\r\nInjected: 1"}), false),
+            (json!({"Bad Name": "x"}), false),
+        ] {
+            let mut b = base();
+            b["headers"] = headers.clone();
+            assert!(
+                validate(spec(b), has_secret, DestinationPolicy::default()).is_err(),
+                "{headers}"
+            );
+        }
+        let mut b = base();
+        b["headers"] = json!({"Authorization": "Basic abc", "X-Api-Key": "k"});
+        assert!(validate(spec(b), false, DestinationPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_delivery_settings_are_refused() {
+        for delivery in [
+            json!({"retry": {"policy": "linear", "retries": 11}}),
+            json!({"timeout_ms": 10}),
+            json!({"max_in_flight": 0}),
+            json!({"disable_after_failures": 0}),
+        ] {
+            let mut b = base();
+            b["delivery"] = delivery.clone();
+            assert!(
+                validate(spec(b), false, DestinationPolicy::default()).is_err(),
+                "{delivery}"
+            );
+        }
+    }
+
+    #[test]
+    fn hints_show_only_the_last_four_characters() {
+        assert_eq!(secret_hint("123ExampleCustomer321"), "…r321");
+    }
+}

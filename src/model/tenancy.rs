@@ -1,0 +1,87 @@
+//! Partners (resellers), tenants (the platform's customers) and API tokens.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Partner {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub partner_id: Option<String>,
+    /// Licence limit on integrations; `None` means unlimited.
+    pub max_integrations: Option<u32>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everything, across tenants and partners.
+    Operator,
+    /// Posts events and recordings (for one tenant when the token names one).
+    Ingest,
+    /// Its partner's integrations and reconciliation, and its partner's tenants.
+    PartnerAdmin,
+    /// Its tenant's integrations (the "superadmin" of a customer account).
+    TenantAdmin,
+    /// Reads its tenant's integrations and deliveries.
+    TenantViewer,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Operator => "operator",
+            Role::Ingest => "ingest",
+            Role::PartnerAdmin => "partner_admin",
+            Role::TenantAdmin => "tenant_admin",
+            Role::TenantViewer => "tenant_viewer",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Role> {
+        [
+            Role::Operator,
+            Role::Ingest,
+            Role::PartnerAdmin,
+            Role::TenantAdmin,
+            Role::TenantViewer,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// A stored token: only the SHA-256 of the token is kept.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TokenRecord {
+    pub id: String,
+    pub hash: [u8; 32],
+    pub role: Role,
+    pub tenant_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub name: String,
+    pub created_at: i64,
+}
+
+/// Tenant and partner ids appear in URLs and events: a short slug keeps them unambiguous.
+pub fn check_slug(field: &str, id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{field}` must be 1–64 characters of letters, digits, `-`, `_` or `.`"
+        ))
+    }
+}

@@ -1,0 +1,127 @@
+//! Storage: one trait, [`Store`], for everything callhook keeps. SQLite (embedded, one node) is
+//! implemented in [`sqlite`]; a PostgreSQL implementation for several nodes fits the same trait.
+//!
+//! Callers never see SQL or assume a backend. Every method that writes returns only after its
+//! change is durable: this is what lets the API acknowledge an event with 202 and the delivery
+//! stage count an attempt as recorded.
+//!
+//! Deliveries carry a lease (`owner`, `until`): the node that holds it is the only one sending
+//! the delivery. Fresh deliveries are inserted already leased to the ingesting node so the fast
+//! path needs no extra write; a retry far in the future gives its lease up; anything whose lease
+//! expired is claimed again with [`Store::claim_due`].
+
+pub mod sqlite;
+mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use types::*;
+
+use crate::model::tenancy::{Partner, Tenant, TokenRecord};
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- partners, tenants, tokens
+    async fn create_partner(&self, partner: Partner) -> StoreResult<()>;
+    async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>>;
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
+    async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()>;
+    /// Deletes a tenant with its tokens and integrations; their pending deliveries are cancelled.
+    async fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
+    async fn create_token(&self, token: TokenRecord) -> StoreResult<()>;
+    async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>>;
+    async fn has_token_named(&self, name: &str) -> StoreResult<bool>;
+
+    // --- integrations
+    /// Inserts unless the tenant already has `max` integrations (then `Conflict`).
+    async fn insert_integration(&self, rec: IntegrationRecord, max: Option<u32>)
+        -> StoreResult<()>;
+    async fn update_integration(&self, rec: IntegrationRecord) -> StoreResult<()>;
+    /// Deletes the integration; its pending deliveries are cancelled, its log kept until purge.
+    async fn delete_integration(&self, id: &str) -> StoreResult<bool>;
+    async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>>;
+    /// Records a health change (failing, disabled, recovered).
+    async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()>;
+    /// Re-enables; with `resend`, what was held or failed since it started failing goes out
+    /// again. Returns how many deliveries were queued.
+    async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64>;
+
+    // --- the pipeline
+    /// Stores events (skipping ids already stored for the tenant) with their deliveries, in one
+    /// durable step, and returns the deliveries ready to send now.
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
+    /// Records attempt outcomes; returns deliveries that became ready (the next of an ordered
+    /// call whose previous delivery was settled).
+    async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>>;
+    /// Leases up to `limit` due deliveries of one integration whose lease is free or expired.
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        limit: u32,
+        lease: Lease,
+        now: i64,
+    ) -> StoreResult<Vec<DispatchJob>>;
+    /// When the integration's earliest unleased pending delivery is due, if it has any.
+    async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>>;
+    /// Gives leases up so the deliveries are claimed again (memory was full, or shutting down).
+    async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()>;
+    /// Called once at start: makes work leased by a previous run of this node claimable.
+    async fn recover(&self) -> StoreResult<u64>;
+    /// Integrations that have pending deliveries (at start-up, to schedule claims).
+    async fn integrations_with_pending(&self) -> StoreResult<Vec<String>>;
+
+    // --- the read side
+    async fn list_deliveries(
+        &self,
+        integration_id: &str,
+        filter: DeliveryFilter,
+    ) -> StoreResult<Vec<DeliveryView>>;
+    async fn get_delivery(&self, id: &str)
+        -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>>;
+    /// Sends one settled delivery again, once (a manual redelivery is never retried).
+    async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob>;
+    /// Queues every failed delivery of the integration created in `[since, until)`; returns the count.
+    async fn redeliver_failed(
+        &self,
+        integration_id: &str,
+        since: i64,
+        until: i64,
+        now: i64,
+    ) -> StoreResult<u64>;
+
+    /// A cheap round trip for readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+pub type DynStore = Arc<dyn Store>;
+
+/// Opens the store named by a database URL.
+pub async fn open(url: &str) -> Result<DynStore, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        let store = sqlite::SqliteStore::open(std::path::Path::new(path)).await?;
+        return Ok(Arc::new(store));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Internal(
+            "PostgreSQL is not available in this build yet; use sqlite://PATH".into(),
+        ));
+    }
+    Err(StoreError::Internal(format!(
+        "CALLHOOK_DATABASE_URL `{url}` is neither sqlite://PATH nor postgres://…"
+    )))
+}

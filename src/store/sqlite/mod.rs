@@ -1,0 +1,232 @@
+//! The embedded SQLite store: WAL, one group-committing writer thread ([`writer`]) and a small
+//! pool of read connections used from blocking tasks, so reads never wait behind commits.
+
+mod admin;
+mod pipeline;
+mod read;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rusqlite::Connection;
+
+use super::*;
+use crate::model::tenancy::{Partner, Tenant, TokenRecord};
+use writer::Writer;
+
+pub struct SqliteStore {
+    writer: Writer,
+    readers: Arc<Readers>,
+}
+
+struct Readers {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(e.to_string())
+}
+
+fn open_conn(path: &Path) -> StoreResult<Connection> {
+    let conn = Connection::open(path).map_err(internal)?;
+    schema::configure(&conn).map_err(internal)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
+        let path = path.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| internal(format!("{}: {e}", dir.display())))?;
+            }
+            let mut conn = open_conn(&path)?;
+            schema::migrate(&mut conn).map_err(internal)?;
+            Ok(SqliteStore {
+                writer: Writer::start(conn)?,
+                readers: Arc::new(Readers {
+                    path,
+                    idle: Mutex::new(Vec::new()),
+                }),
+            })
+        })
+        .await
+        .map_err(internal)?
+    }
+
+    async fn write<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        self.writer.write(f).await
+    }
+
+    async fn read<T, F>(&self, f: F) -> StoreResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> StoreResult<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        tokio::task::spawn_blocking(move || {
+            let pooled = readers.idle.lock().pop();
+            let conn = match pooled {
+                Some(c) => c,
+                None => open_conn(&readers.path)?,
+            };
+            let out = f(&conn);
+            let mut idle = readers.idle.lock();
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+            out
+        })
+        .await
+        .map_err(internal)?
+    }
+}
+
+fn owned(s: &str) -> String {
+    s.to_string()
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn create_partner(&self, partner: Partner) -> StoreResult<()> {
+        self.write(move |c| admin::create_partner(c, &partner))
+            .await
+    }
+    async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>> {
+        let id = owned(id);
+        self.read(move |c| admin::get_partner(c, &id)).await
+    }
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        self.write(move |c| admin::create_tenant(c, &tenant)).await
+    }
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let id = owned(id);
+        self.read(move |c| admin::get_tenant(c, &id)).await
+    }
+    async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        self.write(move |c| admin::update_tenant(c, &tenant)).await
+    }
+    async fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
+        let id = owned(id);
+        self.write(move |c| admin::delete_tenant(c, &id)).await
+    }
+    async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
+        self.write(move |c| admin::create_token(c, &token)).await
+    }
+    async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        self.read(move |c| admin::find_token(c, &hash)).await
+    }
+    async fn has_token_named(&self, name: &str) -> StoreResult<bool> {
+        let name = owned(name);
+        self.read(move |c| admin::has_token_named(c, &name)).await
+    }
+    async fn insert_integration(
+        &self,
+        rec: IntegrationRecord,
+        max: Option<u32>,
+    ) -> StoreResult<()> {
+        self.write(move |c| admin::insert_integration(c, &rec, max))
+            .await
+    }
+    async fn update_integration(&self, rec: IntegrationRecord) -> StoreResult<()> {
+        self.write(move |c| admin::update_integration(c, &rec))
+            .await
+    }
+    async fn delete_integration(&self, id: &str) -> StoreResult<bool> {
+        let id = owned(id);
+        self.write(move |c| admin::delete_integration(c, &id)).await
+    }
+    async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>> {
+        self.read(admin::load_integrations).await
+    }
+    async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()> {
+        let id = owned(id);
+        self.write(move |c| admin::set_health(c, &id, &health))
+            .await
+    }
+    async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
+        let id = owned(id);
+        self.write(move |c| pipeline::enable(c, &id, resend, now))
+            .await
+    }
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        self.write(move |c| pipeline::ingest(c, batch)).await
+    }
+    async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
+        self.write(move |c| pipeline::record(c, outcomes, &lease))
+            .await
+    }
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        limit: u32,
+        lease: Lease,
+        now: i64,
+    ) -> StoreResult<Vec<DispatchJob>> {
+        let id = owned(integration_id);
+        self.write(move |c| pipeline::claim_due(c, &id, limit, &lease, now))
+            .await
+    }
+    async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
+        let id = owned(integration_id);
+        self.read(move |c| read::next_due_at(c, &id)).await
+    }
+    async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()> {
+        self.write(move |c| pipeline::release(c, &delivery_ids))
+            .await
+    }
+    async fn recover(&self) -> StoreResult<u64> {
+        // One node owns an SQLite file: every lease in it is this node's, from a previous run.
+        self.write(pipeline::release_all).await
+    }
+    async fn integrations_with_pending(&self) -> StoreResult<Vec<String>> {
+        self.read(read::integrations_with_pending).await
+    }
+    async fn list_deliveries(
+        &self,
+        integration_id: &str,
+        filter: DeliveryFilter,
+    ) -> StoreResult<Vec<DeliveryView>> {
+        let id = owned(integration_id);
+        self.read(move |c| read::list_deliveries(c, &id, &filter))
+            .await
+    }
+    async fn get_delivery(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
+        let id = owned(id);
+        self.read(move |c| read::get_delivery(c, &id)).await
+    }
+    async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob> {
+        let id = owned(id);
+        self.write(move |c| pipeline::redeliver(c, &id, &lease, now))
+            .await
+    }
+    async fn redeliver_failed(
+        &self,
+        integration_id: &str,
+        since: i64,
+        until: i64,
+        now: i64,
+    ) -> StoreResult<u64> {
+        let id = owned(integration_id);
+        self.write(move |c| pipeline::redeliver_failed(c, &id, since, until, now))
+            .await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await?;
+        self.write(|_| Ok(())).await
+    }
+}

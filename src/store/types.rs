@@ -1,0 +1,233 @@
+//! Values that cross the [`Store`](super::Store) boundary.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::model::event::{EventKind, StoredEvent};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntegrationStatus {
+    Active,
+    Disabled,
+}
+
+impl IntegrationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IntegrationStatus::Active => "active",
+            IntegrationStatus::Disabled => "disabled",
+        }
+    }
+    pub fn parse(s: &str) -> IntegrationStatus {
+        if s == "disabled" {
+            IntegrationStatus::Disabled
+        } else {
+            IntegrationStatus::Active
+        }
+    }
+}
+
+/// An integration as stored: settings as validated JSON, secrets sealed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationRecord {
+    pub id: String,
+    pub tenant_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub spec_json: String,
+    pub status: IntegrationStatus,
+    pub disabled_reason: Option<String>,
+    pub secret_sealed: Option<Vec<u8>>,
+    pub secret_hint: Option<String>,
+    /// Sealed JSON list of signing keys (`whsec_…` and when each stops signing).
+    pub signing_sealed: Vec<u8>,
+    pub failing_since: Option<i64>,
+    pub consecutive_failures: u32,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// How an integration is doing: written on every change of state, not on every attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationHealth {
+    pub status: IntegrationStatus,
+    pub disabled_reason: Option<String>,
+    pub failing_since: Option<i64>,
+    pub consecutive_failures: u32,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    /// Waiting for its (next) attempt.
+    Pending,
+    /// Ordered: waits until the call's earlier delivery to the integration is settled.
+    Blocked,
+    /// The integration was disabled: recorded, not sent.
+    Held,
+    Succeeded,
+    /// Given up (retries exhausted, 410 Gone, or a manual redelivery that failed).
+    Failed,
+    /// The integration was deleted before it was sent.
+    Cancelled,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Blocked => "blocked",
+            DeliveryStatus::Held => "held",
+            DeliveryStatus::Succeeded => "succeeded",
+            DeliveryStatus::Failed => "failed",
+            DeliveryStatus::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        [
+            DeliveryStatus::Pending,
+            DeliveryStatus::Blocked,
+            DeliveryStatus::Held,
+            DeliveryStatus::Succeeded,
+            DeliveryStatus::Failed,
+            DeliveryStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|x| x.as_str() == s)
+    }
+}
+
+/// Who may send a delivery, and until when.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lease {
+    pub owner: Arc<str>,
+    pub until: i64,
+}
+
+/// A delivery to create at ingest.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: String,
+    pub integration_id: String,
+    pub trigger: EventKind,
+    pub ordered: bool,
+    /// The integration is disabled: record as held.
+    pub held: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestItem {
+    pub event: crate::model::event::Event,
+    pub body: String,
+    pub deliveries: Vec<NewDelivery>,
+}
+
+#[derive(Debug, Clone)]
+pub struct IngestBatch {
+    pub items: Vec<IngestItem>,
+    pub lease: Lease,
+    pub now: i64,
+}
+
+#[derive(Debug, Default)]
+pub struct IngestOutcome {
+    pub accepted: usize,
+    pub duplicates: usize,
+    pub ready: Vec<DispatchJob>,
+}
+
+/// What the delivery stage needs to know about a delivery to attempt it.
+#[derive(Debug, Clone)]
+pub struct DeliveryHead {
+    pub id: String,
+    pub integration_id: String,
+    pub call_id: String,
+    pub trigger: EventKind,
+    pub ordered: bool,
+    /// A redelivery asked for by a person: one attempt, never rescheduled.
+    pub manual: bool,
+    /// Attempts made so far (the next one is `attempts + 1`).
+    pub attempts: u32,
+    /// Retries used in the current cycle (reset when a delivery is resent).
+    pub retries_used: u32,
+    pub created_at: i64,
+}
+
+/// A delivery ready to attempt, with its event.
+#[derive(Debug, Clone)]
+pub struct DispatchJob {
+    pub head: DeliveryHead,
+    pub event: Arc<StoredEvent>,
+}
+
+/// One attempt, as recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub started_at: i64,
+    pub duration_ms: u32,
+    pub status_code: Option<u16>,
+    pub error_class: Option<&'static str>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+}
+
+/// Where a delivery goes after an attempt (or after finding its integration disabled).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NextStep {
+    Succeeded,
+    Failed,
+    Held,
+    /// Try again at `at`; `keep_lease` when this node keeps it in memory until then.
+    Retry {
+        at: i64,
+        keep_lease: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub head: DeliveryHead,
+    pub attempt: Option<AttemptRecord>,
+    pub next: NextStep,
+    pub now: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct DeliveryFilter {
+    pub status: Option<DeliveryStatus>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    /// Deliveries created strictly before this id (ids sort by creation): the page cursor.
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DeliveryView {
+    pub id: String,
+    pub integration_id: String,
+    pub event_id: String,
+    pub event_type: &'static str,
+    pub call_id: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub next_attempt_at: Option<String>,
+    pub last_status_code: Option<u16>,
+    pub last_error_class: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptView {
+    pub attempt: u32,
+    pub started_at: String,
+    pub duration_ms: u32,
+    pub status_code: Option<u16>,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub manual: bool,
+}
