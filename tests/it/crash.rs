@@ -1,0 +1,157 @@
+//! `kill -9` in the middle of ingest and delivery, then a restart on the same store.
+
+use std::collections::HashSet;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::json;
+
+use crate::support::*;
+
+fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_callhook"))
+        .arg("serve")
+        .env("CALLHOOK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CALLHOOK_DATA_DIR", dir)
+        .env("CALLHOOK_ADMIN_TOKEN", ADMIN)
+        .env("CALLHOOK_ALLOW_INSECURE_HTTP", "true")
+        .env("CALLHOOK_ALLOW_PRIVATE_DESTINATIONS", "true")
+        .env("CALLHOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn callhook")
+}
+
+async fn wait_ready(base: &str) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "server did not become ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let base = format!("http://127.0.0.1:{port}");
+    let api = Api {
+        base: base.clone(),
+        token: ADMIN.into(),
+        http: reqwest::Client::new(),
+    };
+    let rx = Receiver::start().await;
+    // A slow receiver that sometimes fails: deliveries are queued, in flight and in retry when
+    // the process dies.
+    let mut script = Vec::new();
+    for i in 0..400 {
+        script.push(if i % 7 == 0 {
+            Reply::Status(503)
+        } else {
+            Reply::Delay(15, 200)
+        });
+    }
+    rx.script(script, Reply::Delay(5, 200));
+
+    let mut child = spawn_server(dir.path(), port);
+    wait_ready(&base).await;
+    api.post("/v1/tenants", json!({"id": "acme", "name": "Acme"}))
+        .await;
+    let (st, _) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "n", "url": rx.url,
+        "event_types": ["ivr.input"], "verification": "none",
+        "delivery": {"retry": {"policy": "linear", "retries": 10}}}),
+        )
+        .await;
+    assert_eq!(st, 201);
+
+    let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ingest = {
+        let (api, acked, stop) = (api.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let ids: Vec<String> = (0..25).map(|i| format!("ev-{n}-{i}")).collect();
+                let events: Vec<_> = ids
+                    .iter()
+                    .map(|id| event(id, "acme", "ivr.input", id, json!({"dtmf": "1"})))
+                    .collect();
+                let sent = api
+                    .http
+                    .post(format!("{}/v1/events", api.base))
+                    .bearer_auth(ADMIN)
+                    .json(&json!({"events": events}))
+                    .send()
+                    .await;
+                if matches!(sent, Ok(ref r) if r.status() == 202) {
+                    acked.lock().extend(ids);
+                } else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                n += 1;
+            }
+        })
+    };
+
+    // Kill once deliveries are flowing and ingest is mid-stream.
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut deliveries = 0usize;
+    while deliveries < 150 {
+        let r = rx.next(30).await;
+        deliveries += 1;
+        seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
+    }
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let acked_before_kill = acked.lock().len();
+
+    let mut child = spawn_server(dir.path(), port);
+    wait_ready(&base).await;
+    // Ingest goes on against the restarted process for a moment, then stops.
+    while acked.lock().len() < acked_before_kill + 250 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = ingest.await;
+    let acked = acked.lock().clone();
+    rx.set_default(Reply::Status(200));
+
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !acked.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "lost: {} acknowledged events never delivered",
+            acked.difference(&seen).count()
+        );
+        let r = rx.next(60).await;
+        deliveries += 1;
+        seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
+    }
+    let lost = acked.difference(&seen).count();
+    println!(
+        "kill -9: acknowledged {}, delivered {} distinct in {} requests, lost {lost}",
+        acked.len(),
+        seen.len(),
+        deliveries
+    );
+    assert_eq!(lost, 0);
+    assert!(acked_before_kill > 0);
+    let _ = child.kill();
+    let _ = child.wait();
+}

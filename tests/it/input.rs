@@ -1,0 +1,104 @@
+use serde_json::json;
+
+use crate::support::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_clear_errors_with_the_right_status() {
+    let server = TestServer::start_with(|c| c.max_body_bytes = 64 * 1024).await;
+    server.tenant("acme").await;
+    let admin = server.admin();
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/events", server.base);
+
+    let resp = http.post(&url).json(&json!({})).send().await.expect("send");
+    assert_eq!(resp.status(), 401);
+    let resp = http
+        .post(&url)
+        .bearer_auth("nope")
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 401);
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(v["error"]["code"], "unauthorized");
+
+    let resp = http
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .body("{not json")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 400);
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(v["error"]["code"], "malformed_json");
+
+    let resp = http
+        .post(&url)
+        .bearer_auth(ADMIN)
+        .body(vec![b' '; 128 * 1024])
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), 413);
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(v["error"]["code"], "payload_too_large");
+
+    let (st, v) = admin
+        .post(
+            "/v1/events",
+            json!({"events": [
+        event("ok", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
+        event("bad", "acme", "call.state", "c", json!({"seq": 1, "state": "ringing"}))]}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    let msg = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        msg.contains("events[1]") && msg.contains("ringing"),
+        "{msg}"
+    );
+    let (st, v) = admin
+        .post(
+            "/v1/events",
+            event("x", "nobody", "ivr.input", "c", json!({"dtmf": "1"})),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("unknown_tenant"))
+    );
+    // Neither request stored anything: the valid event of the refused batch is still new.
+    let (st, v) = admin
+        .post(
+            "/v1/events",
+            event("ok", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
+        )
+        .await;
+    assert_eq!((st, v["accepted"].as_u64()), (202, Some(1)));
+
+    assert_eq!(admin.get("/v1/nowhere").await.0, 404);
+    let (st, v) = admin
+        .post("/v1/tokens", json!({"role": "king", "name": "x"}))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_token_request"))
+    );
+    let (st, _) = admin
+        .post("/v1/tenants", json!({"id": "bad id!", "name": "x"}))
+        .await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        admin
+            .post("/v1/tenants", json!({"id": "acme", "name": "again"}))
+            .await
+            .0,
+        409
+    );
+    let (st, _) = admin.get("/healthz").await;
+    assert_eq!(st, 200);
+    assert_eq!(admin.get("/readyz").await.0, 200);
+    server.stop().await;
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real server on 127.0.0.1:0 with real receivers.
+
+mod crash;
+mod delivery;
+mod input;
+mod integrations;
+mod retries;
+mod support;
+mod tenancy;

@@ -1,0 +1,336 @@
+//! Test support: the real server on 127.0.0.1:0, a receiver whose replies a test scripts, and
+//! a small API client.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use parking_lot::Mutex;
+use reqwest::Method;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub const ADMIN: &str = "test-operator-token";
+
+pub struct TestServer {
+    pub running: Option<callhook::app::Running>,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+pub fn dev_config(dir: &std::path::Path) -> callhook::config::Config {
+    let mut c = callhook::config::Config::for_data_dir(dir.to_path_buf());
+    c.admin_token = Some(ADMIN.into());
+    c.allow_insecure_http = true;
+    c.allow_private_destinations = true;
+    c.shutdown_grace_ms = 2_000;
+    c
+}
+
+impl TestServer {
+    /// A server for local receivers (insecure http and private destinations allowed).
+    pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(tweak: impl FnOnce(&mut callhook::config::Config)) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = dev_config(dir.path());
+        tweak(&mut config);
+        let running = callhook::app::start(config).await.expect("server starts");
+        let base = format!("http://{}", running.addr);
+        TestServer {
+            running: Some(running),
+            base,
+            _dir: dir,
+        }
+    }
+
+    pub fn api(&self, token: &str) -> Api {
+        Api {
+            base: self.base.clone(),
+            token: token.to_string(),
+            http: reqwest::Client::new(),
+        }
+    }
+
+    pub fn admin(&self) -> Api {
+        self.api(ADMIN)
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown().await;
+        }
+    }
+
+    /// A tenant and a tenant_admin token for it.
+    pub async fn tenant(&self, id: &str) -> Api {
+        let admin = self.admin();
+        let (st, _) = admin
+            .post("/v1/tenants", json!({"id": id, "name": id}))
+            .await;
+        assert_eq!(st, 201, "tenant {id}");
+        let (st, tok) = admin
+            .post(
+                "/v1/tokens",
+                json!({"role": "tenant_admin", "tenant_id": id, "name": "t"}),
+            )
+            .await;
+        assert_eq!(st, 201);
+        self.api(tok["token"].as_str().unwrap_or_default())
+    }
+}
+
+#[derive(Clone)]
+pub struct Api {
+    pub base: String,
+    pub token: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.call(Method::GET, path, None).await
+    }
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::POST, path, Some(body)).await
+    }
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.call(Method::PATCH, path, Some(body)).await
+    }
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.call(Method::DELETE, path, None).await
+    }
+
+    /// Creates an integration and returns its JSON (with the signing secret).
+    pub async fn integration(&self, tenant: &str, spec: Value) -> Value {
+        let (st, v) = self
+            .post(&format!("/v1/tenants/{tenant}/integrations"), spec)
+            .await;
+        assert_eq!(st, 201, "create integration: {v}");
+        v
+    }
+
+    /// Waits until a delivery log query returns `n` items with `status` (awaited by polling the
+    /// API: the log is what a user would look at).
+    pub async fn wait_for_deliveries(
+        &self,
+        tenant: &str,
+        iid: &str,
+        status: &str,
+        n: usize,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, v) = self
+                .get(&format!(
+                    "/v1/tenants/{tenant}/integrations/{iid}/deliveries?status={status}&limit=500"
+                ))
+                .await;
+            let items = v["items"].as_array().cloned().unwrap_or_default();
+            if items.len() >= n {
+                return items;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {n} {status} deliveries, have {}",
+                items.len()
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+}
+
+pub fn event(id: &str, tenant: &str, kind: &str, call: &str, data: Value) -> Value {
+    json!({"id": id, "type": kind, "tenant_id": tenant, "occurred_at": "2026-11-22T10:00:00.123Z",
+           "call_id": call, "data": data})
+}
+
+/// What a receiver answers.
+#[derive(Clone, Debug)]
+pub enum Reply {
+    Status(u16),
+    RetryAfter(u16, u64),
+    /// Never answers (until the client gives up).
+    Hang,
+    Delay(u64, u16),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChallengeReply {
+    Echo,
+    Wrong,
+    Status(u16),
+    Hang,
+}
+
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    pub fn header(&self, name: &str) -> String {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_string()
+    }
+}
+
+struct Script {
+    queue: VecDeque<Reply>,
+    default: Reply,
+    challenge: ChallengeReply,
+}
+
+#[derive(Clone)]
+struct RecvState {
+    script: Arc<Mutex<Script>>,
+    tx: mpsc::UnboundedSender<Received>,
+}
+
+/// A real HTTP endpoint on 127.0.0.1:0.
+pub struct Receiver {
+    pub url: String,
+    script: Arc<Mutex<Script>>,
+    rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
+}
+
+impl Receiver {
+    pub async fn start() -> Receiver {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let script = Arc::new(Mutex::new(Script {
+            queue: VecDeque::new(),
+            default: Reply::Status(200),
+            challenge: ChallengeReply::Echo,
+        }));
+        let state = RecvState {
+            script: script.clone(),
+            tx,
+        };
+        let app = axum::Router::new().fallback(handle).with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Receiver {
+            url: format!("http://{addr}/hook"),
+            script,
+            rx: tokio::sync::Mutex::new(rx),
+        }
+    }
+
+    /// Replies for the next deliveries, in order; then `default`.
+    pub fn script(&self, replies: Vec<Reply>, default: Reply) {
+        let mut s = self.script.lock();
+        s.queue = replies.into();
+        s.default = default;
+    }
+
+    pub fn set_default(&self, default: Reply) {
+        self.script.lock().default = default;
+    }
+
+    pub fn challenge(&self, reply: ChallengeReply) {
+        self.script.lock().challenge = reply;
+    }
+
+    /// The next delivery (challenges are not reported), or a panic after `secs`.
+    pub async fn next(&self, secs: u64) -> Received {
+        let mut rx = self.rx.lock().await;
+        match tokio::time::timeout(Duration::from_secs(secs), rx.recv()).await {
+            Ok(Some(r)) => r,
+            _ => panic!("no delivery arrived within {secs} s"),
+        }
+    }
+
+    pub async fn take(&self, n: usize, secs: u64) -> Vec<Received> {
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(self.next(secs).await);
+        }
+        out
+    }
+}
+
+async fn handle(State(state): State<RecvState>, headers: HeaderMap, body: Bytes) -> Response {
+    let at = Instant::now();
+    if headers
+        .get("callhook-event-type")
+        .and_then(|v| v.to_str().ok())
+        == Some("challenge")
+    {
+        let token = serde_json::from_slice::<Value>(&body)
+            .ok()
+            .and_then(|v| v["challenge"].as_str().map(String::from))
+            .unwrap_or_default();
+        let mode = state.script.lock().challenge;
+        return match mode {
+            ChallengeReply::Echo => ([("content-type", "text/plain")], token).into_response(),
+            ChallengeReply::Wrong => ([("content-type", "text/plain")], "nope").into_response(),
+            ChallengeReply::Status(s) => StatusCode::from_u16(s)
+                .unwrap_or(StatusCode::OK)
+                .into_response(),
+            ChallengeReply::Hang => {
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                StatusCode::OK.into_response()
+            }
+        };
+    }
+    let reply = {
+        let mut s = state.script.lock();
+        s.queue.pop_front().unwrap_or_else(|| s.default.clone())
+    };
+    let _ = state.tx.send(Received { headers, body, at });
+    match reply {
+        Reply::Status(s) => StatusCode::from_u16(s)
+            .unwrap_or(StatusCode::OK)
+            .into_response(),
+        Reply::RetryAfter(s, secs) => (
+            StatusCode::from_u16(s).unwrap_or(StatusCode::OK),
+            [("retry-after", secs.to_string())],
+        )
+            .into_response(),
+        Reply::Hang => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            StatusCode::OK.into_response()
+        }
+        Reply::Delay(ms, s) => {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            StatusCode::from_u16(s)
+                .unwrap_or(StatusCode::OK)
+                .into_response()
+        }
+    }
+}
