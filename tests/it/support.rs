@@ -190,6 +190,8 @@ pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub at: Instant,
+    /// The status the receiver answered with.
+    pub status: u16,
 }
 
 impl Received {
@@ -312,7 +314,11 @@ async fn handle(State(state): State<RecvState>, headers: HeaderMap, body: Bytes)
         let mut s = state.script.lock();
         s.queue.pop_front().unwrap_or_else(|| s.default.clone())
     };
-    let _ = state.tx.send(Received { headers, body, at });
+    let status = match reply {
+        Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::Delay(_, s) => s,
+        Reply::Hang => 0,
+    };
+    let _ = state.tx.send(Received { headers, body, at, status });
     match reply {
         Reply::Status(s) => StatusCode::from_u16(s)
             .unwrap_or(StatusCode::OK)
