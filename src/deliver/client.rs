@@ -8,7 +8,7 @@ use reqwest::redirect::Policy;
 
 use crate::record::{parse_retry_after, AttemptResult, ErrorClass};
 use crate::security::ssrf::{
-    check_url_host, DestinationPolicy, GuardedResolver, Lookup, ResolveError,
+    check_url_host, resolve_allowed, DestinationPolicy, GuardedResolver, Lookup, ResolveError,
 };
 
 /// How much of a response body is kept in the delivery log.
@@ -18,6 +18,9 @@ pub const EXCERPT_BYTES: usize = 1024;
 pub struct HttpClient {
     pub inner: reqwest::Client,
     pub policy: DestinationPolicy,
+    /// Through an egress proxy the proxy resolves the target, so the guard resolves and checks
+    /// it here before each send (checked, though not pinned: the proxy resolves again).
+    proxied: Option<Lookup>,
 }
 
 impl HttpClient {
@@ -27,7 +30,10 @@ impl HttpClient {
         egress_proxy: Option<&str>,
     ) -> Result<Self, String> {
         let mut b = reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver { lookup, policy }))
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup: lookup.clone(),
+                policy,
+            }))
             .redirect(Policy::none())
             .user_agent(crate::USER_AGENT)
             .tcp_nodelay(true)
@@ -41,7 +47,12 @@ impl HttpClient {
             None => b.no_proxy(),
         };
         let inner = b.build().map_err(|e| format!("http client: {e}"))?;
-        Ok(HttpClient { inner, policy })
+        let proxied = egress_proxy.map(|_| lookup);
+        Ok(HttpClient {
+            inner,
+            policy,
+            proxied,
+        })
     }
 
     /// Sends a request and classifies the outcome; never returns an error.
@@ -52,6 +63,18 @@ impl HttpClient {
                 class: ErrorClass::RefusedDestination,
                 message: e.0,
             };
+        }
+        if let (Some(lookup), Some(url::Host::Domain(host))) = (&self.proxied, url.host()) {
+            if let Err(e) = resolve_allowed(lookup, host, self.policy).await {
+                let class = match e {
+                    ResolveError::Refused(_) => ErrorClass::RefusedDestination,
+                    ResolveError::Dns(_) => ErrorClass::Dns,
+                };
+                return AttemptResult::Error {
+                    class,
+                    message: e.to_string(),
+                };
+            }
         }
         match req.send().await {
             Ok(resp) => {

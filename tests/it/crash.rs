@@ -156,7 +156,10 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
         deliveries
     );
     assert_eq!(lost, 0);
-    assert!(backlog_at_kill > 0, "the kill must leave acknowledged work undelivered");
+    assert!(
+        backlog_at_kill > 0,
+        "the kill must leave acknowledged work undelivered"
+    );
     let _ = child.kill();
     let _ = child.wait();
 }

@@ -234,3 +234,64 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_backlog_does_not_starve_another_tenant() {
+    let server = TestServer::start().await;
+    let busy = server.tenant("busy").await;
+    let quiet = server.tenant("quiet").await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply::Delay(100, 200));
+    let fast = Receiver::start().await;
+    busy.integration(
+        "busy",
+        json!({"name": "slow", "url": slow.url, "event_types": ["ivr.input"],
+        "delivery": {"max_in_flight": 2}}),
+    )
+    .await;
+    quiet
+        .integration(
+            "quiet",
+            json!({"name": "fast", "url": fast.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    let backlog: Vec<_> = (0..3000)
+        .map(|i| {
+            event(
+                &format!("b{i}"),
+                "busy",
+                "ivr.input",
+                &format!("c{i}"),
+                json!({"dtmf": "1"}),
+            )
+        })
+        .collect();
+    assert_eq!(
+        server
+            .admin()
+            .post("/v1/events", json!({"events": backlog}))
+            .await
+            .0,
+        202
+    );
+    slow.next(10).await; // the backlog is being worked on
+    let start = Instant::now();
+    assert_eq!(
+        server
+            .admin()
+            .post(
+                "/v1/events",
+                event("q1", "quiet", "ivr.input", "c", json!({"dtmf": "1"}))
+            )
+            .await
+            .0,
+        202
+    );
+    let got = fast.next(10).await;
+    let waited = got.at.duration_since(start);
+    assert!(
+        waited < Duration::from_secs(1),
+        "the quiet tenant waited {waited:?} behind the busy one"
+    );
+    server.stop().await;
+}

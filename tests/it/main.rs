@@ -5,5 +5,6 @@ mod delivery;
 mod input;
 mod integrations;
 mod retries;
+mod store;
 mod support;
 mod tenancy;

@@ -318,7 +318,12 @@ async fn handle(State(state): State<RecvState>, headers: HeaderMap, body: Bytes)
         Reply::Status(s) | Reply::RetryAfter(s, _) | Reply::Delay(_, s) => s,
         Reply::Hang => 0,
     };
-    let _ = state.tx.send(Received { headers, body, at, status });
+    let _ = state.tx.send(Received {
+        headers,
+        body,
+        at,
+        status,
+    });
     match reply {
         Reply::Status(s) => StatusCode::from_u16(s)
             .unwrap_or(StatusCode::OK)

@@ -1,0 +1,233 @@
+//! The storage contract, tested directly on the store: ordering hand-over, leases and claims,
+//! resequencing on enable. Written against `DynStore` so every backend runs the same checks.
+
+use std::sync::Arc;
+
+use callhook::model::event::{parse_event, EventKind};
+use callhook::store::*;
+use serde_json::json;
+
+async fn store() -> (DynStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    (callhook::store::open(&url).await.expect("open"), dir)
+}
+
+fn lease(owner: &str, until: i64) -> Lease {
+    Lease {
+        owner: Arc::from(owner),
+        until,
+    }
+}
+
+fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
+    let event = parse_event(json!({"id": id, "type": "call.state", "tenant_id": "t", "occurred_at": "2026-11-22T10:00:00Z",
+        "call_id": call, "data": {"seq": 1, "state": "early"}}))
+    .expect("event");
+    IngestItem {
+        body: event.canonical_json(),
+        event,
+        deliveries,
+    }
+}
+
+fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
+    NewDelivery {
+        id: id.into(),
+        integration_id: "i1".into(),
+        trigger: EventKind::CallState,
+        ordered,
+        held,
+    }
+}
+
+fn outcome(job: &DispatchJob, next: NextStep, now: i64) -> Outcome {
+    Outcome {
+        head: job.head.clone(),
+        attempt: None,
+        next,
+        now,
+    }
+}
+
+fn ids(jobs: &[DispatchJob]) -> Vec<&str> {
+    jobs.iter().map(|j| j.head.id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn ordered_deliveries_wait_for_the_earlier_one_of_their_call() {
+    let (s, _d) = store().await;
+    let batch = IngestBatch {
+        items: vec![
+            item("e1", "c1", vec![delivery("d1", true, false)]),
+            item("e2", "c1", vec![delivery("d2", true, false)]),
+            item("e3", "c1", vec![delivery("d3", true, false)]),
+            item("e4", "c2", vec![delivery("d4", true, false)]),
+            item("e1", "c1", vec![delivery("dup", true, false)]),
+        ],
+        lease: lease("n", 10_000),
+        now: 1000,
+    };
+    let out = s.ingest(batch).await.expect("ingest");
+    assert_eq!((out.accepted, out.duplicates), (4, 1));
+    assert_eq!(
+        ids(&out.ready),
+        ["d1", "d4"],
+        "only the first of each call is ready"
+    );
+
+    let promoted = s
+        .record(
+            vec![outcome(&out.ready[0], NextStep::Succeeded, 1100)],
+            lease("n", 20_000),
+        )
+        .await
+        .expect("record");
+    assert_eq!(ids(&promoted), ["d2"]);
+    // A retry keeps the call's place: nothing is promoted behind it.
+    let again = s
+        .record(
+            vec![outcome(
+                &promoted[0],
+                NextStep::Retry {
+                    at: 5000,
+                    keep_lease: true,
+                },
+                1200,
+            )],
+            lease("n", 20_000),
+        )
+        .await
+        .expect("record");
+    assert!(again.is_empty());
+    let given_up = s
+        .record(
+            vec![outcome(&promoted[0], NextStep::Failed, 5100)],
+            lease("n", 20_000),
+        )
+        .await
+        .expect("record");
+    assert_eq!(ids(&given_up), ["d3"]);
+    assert_eq!(given_up[0].event.event.id, "e3");
+}
+
+#[tokio::test]
+async fn claims_take_only_due_work_whose_lease_is_free() {
+    let (s, _d) = store().await;
+    let out = s
+        .ingest(IngestBatch {
+            items: vec![
+                item("e1", "c1", vec![delivery("d1", false, false)]),
+                item("e2", "c2", vec![delivery("d2", false, false)]),
+            ],
+            lease: lease("a", 10_000),
+            now: 1000,
+        })
+        .await
+        .expect("ingest");
+    assert_eq!(out.ready.len(), 2);
+    assert!(
+        s.claim_due("i1", 10, lease("b", 20_000), 2000)
+            .await
+            .expect("claim")
+            .is_empty(),
+        "leased to a"
+    );
+    assert_eq!(s.next_due_at("i1").await.expect("due"), Some(10_000));
+    // d1 waits for a retry far away and gives its lease up.
+    s.record(
+        vec![outcome(
+            &out.ready[0],
+            NextStep::Retry {
+                at: 50_000,
+                keep_lease: false,
+            },
+            2000,
+        )],
+        lease("a", 12_000),
+    )
+    .await
+    .expect("record");
+    let claimed = s
+        .claim_due("i1", 10, lease("b", 60_000), 11_000)
+        .await
+        .expect("claim");
+    assert_eq!(
+        ids(&claimed),
+        ["d2"],
+        "d2's lease expired at 10 000; d1 is not due"
+    );
+    assert_eq!(s.next_due_at("i1").await.expect("due"), Some(50_000));
+    let claimed = s
+        .claim_due("i1", 10, lease("b", 120_000), 50_000)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&claimed), ["d1"]);
+    assert_eq!(claimed[0].head.retries_used, 1);
+    assert_eq!(
+        s.recover().await.expect("recover"),
+        2,
+        "a restart frees every lease"
+    );
+}
+
+#[tokio::test]
+async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
+    let (s, _d) = store().await;
+    let rec = IntegrationRecord {
+        id: "i1".into(),
+        tenant_id: Some("t".into()),
+        partner_id: None,
+        spec_json: "{}".into(),
+        status: IntegrationStatus::Disabled,
+        disabled_reason: Some("x".into()),
+        secret_sealed: None,
+        secret_hint: None,
+        signing_sealed: vec![],
+        failing_since: Some(0),
+        consecutive_failures: 3,
+        created_at: 0,
+        updated_at: 0,
+    };
+    s.insert_integration(rec, None).await.expect("insert");
+    s.ingest(IngestBatch {
+        items: vec![
+            item("e1", "c1", vec![delivery("d1", true, true)]),
+            item("e2", "c1", vec![delivery("d2", true, true)]),
+            item("e3", "c2", vec![delivery("d3", true, true)]),
+            item("e4", "c3", vec![delivery("d4", false, true)]),
+        ],
+        lease: lease("a", 10_000),
+        now: 1000,
+    })
+    .await
+    .expect("ingest");
+    assert_eq!(
+        s.enable_integration("i1", true, 2000)
+            .await
+            .expect("enable"),
+        4
+    );
+    let ready = s
+        .claim_due("i1", 10, lease("a", 90_000), 3000)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&ready), ["d1", "d3", "d4"], "d2 waits behind d1");
+    let next = s
+        .record(
+            vec![outcome(&ready[0], NextStep::Succeeded, 3100)],
+            lease("a", 90_000),
+        )
+        .await
+        .expect("record");
+    assert_eq!(ids(&next), ["d2"]);
+    let loaded = s.load_integrations().await.expect("load");
+    assert_eq!(
+        (
+            loaded[0].status,
+            loaded[0].failing_since,
+            loaded[0].consecutive_failures
+        ),
+        (IntegrationStatus::Active, None, 0)
+    );
+}
