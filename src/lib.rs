@@ -19,6 +19,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod deliver;

@@ -68,6 +68,14 @@ impl SqliteStore {
         self.writer.write(f).await
     }
 
+    async fn with_events(&self, heads: Vec<pipeline::Claimed>) -> StoreResult<Vec<DispatchJob>> {
+        if heads.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(move |c| pipeline::jobs_with_events(c, heads))
+            .await
+    }
+
     async fn read<T, F>(&self, f: F) -> StoreResult<T>
     where
         T: Send + 'static,
@@ -163,8 +171,10 @@ impl Store for SqliteStore {
         self.write(move |c| pipeline::ingest(c, batch)).await
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
-        self.write(move |c| pipeline::record(c, outcomes, &lease))
-            .await
+        let heads = self
+            .write(move |c| pipeline::record(c, outcomes, &lease))
+            .await?;
+        self.with_events(heads).await
     }
     async fn claim_due(
         &self,
@@ -174,8 +184,10 @@ impl Store for SqliteStore {
         now: i64,
     ) -> StoreResult<Vec<DispatchJob>> {
         let id = owned(integration_id);
-        self.write(move |c| pipeline::claim_due(c, &id, limit, &lease, now))
-            .await
+        let heads = self
+            .write(move |c| pipeline::claim_due(c, &id, limit, &lease, now))
+            .await?;
+        self.with_events(heads).await
     }
     async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
         let id = owned(integration_id);
@@ -210,8 +222,13 @@ impl Store for SqliteStore {
     }
     async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob> {
         let id = owned(id);
-        self.write(move |c| pipeline::redeliver(c, &id, &lease, now))
-            .await
+        let head = self
+            .write(move |c| pipeline::redeliver(c, &id, &lease, now))
+            .await?;
+        self.with_events(vec![head])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound)
     }
     async fn redeliver_failed(
         &self,

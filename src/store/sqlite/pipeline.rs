@@ -9,6 +9,9 @@ use super::internal;
 use crate::model::event::{parse_event, EventKind, StoredEvent};
 use crate::store::*;
 
+/// A delivery taken for sending, before its event is attached: (head, event seq).
+pub(super) type Claimed = (DeliveryHead, i64);
+
 const HEAD_COLS: &str =
     "id, integration_id, call_id, trigger, ordered, manual, attempts, retries_used, created_at, event_seq";
 
@@ -40,7 +43,9 @@ fn load_event(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
     Ok(Arc::new(StoredEvent { seq, event, body }))
 }
 
-fn jobs_with_events(
+/// Attaches each head's event. Runs on a reader connection: parsing stored events is work the
+/// single writer must not do.
+pub(super) fn jobs_with_events(
     c: &Connection,
     heads: Vec<(DeliveryHead, i64)>,
 ) -> StoreResult<Vec<DispatchJob>> {
@@ -167,11 +172,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
     Ok(out)
 }
 
-pub fn record(
-    c: &Connection,
-    outcomes: Vec<Outcome>,
-    lease: &Lease,
-) -> StoreResult<Vec<DispatchJob>> {
+pub fn record(c: &Connection, outcomes: Vec<Outcome>, lease: &Lease) -> StoreResult<Vec<Claimed>> {
     let mut promoted = Vec::new();
     let mut insert_attempt = c
         .prepare_cached(
@@ -246,7 +247,7 @@ fn promote_next(
     call_id: &str,
     lease: &Lease,
     now: i64,
-) -> StoreResult<Option<DispatchJob>> {
+) -> StoreResult<Option<Claimed>> {
     if has_open_ordered(c, integration_id, call_id, "'pending'")? {
         return Ok(None);
     }
@@ -256,8 +257,7 @@ fn promote_next(
                      AND status = 'blocked' ORDER BY event_seq LIMIT 1)
          RETURNING {HEAD_COLS}"
     );
-    let head = c
-        .prepare_cached(&sql)
+    c.prepare_cached(&sql)
         .and_then(|mut st| {
             st.query_row(
                 params![
@@ -271,11 +271,7 @@ fn promote_next(
             )
             .optional()
         })
-        .map_err(internal)?;
-    match head {
-        Some(h) => Ok(jobs_with_events(c, vec![h])?.pop()),
-        None => Ok(None),
-    }
+        .map_err(internal)
 }
 
 pub fn claim_due(
@@ -284,7 +280,7 @@ pub fn claim_due(
     limit: u32,
     lease: &Lease,
     now: i64,
-) -> StoreResult<Vec<DispatchJob>> {
+) -> StoreResult<Vec<Claimed>> {
     let sql = format!(
         "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3
          WHERE id IN (SELECT id FROM deliveries WHERE integration_id = ?1 AND status = 'pending'
@@ -310,7 +306,7 @@ pub fn claim_due(
         .map_err(internal)?;
     // RETURNING gives no order; attempts go out oldest first.
     heads.sort_by_key(|(_, seq)| *seq);
-    jobs_with_events(c, heads)
+    Ok(heads)
 }
 
 pub fn release(c: &Connection, ids: &[String]) -> StoreResult<()> {
@@ -385,7 +381,7 @@ pub fn enable(c: &Connection, id: &str, resend: bool, now: i64) -> StoreResult<u
     Ok(queued)
 }
 
-pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResult<DispatchJob> {
+pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResult<Claimed> {
     let status: String = c
         .query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| {
             r.get(0)
@@ -403,16 +399,12 @@ pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResu
             next_attempt_at = ?2, lease_owner = ?3, lease_until = ?4, updated_at = ?2
          WHERE id = ?1 RETURNING {HEAD_COLS}"
     );
-    let head = c
-        .query_row(
-            &sql,
-            params![id, now, lease.owner.as_ref(), lease.until],
-            head_row,
-        )
-        .map_err(internal)?;
-    jobs_with_events(c, vec![head])?
-        .pop()
-        .ok_or(StoreError::NotFound)
+    c.query_row(
+        &sql,
+        params![id, now, lease.owner.as_ref(), lease.until],
+        head_row,
+    )
+    .map_err(internal)
 }
 
 pub fn redeliver_failed(

@@ -73,7 +73,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
 }
 
 fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::Internal(format!("begin: {e}"));
         for job in group.drain(..) {
             // The closure still has to run to hand back its reply channel; nothing it wrote
@@ -85,19 +85,19 @@ fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
     }
     let mut replies = Vec::with_capacity(group.len());
     for job in group.drain(..) {
-        if conn.execute_batch("SAVEPOINT job").is_err() {
+        if exec_cached(conn, "SAVEPOINT job").is_err() {
             let (_, reply) = job_discarded(job, conn);
             replies.push((false, reply));
             continue;
         }
         let (ok, reply) = job(conn);
         if !ok {
-            let _ = conn.execute_batch("ROLLBACK TO job");
+            let _ = exec_cached(conn, "ROLLBACK TO job");
         }
-        let _ = conn.execute_batch("RELEASE job");
+        let _ = exec_cached(conn, "RELEASE job");
         replies.push((ok, reply));
     }
-    let commit_err = conn.execute_batch("COMMIT").err().map(|e| {
+    let commit_err = exec_cached(conn, "COMMIT").err().map(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         tracing::error!(error = %e, "store commit failed");
         StoreError::Internal(format!("commit: {e}"))
@@ -114,4 +114,9 @@ fn job_discarded(job: Job, conn: &Connection) -> (bool, Reply) {
     let _ = conn.execute_batch("ROLLBACK TO discard");
     let _ = conn.execute_batch("RELEASE discard");
     out
+}
+
+/// Transaction-control statements run for every job: prepared once, not parsed each time.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
