@@ -168,3 +168,58 @@ impl WithoutUrl for reqwest::Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr};
+
+    /// A resolver that answers every name with loopback: what a rebinding attacker's DNS does
+    /// after the save-time check passed.
+    fn rebinding() -> Lookup {
+        Arc::new(|_host| Box::pin(async { Ok(vec![IpAddr::V4(Ipv4Addr::LOCALHOST)]) }))
+    }
+
+    #[tokio::test]
+    async fn a_name_that_resolves_to_loopback_at_send_time_is_refused_before_connecting() {
+        // Something is listening, so only the guard can stop the request.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok();
+        let port = listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map_or(9, |a| a.port());
+        let policy = DestinationPolicy {
+            allow_insecure_http: true,
+            allow_private: false,
+        };
+        let client = match HttpClient::new(policy, rebinding(), None) {
+            Ok(c) => c,
+            Err(e) => panic!("{e}"),
+        };
+        let url = url::Url::parse(&format!("http://crm.example.com:{port}/hook")).ok();
+        let Some(url) = url else { panic!("url") };
+        let result = client.send(client.inner.post(url.clone()), &url).await;
+        match result {
+            AttemptResult::Error { class, message } => {
+                assert_eq!(class, ErrorClass::RefusedDestination, "{message}");
+                assert!(message.contains("127.0.0.1"), "{message}");
+            }
+            other => panic!("the request went through: {other:?}"),
+        }
+        // An IP literal never reaches a resolver and is checked on the send path itself.
+        let literal = url::Url::parse(&format!("http://127.0.0.1:{port}/hook")).ok();
+        let Some(literal) = literal else {
+            panic!("url")
+        };
+        let result = client
+            .send(client.inner.post(literal.clone()), &literal)
+            .await;
+        assert!(matches!(
+            result,
+            AttemptResult::Error {
+                class: ErrorClass::RefusedDestination,
+                ..
+            }
+        ));
+    }
+}
