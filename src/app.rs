@@ -19,6 +19,7 @@ use crate::config::Config;
 use crate::deliver::client::HttpClient;
 use crate::deliver::Dispatcher;
 use crate::model::tenancy::{Role, TokenRecord};
+use crate::security::links::Links;
 use crate::security::seal::Sealer;
 use crate::security::ssrf::{system_lookup, DestinationPolicy};
 
@@ -73,7 +74,17 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let generated_admin_token = bootstrap_token(&config, &store).await?;
-    let dispatcher = Dispatcher::new(store.clone(), cache.clone(), client.clone());
+    let public_url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", config.listen));
+    let links = Links::new(&public_url, sealer.derive_key("recording-urls"));
+    let dispatcher = Dispatcher::new(
+        store.clone(),
+        cache.clone(),
+        client.clone(),
+        Some(links.clone()),
+    );
     dispatcher.start().await?;
 
     let state = AppState(Arc::new(AppInner {

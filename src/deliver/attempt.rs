@@ -12,7 +12,7 @@ use crate::cache::Integration;
 use crate::model::integration::{HttpMethod, RetryPolicyKind};
 use crate::record::health::AttemptFacts;
 use crate::record::{classify, retry, AttemptResult, Verdict};
-use crate::render::{render, sign, Rendered};
+use crate::render::{render, sign, RenderContext, Rendered};
 use crate::store::{
     AttemptRecord, DeliveryHead, DispatchJob, IntegrationStatus, NextStep, Outcome,
 };
@@ -27,7 +27,15 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
         return;
     }
     let sent_at = now_ms();
-    let rendered = render(&job.event, &integration.valid, &job.head.id);
+    let ctx = RenderContext {
+        integration_id: &integration.id,
+        delivery_id: &job.head.id,
+        trigger: job.head.trigger,
+        custom_data: integration.valid.spec.custom_data.as_ref(),
+        links: d.links.as_ref(),
+        now_ms: sent_at,
+    };
+    let rendered = render(&job.event, &integration.valid, &ctx);
     let request = build_request(d, &integration, &job.head, &rendered, sent_at);
     let clock = Instant::now();
     let result = d.client.send(request, &integration.valid.url).await;
@@ -156,13 +164,29 @@ fn build_request(
         HttpMethod::Get => Method::GET,
     };
     let ts = now / 1000;
-    let signature = sign::signature_header(i.signing_keys(now), &head.id, ts, &r.body);
+    let mut url = i.valid.url.clone();
+    // GET carries the payload in the query string, and the signature covers it exactly as sent.
+    let signature = match &r.query {
+        Some(q) => {
+            let full = match url.query().filter(|e| !e.is_empty()) {
+                Some(existing) => format!("{existing}&{q}"),
+                None => q.clone(),
+            };
+            url.set_query(Some(&full));
+            sign::signature_header(
+                i.signing_keys(now),
+                &head.id,
+                ts,
+                url.query().unwrap_or_default().as_bytes(),
+            )
+        }
+        None => sign::signature_header(i.signing_keys(now), &head.id, ts, r.signed()),
+    };
     let mut req = d
         .client
         .inner
-        .request(method, i.valid.url.clone())
+        .request(method, url)
         .timeout(Duration::from_millis(spec.delivery.timeout_ms))
-        .header(CONTENT_TYPE, r.content_type)
         .header("webhook-id", head.id.as_str())
         .header("webhook-timestamp", ts.to_string())
         .header("webhook-signature", signature)
@@ -174,7 +198,10 @@ fn build_request(
     if let Some(secret) = &i.secret {
         req = req.bearer_auth(secret);
     }
-    req.body(r.body.clone())
+    match r.content_type {
+        Some(ct) => req.header(CONTENT_TYPE, ct).body(r.body.clone()),
+        None => req,
+    }
 }
 
 fn attempt_record(result: &AttemptResult, started_at: i64, duration_ms: u32) -> AttemptRecord {
@@ -262,7 +289,15 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> serde_json::Va
         retries_used: 0,
         created_at: now,
     };
-    let rendered = render(&stored, &i.valid, &head.id);
+    let ctx = RenderContext {
+        integration_id: &i.id,
+        delivery_id: &head.id,
+        trigger: kind,
+        custom_data: i.valid.spec.custom_data.as_ref(),
+        links: d.links.as_ref(),
+        now_ms: now,
+    };
+    let rendered = render(&stored, &i.valid, &ctx);
     let request = build_request(d, i, &head, &rendered, now);
     let clock = Instant::now();
     let result = d.client.send(request, &i.valid.url).await;

@@ -41,6 +41,8 @@ pub struct Dispatcher {
     pub(super) store: DynStore,
     pub(super) cache: Arc<IntegrationCache>,
     pub(super) client: HttpClient,
+    /// Signs recording URLs in payloads.
+    pub(super) links: Option<crate::security::links::Links>,
     node: Arc<str>,
     workers: Mutex<HashMap<String, mpsc::Sender<DispatchJob>>>,
     /// Integration → when its store work is next claimable. Entries only ever move earlier
@@ -59,6 +61,7 @@ impl Dispatcher {
         store: DynStore,
         cache: Arc<IntegrationCache>,
         client: HttpClient,
+        links: Option<crate::security::links::Links>,
     ) -> Arc<Dispatcher> {
         let node: Arc<str> = Arc::from(format!(
             "node-{}",
@@ -68,6 +71,7 @@ impl Dispatcher {
             store,
             cache,
             client,
+            links,
             node,
             workers: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),

@@ -142,6 +142,27 @@ pub enum PrivacyTarget {
     DeviceType,
 }
 
+impl PrivacyTarget {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyTarget::LocalUserId => "local_user_id",
+            PrivacyTarget::LocalEmail => "local_email",
+            PrivacyTarget::LocalNumber => "local_number",
+            PrivacyTarget::RemoteUserId => "remote_user_id",
+            PrivacyTarget::RemoteEmail => "remote_email",
+            PrivacyTarget::RemoteNumber => "remote_number",
+            PrivacyTarget::DeviceType => "device_type",
+        }
+    }
+
+    pub fn is_number(self) -> bool {
+        matches!(
+            self,
+            PrivacyTarget::LocalNumber | PrivacyTarget::RemoteNumber
+        )
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct PrivacyRule {
@@ -302,11 +323,6 @@ pub fn validate(
     spec.profile
         .check_feeds(&spec.event_types)
         .map_err(invalid)?;
-    if spec.method == HttpMethod::Get || spec.format == Format::Form {
-        return Err(invalid(
-            "GET and form-encoded delivery need a profile with a flat form encoding; use method POST or PUT with format json",
-        ));
-    }
     check_headers(&spec.headers, has_secret)?;
     if let Some(cd) = &spec.custom_data {
         let size = serde_json::to_vec(cd)
@@ -342,6 +358,12 @@ pub fn validate(
     }
     for (target, rule) in &spec.privacy {
         match (rule.action, rule.digits) {
+            (PrivacyAction::Mask, _) if !target.is_number() => {
+                return Err(invalid(format!(
+                    "`privacy.{}`: only numbers can be masked; use remove",
+                    target.as_str()
+                )))
+            }
             (PrivacyAction::Mask, Some(1..=15)) => {}
             (PrivacyAction::Mask, _) => {
                 return Err(invalid(format!(

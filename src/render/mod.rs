@@ -1,51 +1,198 @@
-//! Rendering: the payload a delivery carries, shaped by the integration's profile, and its
-//! signature. Pure functions; no I/O.
+//! Rendering: the payload a delivery carries, shaped by the integration's profile, with its
+//! privacy rules applied and encoded in its format; and its signature. Pure functions; no I/O.
 //!
-//! A profile turns a stored event into bytes. Profiles are versioned: adding a field is not
-//! breaking; removing or renaming one needs a new profile name. New profiles are new variants of
-//! [`Profile`] with their own module.
+//! Each profile is a module that turns a stored event into a JSON object. Privacy rules run on
+//! that object ([`privacy`]), then it is encoded once: JSON, a form body, or a GET query string.
+//! Profiles are versioned: adding a field is not breaking; removing or renaming one needs a new
+//! profile name (as `recording.v1` → `recording.v2`).
 
+mod call_history;
+mod call_state;
 mod canonical;
+pub mod cdr;
+pub mod fields;
+pub mod form;
+pub mod privacy;
+pub mod recording;
 pub mod sign;
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
-use crate::model::event::{EventKind, StoredEvent};
-use crate::model::integration::ValidSpec;
+use crate::model::event::{Event, EventKind, StoredEvent};
+use crate::model::integration::{Format, HttpMethod, PrivacyAction, ValidSpec};
+use crate::security::links::Links;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
 pub enum Profile {
     /// `{id, type, tenant_id, occurred_at, call_id, data}` as stored, plus `delivery_id`.
     #[default]
+    #[serde(rename = "canonical")]
     Canonical,
+    /// Seed 000's recording object, with `summary` and `userId`.
+    #[serde(rename = "recording.v2")]
+    RecordingV2,
+    /// Seed 000's first recording object.
+    #[serde(rename = "recording.v1")]
+    RecordingV1,
+    /// Seed 001's call history with speech analysis.
+    #[serde(rename = "call-history")]
+    CallHistory,
+    /// Seed 002's post-call CDR.
+    #[serde(rename = "cdr")]
+    Cdr,
+    /// Seed 004's real-time call state.
+    #[serde(rename = "call-state")]
+    CallState,
 }
 
 impl Profile {
-    /// Refuses event types the profile cannot render.
-    pub fn check_feeds(self, _kinds: &[EventKind]) -> Result<(), String> {
+    pub fn as_str(self) -> &'static str {
         match self {
-            Profile::Canonical => Ok(()),
+            Profile::Canonical => "canonical",
+            Profile::RecordingV2 => "recording.v2",
+            Profile::RecordingV1 => "recording.v1",
+            Profile::CallHistory => "call-history",
+            Profile::Cdr => "cdr",
+            Profile::CallState => "call-state",
+        }
+    }
+
+    /// The event types a profile can render.
+    pub fn feeds(self) -> &'static [EventKind] {
+        use EventKind::*;
+        match self {
+            Profile::Canonical => &EventKind::ALL,
+            Profile::RecordingV2 | Profile::RecordingV1 => &[RecordingCompleted],
+            Profile::CallHistory => &[AnalysisCompleted, IvrInput, CallUnanswered],
+            Profile::Cdr => &[CallCompleted, CallUnanswered],
+            Profile::CallState => &[CallState],
+        }
+    }
+
+    /// Refuses event types the profile cannot render.
+    pub fn check_feeds(self, kinds: &[EventKind]) -> Result<(), String> {
+        let feeds = self.feeds();
+        match kinds.iter().find(|k| !feeds.contains(k)) {
+            None => Ok(()),
+            Some(k) => Err(format!(
+                "profile `{}` cannot render `{}`; it takes {}",
+                self.as_str(),
+                k.as_str(),
+                feeds
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+
+    /// Events a profile never sends although the type matches.
+    pub fn accepts(self, event: &Event) -> bool {
+        match self {
+            Profile::CallState => call_state::accepts(event),
+            _ => true,
         }
     }
 }
 
-/// A rendered request body and its content type.
+/// What rendering needs besides the event and the settings.
+pub struct RenderContext<'a> {
+    pub integration_id: &'a str,
+    pub delivery_id: &'a str,
+    pub trigger: EventKind,
+    pub custom_data: Option<&'a Map<String, Value>>,
+    /// Signs recording URLs; `None` renders bare file ids (tests, samples).
+    pub links: Option<&'a Links>,
+    /// The attempt's send time: recording URLs expire 30 minutes after it.
+    pub now_ms: i64,
+}
+
+/// A rendered request: the body (empty for GET), its content type, and for GET the query
+/// string. `signed` is the exact bytes the signature covers.
 #[derive(Debug, Clone)]
 pub struct Rendered {
     pub body: Bytes,
-    pub content_type: &'static str,
+    pub content_type: Option<&'static str>,
+    pub query: Option<String>,
+}
+
+impl Rendered {
+    pub fn signed(&self) -> &[u8] {
+        match &self.query {
+            Some(q) => q.as_bytes(),
+            None => &self.body,
+        }
+    }
 }
 
 pub const JSON: &str = "application/json; charset=utf-8";
+pub const FORM: &str = "application/x-www-form-urlencoded";
 
-/// Renders `event` for one delivery to an integration with `spec`.
-pub fn render(event: &StoredEvent, _spec: &ValidSpec, delivery_id: &str) -> Rendered {
-    match _spec.spec.profile {
-        Profile::Canonical => Rendered {
-            body: canonical::render(&event.body, delivery_id),
-            content_type: JSON,
+/// The payload object of a profile, before privacy and encoding.
+pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Map<String, Value> {
+    let e = &event.event;
+    let options = &spec.spec.options;
+    match spec.spec.profile {
+        Profile::Canonical => {
+            let mut out = Map::new();
+            out.insert(
+                "delivery_id".into(),
+                Value::String(ctx.delivery_id.to_string()),
+            );
+            if let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&event.body) {
+                out.extend(m);
+            }
+            out
+        }
+        Profile::RecordingV2 => recording::render(e, ctx, options, true),
+        Profile::RecordingV1 => recording::render(e, ctx, options, false),
+        Profile::CallHistory => call_history::render(e, ctx.trigger, ctx, options),
+        Profile::Cdr => cdr::render(e, ctx),
+        Profile::CallState => call_state::render(e),
+    }
+}
+
+/// Renders `event` for one attempt to an integration with `spec`.
+pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
+    let s = &spec.spec;
+    let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
+    // The common case — canonical JSON, no privacy rules — is a splice of the bytes serialised
+    // at ingest, not a parse and a serialisation per attempt.
+    if s.profile == Profile::Canonical
+        && !needs_privacy
+        && s.method != HttpMethod::Get
+        && s.format == Format::Json
+    {
+        return Rendered {
+            body: canonical::render(&event.body, ctx.delivery_id),
+            content_type: Some(JSON),
+            query: None,
+        };
+    }
+    let mut out = payload(event, spec, ctx);
+    if needs_privacy {
+        privacy::apply(&mut out, s.profile, &event.event, ctx.trigger, &s.privacy);
+    }
+    if s.method == HttpMethod::Get {
+        return Rendered {
+            body: Bytes::new(),
+            content_type: None,
+            query: Some(form::encode(&out)),
+        };
+    }
+    match s.format {
+        Format::Json => Rendered {
+            body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
+            content_type: Some(JSON),
+            query: None,
+        },
+        Format::Form => Rendered {
+            body: Bytes::from(form::encode(&out)),
+            content_type: Some(FORM),
+            query: None,
         },
     }
 }

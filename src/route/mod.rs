@@ -20,6 +20,9 @@ pub fn route(event: &Event, spec: &ValidSpec) -> Option<EventKind> {
     } else {
         return None;
     };
+    if !s.profile.accepts(event) {
+        return None;
+    }
     let owner_ok = match event.owner() {
         Some((OwnerKind::User, id)) => accepts(&s.filters.users, id),
         Some((OwnerKind::AnswerGroup, id)) => accepts(&s.filters.answer_groups, id),

@@ -1,6 +1,7 @@
 //! Security primitives: the SSRF guard for outbound requests, sealing of stored secrets, and
 //! constant-time comparison.
 
+pub mod links;
 pub mod seal;
 pub mod ssrf;
 

@@ -15,6 +15,7 @@ use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 #[derive(Clone)]
 pub struct Sealer {
     cipher: ChaCha20Poly1305,
+    key: [u8; 32],
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +30,7 @@ impl Sealer {
     pub fn from_key(key: [u8; 32]) -> Self {
         Self {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            key,
         }
     }
 
@@ -47,6 +49,19 @@ impl Sealer {
         write_private(&path, STANDARD.encode(key).as_bytes())
             .map_err(|e| SealError::Key(format!("{}: {e}", path.display())))?;
         Ok(Self::from_key(key))
+    }
+
+    /// A separate key for another purpose (`label`), derived so one secret serves all:
+    /// HMAC-SHA256(sealing key, label).
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        use hmac::{Hmac, Mac};
+        match <Hmac<sha2::Sha256> as Mac>::new_from_slice(&self.key) {
+            Ok(mut mac) => {
+                mac.update(label.as_bytes());
+                mac.finalize().into_bytes().into()
+            }
+            Err(_) => [0; 32],
+        }
     }
 
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {

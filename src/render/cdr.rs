@@ -1,0 +1,208 @@
+//! `cdr` (seed 002): `{"triggerId", "id", "tenantId", "cdr": {…}, "customData"}`.
+//!
+//! Durations are whole seconds, flags are 1/0, `dir` and `type` are codes. The inner record
+//! ([`record`]) is also the item of the partner `cdr-batch` feed.
+//!
+//! `id` is the entity the event is about. Seed 002 says "user ID or tenant ID"; callhook sends
+//! the tenant id, so that no user identifier appears outside the fields privacy rules govern.
+
+use serde_json::{json, Map, Value};
+
+use super::fields::{at, bool_at, epoch_ms, f64_at, flag, iso_offset, put, secs, str_at, string};
+use super::RenderContext;
+use crate::model::event::Event;
+
+pub fn render(event: &Event, ctx: &RenderContext) -> Map<String, Value> {
+    let mut out = Map::new();
+    out.insert("triggerId".into(), json!(ctx.integration_id));
+    out.insert("id".into(), json!(event.tenant_id));
+    out.insert("tenantId".into(), json!(event.tenant_id));
+    out.insert(
+        "cdr".into(),
+        Value::Object(record(&event.call_id, &event.data)),
+    );
+    if let Some(cd) = ctx.custom_data {
+        out.insert("customData".into(), Value::Object(cd.clone()));
+    }
+    out
+}
+
+fn direction_code(d: Option<&str>) -> i64 {
+    match d {
+        Some("internal") => 1,
+        Some("inbound") => 2,
+        Some("outbound") => 3,
+        Some("both") => 4,
+        _ => 0,
+    }
+}
+
+fn scope_code(s: Option<&str>) -> i64 {
+    match s {
+        Some("internal") => 1,
+        Some("external") => 2,
+        _ => 0,
+    }
+}
+
+/// The seed's CDR record from a canonical call record (`data` of `call.completed`).
+pub fn record(call_id: &str, d: &Map<String, Value>) -> Map<String, Value> {
+    let mut c = Map::new();
+    c.insert("id".into(), json!(call_id));
+    c.insert("dType".into(), json!("CloudSessionCdr"));
+    c.insert("sVer".into(), json!(1));
+    put(&mut c, "pbxId", string(str_at(d, "pbx.id")));
+    put(&mut c, "pbxName", string(str_at(d, "pbx.name")));
+    put(&mut c, "tz", string(str_at(d, "timezone")));
+    for (key, path) in [
+        ("start", "started_at"),
+        ("answer", "answered_at"),
+        ("end", "ended_at"),
+    ] {
+        put(
+            &mut c,
+            key,
+            str_at(d, path).and_then(iso_offset).map(Value::String),
+        );
+    }
+    let dur = match (
+        str_at(d, "started_at").and_then(epoch_ms),
+        str_at(d, "ended_at").and_then(epoch_ms),
+    ) {
+        (Some(s), Some(e)) if e >= s => Some(secs((e - s) as f64)),
+        _ => None,
+    };
+    put(&mut c, "dur", dur.map(Value::from));
+    for (key, path) in [
+        ("ring", "ring_ms"),
+        ("talk", "talk_ms"),
+        ("hold", "hold_ms"),
+        ("park", "park_ms"),
+    ] {
+        put(&mut c, key, f64_at(d, path).map(|ms| Value::from(secs(ms))));
+    }
+    for (key, path) in [
+        ("lost", "lost"),
+        ("lostInPark", "lost_in_park"),
+        ("aban", "abandoned"),
+        ("ans", "answered"),
+        ("short", "short"),
+        ("t2t", "trunk_to_trunk"),
+    ] {
+        put(&mut c, key, flag(bool_at(d, path)));
+    }
+    let recordings = at(d, "recording_ids").and_then(Value::as_array);
+    c.insert(
+        "hasRec".into(),
+        json!(recordings.is_some_and(|r| !r.is_empty()) as u8),
+    );
+    put(&mut c, "rate", flag(bool_at(d, "rating.rated")));
+    put(&mut c, "cause", at(d, "cause").cloned());
+    c.insert("dir".into(), json!(direction_code(str_at(d, "direction"))));
+    c.insert("type".into(), json!(scope_code(str_at(d, "scope"))));
+    for (key, path) in [
+        ("cliNum", "caller.number"),
+        ("cliName", "caller.name"),
+        ("cliLoc", "caller.location"),
+        ("cliArea", "caller.area"),
+        ("cliState", "caller.state"),
+        ("cliCtry", "caller.country"),
+        ("ddiNum", "did.number"),
+        ("ddiName", "did.name"),
+    ] {
+        put(&mut c, key, at(d, path).cloned());
+    }
+    // {first,last} ringing, answering and last answering: device, user, agent.
+    for (prefix, src) in [
+        ("fRng", "first_ringing"),
+        ("lRng", "last_ringing"),
+        ("ans", "answered_by"),
+        ("lAns", "last_answered_by"),
+    ] {
+        for (kind, sub) in [("Dev", "device"), ("Usr", "user"), ("Agt", "agent")] {
+            put(
+                &mut c,
+                &format!("{prefix}{kind}Num"),
+                at(d, &format!("{src}.{sub}.number")).cloned(),
+            );
+            put(
+                &mut c,
+                &format!("{prefix}{kind}Name"),
+                at(d, &format!("{src}.{sub}.name")).cloned(),
+            );
+        }
+    }
+    put(&mut c, "rteID", at(d, "route.id").cloned());
+    put(&mut c, "rteName", at(d, "route.name").cloned());
+    put(
+        &mut c,
+        "fRngGroupName",
+        at(d, "first_ringing.group.name").cloned(),
+    );
+    put(
+        &mut c,
+        "lRngGroupName",
+        at(d, "last_ringing.group.name").cloned(),
+    );
+    put(
+        &mut c,
+        "ansGroupName",
+        at(d, "answered_by.group.name").cloned(),
+    );
+    put(&mut c, "rateCost", at(d, "rating.cost").cloned());
+    put(&mut c, "rateBand", at(d, "rating.band").cloned());
+    put(&mut c, "rateName", at(d, "rating.name").cloned());
+    put(
+        &mut c,
+        "recordingIds",
+        recordings.map(|r| Value::Array(r.clone())),
+    );
+    if let Some(matches) = at(d, "directory_matches").and_then(Value::as_array) {
+        c.insert(
+            "directoryMatches".into(),
+            Value::Array(matches.iter().filter_map(directory_match).collect()),
+        );
+    }
+    if let Some(tags) = at(d, "tags").and_then(Value::as_object) {
+        c.insert("tags".into(), Value::Object(tags.clone()));
+    }
+    c
+}
+
+const CONTACT_FIELDS: [(&str, &str); 10] = [
+    ("title", "title"),
+    ("full_name", "fullName"),
+    ("company_name", "companyName"),
+    ("job_title", "jobTitle"),
+    ("phone1", "phone1"),
+    ("phone2", "phone2"),
+    ("phone3", "phone3"),
+    ("phone4", "phone4"),
+    ("email", "email"),
+    ("crm_id", "crmId"),
+];
+
+fn directory_match(m: &Value) -> Option<Value> {
+    let m = m.as_object()?;
+    let mut out = Map::new();
+    for (from, to) in [
+        ("dir_name", "dirName"),
+        ("dir_id", "dirId"),
+        ("dir_type", "dirType"),
+        ("contact_id", "contactId"),
+    ] {
+        put(&mut out, to, at(m, from).cloned());
+    }
+    if let Some(f) = at(m, "fields").and_then(Value::as_object) {
+        let mut fields = Map::new();
+        for (from, to) in CONTACT_FIELDS {
+            put(&mut fields, to, at(f, from).cloned());
+        }
+        for i in 1..=10 {
+            let k = format!("field{i}");
+            put(&mut fields, &k, at(f, &k).cloned());
+        }
+        out.insert("fields".into(), Value::Object(fields));
+    }
+    Some(Value::Object(out))
+}

@@ -1,0 +1,291 @@
+//! Privacy rules, applied to the rendered payload so that no profile can leak a field a rule
+//! removes. Each profile says which of its output fields hold the local and the remote party's
+//! user id, e-mail, number and device type; where a call's direction does not tell which party
+//! is local (internal, both, unknown), both parties' rules apply to both (the stricter wins).
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::fields::str_at;
+use super::Profile;
+use crate::model::event::{Event, EventKind};
+use crate::model::integration::{PrivacyAction, PrivacyRule, PrivacyTarget};
+
+/// Replaces the last `digits` digits with `X`, leaving other characters (`+`, spaces) in place.
+pub fn mask(s: &str, digits: u8) -> String {
+    let mut left = digits as usize;
+    let mut chars: Vec<char> = s.chars().collect();
+    for c in chars.iter_mut().rev() {
+        if left == 0 {
+            break;
+        }
+        if c.is_ascii_digit() {
+            *c = 'X';
+            left -= 1;
+        }
+    }
+    chars.into_iter().collect()
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Side {
+    Local,
+    Remote,
+}
+
+/// Which side(s) the caller is on: outbound → local, inbound → remote, otherwise both.
+fn caller_sides(direction: Option<&str>) -> &'static [Side] {
+    match direction {
+        Some("outbound") => &[Side::Local],
+        Some("inbound") => &[Side::Remote],
+        _ => &[Side::Local, Side::Remote],
+    }
+}
+
+fn callee_sides(direction: Option<&str>) -> &'static [Side] {
+    match direction {
+        Some("outbound") => &[Side::Remote],
+        Some("inbound") => &[Side::Local],
+        _ => &[Side::Local, Side::Remote],
+    }
+}
+
+fn target(side: Side, field: &str) -> Option<PrivacyTarget> {
+    Some(match (side, field) {
+        (Side::Local, "user_id") => PrivacyTarget::LocalUserId,
+        (Side::Local, "email") => PrivacyTarget::LocalEmail,
+        (Side::Local, "number") => PrivacyTarget::LocalNumber,
+        (Side::Remote, "user_id") => PrivacyTarget::RemoteUserId,
+        (Side::Remote, "email") => PrivacyTarget::RemoteEmail,
+        (Side::Remote, "number") => PrivacyTarget::RemoteNumber,
+        _ => return None,
+    })
+}
+
+/// (output path, target) pairs for one rendered payload.
+fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, PrivacyTarget)> {
+    let d = &event.data;
+    let mut out = Vec::new();
+    let party =
+        |out: &mut Vec<(String, PrivacyTarget)>, sides: &[Side], field: &str, path: String| {
+            for s in sides {
+                if let Some(t) = target(*s, field) {
+                    out.push((path.clone(), t));
+                }
+            }
+        };
+    match profile {
+        Profile::CallState => {
+            for (key, t) in [
+                ("local_user_id", PrivacyTarget::LocalUserId),
+                ("local_email", PrivacyTarget::LocalEmail),
+                ("local_number", PrivacyTarget::LocalNumber),
+                ("device_type", PrivacyTarget::DeviceType),
+                ("remote_user_id", PrivacyTarget::RemoteUserId),
+                ("remote_email", PrivacyTarget::RemoteEmail),
+                ("remote_number", PrivacyTarget::RemoteNumber),
+            ] {
+                out.push((key.to_string(), t));
+            }
+        }
+        Profile::Cdr => {
+            let dir = str_at(d, "direction");
+            party(&mut out, caller_sides(dir), "number", "cdr.cliNum".into());
+            for prefix in ["fRng", "lRng", "ans", "lAns"] {
+                for kind in ["Dev", "Usr", "Agt"] {
+                    party(
+                        &mut out,
+                        callee_sides(dir),
+                        "number",
+                        format!("cdr.{prefix}{kind}Num"),
+                    );
+                }
+            }
+        }
+        Profile::CallHistory => {
+            let call = if trigger == EventKind::CallUnanswered {
+                Some(d)
+            } else {
+                event.call_snapshot()
+            };
+            let dir = call.and_then(|c| str_at(c, "direction"));
+            party(
+                &mut out,
+                caller_sides(dir),
+                "number",
+                "call.details.from_number".into(),
+            );
+            party(
+                &mut out,
+                callee_sides(dir),
+                "number",
+                "call.details.to_number".into(),
+            );
+        }
+        Profile::RecordingV1 | Profile::RecordingV2 => {
+            let empty = Map::new();
+            let call = event.call_snapshot().unwrap_or(&empty);
+            let dir = super::recording::recorder_direction(d, call);
+            party(&mut out, caller_sides(dir), "number", "callerNumber".into());
+            party(&mut out, callee_sides(dir), "number", "calleeNumber".into());
+            let recorder_field = if str_at(d, "recorder_id").is_some_and(|r| r.contains('@')) {
+                "email"
+            } else {
+                "number"
+            };
+            party(
+                &mut out,
+                &[Side::Local],
+                recorder_field,
+                "recorderId".into(),
+            );
+            party(&mut out, &[Side::Local], "user_id", "userId".into());
+            party(&mut out, &[Side::Local], "user_id", "agentId".into());
+        }
+        Profile::Canonical => {
+            if event.kind == EventKind::CallState {
+                for (side, name) in [(Side::Local, "local"), (Side::Remote, "remote")] {
+                    for field in ["user_id", "email", "number"] {
+                        party(&mut out, &[side], field, format!("data.{name}.{field}"));
+                    }
+                }
+                out.push(("data.local.device_type".into(), PrivacyTarget::DeviceType));
+            } else {
+                // The CDR itself, and the call snapshot other events carry.
+                for (prefix, record) in [("data", Some(d)), ("data.call", event.call_snapshot())] {
+                    let Some(record) = record else { continue };
+                    let dir = str_at(record, "direction");
+                    for field in ["user_id", "email", "number"] {
+                        party(
+                            &mut out,
+                            caller_sides(dir),
+                            field,
+                            format!("{prefix}.caller.{field}"),
+                        );
+                        party(
+                            &mut out,
+                            callee_sides(dir),
+                            field,
+                            format!("{prefix}.callee.{field}"),
+                        );
+                    }
+                    party(
+                        &mut out,
+                        &[Side::Local],
+                        "user_id",
+                        format!("{prefix}.owner.user_id"),
+                    );
+                    for ring in [
+                        "first_ringing",
+                        "last_ringing",
+                        "answered_by",
+                        "last_answered_by",
+                    ] {
+                        let sides = callee_sides(dir);
+                        party(
+                            &mut out,
+                            sides,
+                            "user_id",
+                            format!("{prefix}.{ring}.user.id"),
+                        );
+                        for who in ["device", "user", "agent"] {
+                            party(
+                                &mut out,
+                                sides,
+                                "number",
+                                format!("{prefix}.{ring}.{who}.number"),
+                            );
+                        }
+                    }
+                }
+                let recorder_field = if str_at(d, "recorder_id").is_some_and(|r| r.contains('@')) {
+                    "email"
+                } else {
+                    "number"
+                };
+                party(
+                    &mut out,
+                    &[Side::Local],
+                    recorder_field,
+                    "data.recorder_id".into(),
+                );
+            }
+        }
+    }
+    out
+}
+
+/// Applies the rules to a rendered payload.
+pub fn apply(
+    payload: &mut Map<String, Value>,
+    profile: Profile,
+    event: &Event,
+    trigger: EventKind,
+    rules: &BTreeMap<PrivacyTarget, PrivacyRule>,
+) {
+    if rules.values().all(|r| r.action == PrivacyAction::Keep) {
+        return;
+    }
+    // Removals last, so that a remove and a mask on the same field end removed.
+    let mut actions: Vec<(String, &PrivacyRule)> = fields(profile, event, trigger)
+        .into_iter()
+        .filter_map(|(path, t)| {
+            rules
+                .get(&t)
+                .filter(|r| r.action != PrivacyAction::Keep)
+                .map(|r| (path, r))
+        })
+        .collect();
+    actions.sort_by_key(|(_, r)| r.action == PrivacyAction::Remove);
+    for (path, rule) in actions {
+        edit(payload, &path, rule);
+    }
+}
+
+/// Applies a rule at a dotted path; arrays on the way apply it to each element.
+fn edit(root: &mut Map<String, Value>, path: &str, rule: &PrivacyRule) {
+    let parts: Vec<&str> = path.split('.').collect();
+    edit_in(root, &parts, rule);
+}
+
+fn edit_in(map: &mut Map<String, Value>, parts: &[&str], rule: &PrivacyRule) {
+    let [first, rest @ ..] = parts else { return };
+    if rest.is_empty() {
+        match rule.action {
+            PrivacyAction::Keep => {}
+            PrivacyAction::Remove => {
+                map.shift_remove(*first);
+            }
+            PrivacyAction::Mask => {
+                if let Some(Value::String(s)) = map.get_mut(*first) {
+                    *s = mask(s, rule.digits.unwrap_or(0));
+                }
+            }
+        }
+        return;
+    }
+    match map.get_mut(*first) {
+        Some(Value::Object(m)) => edit_in(m, rest, rule),
+        Some(Value::Array(items)) => {
+            for item in items {
+                if let Value::Object(m) = item {
+                    edit_in(m, rest, rule);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masking_replaces_only_the_last_digits() {
+        assert_eq!(mask("+358942720001", 4), "+35894272XXXX");
+        assert_eq!(mask("+44 161 000 0001", 5), "+44 161 00X XXXX");
+        assert_eq!(mask("123", 15), "XXX");
+    }
+}
