@@ -380,17 +380,6 @@ pub fn validate(
             _ => {}
         }
     }
-    if spec
-        .privacy
-        .values()
-        .any(|r| r.action != PrivacyAction::Keep)
-    {
-        // Refused rather than stored unapplied: a rule the renderer ignores would leak the very
-        // fields it names.
-        return Err(invalid(
-            "`privacy` rules are not applied by this server's profiles yet; remove them",
-        ));
-    }
     let d = &mut spec.delivery;
     if d.mode == DeliveryMode::Batch || d.interval_s.is_some() || d.delay_s.is_some() {
         return Err(invalid(

@@ -12,6 +12,8 @@ mod canonical;
 pub mod cdr;
 pub mod fields;
 pub mod form;
+#[cfg(test)]
+mod golden;
 pub mod privacy;
 pub mod recording;
 pub mod sign;
