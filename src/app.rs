@@ -74,10 +74,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let generated_admin_token = bootstrap_token(&config, &store).await?;
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let addr = listener.local_addr()?;
     let public_url = config
         .public_url
         .clone()
-        .unwrap_or_else(|| format!("http://{}", config.listen));
+        .unwrap_or_else(|| format!("http://{addr}"));
     let links = Links::new(&public_url, sealer.derive_key("recording-urls"));
     let dispatcher = Dispatcher::new(
         store.clone(),
@@ -97,13 +101,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         client,
         lookup,
         policy,
+        links,
         known_tenants: RwLock::new(HashSet::new()),
     }));
 
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     let grace = Duration::from_millis(config.shutdown_grace_ms);

@@ -51,6 +51,10 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Largest accepted recording file, in bytes (413 above it).
+    #[arg(long, env = "CALLHOOK_MAX_RECORDING_BYTES", default_value_t = 256 * 1024 * 1024)]
+    pub max_recording_bytes: u64,
+
     /// Base64 of a 32-byte key sealing integration secrets. When unset, a key file in the data
     /// dir is created at first start and used from then on.
     #[arg(long, env = "CALLHOOK_SEAL_KEY", hide_env_values = true)]
@@ -91,6 +95,7 @@ impl Config {
             allow_private_destinations: false,
             egress_proxy: None,
             max_body_bytes: 8 * 1024 * 1024,
+            max_recording_bytes: 256 * 1024 * 1024,
             seal_key: None,
             log: "info".into(),
             log_format: "text".into(),

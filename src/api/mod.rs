@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod integrations;
 mod partners;
+mod recordings;
 mod tenants;
 mod tokens;
 
@@ -44,6 +45,8 @@ pub struct AppInner {
     pub tokens: Tokens,
     pub lookup: Lookup,
     pub policy: DestinationPolicy,
+    /// Signs and checks recording download links.
+    pub links: crate::security::links::Links,
     /// Tenants known to exist, so ingest checks them without a query per event.
     pub known_tenants: RwLock<HashSet<String>>,
 }
@@ -87,6 +90,7 @@ pub fn router(state: AppState) -> Router {
         .merge(events::router())
         .merge(integrations::router())
         .merge(deliveries::router())
+        .merge(recordings::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

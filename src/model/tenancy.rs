@@ -72,7 +72,9 @@ pub struct TokenRecord {
 
 /// Tenant and partner ids appear in URLs and events: a short slug keeps them unambiguous.
 pub fn check_slug(field: &str, id: &str) -> Result<(), String> {
-    let ok = !id.is_empty()
+    // Ids become path segments (recording files live under the tenant's id), so they start with
+    // a letter or digit: never `.` or `..`.
+    let ok = id.as_bytes().first().is_some_and(u8::is_ascii_alphanumeric)
         && id.len() <= 64
         && id
             .bytes()
@@ -81,7 +83,7 @@ pub fn check_slug(field: &str, id: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "`{field}` must be 1–64 characters of letters, digits, `-`, `_` or `.`"
+            "`{field}` must be 1–64 characters of letters, digits, `-`, `_` or `.`, starting with a letter or digit"
         ))
     }
 }

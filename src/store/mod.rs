@@ -104,6 +104,11 @@ pub trait Store: Send + Sync + 'static {
         now: i64,
     ) -> StoreResult<u64>;
 
+    // --- recordings
+    /// Records an uploaded file; `Conflict` when the id belongs to another tenant.
+    async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()>;
+    async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>>;
+
     /// A cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -231,3 +231,14 @@ pub struct AttemptView {
     pub response_excerpt: Option<String>,
     pub manual: bool,
 }
+
+/// An uploaded recording file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordingMeta {
+    pub file_id: String,
+    pub tenant_id: String,
+    pub content_type: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub created_at: i64,
+}

@@ -58,6 +58,10 @@ impl TestServer {
         }
     }
 
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        self._dir.path().to_path_buf()
+    }
+
     pub fn admin(&self) -> Api {
         self.api(ADMIN)
     }
@@ -189,6 +193,8 @@ pub enum ChallengeReply {
 pub struct Received {
     pub headers: HeaderMap,
     pub body: Bytes,
+    /// The raw query string (GET deliveries carry their payload there).
+    pub query: String,
     pub at: Instant,
     /// The status the receiver answered with.
     pub status: u16,
@@ -286,7 +292,13 @@ impl Receiver {
     }
 }
 
-async fn handle(State(state): State<RecvState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(state): State<RecvState>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = uri.query().unwrap_or_default().to_string();
     let at = Instant::now();
     if headers
         .get("callhook-event-type")
@@ -321,6 +333,7 @@ async fn handle(State(state): State<RecvState>, headers: HeaderMap, body: Bytes)
     let _ = state.tx.send(Received {
         headers,
         body,
+        query,
         at,
         status,
     });

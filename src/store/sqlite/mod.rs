@@ -241,6 +241,13 @@ impl Store for SqliteStore {
         self.write(move |c| pipeline::redeliver_failed(c, &id, since, until, now))
             .await
     }
+    async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()> {
+        self.write(move |c| admin::put_recording(c, &meta)).await
+    }
+    async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>> {
+        let id = owned(file_id);
+        self.read(move |c| admin::get_recording(c, &id)).await
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await?;

@@ -2,7 +2,8 @@
 
 use rusqlite::Connection;
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE partners (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -90,7 +91,19 @@ CREATE TABLE attempts (
     manual INTEGER NOT NULL,
     PRIMARY KEY (delivery_id, attempt)
 ) WITHOUT ROWID;
-"#];
+"#,
+    r#"
+CREATE TABLE recordings (
+    file_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX recordings_by_age ON recordings(created_at);
+"#,
+];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // WAL with synchronous=FULL: a commit is durable when it returns, and readers never block

@@ -1,0 +1,205 @@
+//! Recording files: uploaded by the platform (`PUT`, streamed to disk), downloaded by receivers
+//! through signed, expiring links (`GET …/content`, no token, Range supported).
+
+use std::collections::HashMap;
+use std::path::{Path as FsPath, PathBuf};
+
+use axum::body::Body;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use futures::StreamExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+use tower::ServiceExt;
+
+use super::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::tenancy::{check_slug, Role};
+use crate::security::links::LinkError;
+use crate::store::{RecordingMeta, StoreError};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/recordings/{file_id}", put(upload))
+        .route("/v1/recordings/{file_id}/content", get(download))
+}
+
+fn recordings_dir(s: &AppState) -> PathBuf {
+    s.config.data_dir.join("recordings")
+}
+
+pub fn file_path(s: &AppState, tenant_id: &str, file_id: &str) -> PathBuf {
+    recordings_dir(s).join(tenant_id).join(file_id)
+}
+
+/// A file being uploaded: removed when dropped unless kept, so a failed or abandoned upload
+/// (the client disconnects and the handler is dropped mid-stream) leaves nothing behind.
+struct PartialFile(Option<PathBuf>);
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+async fn sync_dir(dir: &FsPath) {
+    if let Ok(d) = tokio::fs::File::open(dir).await {
+        let _ = d.sync_all().await;
+    }
+}
+
+async fn upload(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(file_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    p.require(
+        matches!(p.role, Role::Operator | Role::Ingest),
+        "upload recordings",
+    )?;
+    check_slug("file_id", &file_id).map_err(|m| ApiError::bad_request("invalid_file_id", m))?;
+    let tenant_id = match (&p.tenant_id, q.get("tenant_id")) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::forbidden(format!(
+                "this token uploads for tenant `{own}` only"
+            )))
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(asked)) => asked.clone(),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "tenant_required",
+                "name the tenant: `?tenant_id=…`",
+            ))
+        }
+    };
+    if !s.tenant_exists(&tenant_id).await? {
+        return Err(ApiError::unprocessable(
+            "unknown_tenant",
+            format!("tenant `{tenant_id}` does not exist"),
+        ));
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream");
+    let mime: mime::Mime = content_type.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_content_type",
+            format!("`{content_type}` is not a media type (e.g. audio/wav)"),
+        )
+    })?;
+
+    let tmp_dir = recordings_dir(&s).join(".partial");
+    let final_dir = recordings_dir(&s).join(&tenant_id);
+    for dir in [&tmp_dir, &final_dir] {
+        tokio::fs::create_dir_all(dir)
+            .await
+            .map_err(ApiError::internal)?;
+    }
+    let tmp_path = tmp_dir.join(crate::ingest::new_id("up"));
+    let mut partial = PartialFile(Some(tmp_path.clone()));
+    let mut file = tokio::fs::File::create(&tmp_path)
+        .await
+        .map_err(ApiError::internal)?;
+    let mut stream = body.into_data_stream();
+    let mut hasher = Sha256::new();
+    let mut bytes: u64 = 0;
+    let limit = s.config.max_recording_bytes;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("upload_interrupted", format!("the upload stopped: {e}"))
+        })?;
+        bytes += chunk.len() as u64;
+        if bytes > limit {
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("recordings are limited to {limit} bytes (CALLHOOK_MAX_RECORDING_BYTES)"),
+            ));
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    drop(file);
+    let final_path = final_dir.join(&file_id);
+    tokio::fs::rename(&tmp_path, &final_path)
+        .await
+        .map_err(ApiError::internal)?;
+    partial.0 = Some(final_path.clone());
+    sync_dir(&final_dir).await;
+    let meta = RecordingMeta {
+        file_id: file_id.clone(),
+        tenant_id: tenant_id.clone(),
+        content_type: mime.to_string(),
+        bytes,
+        sha256: hex::encode(hasher.finalize()),
+        created_at: crate::time::now_ms(),
+    };
+    s.store
+        .put_recording(meta.clone())
+        .await
+        .map_err(|e| match e {
+            StoreError::Conflict(m) => ApiError::conflict("file_id_taken", m),
+            other => other.into(),
+        })?;
+    partial.0 = None; // kept
+    Ok((StatusCode::CREATED, Json(json!(meta))))
+}
+
+async fn download(
+    State(s): State<AppState>,
+    Path(file_id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+    req: Request,
+) -> Response {
+    let expires = q.get("expires").and_then(|e| e.parse::<i64>().ok());
+    let signature = q.get("signature");
+    let (Some(expires), Some(signature)) = (expires, signature) else {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "invalid_signature",
+            "the link is not signed; use the URL from the delivery as it is",
+        )
+        .into_response();
+    };
+    match s.links.verify(&file_id, expires, signature, crate::time::now_ms()) {
+        Ok(()) => {}
+        Err(LinkError::BadSignature) => {
+            return ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", "the link's signature does not match; use the URL from the delivery as it is")
+                .into_response()
+        }
+        Err(LinkError::Expired) => {
+            return ApiError::new(StatusCode::GONE, "link_expired", "the link has expired (links work for 30 minutes after the delivery attempt that carried them)")
+                .into_response()
+        }
+    }
+    let meta = match s.store.get_recording(&file_id).await {
+        Ok(Some(m)) => m,
+        Ok(None) => return ApiError::not_found(&format!("recording `{file_id}`")).into_response(),
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let mime: mime::Mime = meta
+        .content_type
+        .parse()
+        .unwrap_or(mime::APPLICATION_OCTET_STREAM);
+    let path = file_path(&s, &meta.tenant_id, &meta.file_id);
+    match tower_http::services::ServeFile::new_with_mime(path, &mime)
+        .oneshot(req)
+        .await
+    {
+        Ok(resp) => resp.into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
