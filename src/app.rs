@@ -94,7 +94,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = AppState(Arc::new(AppInner {
         tokens: Tokens::new(config.admin_token.as_deref()),
         config: config.clone(),
-        store,
+        store: store.clone(),
         cache,
         dispatcher: dispatcher.clone(),
         sealer,
@@ -106,6 +106,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }));
 
     let shutdown = CancellationToken::new();
+    if config.retention_hours > 0 {
+        tokio::spawn(crate::retention::run(
+            store.clone(),
+            config.data_dir.clone(),
+            config.retention_hours,
+            shutdown.clone(),
+        ));
+    }
     let stop = shutdown.clone();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let app = router(state);

@@ -28,6 +28,7 @@ pub mod ingest;
 pub mod model;
 pub mod record;
 pub mod render;
+pub mod retention;
 pub mod route;
 pub mod security;
 pub mod store;

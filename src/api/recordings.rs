@@ -34,7 +34,7 @@ fn recordings_dir(s: &AppState) -> PathBuf {
 }
 
 pub fn file_path(s: &AppState, tenant_id: &str, file_id: &str) -> PathBuf {
-    recordings_dir(s).join(tenant_id).join(file_id)
+    crate::retention::recording_path(&s.config.data_dir, tenant_id, file_id)
 }
 
 /// A file being uploaded: removed when dropped unless kept, so a failed or abandoned upload

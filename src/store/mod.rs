@@ -109,6 +109,13 @@ pub trait Store: Send + Sync + 'static {
     async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()>;
     async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>>;
 
+    // --- retention
+    /// Removes up to `limit` each of settled deliveries (with their attempts), events no
+    /// delivery needs any more, and recordings, all older than `before` (epoch ms). Pending and
+    /// blocked deliveries and their events are never removed. Called repeatedly, in small
+    /// steps, so it never holds the writer for long.
+    async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport>;
+
     /// A cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -242,3 +242,19 @@ pub struct RecordingMeta {
     pub sha256: String,
     pub created_at: i64,
 }
+
+/// What one purge step removed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PurgeReport {
+    pub deliveries: u64,
+    pub attempts: u64,
+    pub events: u64,
+    /// Recording rows removed; their files are the caller's to delete.
+    pub recordings: Vec<RecordingMeta>,
+}
+
+impl PurgeReport {
+    pub fn total(&self) -> u64 {
+        self.deliveries + self.events + self.recordings.len() as u64
+    }
+}

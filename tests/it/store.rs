@@ -231,3 +231,97 @@ async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
         (IntegrationStatus::Active, None, 0)
     );
 }
+
+#[tokio::test]
+async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
+    let (s, dir) = store().await;
+    let day = 24 * 3600 * 1000;
+    let old = callhook::time::now_ms() - 3 * day;
+    let new = callhook::time::now_ms();
+    // Ids are ULIDs of their creation time, as the ingest stage makes them.
+    let id_at = |ms: i64, n: u8| {
+        format!(
+            "dlv_{}",
+            ulid::Ulid::from_parts(ms as u64 + n as u64, 0)
+                .to_string()
+                .to_ascii_lowercase()
+        )
+    };
+    let out = s
+        .ingest(IngestBatch {
+            items: vec![
+                item(
+                    "old-done",
+                    "c1",
+                    vec![delivery(&id_at(old, 1), false, false)],
+                ),
+                item(
+                    "old-pending",
+                    "c2",
+                    vec![delivery(&id_at(old, 2), false, false)],
+                ),
+            ],
+            lease: lease("a", old + 1000),
+            now: old,
+        })
+        .await
+        .expect("ingest");
+    s.record(
+        vec![outcome(&out.ready[0], NextStep::Succeeded, old + 10)],
+        lease("a", old + 1000),
+    )
+    .await
+    .expect("record");
+    s.ingest(IngestBatch {
+        items: vec![item(
+            "new",
+            "c3",
+            vec![delivery(&id_at(new, 3), false, false)],
+        )],
+        lease: lease("a", new + 1000),
+        now: new,
+    })
+    .await
+    .expect("ingest");
+    let files = dir.path().join("files");
+    for (file, at) in [("old-file", old), ("new-file", new)] {
+        let path = callhook::retention::recording_path(&files, "t", file);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        std::fs::write(&path, b"RIFF").expect("file");
+        s.put_recording(RecordingMeta {
+            file_id: file.into(),
+            tenant_id: "t".into(),
+            content_type: "audio/wav".into(),
+            bytes: 4,
+            sha256: String::new(),
+            created_at: at,
+        })
+        .await
+        .expect("meta");
+    }
+
+    let report = callhook::retention::purge_before(&s, &files, new - day)
+        .await
+        .expect("purge");
+    assert_eq!(
+        (report.deliveries, report.events, report.recordings.len()),
+        (1, 1, 1)
+    );
+    assert!(!callhook::retention::recording_path(&files, "t", "old-file").exists());
+    assert!(callhook::retention::recording_path(&files, "t", "new-file").exists());
+    assert!(s.get_recording("old-file").await.expect("get").is_none());
+    // The old pending delivery and its event survive, and can still be sent.
+    s.recover().await.expect("recover");
+    let claimed = s
+        .claim_due("i1", 10, lease("b", new + 60_000), new)
+        .await
+        .expect("claim");
+    let mut ids: Vec<&str> = claimed.iter().map(|j| j.event.event.id.as_str()).collect();
+    ids.sort();
+    assert_eq!(ids, ["new", "old-pending"]);
+    assert_eq!(
+        s.purge(new - day, 10).await.expect("again"),
+        PurgeReport::default(),
+        "nothing more to remove"
+    );
+}

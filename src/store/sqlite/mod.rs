@@ -248,6 +248,9 @@ impl Store for SqliteStore {
         let id = owned(file_id);
         self.read(move |c| admin::get_recording(c, &id)).await
     }
+    async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
+        self.write(move |c| pipeline::purge(c, before, limit)).await
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await?;
