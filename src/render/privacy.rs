@@ -63,6 +63,15 @@ fn target(side: Side, field: &str) -> Option<PrivacyTarget> {
     })
 }
 
+/// The recorder is named by e-mail or by number; the rule that applies follows which.
+fn recorder_field(d: &Map<String, Value>) -> &'static str {
+    if str_at(d, "recorder_id").is_some_and(|r| r.contains('@')) {
+        "email"
+    } else {
+        "number"
+    }
+}
+
 /// (output path, target) pairs for one rendered payload.
 fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, PrivacyTarget)> {
     let d = &event.data;
@@ -129,15 +138,10 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
             let dir = super::recording::recorder_direction(d, call);
             party(&mut out, caller_sides(dir), "number", "callerNumber".into());
             party(&mut out, callee_sides(dir), "number", "calleeNumber".into());
-            let recorder_field = if str_at(d, "recorder_id").is_some_and(|r| r.contains('@')) {
-                "email"
-            } else {
-                "number"
-            };
             party(
                 &mut out,
                 &[Side::Local],
-                recorder_field,
+                recorder_field(d),
                 "recorderId".into(),
             );
             party(&mut out, &[Side::Local], "user_id", "userId".into());
@@ -199,15 +203,10 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
                         }
                     }
                 }
-                let recorder_field = if str_at(d, "recorder_id").is_some_and(|r| r.contains('@')) {
-                    "email"
-                } else {
-                    "number"
-                };
                 party(
                     &mut out,
                     &[Side::Local],
-                    recorder_field,
+                    recorder_field(d),
                     "data.recorder_id".into(),
                 );
             }

@@ -323,17 +323,20 @@ pub fn get_recording(c: &Connection, file_id: &str) -> StoreResult<Option<Record
     c.query_row(
         "SELECT file_id, tenant_id, content_type, bytes, sha256, created_at FROM recordings WHERE file_id = ?1",
         [file_id],
-        |r| {
-            Ok(RecordingMeta {
-                file_id: r.get(0)?,
-                tenant_id: r.get(1)?,
-                content_type: r.get(2)?,
-                bytes: r.get(3)?,
-                sha256: r.get(4)?,
-                created_at: r.get(5)?,
-            })
-        },
+        recording_row,
     )
     .optional()
     .map_err(internal)
+}
+
+/// Columns `file_id, tenant_id, content_type, bytes, sha256, created_at`.
+pub(super) fn recording_row(r: &Row) -> rusqlite::Result<RecordingMeta> {
+    Ok(RecordingMeta {
+        file_id: r.get(0)?,
+        tenant_id: r.get(1)?,
+        content_type: r.get(2)?,
+        bytes: r.get(3)?,
+        sha256: r.get(4)?,
+        created_at: r.get(5)?,
+    })
 }

@@ -464,17 +464,8 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
              RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
         )
         .and_then(|mut st| {
-            st.query_map(params![before, limit], |r| {
-                Ok(RecordingMeta {
-                    file_id: r.get(0)?,
-                    tenant_id: r.get(1)?,
-                    content_type: r.get(2)?,
-                    bytes: r.get(3)?,
-                    sha256: r.get(4)?,
-                    created_at: r.get(5)?,
-                })
-            })?
-            .collect()
+            st.query_map(params![before, limit], super::admin::recording_row)?
+                .collect()
         })
         .map_err(internal)?;
     Ok(report)
