@@ -2,7 +2,7 @@
 //! shutdown (one cancellation token: stop accepting, finish in-flight deliveries up to a
 //! deadline, log what is left).
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -102,7 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         lookup,
         policy,
         links,
-        known_tenants: RwLock::new(HashSet::new()),
+        known_tenants: RwLock::new(HashMap::new()),
     }));
 
     let shutdown = CancellationToken::new();

@@ -180,6 +180,8 @@ pub struct IntegrationCache {
 struct Inner {
     by_id: HashMap<String, Arc<Integration>>,
     by_tenant: HashMap<String, TenantList>,
+    /// Partner integrations (one per partner): few, checked for every call record.
+    partners: TenantList,
 }
 
 impl IntegrationCache {
@@ -206,7 +208,30 @@ impl IntegrationCache {
         if let Some(tid) = integration.tenant_id.clone() {
             inner.rebuild_tenant(&tid);
         }
+        if integration.partner_id.is_some() {
+            inner.rebuild_partners();
+        }
         integration
+    }
+
+    /// All partner integrations.
+    pub fn partner_integrations(&self) -> TenantList {
+        self.inner.read().partners.clone()
+    }
+
+    pub fn for_partner(&self, partner_id: &str) -> Vec<Arc<Integration>> {
+        self.inner
+            .read()
+            .partners
+            .iter()
+            .filter(|i| i.partner_id.as_deref() == Some(partner_id))
+            .cloned()
+            .collect()
+    }
+
+    /// Every integration (the batch scheduler walks them).
+    pub fn all(&self) -> Vec<Arc<Integration>> {
+        self.inner.read().by_id.values().cloned().collect()
     }
 
     pub fn remove(&self, id: &str) {
@@ -214,6 +239,9 @@ impl IntegrationCache {
         if let Some(old) = inner.by_id.remove(id) {
             if let Some(tid) = &old.tenant_id {
                 inner.rebuild_tenant(tid);
+            }
+            if old.partner_id.is_some() {
+                inner.rebuild_partners();
             }
         }
     }
@@ -224,6 +252,17 @@ impl IntegrationCache {
 }
 
 impl Inner {
+    fn rebuild_partners(&mut self) {
+        let mut list: Vec<Arc<Integration>> = self
+            .by_id
+            .values()
+            .filter(|i| i.partner_id.is_some())
+            .cloned()
+            .collect();
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+        self.partners = Arc::new(list);
+    }
+
     fn rebuild_tenant(&mut self, tenant_id: &str) {
         let mut list: Vec<Arc<Integration>> = self
             .by_id

@@ -8,7 +8,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::integrations::owned;
+use super::integrations::{manage, owned, param, Params};
 use super::{time_param, AppState, JsonValue};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -16,7 +16,11 @@ use crate::store::{DeliveryFilter, DeliveryStatus};
 use crate::time::now_ms;
 
 pub fn router() -> Router<AppState> {
-    let base = "/v1/tenants/{tid}/integrations/{iid}";
+    routes("/v1/tenants/{tid}/integrations/{iid}")
+        .merge(routes("/v1/partners/{pid}/integrations/{iid}"))
+}
+
+fn routes(base: &str) -> Router<AppState> {
     Router::new()
         .route(&format!("{base}/deliveries"), get(list))
         .route(&format!("{base}/deliveries/{{did}}"), get(read))
@@ -30,10 +34,11 @@ pub fn router() -> Router<AppState> {
 async fn list(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<Json<Value>> {
-    owned(&s, &p, &tid, &iid).await?;
+    let _ = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
     let status = match q.get("status") {
         None => None,
         Some(v) => Some(DeliveryStatus::parse(v).ok_or_else(|| {
@@ -70,9 +75,13 @@ async fn list(
 async fn read(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid, did)): Path<(String, String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    owned(&s, &p, &tid, &iid).await?;
+    let _ = owned(&s, &p, &params).await?;
+    let (iid, did) = (
+        param(&params, "iid").to_string(),
+        param(&params, "did").to_string(),
+    );
     let (view, attempts) = s
         .store
         .get_delivery(&did)
@@ -87,10 +96,14 @@ async fn read(
 async fn redeliver_one(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid, did)): Path<(String, String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    owned(&s, &p, &tid, &iid).await?;
-    p.require(p.manages_tenant(), "redeliver")?;
+    let (owner, _) = owned(&s, &p, &params).await?;
+    let (iid, did) = (
+        param(&params, "iid").to_string(),
+        param(&params, "did").to_string(),
+    );
+    manage(&p, &owner)?;
     let found = s
         .store
         .get_delivery(&did)
@@ -117,11 +130,12 @@ async fn redeliver_one(
 async fn redeliver_range(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    owned(&s, &p, &tid, &iid).await?;
-    p.require(p.manages_tenant(), "redeliver")?;
+    let (owner, _) = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
+    manage(&p, &owner)?;
     let get = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
     let since = time_param("since", get("since").as_ref())?;
     let until = time_param("until", get("until").as_ref())?;

@@ -27,7 +27,7 @@ async fn ingest(
         "post events (use an ingest token)",
     )?;
     let events = parse_body(body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
-    let mut checked: Option<&str> = None;
+    let mut partners: std::collections::HashMap<String, Option<String>> = Default::default();
     for e in &events {
         if let Some(own) = &p.tenant_id {
             if &e.tenant_id != own {
@@ -37,8 +37,8 @@ async fn ingest(
                 )));
             }
         }
-        if checked != Some(e.tenant_id.as_str()) {
-            if !s.tenant_exists(&e.tenant_id).await? {
+        if !partners.contains_key(&e.tenant_id) {
+            let Some(partner) = s.tenant_partner(&e.tenant_id).await? else {
                 return Err(ApiError::unprocessable(
                     "unknown_tenant",
                     format!(
@@ -46,11 +46,17 @@ async fn ingest(
                         e.id, e.tenant_id
                     ),
                 ));
-            }
-            checked = Some(e.tenant_id.as_str());
+            };
+            partners.insert(e.tenant_id.clone(), partner);
         }
     }
-    let items = events.into_iter().map(|e| plan(e, &s.cache)).collect();
+    let items = events
+        .into_iter()
+        .map(|e| {
+            let partner = partners.get(&e.tenant_id).cloned().flatten();
+            plan(e, &s.cache, partner.as_deref())
+        })
+        .collect();
     let batch = IngestBatch {
         items,
         lease: s.dispatcher.lease(),

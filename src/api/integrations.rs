@@ -18,17 +18,21 @@ use crate::error::{ApiError, ApiResult};
 use crate::model::integration::{
     check_secret, validate, IntegrationSpec, SettingError, ValidSpec, Verification,
 };
-use crate::model::tenancy::Tenant;
+use crate::model::tenancy::{Partner, Role, Tenant};
 use crate::render::sign::generate_secret;
 use crate::security::ssrf::{resolve_allowed, ResolveError};
 use crate::store::{IntegrationHealth, IntegrationStatus, StoreError};
 use crate::time::{format_ms, now_ms};
+use std::collections::HashMap;
 
 /// How long the previous signing secret keeps signing after a rotation.
 const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
 
 pub fn router() -> Router<AppState> {
-    let base = "/v1/tenants/{tid}/integrations";
+    routes("/v1/tenants/{tid}/integrations").merge(routes("/v1/partners/{pid}/integrations"))
+}
+
+fn routes(base: &str) -> Router<AppState> {
     Router::new()
         .route(base, post(create).get(list))
         .route(
@@ -49,7 +53,10 @@ pub(crate) fn out(i: &Integration) -> Value {
     let mut v = serde_json::to_value(&i.valid.spec).unwrap_or_else(|_| json!({}));
     if let Value::Object(m) = &mut v {
         m.insert("id".into(), json!(i.id));
-        m.insert("tenant_id".into(), json!(i.tenant_id));
+        match &i.partner_id {
+            Some(pid) => m.insert("partner_id".into(), json!(pid)),
+            None => m.insert("tenant_id".into(), json!(i.tenant_id)),
+        };
         m.insert("status".into(), json!(i.status.as_str()));
         m.insert("disabled_reason".into(), json!(i.disabled_reason));
         m.insert("secret_hint".into(), json!(i.secret_hint));
@@ -67,24 +74,62 @@ fn setting(e: SettingError) -> ApiError {
     ApiError::unprocessable(e.code, e.message)
 }
 
-/// The tenant (visible to the caller) and its integration `iid`; 404 for anything else.
+/// Whose integrations a path names: a tenant's (`{tid}`) or a partner's feed (`{pid}`).
+pub(crate) enum Owner {
+    Tenant(Tenant),
+    Partner(Partner),
+}
+
+impl Owner {
+    fn holds(&self, i: &Integration) -> bool {
+        match self {
+            Owner::Tenant(t) => i.tenant_id.as_deref() == Some(t.id.as_str()),
+            Owner::Partner(p) => {
+                i.partner_id.as_deref() == Some(p.id.as_str()) && i.tenant_id.is_none()
+            }
+        }
+    }
+}
+
+pub(crate) type Params = HashMap<String, String>;
+
+pub(crate) fn param<'a>(params: &'a Params, name: &str) -> &'a str {
+    params.get(name).map(String::as_str).unwrap_or_default()
+}
+
+/// The owner named by the path, if the caller may see it; 404 otherwise.
+pub(crate) async fn owner_of(s: &AppState, p: &Principal, params: &Params) -> ApiResult<Owner> {
+    if let Some(tid) = params.get("tid") {
+        return Ok(Owner::Tenant(s.visible_tenant(p, tid).await?));
+    }
+    let pid = param(params, "pid");
+    Ok(Owner::Partner(s.visible_partner(p, pid).await?))
+}
+
+/// The owner and its integration `iid`; 404 for anything else.
 pub(crate) async fn owned(
     s: &AppState,
     p: &Principal,
-    tid: &str,
-    iid: &str,
-) -> ApiResult<(Tenant, Arc<Integration>)> {
-    let tenant = s.visible_tenant(p, tid).await?;
+    params: &Params,
+) -> ApiResult<(Owner, Arc<Integration>)> {
+    let owner = owner_of(s, p, params).await?;
+    let iid = param(params, "iid");
     let i = s
         .cache
         .get(iid)
-        .filter(|i| i.tenant_id.as_deref() == Some(tid))
+        .filter(|i| owner.holds(i))
         .ok_or_else(|| ApiError::not_found(&format!("integration `{iid}`")))?;
-    Ok((tenant, i))
+    Ok((owner, i))
 }
 
-fn manage(p: &Principal) -> ApiResult<()> {
-    p.require(p.manages_tenant(), "change integrations")
+/// Tenant integrations are changed by tenant and partner admins and operators; partner feeds by
+/// partner admins and operators.
+pub(crate) fn manage(p: &Principal, owner: &Owner) -> ApiResult<()> {
+    let ok = match owner {
+        Owner::Tenant(_) => p.manages_tenant(),
+        Owner::Partner(_) => matches!(p.role, Role::Operator | Role::PartnerAdmin),
+    };
+    p.require(ok, "change integrations")
 }
 
 /// `secret` is write-only and kept out of the stored settings: absent, `null` (remove) or a value.
@@ -130,22 +175,47 @@ fn object(body: Value) -> ApiResult<Map<String, Value>> {
 async fn create(
     State(s): State<AppState>,
     p: Principal,
-    Path(tid): Path<String>,
+    Path(params): Path<Params>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let tenant = s.visible_tenant(&p, &tid).await?;
-    manage(&p)?;
+    let owner = owner_of(&s, &p, &params).await?;
+    manage(&p, &owner)?;
     let mut body = object(body)?;
     let secret = take_secret(&mut body)?.flatten();
+    match &owner {
+        Owner::Partner(partner) => {
+            if !s.cache.for_partner(&partner.id).is_empty() {
+                return Err(ApiError::conflict(
+                    "partner_integration_exists",
+                    format!(
+                        "partner `{}` already has its one feed integration; change or delete it",
+                        partner.id
+                    ),
+                ));
+            }
+            partner_defaults(&mut body);
+        }
+        Owner::Tenant(_) if body.contains_key("feed") => {
+            return Err(ApiError::unprocessable(
+                "invalid_setting",
+                "`feed` is for partner integrations (/v1/partners/{pid}/integrations)",
+            ))
+        }
+        Owner::Tenant(_) => {}
+    }
     let spec: IntegrationSpec = typed(
         Value::Object(body),
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_setting",
     )?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
-    if let Some(max) = tenant.max_integrations {
-        if s.cache.for_tenant(&tid).len() >= max as usize {
-            return Err(limit_reached(&tid, max));
+    let max = match &owner {
+        Owner::Tenant(t) => t.max_integrations,
+        Owner::Partner(_) => None,
+    };
+    if let (Some(max), Owner::Tenant(t)) = (max, &owner) {
+        if s.cache.for_tenant(&t.id).len() >= max as usize {
+            return Err(limit_reached(&t.id, max));
         }
     }
     check_destination(&s, &valid).await?;
@@ -156,10 +226,14 @@ async fn create(
     }
     let signing_secret = generate_secret();
     let now = now_ms();
+    let (tenant_id, partner_id) = match &owner {
+        Owner::Tenant(t) => (Some(t.id.clone()), None),
+        Owner::Partner(p) => (None, Some(p.id.clone())),
+    };
     let integration = Integration::new(
         crate::ingest::new_id("int"),
-        Some(tid.clone()),
-        None,
+        tenant_id,
+        partner_id,
         valid,
         secret,
         vec![SigningSecret {
@@ -169,7 +243,7 @@ async fn create(
         now,
     );
     s.store
-        .insert_integration(integration.to_record(&s.sealer), tenant.max_integrations)
+        .insert_integration(integration.to_record(&s.sealer), max)
         .await
         .map_err(|e| match e {
             StoreError::Conflict(m) => ApiError::conflict("integration_limit", m),
@@ -179,6 +253,23 @@ async fn create(
     let mut body = out(&integration);
     body["signing_secret"] = json!(signing_secret);
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// A partner feed is, unless the request says otherwise, seed 003's: analytics, `cdr-batch` of
+/// calls that ended 10–5 minutes before each 5-minute boundary.
+fn partner_defaults(body: &mut Map<String, Value>) {
+    body.entry("feed").or_insert(json!("analytics"));
+    body.entry("event_types")
+        .or_insert(json!(["call.completed"]));
+    let profile = body.entry("profile").or_insert(json!("cdr-batch")).clone();
+    if profile == json!("cdr-batch") {
+        let delivery = body.entry("delivery").or_insert(json!({}));
+        if let Value::Object(d) = delivery {
+            d.entry("mode").or_insert(json!("batch"));
+            d.entry("interval_s").or_insert(json!(300));
+            d.entry("delay_s").or_insert(json!(300));
+        }
+    }
 }
 
 fn limit_reached(tid: &str, max: u32) -> ApiError {
@@ -191,30 +282,33 @@ fn limit_reached(tid: &str, max: u32) -> ApiError {
 async fn list(
     State(s): State<AppState>,
     p: Principal,
-    Path(tid): Path<String>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    s.visible_tenant(&p, &tid).await?;
-    let items: Vec<Value> = s.cache.for_tenant(&tid).iter().map(|i| out(i)).collect();
+    let items: Vec<Value> = match owner_of(&s, &p, &params).await? {
+        Owner::Tenant(t) => s.cache.for_tenant(&t.id).iter().map(|i| out(i)).collect(),
+        Owner::Partner(pa) => s.cache.for_partner(&pa.id).iter().map(|i| out(i)).collect(),
+    };
     Ok(Json(json!({"items": items})))
 }
 
 async fn read(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
+    let (_, i) = owned(&s, &p, &params).await?;
     Ok(Json(out(&i)))
 }
 
 async fn update(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
     JsonValue(body): JsonValue,
 ) -> ApiResult<Json<Value>> {
-    let (_, current) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, current) = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
+    manage(&p, &owner)?;
     let mut patch = object(body)?;
     let secret = match take_secret(&mut patch)? {
         None => current.secret.clone(),
@@ -253,10 +347,11 @@ async fn update(
 async fn remove(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<StatusCode> {
-    owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, _) = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
+    manage(&p, &owner)?;
     s.store.delete_integration(&iid).await?;
     s.cache.remove(&iid);
     s.dispatcher.integration_changed(&iid);
@@ -266,10 +361,10 @@ async fn remove(
 async fn verify(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, i) = owned(&s, &p, &params).await?;
+    manage(&p, &owner)?;
     challenge::verify(&s.client, &i.valid, i.secret.as_deref())
         .await
         .map_err(setting)?;
@@ -280,10 +375,10 @@ async fn verify(
 async fn test(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, i) = owned(&s, &p, &params).await?;
+    manage(&p, &owner)?;
     let report = crate::deliver::attempt::send_sample(&s.dispatcher, &i).await;
     Ok(Json(report))
 }
@@ -291,11 +386,12 @@ async fn test(
 async fn disable(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
     OptionalJson(body): OptionalJson,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, i) = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
+    manage(&p, &owner)?;
     let reason = match body.get("reason") {
         None | Some(Value::Null) => "disabled by an administrator".to_string(),
         Some(Value::String(r)) if r.len() <= 500 => format!("disabled by an administrator: {r}"),
@@ -321,11 +417,12 @@ async fn disable(
 async fn enable(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
     OptionalJson(body): OptionalJson,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, i) = owned(&s, &p, &params).await?;
+    let iid = param(&params, "iid").to_string();
+    manage(&p, &owner)?;
     if let Some(expected) = &i.secret {
         let given = body.get("secret").and_then(Value::as_str).ok_or_else(|| {
             ApiError::unprocessable(
@@ -375,10 +472,10 @@ async fn enable(
 async fn rotate(
     State(s): State<AppState>,
     p: Principal,
-    Path((tid, iid)): Path<(String, String)>,
+    Path(params): Path<Params>,
 ) -> ApiResult<Json<Value>> {
-    let (_, i) = owned(&s, &p, &tid, &iid).await?;
-    manage(&p)?;
+    let (owner, i) = owned(&s, &p, &params).await?;
+    manage(&p, &owner)?;
     let now = now_ms();
     let fresh = generate_secret();
     let mut keys = vec![SigningSecret {

@@ -11,7 +11,7 @@ mod recordings;
 mod tenants;
 mod tokens;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
@@ -47,8 +47,9 @@ pub struct AppInner {
     pub policy: DestinationPolicy,
     /// Signs and checks recording download links.
     pub links: crate::security::links::Links,
-    /// Tenants known to exist, so ingest checks them without a query per event.
-    pub known_tenants: RwLock<HashSet<String>>,
+    /// Tenants known to exist, with their partner, so ingest checks them (and routes partner
+    /// feeds) without a query per event.
+    pub known_tenants: RwLock<HashMap<String, Option<String>>>,
 }
 
 impl Deref for AppState {
@@ -68,15 +69,39 @@ impl AppState {
             .ok_or_else(|| ApiError::not_found(&format!("tenant `{tenant_id}`")))
     }
 
+    /// The partner, if it exists and the caller may see it (operators, its own partner
+    /// admins); 404 otherwise.
+    pub async fn visible_partner(
+        &self,
+        p: &Principal,
+        partner_id: &str,
+    ) -> ApiResult<crate::model::tenancy::Partner> {
+        use crate::model::tenancy::Role;
+        let allowed = p.role == Role::Operator
+            || (p.role == Role::PartnerAdmin && p.partner_id.as_deref() == Some(partner_id));
+        let found = match allowed {
+            true => self.store.get_partner(partner_id).await?,
+            false => None,
+        };
+        found.ok_or_else(|| ApiError::not_found(&format!("partner `{partner_id}`")))
+    }
+
     pub async fn tenant_exists(&self, tenant_id: &str) -> ApiResult<bool> {
-        if self.known_tenants.read().contains(tenant_id) {
-            return Ok(true);
+        Ok(self.tenant_partner(tenant_id).await?.is_some())
+    }
+
+    /// `None` when the tenant does not exist, else its partner (if any).
+    pub async fn tenant_partner(&self, tenant_id: &str) -> ApiResult<Option<Option<String>>> {
+        if let Some(p) = self.known_tenants.read().get(tenant_id) {
+            return Ok(Some(p.clone()));
         }
-        let found = self.store.get_tenant(tenant_id).await?.is_some();
-        if found {
-            self.known_tenants.write().insert(tenant_id.to_string());
+        let found = self.store.get_tenant(tenant_id).await?;
+        if let Some(t) = &found {
+            self.known_tenants
+                .write()
+                .insert(t.id.clone(), t.partner_id.clone());
         }
-        Ok(found)
+        Ok(found.map(|t| t.partner_id))
     }
 }
 

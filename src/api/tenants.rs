@@ -109,7 +109,9 @@ async fn create(
         updated_at: now,
     };
     s.store.create_tenant(tenant.clone()).await?;
-    s.known_tenants.write().insert(tenant.id.clone());
+    s.known_tenants
+        .write()
+        .insert(tenant.id.clone(), tenant.partner_id.clone());
     Ok((StatusCode::CREATED, Json(out(&tenant))))
 }
 
@@ -146,6 +148,9 @@ async fn update(
     }
     tenant.updated_at = crate::time::now_ms();
     s.store.update_tenant(tenant.clone()).await?;
+    s.known_tenants
+        .write()
+        .insert(tenant.id.clone(), tenant.partner_id.clone());
     Ok(Json(out(&tenant)))
 }
 

@@ -254,6 +254,10 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> serde_json::Va
         EventKind::RecordingCompleted => json!({"recording_id": "rec-sample", "files": []}),
         EventKind::AnalysisCompleted => json!({"score": 80, "keywords": []}),
         EventKind::IvrInput => json!({"dtmf": "1", "ivr_number": "+441610000000"}),
+        EventKind::CdrBatch => {
+            let end = crate::time::format_ms(now_ms());
+            json!({"feed": "analytics", "window": {"start": end, "end": end}, "part": 1, "parts": 1, "items": []})
+        }
         EventKind::CallCompleted | EventKind::CallUnanswered => {
             json!({"answered": kind == EventKind::CallCompleted,
             "direction": "inbound", "scope": "external", "talk_ms": 0,

@@ -106,6 +106,7 @@ impl Dispatcher {
         }
         let me = self.clone();
         tokio::spawn(async move { me.run_claimer().await });
+        tokio::spawn(super::batch::run(self.clone()));
         Ok(())
     }
 

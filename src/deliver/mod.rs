@@ -9,6 +9,7 @@
 //! - [`challenge`]: the challenge–response check run when an integration is saved.
 
 pub mod attempt;
+pub mod batch;
 pub mod challenge;
 pub mod client;
 pub mod dispatcher;

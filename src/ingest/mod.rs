@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
-use crate::cache::IntegrationCache;
-use crate::model::event::{parse_event, Event};
+use crate::cache::{Integration, IntegrationCache};
+use crate::model::event::{parse_event, Event, EventKind};
+use crate::model::integration::{DeliveryMode, Feed};
 use crate::route::route;
 use crate::store::{IngestItem, IntegrationStatus, NewDelivery};
 
@@ -42,26 +43,52 @@ pub fn parse_body(body: Value) -> Result<Vec<Event>, String> {
         .collect()
 }
 
-/// Routes an event to the tenant's integrations and serialises it once.
-pub fn plan(event: Event, cache: &IntegrationCache) -> IngestItem {
-    let integrations = cache.for_tenant(&event.tenant_id);
-    let deliveries = integrations
+/// Whether a partner integration's feed carries this call: analytics takes every call of the
+/// partner's tenants, billing every call made under a licence the partner sold.
+fn in_feed(i: &Integration, event: &Event, tenant_partner: Option<&str>) -> bool {
+    let Some(pid) = i.partner_id.as_deref() else {
+        return false;
+    };
+    match i.valid.spec.feed.unwrap_or(Feed::Analytics) {
+        Feed::Analytics => tenant_partner == Some(pid),
+        Feed::Billing => {
+            event.kind == EventKind::CallCompleted
+                && crate::render::fields::str_at(&event.data, "license.partner_id") == Some(pid)
+        }
+    }
+}
+
+/// Routes an event to its tenant's integrations and to the partner feeds that carry it, and
+/// serialises it once. Batch integrations get the call queued for their next window.
+pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>) -> IngestItem {
+    let own = cache.for_tenant(&event.tenant_id);
+    let partners = cache.partner_integrations();
+    let mut deliveries = Vec::new();
+    let mut batch = Vec::new();
+    let feeds = partners
         .iter()
-        .filter_map(|i| {
-            let trigger = route(&event, &i.valid)?;
-            Some(NewDelivery {
-                id: new_id("dlv"),
-                integration_id: i.id.clone(),
-                trigger,
-                ordered: i.valid.ordered(),
-                held: i.status == IntegrationStatus::Disabled,
-            })
-        })
-        .collect();
+        .filter(|i| in_feed(i, &event, tenant_partner));
+    for i in own.iter().chain(feeds) {
+        let Some(trigger) = route(&event, &i.valid) else {
+            continue;
+        };
+        if i.valid.spec.delivery.mode == DeliveryMode::Batch {
+            batch.push(i.id.clone());
+            continue;
+        }
+        deliveries.push(NewDelivery {
+            id: new_id("dlv"),
+            integration_id: i.id.clone(),
+            trigger,
+            ordered: i.valid.ordered(),
+            held: i.status == IntegrationStatus::Disabled,
+        });
+    }
     IngestItem {
         body: event.canonical_json(),
         event,
         deliveries,
+        batch,
     }
 }
 

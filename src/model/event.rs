@@ -23,6 +23,10 @@ pub enum EventKind {
     AnalysisCompleted,
     #[serde(rename = "ivr.input")]
     IvrInput,
+    /// A part of a batch feed (internal: made by callhook at a window boundary, never ingested
+    /// or subscribed to).
+    #[serde(rename = "cdr.batch")]
+    CdrBatch,
 }
 
 impl EventKind {
@@ -43,16 +47,25 @@ impl EventKind {
             EventKind::RecordingCompleted => "recording.completed",
             EventKind::AnalysisCompleted => "analysis.completed",
             EventKind::IvrInput => "ivr.input",
+            EventKind::CdrBatch => "cdr.batch",
         }
     }
 
     pub fn parse(s: &str) -> Option<EventKind> {
-        Self::ALL.into_iter().find(|k| k.as_str() == s)
+        Self::ALL
+            .into_iter()
+            .chain([EventKind::CdrBatch])
+            .find(|k| k.as_str() == s)
     }
 
-    /// Whether sources may send this type (`call.unanswered` is derived, never ingested).
+    /// Whether sources may send this type (`call.unanswered` is derived, `cdr.batch` internal).
     pub fn is_ingestible(self) -> bool {
-        self != EventKind::CallUnanswered
+        !matches!(self, EventKind::CallUnanswered | EventKind::CdrBatch)
+    }
+
+    /// Whether an integration may subscribe to this type.
+    pub fn is_subscribable(self) -> bool {
+        self != EventKind::CdrBatch
     }
 }
 
@@ -159,6 +172,15 @@ const MAX_ID_LEN: usize = 200;
 
 /// Parses and validates one event. The error names the field and what is expected of it.
 pub fn parse_event(value: Value) -> Result<Event, String> {
+    parse(value, true)
+}
+
+/// Reads back an event callhook stored (it was validated when stored; internal kinds allowed).
+pub fn parse_stored(value: Value) -> Result<Event, String> {
+    parse(value, false)
+}
+
+fn parse(value: Value, from_source: bool) -> Result<Event, String> {
     let raw: RawEvent = serde_json::from_value(value).map_err(|e| e.to_string())?;
     for (name, v) in [
         ("id", &raw.id),
@@ -172,7 +194,7 @@ pub fn parse_event(value: Value) -> Result<Event, String> {
         }
     }
     let kind = EventKind::parse(&raw.kind)
-        .filter(|k| k.is_ingestible())
+        .filter(|k| k.is_ingestible() || !from_source)
         .ok_or_else(|| {
             format!(
                 "`type` `{}` is unknown; expected one of call.state, call.completed, \
@@ -189,7 +211,9 @@ pub fn parse_event(value: Value) -> Result<Event, String> {
     let Value::Object(data) = raw.data else {
         return Err("`data` must be a JSON object".into());
     };
-    check_data(kind, &data)?;
+    if from_source {
+        check_data(kind, &data)?;
+    }
     Ok(Event {
         id: raw.id,
         kind,
@@ -429,9 +453,9 @@ fn check_data(kind: EventKind, data: &Map<String, Value>) -> Result<(), String> 
         EventKind::RecordingCompleted => typed::<RecordingData>(data).map(drop),
         EventKind::AnalysisCompleted => typed::<AnalysisData>(data).map(drop),
         EventKind::IvrInput => typed::<IvrData>(data).map(drop),
-        EventKind::CallUnanswered => {
-            Err("`call.unanswered` is derived and cannot be ingested".into())
-        }
+        EventKind::CallUnanswered | EventKind::CdrBatch => Err(
+            "`call.unanswered` and `cdr.batch` are made by callhook and cannot be ingested".into(),
+        ),
     }
 }
 

@@ -41,6 +41,28 @@ pub struct IntegrationSpec {
     pub privacy: BTreeMap<PrivacyTarget, PrivacyRule>,
     #[serde(default)]
     pub delivery: DeliverySpec,
+    /// Partner integrations only: which calls the partner's feed carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feed: Option<Feed>,
+}
+
+/// A partner feed (seed 003).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Feed {
+    /// Every call of every tenant of the partner.
+    Analytics,
+    /// Calls made under a licence the partner sold (`license.partner_id`), whichever tenant.
+    Billing,
+}
+
+impl Feed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Feed::Analytics => "analytics",
+            Feed::Billing => "billing",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -313,6 +335,11 @@ pub fn validate(
         code: "invalid_url",
         message: e.0,
     })?;
+    if spec.event_types.iter().any(|k| !k.is_subscribable()) {
+        return Err(invalid(
+            "`event_types`: `cdr.batch` is made by callhook; subscribe to call.completed",
+        ));
+    }
     if spec.event_types.is_empty() {
         return Err(invalid(
             "`event_types` must name at least one of call.state, call.completed, call.unanswered, recording.completed, analysis.completed, ivr.input",
@@ -380,11 +407,36 @@ pub fn validate(
             _ => {}
         }
     }
+    let batch_profile = spec.profile == Profile::CdrBatch;
     let d = &mut spec.delivery;
-    if d.mode == DeliveryMode::Batch || d.interval_s.is_some() || d.delay_s.is_some() {
-        return Err(invalid(
-            "`delivery.mode` batch is not available on this server yet; use realtime",
-        ));
+    match d.mode {
+        DeliveryMode::Batch if !batch_profile => {
+            return Err(invalid(
+                "`delivery.mode` batch sends `cdr-batch` payloads: set `profile` to cdr-batch",
+            ))
+        }
+        DeliveryMode::Realtime if batch_profile => {
+            return Err(invalid(
+                "profile `cdr-batch` is sent in windows: set `delivery.mode` to batch",
+            ))
+        }
+        DeliveryMode::Realtime if d.interval_s.is_some() || d.delay_s.is_some() => {
+            return Err(invalid(
+                "`delivery.interval_s` and `delay_s` are for mode batch",
+            ))
+        }
+        DeliveryMode::Batch => {
+            let interval = d.interval_s.unwrap_or(300);
+            let delay = d.delay_s.unwrap_or(0);
+            if !(1..=86_400).contains(&interval) || delay > 86_400 {
+                return Err(invalid(
+                    "`delivery.interval_s` must be 1–86400 and `delay_s` 0–86400 seconds",
+                ));
+            }
+            d.interval_s = Some(interval);
+            d.delay_s = Some(delay);
+        }
+        DeliveryMode::Realtime => {}
     }
     let max_retries = 10;
     let retries = d.retry.retries.unwrap_or(match d.retry.policy {

@@ -206,3 +206,32 @@ fn directory_match(m: &Value) -> Option<Value> {
     }
     Some(Value::Object(out))
 }
+
+/// One item of a `cdr-batch` feed: the CDR record with `orgId`, privacy rules applied as for the
+/// `cdr` profile (each item by its own call's direction).
+pub fn batch_item(
+    event: &Event,
+    rules: &std::collections::BTreeMap<
+        crate::model::integration::PrivacyTarget,
+        crate::model::integration::PrivacyRule,
+    >,
+) -> Value {
+    let mut wrapped = Map::new();
+    wrapped.insert(
+        "cdr".into(),
+        Value::Object(record(&event.call_id, &event.data)),
+    );
+    super::privacy::apply(
+        &mut wrapped,
+        super::Profile::Cdr,
+        event,
+        crate::model::event::EventKind::CallCompleted,
+        rules,
+    );
+    let mut item = match wrapped.remove("cdr") {
+        Some(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    item.insert("orgId".into(), json!(event.tenant_id));
+    Value::Object(item)
+}

@@ -47,6 +47,9 @@ pub enum Profile {
     /// Seed 004's real-time call state.
     #[serde(rename = "call-state")]
     CallState,
+    /// Seed 003's windowed CDR feed: `{feed, window, part, parts, items}`.
+    #[serde(rename = "cdr-batch")]
+    CdrBatch,
 }
 
 impl Profile {
@@ -58,6 +61,7 @@ impl Profile {
             Profile::CallHistory => "call-history",
             Profile::Cdr => "cdr",
             Profile::CallState => "call-state",
+            Profile::CdrBatch => "cdr-batch",
         }
     }
 
@@ -70,6 +74,7 @@ impl Profile {
             Profile::CallHistory => &[AnalysisCompleted, IvrInput, CallUnanswered],
             Profile::Cdr => &[CallCompleted, CallUnanswered],
             Profile::CallState => &[CallState],
+            Profile::CdrBatch => &[CallCompleted, CallUnanswered],
         }
     }
 
@@ -154,6 +159,8 @@ pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ma
         Profile::CallHistory => call_history::render(e, ctx.trigger, ctx, options),
         Profile::Cdr => cdr::render(e, ctx),
         Profile::CallState => call_state::render(e),
+        // The batch object was assembled when its window closed; it is sent as it is.
+        Profile::CdrBatch => e.data.clone(),
     }
 }
 

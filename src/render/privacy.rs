@@ -85,6 +85,9 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
             }
         };
     match profile {
+        // Batch items had their rules applied one by one when the window closed (see
+        // `batch_item`): each item has its own direction.
+        Profile::CdrBatch => {}
         Profile::CallState => {
             for (key, t) in [
                 ("local_user_id", PrivacyTarget::LocalUserId),

@@ -109,6 +109,33 @@ pub trait Store: Send + Sync + 'static {
     async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()>;
     async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>>;
 
+    // --- batch windows and reconciliation
+    /// Closes a window: takes the queued calls that ended before the cutoff, stores the batch
+    /// parts as deliveries leased to this node, and records the boundary — all in one step, so
+    /// a window is neither skipped nor sent twice. Empty when the boundary was already closed.
+    async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>>;
+    /// Calls per tenant that ended in `[start, end)`, ordered by tenant: one page and the total
+    /// number of tenants.
+    async fn cdr_counts(
+        &self,
+        scope: CdrScope,
+        start: i64,
+        end: i64,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, u64)>, u64)>;
+    /// One tenant's calls that ended in `[start, end)` (within `scope` when given), ordered by
+    /// end time, after the cursor `(ended_at, seq)`.
+    async fn cdr_records(
+        &self,
+        tenant_id: &str,
+        scope: Option<CdrScope>,
+        start: i64,
+        end: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<CdrRow>>;
+
     // --- retention
     /// Removes up to `limit` each of settled deliveries (with their attempts), events no
     /// delivery needs any more, and recordings, all older than `before` (epoch ms). Pending and

@@ -122,6 +122,8 @@ pub struct IngestItem {
     pub event: crate::model::event::Event,
     pub body: String,
     pub deliveries: Vec<NewDelivery>,
+    /// Batch integrations this call goes to at their next window.
+    pub batch: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -257,4 +259,42 @@ impl PurgeReport {
     pub fn total(&self) -> u64 {
         self.deliveries + self.events + self.recordings.len() as u64
     }
+}
+
+/// Closing one window of a batch integration.
+#[derive(Debug, Clone)]
+pub struct BatchWindow {
+    pub integration_id: String,
+    /// Who the batch parts are stored under (the tenant, or `partner:<id>`).
+    pub owner: String,
+    /// The boundary T being closed (epoch ms); a boundary is closed once.
+    pub boundary: i64,
+    /// Calls that ended before this (T − delay) go out.
+    pub cutoff: i64,
+    /// The nominal window `[T − delay − interval, T − delay)`, for the payload.
+    pub window_start: i64,
+    pub feed: Option<crate::model::integration::Feed>,
+    pub privacy: std::collections::BTreeMap<
+        crate::model::integration::PrivacyTarget,
+        crate::model::integration::PrivacyRule,
+    >,
+    pub lease: Lease,
+    pub now: i64,
+}
+
+/// Which calls a reconciliation query counts or lists.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CdrScope {
+    /// Every call of the partner's tenants.
+    Analytics { partner_id: String },
+    /// Calls under a licence the partner sold.
+    Billing { partner_id: String },
+}
+
+/// A call record found by reconciliation: its end time, sequence and stored event.
+#[derive(Debug, Clone)]
+pub struct CdrRow {
+    pub ended_at: i64,
+    pub seq: i64,
+    pub event: Arc<StoredEvent>,
 }

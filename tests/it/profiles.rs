@@ -308,7 +308,8 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
             .unwrap_or(0),
         403
     );
-    let bad_sig = format!("{}0", &u2[..u2.len() - 1]);
+    let flipped = if u2.ends_with('0') { '1' } else { '0' };
+    let bad_sig = format!("{}{flipped}", &u2[..u2.len() - 1]);
     assert_eq!(
         http.get(&bad_sig)
             .send()

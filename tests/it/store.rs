@@ -28,6 +28,7 @@ fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
         body: event.canonical_json(),
         event,
         deliveries,
+        batch: Vec::new(),
     }
 }
 

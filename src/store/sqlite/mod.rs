@@ -248,6 +248,36 @@ impl Store for SqliteStore {
         let id = owned(file_id);
         self.read(move |c| admin::get_recording(c, &id)).await
     }
+    async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
+        let heads = self
+            .write(move |c| pipeline::close_window(c, window))
+            .await?;
+        self.with_events(heads).await
+    }
+    async fn cdr_counts(
+        &self,
+        scope: CdrScope,
+        start: i64,
+        end: i64,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, u64)>, u64)> {
+        self.read(move |c| read::cdr_counts(c, &scope, start, end, offset, limit))
+            .await
+    }
+    async fn cdr_records(
+        &self,
+        tenant_id: &str,
+        scope: Option<CdrScope>,
+        start: i64,
+        end: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<CdrRow>> {
+        let tid = owned(tenant_id);
+        self.read(move |c| read::cdr_records(c, &tid, &scope, start, end, after, limit))
+            .await
+    }
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
         self.write(move |c| pipeline::purge(c, before, limit)).await
     }

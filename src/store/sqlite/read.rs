@@ -117,3 +117,114 @@ pub fn get_delivery(
     let attempts = rows.collect::<Result<_, _>>().map_err(internal)?;
     Ok(Some((view, attempts)))
 }
+
+fn scope_filter(scope: &Option<CdrScope>) -> (&'static str, Option<String>) {
+    match scope {
+        None => ("", None),
+        Some(CdrScope::Analytics { partner_id }) => (
+            " AND e.tenant_id IN (SELECT id FROM tenants WHERE partner_id = ?9)",
+            Some(partner_id.clone()),
+        ),
+        Some(CdrScope::Billing { partner_id }) => {
+            (" AND e.license_partner = ?9", Some(partner_id.clone()))
+        }
+    }
+}
+
+pub fn cdr_counts(
+    c: &Connection,
+    scope: &CdrScope,
+    start: i64,
+    end: i64,
+    offset: u32,
+    limit: u32,
+) -> StoreResult<(Vec<(String, u64)>, u64)> {
+    // Analytics joins the partner's tenants; billing uses the licence index. Both read only
+    // the call records that ended in the window (at most an hour).
+    let (from, pid) = match scope {
+        CdrScope::Analytics { partner_id } => (
+            "FROM events e JOIN tenants t ON t.id = e.tenant_id
+             WHERE t.partner_id = ?1 AND e.ended_at >= ?2 AND e.ended_at < ?3",
+            partner_id,
+        ),
+        CdrScope::Billing { partner_id } => (
+            "FROM events e WHERE e.license_partner = ?1 AND e.ended_at >= ?2 AND e.ended_at < ?3",
+            partner_id,
+        ),
+    };
+    let total: u64 = c
+        .query_row(
+            &format!("SELECT COUNT(DISTINCT e.tenant_id) {from}"),
+            params![pid, start, end],
+            |r| r.get(0),
+        )
+        .map_err(internal)?;
+    let mut st = c
+        .prepare_cached(&format!(
+            "SELECT e.tenant_id, COUNT(*) {from} GROUP BY e.tenant_id ORDER BY e.tenant_id LIMIT ?4 OFFSET ?5"
+        ))
+        .map_err(internal)?;
+    let rows = st
+        .query_map(params![pid, start, end, limit, offset], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(internal)?;
+    Ok((rows.collect::<Result<_, _>>().map_err(internal)?, total))
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn cdr_records(
+    c: &Connection,
+    tenant_id: &str,
+    scope: &Option<CdrScope>,
+    start: i64,
+    end: i64,
+    after: Option<(i64, i64)>,
+    limit: u32,
+) -> StoreResult<Vec<CdrRow>> {
+    let (filter, pid) = scope_filter(scope);
+    let (after_end, after_seq) = after.unwrap_or((i64::MIN, i64::MIN));
+    let sql = format!(
+        "SELECT e.ended_at, e.seq, e.body FROM events e
+         WHERE e.tenant_id = ?1 AND e.ended_at >= ?2 AND e.ended_at < ?3
+           AND (e.ended_at > ?4 OR (e.ended_at = ?4 AND e.seq > ?5)){filter}
+         ORDER BY e.ended_at, e.seq LIMIT ?6"
+    );
+    let mut st = c.prepare_cached(&sql).map_err(internal)?;
+    let map = |r: &rusqlite::Row| -> rusqlite::Result<(i64, i64, String)> {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    };
+    let rows: Vec<(i64, i64, String)> = match pid {
+        None => st.query_map(
+            params![tenant_id, start, end, after_end, after_seq, limit],
+            map,
+        ),
+        Some(p) => st.query_map(
+            rusqlite::params_from_iter([
+                rusqlite::types::Value::from(tenant_id.to_string()),
+                start.into(),
+                end.into(),
+                after_end.into(),
+                after_seq.into(),
+                (limit as i64).into(),
+                rusqlite::types::Value::Null,
+                rusqlite::types::Value::Null,
+                p.into(),
+            ]),
+            map,
+        ),
+    }
+    .and_then(|rows| rows.collect())
+    .map_err(internal)?;
+    rows.into_iter()
+        .map(|(ended_at, seq, body)| {
+            let value = serde_json::from_str(&body).map_err(internal)?;
+            let event = crate::model::event::parse_stored(value).map_err(internal)?;
+            Ok(CdrRow {
+                ended_at,
+                seq,
+                event: std::sync::Arc::new(crate::model::event::StoredEvent { seq, event, body }),
+            })
+        })
+        .collect()
+}

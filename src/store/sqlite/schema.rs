@@ -103,6 +103,33 @@ CREATE TABLE recordings (
 ) WITHOUT ROWID;
 CREATE INDEX recordings_by_age ON recordings(created_at);
 "#,
+    r#"
+-- Retention: events by age, and whether any delivery still needs an event.
+CREATE INDEX events_by_age ON events(ingested_at);
+CREATE INDEX deliveries_by_event ON deliveries(event_seq);
+"#,
+    r#"
+-- Call records (call.completed) carry when the call ended and whose licence it used: batch
+-- windows and reconciliation select by these.
+ALTER TABLE events ADD COLUMN ended_at INTEGER;
+ALTER TABLE events ADD COLUMN license_partner TEXT;
+CREATE INDEX cdrs_by_end ON events(ended_at, tenant_id) WHERE ended_at IS NOT NULL;
+CREATE INDEX cdrs_by_org ON events(tenant_id, ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX cdrs_by_licence ON events(license_partner, ended_at) WHERE license_partner IS NOT NULL;
+-- Calls routed to a batch integration, waiting for their window.
+CREATE TABLE batch_queue (
+    integration_id TEXT NOT NULL,
+    ended_at INTEGER NOT NULL,
+    event_seq INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, ended_at, event_seq)
+) WITHOUT ROWID;
+CREATE INDEX batch_queue_by_event ON batch_queue(event_seq);
+-- The last window boundary each batch integration has closed.
+CREATE TABLE batch_windows (
+    integration_id TEXT PRIMARY KEY,
+    last_boundary INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
