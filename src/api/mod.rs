@@ -7,6 +7,7 @@ mod events;
 mod health;
 mod integrations;
 mod partners;
+mod reconciliation;
 mod recordings;
 mod tenants;
 mod tokens;
@@ -116,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(recordings::router())
+        .merge(reconciliation::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -12,6 +12,9 @@ use super::Profile;
 use crate::model::event::{Event, EventKind};
 use crate::model::integration::{PrivacyAction, PrivacyRule, PrivacyTarget};
 
+/// An integration's privacy rules.
+pub type Rules = BTreeMap<PrivacyTarget, PrivacyRule>;
+
 /// Replaces the last `digits` digits with `X`, leaving other characters (`+`, spaces) in place.
 pub fn mask(s: &str, digits: u8) -> String {
     let mut left = digits as usize;

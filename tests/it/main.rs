@@ -4,6 +4,7 @@ mod crash;
 mod delivery;
 mod input;
 mod integrations;
+mod partners;
 mod profiles;
 mod retries;
 mod store;

@@ -326,3 +326,102 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
         "nothing more to remove"
     );
 }
+
+fn cdr_item(id: &str, ended: &str, batch_to: &str) -> IngestItem {
+    let event = parse_event(
+        json!({"id": id, "type": "call.completed", "tenant_id": "t", "occurred_at": ended,
+        "call_id": id, "data": {"ended_at": ended}}),
+    )
+    .expect("event");
+    IngestItem {
+        body: event.canonical_json(),
+        event,
+        deliveries: vec![],
+        batch: vec![batch_to.into()],
+    }
+}
+
+fn window_at(boundary: i64) -> BatchWindow {
+    BatchWindow {
+        integration_id: "b1".into(),
+        owner: "t".into(),
+        boundary,
+        cutoff: boundary,
+        window_start: boundary - 60_000,
+        feed: None,
+        privacy: Default::default(),
+        lease: lease("n", boundary + 600_000),
+        now: boundary,
+    }
+}
+
+#[tokio::test]
+async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_for_the_next() {
+    let dir = tempfile::tempdir().expect("dir");
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let t = |s: &str| callhook::time::parse_rfc3339_ms(s).unwrap_or_default();
+    {
+        let s = callhook::store::open(&url).await.expect("open");
+        s.ingest(IngestBatch {
+            items: vec![
+                cdr_item("early", "2026-11-22T10:00:30Z", "b1"),
+                cdr_item("after-cutoff", "2026-11-22T10:01:30Z", "b1"),
+            ],
+            lease: lease("n", 0),
+            now: t("2026-11-22T10:01:40Z"),
+        })
+        .await
+        .expect("ingest");
+        let parts = s
+            .close_window(window_at(t("2026-11-22T10:01:00Z")))
+            .await
+            .expect("close");
+        assert_eq!(parts.len(), 1);
+        let items = parts[0].event.event.data["items"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(
+            items
+                .iter()
+                .map(|i| i["id"].as_str().unwrap_or_default())
+                .collect::<Vec<_>>(),
+            ["early"]
+        );
+        assert!(
+            s.close_window(window_at(t("2026-11-22T10:01:00Z")))
+                .await
+                .expect("again")
+                .is_empty(),
+            "not doubled"
+        );
+    }
+    // After a restart: the same boundary stays closed; a late call and the one after the cutoff
+    // go with the next window.
+    let s = callhook::store::open(&url).await.expect("reopen");
+    assert!(s
+        .close_window(window_at(t("2026-11-22T10:01:00Z")))
+        .await
+        .expect("close")
+        .is_empty());
+    s.ingest(IngestBatch {
+        items: vec![cdr_item("late", "2026-11-22T10:00:10Z", "b1")],
+        lease: lease("n", 0),
+        now: t("2026-11-22T10:02:30Z"),
+    })
+    .await
+    .expect("ingest");
+    let parts = s
+        .close_window(window_at(t("2026-11-22T10:03:00Z")))
+        .await
+        .expect("close");
+    let mut ids: Vec<String> = parts[0].event.event.data["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["after-cutoff", "late"]);
+    assert_eq!(parts[0].head.trigger, EventKind::CdrBatch);
+}

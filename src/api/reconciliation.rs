@@ -1,0 +1,286 @@
+//! Reconciliation (seed 003): how many calls each tenant had in a window, and the records
+//! themselves, so a receiver can find what its webhook listener missed.
+//!
+//! Times are `YYYY-MM-DDTHH:MM:SS.mmmZ` and refer to when the call ended. A window must satisfy
+//! `start < end`, `end − start ≤ 1 h`, and lie between 48 h and 5 min ago; each rule broken has
+//! its own error code.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use serde_json::{json, Value};
+
+use super::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::model::integration::Feed;
+use crate::store::CdrScope;
+
+/// Tenants per page of counts.
+pub const ORGS_PER_PAGE: u32 = 200;
+const MAX_WINDOW_MS: i64 = 3600 * 1000;
+const OLDEST_MS: i64 = 48 * 3600 * 1000;
+const NEWEST_MS: i64 = 5 * 60 * 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/partners/{pid}/reconciliation/counts", get(counts))
+        .route(
+            "/v1/partners/{pid}/reconciliation/records",
+            get(partner_records),
+        )
+        .route(
+            "/v1/tenants/{tid}/reconciliation/records",
+            get(tenant_records),
+        )
+}
+
+fn parse_time(name: &str, v: Option<&String>) -> Result<i64, ApiError> {
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_time",
+            format!("`{name}` must be given as YYYY-MM-DDTHH:MM:SS.mmmZ (UTC, milliseconds), e.g. 2026-11-22T10:00:00.000Z"),
+        )
+    };
+    let s = v.ok_or_else(bad)?;
+    if s.len() != 24 {
+        return Err(bad());
+    }
+    chrono::NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M:%S%.3fZ")
+        .map(|t| t.and_utc().timestamp_millis())
+        .map_err(|_| bad())
+}
+
+/// Checks a reconciliation window against the rules; `[start, end)` in epoch ms.
+pub fn window(q: &HashMap<String, String>, now: i64) -> Result<(i64, i64), ApiError> {
+    let start = parse_time("startTime", q.get("startTime"))?;
+    let end = parse_time("endTime", q.get("endTime"))?;
+    if start >= end {
+        return Err(ApiError::bad_request(
+            "window_order",
+            "`startTime` must be before `endTime`",
+        ));
+    }
+    if end - start > MAX_WINDOW_MS {
+        return Err(ApiError::bad_request(
+            "window_too_long",
+            "`endTime` may be at most 1 hour after `startTime`; query one hour at a time",
+        ));
+    }
+    if start < now - OLDEST_MS {
+        return Err(ApiError::bad_request(
+            "window_too_old",
+            "`startTime` is more than 48 hours ago; records are kept for 48 hours",
+        ));
+    }
+    if end > now - NEWEST_MS {
+        return Err(ApiError::bad_request(
+            "window_too_recent",
+            "`endTime` must be at least 5 minutes ago; recent calls are still arriving",
+        ));
+    }
+    Ok((start, end))
+}
+
+/// The partner's feed: its integration's, unless `feed=` asks for the other.
+fn scope(s: &AppState, partner_id: &str, q: &HashMap<String, String>) -> ApiResult<CdrScope> {
+    let feed = match q.get("feed").map(String::as_str) {
+        Some("analytics") => Feed::Analytics,
+        Some("billing") => Feed::Billing,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "invalid_feed",
+                "`feed` is analytics or billing",
+            ))
+        }
+        None => s
+            .cache
+            .for_partner(partner_id)
+            .first()
+            .and_then(|i| i.valid.spec.feed)
+            .unwrap_or(Feed::Analytics),
+    };
+    let partner_id = partner_id.to_string();
+    Ok(match feed {
+        Feed::Analytics => CdrScope::Analytics { partner_id },
+        Feed::Billing => CdrScope::Billing { partner_id },
+    })
+}
+
+async fn counts(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(pid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<(HeaderMap, Json<Value>)> {
+    s.visible_partner(&p, &pid).await?;
+    let (start, end) = window(&q, crate::time::now_ms())?;
+    let page =
+        match q.get("page") {
+            None => 1,
+            Some(v) => v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                ApiError::bad_request("invalid_page", "`page` is a number from 1")
+            })?,
+        };
+    let scope = scope(&s, &pid, &q)?;
+    let (rows, total) = s
+        .store
+        .cdr_counts(scope, start, end, (page - 1) * ORGS_PER_PAGE, ORGS_PER_PAGE)
+        .await?;
+    let pages = total.div_ceil(ORGS_PER_PAGE as u64).max(1);
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("x-total-pages", pages),
+        ("x-total-orgs", total),
+        ("x-current-page", page as u64),
+    ] {
+        headers.insert(name, HeaderValue::from(value));
+    }
+    let items: Vec<Value> = rows
+        .into_iter()
+        .map(|(org, count)| json!({"orgId": org, "count": count}))
+        .collect();
+    Ok((headers, Json(json!({"cdr_counts": items}))))
+}
+
+fn cursor(q: &HashMap<String, String>) -> ApiResult<Option<(i64, i64)>> {
+    let Some(c) = q.get("cursor") else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::bad_request(
+            "invalid_cursor",
+            "`cursor` must be a `next_cursor` from a previous page",
+        )
+    };
+    let text = URL_SAFE_NO_PAD
+        .decode(c)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(bad)?;
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    Ok(Some((
+        a.parse().map_err(|_| bad())?,
+        b.parse().map_err(|_| bad())?,
+    )))
+}
+
+fn limit(q: &HashMap<String, String>) -> ApiResult<u32> {
+    match q.get("limit") {
+        None => Ok(500),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_limit", "`limit` must be a number from 1 to 1000")
+            }),
+    }
+}
+
+async fn records(
+    s: &AppState,
+    tenant_id: &str,
+    scope: Option<CdrScope>,
+    privacy: &crate::render::privacy::Rules,
+    q: &HashMap<String, String>,
+) -> ApiResult<Json<Value>> {
+    let (start, end) = window(q, crate::time::now_ms())?;
+    let limit = limit(q)?;
+    let rows = s
+        .store
+        .cdr_records(tenant_id, scope, start, end, cursor(q)?, limit)
+        .await?;
+    let next = (rows.len() == limit as usize)
+        .then(|| {
+            rows.last()
+                .map(|r| URL_SAFE_NO_PAD.encode(format!("{}:{}", r.ended_at, r.seq)))
+        })
+        .flatten();
+    let items: Vec<Value> = rows
+        .iter()
+        .map(|r| crate::render::cdr::batch_item(&r.event.event, privacy))
+        .collect();
+    Ok(Json(json!({"items": items, "next_cursor": next})))
+}
+
+async fn partner_records(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(pid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    s.visible_partner(&p, &pid).await?;
+    let org = q.get("orgId").ok_or_else(|| {
+        ApiError::bad_request(
+            "org_required",
+            "name the tenant: `orgId=…` (from the counts endpoint)",
+        )
+    })?;
+    let scope = scope(&s, &pid, &q)?;
+    // The feed's own privacy rules apply here too: the records are what the webhook would send.
+    let privacy = s
+        .cache
+        .for_partner(&pid)
+        .first()
+        .map(|i| i.valid.spec.privacy.clone())
+        .unwrap_or_default();
+    records(&s, org, Some(scope), &privacy, &q).await
+}
+
+async fn tenant_records(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(tid): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Json<Value>> {
+    s.visible_tenant(&p, &tid).await?;
+    records(&s, &tid, None, &Default::default(), &q).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(start: &str, end: &str) -> HashMap<String, String> {
+        HashMap::from([
+            ("startTime".to_string(), start.to_string()),
+            ("endTime".to_string(), end.to_string()),
+        ])
+    }
+
+    #[test]
+    fn each_window_rule_is_refused_with_its_own_code() {
+        let now = crate::time::parse_rfc3339_ms("2026-11-22T12:00:00Z").unwrap_or_default();
+        let code = |start: &str, end: &str| window(&q(start, end), now).err().map(|e| e.code);
+        assert_eq!(
+            code("2026-11-22T10:00:00.000Z", "2026-11-22T11:00:00.000Z"),
+            None
+        );
+        assert_eq!(
+            code("2026-11-22T10:00:00Z", "2026-11-22T11:00:00.000Z"),
+            Some("invalid_time")
+        );
+        assert_eq!(
+            code("2026-11-22T11:00:00.000Z", "2026-11-22T10:00:00.000Z"),
+            Some("window_order")
+        );
+        assert_eq!(
+            code("2026-11-22T09:00:00.000Z", "2026-11-22T10:00:00.001Z"),
+            Some("window_too_long")
+        );
+        assert_eq!(
+            code("2026-11-20T11:59:59.999Z", "2026-11-20T12:30:00.000Z"),
+            Some("window_too_old")
+        );
+        assert_eq!(
+            code("2026-11-22T11:30:00.000Z", "2026-11-22T11:55:00.001Z"),
+            Some("window_too_recent")
+        );
+    }
+}
