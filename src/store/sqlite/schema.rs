@@ -130,6 +130,10 @@ CREATE TABLE batch_windows (
     last_boundary INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    r#"
+-- Analytics reconciliation joins a partner's tenants.
+CREATE INDEX tenants_by_partner ON tenants(partner_id);
+"#,
 ];
 
 pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
