@@ -24,10 +24,13 @@ use crate::record::health::{self, Change};
 use crate::store::{DispatchJob, DynStore, IntegrationHealth, Lease};
 use crate::time::now_ms;
 
-/// Deliveries waiting in memory per integration.
+/// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
+/// the longest timeout (30 s) a queued delivery is sent within 64 × 30 s = 32 min, well inside
+/// its lease, so the claimer never takes a delivery that is still waiting in memory.
+const QUEUE_PER_SLOT: usize = 64;
 const QUEUE_CAPACITY: usize = 1024;
 /// How long a lease lasts: longer than any queue wait plus the longest timeout.
-pub const LEASE_MS: i64 = 10 * 60 * 1000;
+pub const LEASE_MS: i64 = 60 * 60 * 1000;
 /// Retries due within this horizon wait in memory; later ones give their lease up.
 pub const MEMORY_HORIZON_MS: i64 = 60_000;
 /// At most this many retries wait in memory at once.
@@ -163,9 +166,10 @@ impl Dispatcher {
             return Some(tx.clone());
         }
         let integration = self.cache.get(integration_id)?;
-        let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        workers.insert(integration_id.to_string(), tx.clone());
         let limit = integration.valid.spec.delivery.max_in_flight as usize;
+        let (tx, rx) =
+            mpsc::channel((limit * QUEUE_PER_SLOT).clamp(QUEUE_PER_SLOT, QUEUE_CAPACITY));
+        workers.insert(integration_id.to_string(), tx.clone());
         let me = self.clone();
         tokio::spawn(async move { me.run_worker(rx, limit).await });
         Some(tx)
