@@ -63,6 +63,12 @@ async fn ingest(
         now: crate::time::now_ms(),
     };
     let outcome = s.store.ingest(batch).await?;
+    for kind in &outcome.accepted_kinds {
+        crate::metrics::METRICS.ingested(*kind);
+    }
+    for _ in 0..outcome.duplicates {
+        crate::metrics::METRICS.duplicate();
+    }
     s.dispatcher.dispatch(outcome.ready);
     Ok((
         StatusCode::ACCEPTED,

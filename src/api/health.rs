@@ -11,6 +11,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn healthz() -> Json<Value> {
@@ -29,4 +30,34 @@ async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
             )
         }
     }
+}
+
+/// Prometheus text. Unauthenticated, like most scrape targets: it holds counts, never data.
+async fn metrics(
+    State(s): State<AppState>,
+) -> Result<([(axum::http::HeaderName, &'static str); 1], String), crate::error::ApiError> {
+    let (pending, oldest) = s.store.pending_stats().await?;
+    let now = crate::time::now_ms();
+    let integrations = s.cache.all();
+    let disabled = integrations
+        .iter()
+        .filter(|i| i.status == crate::store::IntegrationStatus::Disabled)
+        .count() as u64;
+    let gauges = crate::metrics::Gauges {
+        queued_in_memory: s.dispatcher.queued_in_memory() as u64,
+        retries_in_memory: s.dispatcher.retries_in_memory() as u64,
+        pending,
+        oldest_pending_age_s: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0),
+        integrations: vec![
+            ("active", integrations.len() as u64 - disabled),
+            ("disabled", disabled),
+        ],
+    };
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        crate::metrics::render(&gauges),
+    ))
 }

@@ -23,6 +23,7 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
         return; // deleted while queued; its deliveries were cancelled
     };
     if integration.status == IntegrationStatus::Disabled {
+        crate::metrics::METRICS.delivery("held", None);
         settle(d, &job, None, NextStep::Held, now_ms()).await;
         return;
     }
@@ -75,6 +76,18 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
     };
 
     let attempt = attempt_record(&result, sent_at, duration_ms);
+    let m = &crate::metrics::METRICS;
+    m.attempt_latency.observe_ms(duration_ms as f64);
+    let label = match &next {
+        NextStep::Succeeded => {
+            m.end_to_end.observe_ms((now - job.head.created_at) as f64);
+            "succeeded"
+        }
+        NextStep::Retry { .. } => "retry",
+        NextStep::Failed => "failed",
+        NextStep::Held => "held",
+    };
+    m.delivery(label, attempt.error_class);
     let last_error = describe(&result);
     d.observe_health(
         &integration.id,

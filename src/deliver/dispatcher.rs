@@ -343,6 +343,15 @@ impl Dispatcher {
         }
     }
 
+    /// Deliveries waiting in this node's per-integration queues.
+    pub fn queued_in_memory(&self) -> usize {
+        self.workers
+            .lock()
+            .values()
+            .map(|tx| tx.max_capacity() - tx.capacity())
+            .sum()
+    }
+
     /// Retries waiting in memory right now.
     pub fn retries_in_memory(&self) -> usize {
         self.timers.load(Ordering::Relaxed)

@@ -143,6 +143,9 @@ pub trait Store: Send + Sync + 'static {
     /// steps, so it never holds the writer for long.
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport>;
 
+    /// Deliveries not yet settled, and when the oldest of them was created (for metrics).
+    async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)>;
+
     /// A cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -137,6 +137,8 @@ pub struct IngestBatch {
 pub struct IngestOutcome {
     pub accepted: usize,
     pub duplicates: usize,
+    /// The type of each accepted event (for metrics).
+    pub accepted_kinds: Vec<EventKind>,
     pub ready: Vec<DispatchJob>,
 }
 

@@ -102,3 +102,76 @@ async fn bad_requests_get_clear_errors_with_the_right_status() {
     assert_eq!(admin.get("/readyz").await.0, 200);
     server.stop().await;
 }
+
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(-1.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_show_ingest_attempts_latency_and_integrations_by_status() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    let a = api
+        .integration(
+            "acme",
+            json!({"name": "a", "url": rx.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    let b = api
+        .integration(
+            "acme",
+            json!({"name": "b", "url": rx.url, "event_types": ["analysis.completed"]}),
+        )
+        .await;
+    let bid = b["id"].as_str().unwrap_or_default();
+    api.post(
+        &format!("/v1/tenants/acme/integrations/{bid}/disable"),
+        json!({}),
+    )
+    .await;
+    server
+        .admin()
+        .post(
+            "/v1/events",
+            event("m1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
+        )
+        .await;
+    rx.next(10).await;
+    api.wait_for_deliveries("acme", a["id"].as_str().unwrap_or_default(), "succeeded", 1)
+        .await;
+    let text = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert_eq!(
+        metric(&text, "callhook_integrations{status=\"active\"}"),
+        1.0,
+        "{text}"
+    );
+    assert_eq!(
+        metric(&text, "callhook_integrations{status=\"disabled\"}"),
+        1.0
+    );
+    assert!(metric(&text, "callhook_events_ingested_total{type=\"ivr.input\"}") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "callhook_attempts_total{outcome=\"succeeded\",error_class=\"none\"}"
+        ) >= 1.0
+    );
+    assert!(metric(&text, "callhook_end_to_end_seconds_count") >= 1.0);
+    assert!(
+        metric(
+            &text,
+            "callhook_attempt_duration_seconds_bucket{le=\"+Inf\"}"
+        ) >= 1.0
+    );
+    assert_eq!(metric(&text, "callhook_deliveries_pending"), 0.0);
+    server.stop().await;
+}

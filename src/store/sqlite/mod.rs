@@ -281,6 +281,17 @@ impl Store for SqliteStore {
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
         self.write(move |c| pipeline::purge(c, before, limit)).await
     }
+    async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('pending', 'blocked')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(internal)
+        })
+        .await
+    }
     async fn ping(&self) -> StoreResult<()> {
         self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
             .await?;

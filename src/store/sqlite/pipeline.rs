@@ -145,6 +145,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
             }
         }
         out.accepted += 1;
+        out.accepted_kinds.push(e.kind);
         let seq = c.last_insert_rowid();
         let stored = Arc::new(StoredEvent {
             seq,
