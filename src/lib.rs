@@ -25,6 +25,7 @@ pub mod config;
 pub mod deliver;
 pub mod error;
 pub mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod model;
 pub mod record;

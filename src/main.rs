@@ -22,6 +22,8 @@ struct Cli {
 enum Command {
     /// Run the API and the delivery workers.
     Serve(callhook::config::Config),
+    /// A local receiver: answers challenges, verifies signatures, prints deliveries.
+    Listen(callhook::listen::ListenArgs),
     /// Measure the pipeline end to end on this machine (a benchmark, not a test).
     Bench(callhook::bench::BenchArgs),
 }
@@ -49,6 +51,12 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(callhook::app::serve(config))
+        }
+        Command::Listen(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(callhook::listen::run(args))
         }
         Command::Bench(args) => {
             init_logs("warn", "text");
