@@ -23,6 +23,7 @@ pub mod bench;
 pub mod cache;
 pub mod config;
 pub mod deliver;
+pub mod demo;
 pub mod error;
 pub mod ingest;
 pub mod listen;
@@ -33,6 +34,7 @@ pub mod render;
 pub mod retention;
 pub mod route;
 pub mod security;
+pub mod simulate;
 pub mod store;
 pub mod time;
 

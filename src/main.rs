@@ -24,6 +24,10 @@ enum Command {
     Serve(callhook::config::Config),
     /// A local receiver: answers challenges, verifies signatures, prints deliveries.
     Listen(callhook::listen::ListenArgs),
+    /// The whole product in one command: server, receiver, integrations, simulated calls.
+    Demo(callhook::demo::DemoArgs),
+    /// Send realistic call traffic to a running server.
+    Simulate(callhook::simulate::SimulateArgs),
     /// Measure the pipeline end to end on this machine (a benchmark, not a test).
     Bench(callhook::bench::BenchArgs),
 }
@@ -57,6 +61,19 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?;
             rt.block_on(callhook::listen::run(args))
+        }
+        Command::Demo(args) => {
+            init_logs("warn", "text");
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(callhook::demo::run(args))
+        }
+        Command::Simulate(args) => {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(callhook::simulate::run(args, false))
         }
         Command::Bench(args) => {
             init_logs("warn", "text");
