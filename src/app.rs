@@ -89,6 +89,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         client.clone(),
         Some(links.clone()),
     );
+    match (&config.notify_url, &config.notify_secret) {
+        (Some(url), Some(secret)) => {
+            let n = crate::deliver::notify::Notifier::new(url, secret, client.clone()).map_err(anyhow::Error::msg)?;
+            dispatcher.set_notifier(n);
+        }
+        (Some(_), None) => anyhow::bail!("CALLHOOK_NOTIFY_URL needs CALLHOOK_NOTIFY_SECRET (a whsec_ secret) to sign notifications"),
+        _ => {}
+    }
     dispatcher.start().await?;
 
     let state = AppState(Arc::new(AppInner {

@@ -60,6 +60,14 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_SEAL_KEY", hide_env_values = true)]
     pub seal_key: Option<String>,
 
+    /// Where operational notifications go (integration failing / disabled / recovered).
+    #[arg(long, env = "CALLHOOK_NOTIFY_URL")]
+    pub notify_url: Option<String>,
+
+    /// The `whsec_` secret signing operational notifications.
+    #[arg(long, env = "CALLHOOK_NOTIFY_SECRET", hide_env_values = true)]
+    pub notify_secret: Option<String>,
+
     /// Log filter (`info`, `callhook=debug`, …).
     #[arg(long, env = "CALLHOOK_LOG", default_value = "info")]
     pub log: String,
@@ -97,6 +105,8 @@ impl Config {
             max_body_bytes: 8 * 1024 * 1024,
             max_recording_bytes: 256 * 1024 * 1024,
             seal_key: None,
+            notify_url: None,
+            notify_secret: None,
             log: "info".into(),
             log_format: "text".into(),
             shutdown_grace_ms: 10_000,

@@ -406,7 +406,10 @@ async fn disable(
     h.status = IntegrationStatus::Disabled;
     h.disabled_reason = Some(reason);
     h.updated_at = now_ms();
+    let reason = h.disabled_reason.clone();
     s.dispatcher.apply_health(&iid, h).await;
+    s.dispatcher
+        .notify("integration.disabled", &iid, reason.as_deref(), None);
     let now = s
         .cache
         .get(&iid)

@@ -57,6 +57,8 @@ pub struct Dispatcher {
     pub(super) shutdown: CancellationToken,
     tracker: TaskTracker,
     pub(super) timers: AtomicUsize,
+    /// Tells the operator about integrations failing, disabled and recovered.
+    notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
 }
 
 impl Dispatcher {
@@ -83,7 +85,26 @@ impl Dispatcher {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             timers: AtomicUsize::new(0),
+            notifier: Mutex::new(None),
         })
+    }
+
+    pub fn set_notifier(&self, n: super::notify::Notifier) {
+        *self.notifier.lock() = Some(Arc::new(n));
+    }
+
+    /// Sends an operational notification about an integration, if one is configured.
+    pub fn notify(&self, kind: &str, iid: &str, reason: Option<&str>, last_error: Option<&str>) {
+        let notifier = self.notifier.lock().clone();
+        if let (Some(n), Some(i)) = (notifier, self.cache.get(iid)) {
+            n.send(super::notify::Notifier::event(
+                kind,
+                &i,
+                reason,
+                last_error,
+                now_ms(),
+            ));
+        }
     }
 
     /// A lease for work this node takes now.
@@ -301,15 +322,24 @@ impl Dispatcher {
             let change = health::after_attempt(h, facts);
             (change, h.clone())
         };
-        match &change {
+        let (kind, reason) = match &change {
             Change::None => return,
             Change::Disable(reason) => {
-                tracing::warn!(integration = iid, reason, "integration disabled")
+                tracing::warn!(integration = iid, reason, "integration disabled");
+                ("integration.disabled", Some(reason.as_str()))
             }
-            Change::StartedFailing => tracing::info!(integration = iid, "integration failing"),
-            Change::Recovered => tracing::info!(integration = iid, "integration recovered"),
-        }
+            Change::StartedFailing => {
+                tracing::info!(integration = iid, "integration failing");
+                ("integration.failing", None)
+            }
+            Change::Recovered => {
+                tracing::info!(integration = iid, "integration recovered");
+                ("integration.recovered", None)
+            }
+        };
         self.apply_health(iid, snapshot).await;
+        let last_error = (kind != "integration.recovered").then_some(facts.last_error);
+        self.notify(kind, iid, reason, last_error);
     }
 
     /// Writes a health state and applies it to the cache (disabling stops sends at once).

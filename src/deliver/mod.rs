@@ -13,5 +13,6 @@ pub mod batch;
 pub mod challenge;
 pub mod client;
 pub mod dispatcher;
+pub mod notify;
 
 pub use dispatcher::Dispatcher;

@@ -1,5 +1,6 @@
 use std::time::Duration;
 
+use callhook::render::sign::verify;
 use serde_json::json;
 
 use crate::support::*;
@@ -318,5 +319,81 @@ async fn failed_deliveries_can_be_redelivered_one_or_by_range() {
         )
         .await;
     assert_eq!(st, 400);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_is_told_when_an_integration_fails_recovers_and_is_disabled() {
+    let ops = Receiver::start().await;
+    let secret = callhook::render::sign::generate_secret();
+    let (url, s2) = (ops.url.clone(), secret.clone());
+    let server = TestServer::start_with(move |c| {
+        c.notify_url = Some(url);
+        c.notify_secret = Some(s2);
+    })
+    .await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    rx.script(vec![Reply::Status(500)], Reply::Status(200));
+    let flaky = api
+        .integration(
+            "acme",
+            json!({"name": "flaky", "url": rx.url, "event_types": ["ivr.input"],
+        "delivery": {"retry": {"policy": "linear", "retries": 1}}}),
+        )
+        .await;
+    server
+        .admin()
+        .post(
+            "/v1/events",
+            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
+        )
+        .await;
+    let failing = ops.next(10).await;
+    let ts = failing.header("webhook-timestamp").parse().unwrap_or(0);
+    assert!(verify(
+        &secret,
+        &failing.header("webhook-id"),
+        ts,
+        &failing.body,
+        &failing.header("webhook-signature")
+    ));
+    let f = failing.json();
+    assert_eq!(
+        (f["type"].as_str(), f["data"]["integration_id"].as_str()),
+        (Some("integration.failing"), flaky["id"].as_str())
+    );
+    assert_eq!(f["data"]["last_error"], "HTTP 500");
+    let recovered = ops.next(10).await.json();
+    assert_eq!(recovered["type"], "integration.recovered");
+
+    let gone = Receiver::start().await;
+    gone.set_default(Reply::Status(410));
+    let g = api
+        .integration(
+            "acme",
+            json!({"name": "gone", "url": gone.url, "event_types": ["analysis.completed"]}),
+        )
+        .await;
+    server
+        .admin()
+        .post(
+            "/v1/events",
+            event("e2", "acme", "analysis.completed", "c", json!({"score": 1})),
+        )
+        .await;
+    let disabled = ops.next(10).await.json();
+    assert_eq!(
+        (
+            disabled["type"].as_str(),
+            disabled["data"]["integration_id"].as_str()
+        ),
+        (Some("integration.disabled"), g["id"].as_str())
+    );
+    assert!(disabled["data"]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("410"));
+    assert_eq!(disabled["data"]["status"], "disabled");
     server.stop().await;
 }
