@@ -1,0 +1,331 @@
+//! `callhook bench`: the real pipeline, end to end, on this machine.
+//!
+//! Starts a real server in this process (embedded store in a temp dir unless a database URL is
+//! given), a minimal receiver on 127.0.0.1 ([`receiver`]) and a load generator ([`load`]) posting
+//! ~1 KB `call.completed` events whose ids carry their send time, so the receiver measures
+//! ingest-to-arrival latency. The receiver's raw loopback ceiling is measured in the same run, so
+//! results read as a ratio rather than an absolute that drifts with the machine.
+//!
+//! Scenarios: `one-to-one` (one integration), `fan-out` (100 integrations match each event),
+//! `isolation` (100 healthy endpoints, then the same with one that hangs and ten that answer 500),
+//! `backlog` (deliveries held while the integration is disabled, then drained on enable).
+
+mod load;
+mod receiver;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use serde_json::{json, Value};
+
+use load::TOKEN;
+use receiver::Receiver;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Scenario {
+    OneToOne,
+    FanOut,
+    Isolation,
+    Backlog,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = Scenario::OneToOne)]
+    pub scenario: Scenario,
+    /// Events in the throughput (or backlog) phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+    /// Events per ingest request (1 = one request per event).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent ingest clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Steady rate of the latency phase, in deliveries per second.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds of the latency phase.
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Seconds spent measuring the loopback ceiling.
+    #[arg(long, default_value_t = 3)]
+    pub ceiling_seconds: u64,
+    /// Store to use (default: SQLite in a temp dir).
+    #[arg(long, env = "CALLHOOK_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn percentiles(sorted: &[u64]) -> Value {
+    let p = |q: f64| -> Value {
+        if sorted.is_empty() {
+            return Value::Null;
+        }
+        let i = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+        json!(sorted[i] as f64 / 1000.0)
+    };
+    json!({"p50": p(0.5), "p99": p(0.99), "p999": p(0.999), "max": p(1.0), "samples": sorted.len()})
+}
+
+fn peak_rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| (kb / 1024.0 * 10.0).round() / 10.0)
+}
+
+struct Env {
+    running: crate::app::Running,
+    base: String,
+    http: reqwest::Client,
+    recv: Arc<Receiver>,
+    recv_url: String,
+    dir: std::path::PathBuf,
+    next_event: usize,
+}
+
+impl Env {
+    async fn start(args: &BenchArgs) -> anyhow::Result<Env> {
+        let dir = std::env::temp_dir().join(format!(
+            "callhook-bench-{}",
+            hex::encode(crate::security::random_bytes::<6>())
+        ));
+        std::fs::create_dir_all(&dir)?;
+        let mut config = crate::config::Config::for_data_dir(dir.clone());
+        config.database_url = args.database_url.clone();
+        config.admin_token = Some(TOKEN.into());
+        config.allow_insecure_http = true;
+        config.allow_private_destinations = true;
+        config.shutdown_grace_ms = 1000;
+        let recv = Receiver::new();
+        let recv_url = receiver::start(recv.clone()).await?;
+        let running = crate::app::start(config).await?;
+        let env = Env {
+            base: format!("http://{}", running.addr),
+            running,
+            http: reqwest::Client::new(),
+            recv,
+            recv_url,
+            dir,
+            next_event: 0,
+        };
+        env.api("/v1/tenants", json!({"id": "bench", "name": "Bench"}))
+            .await?;
+        Ok(env)
+    }
+
+    async fn api(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(TOKEN)
+            .json(&body)
+            .send()
+            .await?;
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        anyhow::ensure!(status.is_success(), "{path}: {status} {v}");
+        Ok(v)
+    }
+
+    async fn integration(&self, path: &str, extra: Value) -> anyhow::Result<String> {
+        let mut spec = json!({"name": path, "url": format!("{}{path}", self.recv_url), "event_types": ["call.completed"],
+            "verification": "none", "delivery": {"max_in_flight": 64}});
+        if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                s.insert(k.clone(), v.clone());
+            }
+        }
+        let v = self.api("/v1/tenants/bench/integrations", spec).await?;
+        Ok(v["id"].as_str().unwrap_or_default().to_string())
+    }
+
+    async fn wait_for(&self, count: u64, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while self.recv.count() < count {
+            if Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Throughput: `events` as fast as possible, each going to `fan` integrations.
+    async fn throughput(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
+        let before = self.recv.count();
+        let started = Instant::now();
+        let ingest_s = load::flood(
+            &self.http,
+            &self.base,
+            &self.recv,
+            self.next_event,
+            args.events,
+            args.batch,
+            args.clients,
+        )
+        .await;
+        self.next_event += args.events;
+        let want = before + args.events as u64 * fan;
+        anyhow::ensure!(
+            self.wait_for(want, Duration::from_secs(900)).await,
+            "deliveries stalled"
+        );
+        let total_s = started.elapsed().as_secs_f64();
+        let lat = self.recv.take_latencies();
+        Ok(json!({
+            "events": args.events, "batch": args.batch, "clients": args.clients,
+            "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
+            "deliveries_per_s": ((args.events as u64 * fan) as f64 / total_s).round(),
+            "latency_ms": percentiles(&lat),
+        }))
+    }
+
+    /// Latency at a steady rate of deliveries per second, each event going to `fan` integrations.
+    async fn steady(&mut self, rate: u64, seconds: u64, fan: u64) -> Value {
+        let before = self.recv.count();
+        self.recv.take_latencies();
+        let events_rate = (rate / fan).max(1);
+        let sent = load::steady(
+            &self.http,
+            &self.base,
+            &self.recv,
+            self.next_event,
+            events_rate,
+            seconds,
+        )
+        .await;
+        self.next_event += sent;
+        let done = self
+            .wait_for(before + sent as u64 * fan, Duration::from_secs(60))
+            .await;
+        let lat = self.recv.take_latencies();
+        json!({"deliveries_per_s": rate, "kept_up": done, "latency_ms": percentiles(&lat)})
+    }
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let mut env = Env::start(&args).await?;
+    let ceiling =
+        load::loopback_ceiling(&format!("{}/h/ceiling", env.recv_url), args.ceiling_seconds).await;
+    env.recv
+        .count
+        .store(0, std::sync::atomic::Ordering::Relaxed);
+    env.recv.take_latencies();
+    let mut result = json!({
+        "scenario": format!("{:?}", args.scenario),
+        "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "store": args.database_url.as_deref().unwrap_or("sqlite (temp dir)"),
+        "loopback_ceiling_per_s": ceiling.round(),
+    });
+    match args.scenario {
+        Scenario::OneToOne => {
+            env.integration("/h/0", json!({})).await?;
+            let t = env.throughput(&args, 1).await?;
+            result["ratio_to_ceiling"] = json!(
+                ((t["deliveries_per_s"].as_f64().unwrap_or(0.0) / ceiling) * 1000.0).round()
+                    / 1000.0
+            );
+            result["throughput"] = t;
+            result["steady"] = env.steady(args.rate, args.seconds, 1).await;
+        }
+        Scenario::FanOut => {
+            for i in 0..100 {
+                env.integration(
+                    &format!("/h/{i}"),
+                    json!({"delivery": {"max_in_flight": 8}}),
+                )
+                .await?;
+            }
+            let t = env.throughput(&args, 100).await?;
+            result["ratio_to_ceiling"] = json!(
+                ((t["deliveries_per_s"].as_f64().unwrap_or(0.0) / ceiling) * 1000.0).round()
+                    / 1000.0
+            );
+            result["throughput"] = t;
+            result["steady"] = env.steady(args.rate, args.seconds, 100).await;
+        }
+        Scenario::Isolation => {
+            for i in 0..100 {
+                env.integration(
+                    &format!("/h/{i}"),
+                    json!({"delivery": {"max_in_flight": 8}}),
+                )
+                .await?;
+            }
+            let alone = env.steady(args.rate, args.seconds, 100).await;
+            env.integration(
+                "/hang",
+                json!({"delivery": {"timeout_ms": 10000, "max_in_flight": 8}}),
+            )
+            .await?;
+            for _ in 0..10 {
+                env.integration("/fail", json!({"delivery": {"retry": {"policy": "linear", "retries": 10}, "max_in_flight": 8}})).await?;
+            }
+            let with_bad = env.steady(args.rate, args.seconds, 100).await;
+            let p99 = |v: &Value| v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
+            result["healthy_alone"] = alone.clone();
+            result["healthy_with_bad_endpoints"] = with_bad.clone();
+            result["p99_change_pct"] =
+                json!(((p99(&with_bad) / p99(&alone) - 1.0) * 1000.0).round() / 10.0);
+        }
+        Scenario::Backlog => {
+            let iid = env.integration("/h/0", json!({})).await?;
+            env.api(
+                &format!("/v1/tenants/bench/integrations/{iid}/disable"),
+                json!({}),
+            )
+            .await?;
+            let ingest_s = load::flood(
+                &env.http,
+                &env.base,
+                &env.recv,
+                0,
+                args.events,
+                args.batch,
+                args.clients,
+            )
+            .await;
+            let rss_queued = peak_rss_mb();
+            let started = Instant::now();
+            env.api(
+                &format!("/v1/tenants/bench/integrations/{iid}/enable"),
+                json!({}),
+            )
+            .await?;
+            anyhow::ensure!(
+                env.wait_for(args.events as u64, Duration::from_secs(1800))
+                    .await,
+                "the backlog did not drain"
+            );
+            let drain_s = started.elapsed().as_secs_f64();
+            result["backlog"] = json!({
+                "deliveries_held": args.events,
+                "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
+                "peak_rss_mb_while_held": rss_queued,
+                "drain_per_s": (args.events as f64 / drain_s).round(),
+            });
+        }
+    }
+    result["peak_rss_mb"] = json!(peak_rss_mb());
+    let dir = env.dir.clone();
+    env.running.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&result)?);
+    } else {
+        println!("callhook bench");
+        for (k, v) in result.as_object().into_iter().flatten() {
+            println!("  {k:<28} {v}");
+        }
+    }
+    Ok(())
+}
