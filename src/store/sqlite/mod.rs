@@ -32,9 +32,9 @@ pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
     StoreError::Internal(e.to_string())
 }
 
-fn open_conn(path: &Path) -> StoreResult<Connection> {
+fn open_conn(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
     let conn = Connection::open(path).map_err(internal)?;
-    schema::configure(&conn).map_err(internal)?;
+    schema::configure(&conn, cache_kib).map_err(internal)?;
     Ok(conn)
 }
 
@@ -46,7 +46,7 @@ impl SqliteStore {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| internal(format!("{}: {e}", dir.display())))?;
             }
-            let mut conn = open_conn(&path)?;
+            let mut conn = open_conn(&path, schema::WRITER_CACHE_KIB)?;
             schema::migrate(&mut conn).map_err(internal)?;
             Ok(SqliteStore {
                 writer: Writer::start(conn)?,
@@ -86,7 +86,7 @@ impl SqliteStore {
             let pooled = readers.idle.lock().pop();
             let conn = match pooled {
                 Some(c) => c,
-                None => open_conn(&readers.path)?,
+                None => open_conn(&readers.path, schema::READER_CACHE_KIB)?,
             };
             let out = f(&conn);
             let mut idle = readers.idle.lock();
