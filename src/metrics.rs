@@ -67,15 +67,7 @@ pub const CLASSES: [&str; 8] = [
     "http_status",
     "request",
 ];
-const KINDS: [EventKind; 7] = [
-    EventKind::CallState,
-    EventKind::CallCompleted,
-    EventKind::CallUnanswered,
-    EventKind::RecordingCompleted,
-    EventKind::AnalysisCompleted,
-    EventKind::IvrInput,
-    EventKind::CdrBatch,
-];
+const KINDS: [EventKind; 7] = EventKind::EVERY;
 
 pub struct Metrics {
     ingested: [AtomicU64; 7],

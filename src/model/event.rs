@@ -51,11 +51,19 @@ impl EventKind {
         }
     }
 
+    /// Every kind, the internal `cdr.batch` included.
+    pub const EVERY: [EventKind; 7] = [
+        EventKind::CallState,
+        EventKind::CallCompleted,
+        EventKind::CallUnanswered,
+        EventKind::RecordingCompleted,
+        EventKind::AnalysisCompleted,
+        EventKind::IvrInput,
+        EventKind::CdrBatch,
+    ];
+
     pub fn parse(s: &str) -> Option<EventKind> {
-        Self::ALL
-            .into_iter()
-            .chain([EventKind::CdrBatch])
-            .find(|k| k.as_str() == s)
+        Self::EVERY.into_iter().find(|k| k.as_str() == s)
     }
 
     /// Whether sources may send this type (`call.unanswered` is derived, `cdr.batch` internal).
