@@ -195,12 +195,6 @@ async fn create(
             }
             partner_defaults(&mut body);
         }
-        Owner::Tenant(_) if body.contains_key("feed") => {
-            return Err(ApiError::unprocessable(
-                "invalid_setting",
-                "`feed` is for partner integrations (/v1/partners/{pid}/integrations)",
-            ))
-        }
         Owner::Tenant(_) => {}
     }
     let spec: IntegrationSpec = typed(
@@ -208,6 +202,7 @@ async fn create(
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_setting",
     )?;
+    check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     let max = match &owner {
         Owner::Tenant(t) => t.max_integrations,
@@ -253,6 +248,21 @@ async fn create(
     let mut body = out(&integration);
     body["signing_secret"] = json!(signing_secret);
     Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `feed` belongs to partner integrations; a partner integration always has one.
+fn check_feed(owner: &Owner, spec: &IntegrationSpec) -> ApiResult<()> {
+    match (owner, spec.feed) {
+        (Owner::Tenant(_), Some(_)) => Err(ApiError::unprocessable(
+            "invalid_setting",
+            "`feed` is for partner integrations (/v1/partners/{pid}/integrations)",
+        )),
+        (Owner::Partner(_), None) => Err(ApiError::unprocessable(
+            "invalid_setting",
+            "a partner integration needs `feed`: analytics or billing",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// A partner feed is, unless the request says otherwise, seed 003's: analytics, `cdr-batch` of
@@ -317,6 +327,7 @@ async fn update(
     let mut merged = serde_json::to_value(&current.valid.spec).map_err(ApiError::internal)?;
     merge_patch(&mut merged, Value::Object(patch));
     let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
+    check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     let old = &current.valid.spec;
     let moved = valid.spec.url != old.url;

@@ -327,3 +327,74 @@ async fn reconciliation_counts_page_over_201_orgs_and_records_page_by_cursor() {
     assert_eq!(st, 404);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn feeds_belong_to_partners_and_can_be_changed() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p9").await;
+    let tenant = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    let (st, v) = tenant
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "n", "url": rx.url,
+        "event_types": ["call.completed"], "feed": "billing"}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let t = tenant
+        .integration(
+            "acme",
+            json!({"name": "n", "url": rx.url, "event_types": ["call.completed"]}),
+        )
+        .await;
+    let (st, _) = tenant
+        .patch(
+            &format!(
+                "/v1/tenants/acme/integrations/{}",
+                t["id"].as_str().unwrap_or_default()
+            ),
+            json!({"feed": "billing"}),
+        )
+        .await;
+    assert_eq!(st, 422, "a tenant integration cannot become a feed");
+    let (_, f) = partner
+        .post(
+            "/v1/partners/p9/integrations",
+            json!({"name": "feed", "url": rx.url}),
+        )
+        .await;
+    let path = format!(
+        "/v1/partners/p9/integrations/{}",
+        f["id"].as_str().unwrap_or_default()
+    );
+    let (st, v) = partner
+        .patch(
+            &path,
+            json!({"feed": "billing", "delivery": {"interval_s": 60}}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["feed"].as_str(), v["delivery"]["interval_s"].as_u64()),
+        (200, Some("billing"), Some(60))
+    );
+    let (st, _) = partner.patch(&path, json!({"feed": null})).await;
+    assert_eq!(st, 422);
+    assert_eq!(
+        tenant.get(&path).await.0,
+        404,
+        "a tenant token does not see partner feeds"
+    );
+    assert_eq!(partner.delete(&path).await.0, 204);
+    let (st, _) = partner
+        .post(
+            "/v1/partners/p9/integrations",
+            json!({"name": "again", "url": rx.url}),
+        )
+        .await;
+    assert_eq!(
+        st, 201,
+        "after deleting, the partner may create its feed again"
+    );
+    server.stop().await;
+}
