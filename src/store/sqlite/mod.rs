@@ -3,8 +3,10 @@
 
 mod admin;
 mod pipeline;
+mod purge;
 mod read;
 mod schema;
+mod windows;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -250,7 +252,7 @@ impl Store for SqliteStore {
     }
     async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
         let heads = self
-            .write(move |c| pipeline::close_window(c, window))
+            .write(move |c| windows::close_window(c, window))
             .await?;
         self.with_events(heads).await
     }
@@ -279,7 +281,7 @@ impl Store for SqliteStore {
             .await
     }
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
-        self.write(move |c| pipeline::purge(c, before, limit)).await
+        self.write(move |c| purge::purge(c, before, limit)).await
     }
     async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
         self.read(|c| {

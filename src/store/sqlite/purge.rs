@@ -1,0 +1,54 @@
+//! Retention's store side: removing expired rows in bounded steps.
+
+use rusqlite::{params, Connection};
+
+use super::internal;
+use crate::store::{PurgeReport, StoreResult};
+
+/// Delivery ids are `dlv_<ULID>`, and ULIDs sort by time: every id below this bound was created
+/// before `before_ms`, so the primary key serves as the age index.
+fn delivery_id_bound(before_ms: i64) -> String {
+    let ulid = ulid::Ulid::from_parts(before_ms.max(0) as u64, 0);
+    format!("dlv_{}", ulid.to_string().to_ascii_lowercase())
+}
+
+pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport> {
+    let mut report = PurgeReport::default();
+    let ids: Vec<String> = c
+        .prepare_cached(
+            "DELETE FROM deliveries WHERE id IN (
+                SELECT id FROM deliveries WHERE id < ?1 AND status NOT IN ('pending', 'blocked') LIMIT ?2)
+             RETURNING id",
+        )
+        .and_then(|mut st| st.query_map(params![delivery_id_bound(before), limit], |r| r.get(0))?.collect())
+        .map_err(internal)?;
+    report.deliveries = ids.len() as u64;
+    let mut del_attempts = c
+        .prepare_cached("DELETE FROM attempts WHERE delivery_id = ?1")
+        .map_err(internal)?;
+    for id in &ids {
+        report.attempts += del_attempts.execute([id]).map_err(internal)? as u64;
+    }
+    report.events = c
+        .prepare_cached(
+            "DELETE FROM events WHERE seq IN (
+                SELECT seq FROM events e WHERE e.ingested_at < ?1
+                  AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
+                  AND NOT EXISTS (SELECT 1 FROM batch_queue q WHERE q.event_seq = e.seq)
+                ORDER BY e.ingested_at LIMIT ?2)",
+        )
+        .and_then(|mut st| st.execute(params![before, limit]))
+        .map_err(internal)? as u64;
+    report.recordings = c
+        .prepare_cached(
+            "DELETE FROM recordings WHERE file_id IN (
+                SELECT file_id FROM recordings WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)
+             RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![before, limit], super::admin::recording_row)?
+                .collect()
+        })
+        .map_err(internal)?;
+    Ok(report)
+}

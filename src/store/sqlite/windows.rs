@@ -1,0 +1,109 @@
+//! Closing batch windows: queued calls become the parts of a batch, atomically.
+
+use rusqlite::{params, Connection, OptionalExtension};
+
+use super::internal;
+use super::pipeline::{load_event, Claimed};
+use crate::model::event::EventKind;
+use crate::store::{BatchWindow, DeliveryHead, StoreResult};
+
+/// Calls in one batch part: a request stays well under a few megabytes.
+pub const BATCH_PART_ITEMS: usize = 1000;
+/// Calls one window takes at most; the rest go in the next window.
+const BATCH_WINDOW_ITEMS: u32 = 100_000;
+
+pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>> {
+    let last: Option<i64> = c
+        .query_row(
+            "SELECT last_boundary FROM batch_windows WHERE integration_id = ?1",
+            [&w.integration_id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(internal)?;
+    if last.is_some_and(|l| l >= w.boundary) {
+        return Ok(Vec::new());
+    }
+    c.execute(
+        "INSERT INTO batch_windows (integration_id, last_boundary) VALUES (?1, ?2)
+         ON CONFLICT (integration_id) DO UPDATE SET last_boundary = excluded.last_boundary",
+        params![w.integration_id, w.boundary],
+    )
+    .map_err(internal)?;
+    let queued: Vec<(i64, i64)> = c
+        .prepare_cached(
+            "DELETE FROM batch_queue WHERE integration_id = ?1 AND (ended_at, event_seq) IN (
+                SELECT ended_at, event_seq FROM batch_queue WHERE integration_id = ?1 AND ended_at < ?2
+                ORDER BY ended_at, event_seq LIMIT ?3)
+             RETURNING ended_at, event_seq",
+        )
+        .and_then(|mut st| {
+            st.query_map(params![w.integration_id, w.cutoff, BATCH_WINDOW_ITEMS], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(internal)?;
+    if queued.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut sorted = queued;
+    sorted.sort();
+    let mut items = Vec::with_capacity(sorted.len());
+    for (_, seq) in &sorted {
+        let stored = load_event(c, *seq)?;
+        items.push(crate::render::cdr::batch_item(&stored.event, &w.privacy));
+    }
+    let parts = items.len().div_ceil(BATCH_PART_ITEMS);
+    let window = serde_json::json!({"start": crate::time::format_ms(w.window_start), "end": crate::time::format_ms(w.cutoff)});
+    let mut heads = Vec::with_capacity(parts);
+    for (i, chunk) in items.chunks(BATCH_PART_ITEMS).enumerate() {
+        let mut data = serde_json::Map::new();
+        if let Some(feed) = w.feed {
+            data.insert("feed".into(), serde_json::json!(feed.as_str()));
+        }
+        data.insert("window".into(), window.clone());
+        data.insert("part".into(), serde_json::json!(i + 1));
+        data.insert("parts".into(), serde_json::json!(parts));
+        data.insert("items".into(), serde_json::Value::Array(chunk.to_vec()));
+        let event = crate::model::event::Event {
+            id: format!("batch-{}-{}-{}", w.integration_id, w.boundary, i + 1),
+            kind: EventKind::CdrBatch,
+            tenant_id: w.owner.clone(),
+            occurred_at_ms: w.now,
+            call_id: format!("window-{}", w.boundary),
+            data,
+        };
+        c.prepare_cached(
+            "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![event.tenant_id, event.id, event.kind.as_str(), event.call_id, w.now, event.canonical_json()])
+        })
+        .map_err(internal)?;
+        let seq = c.last_insert_rowid();
+        let id = crate::ingest::new_id("dlv");
+        c.prepare_cached(
+            "INSERT INTO deliveries (id, integration_id, tenant_id, event_seq, call_id, trigger, ordered,
+                status, next_attempt_at, lease_owner, lease_until, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, 'cdr.batch', 0, 'pending', ?6, ?7, ?8, ?6, ?6)",
+        )
+        .and_then(|mut st| {
+            st.execute(params![id, w.integration_id, w.owner, seq, event.call_id, w.now, w.lease.owner.as_ref(), w.lease.until])
+        })
+        .map_err(internal)?;
+        heads.push((
+            DeliveryHead {
+                id,
+                integration_id: w.integration_id.clone(),
+                call_id: event.call_id.clone(),
+                trigger: EventKind::CdrBatch,
+                ordered: false,
+                manual: false,
+                attempts: 0,
+                retries_used: 0,
+                created_at: w.now,
+            },
+            seq,
+        ));
+    }
+    Ok(heads)
+}
