@@ -463,7 +463,8 @@ async fn enable(
         }
     };
     let now = now_ms();
-    let resent = s.store.enable_integration(&iid, resend, now).await?;
+    // Active in memory first: events ingested while the backlog is being re-queued are sent, not
+    // held (a held one arriving after the re-queue would otherwise wait for the next enable).
     let h = IntegrationHealth {
         status: IntegrationStatus::Active,
         disabled_reason: None,
@@ -473,6 +474,13 @@ async fn enable(
     };
     s.cache.put(i.with_health(&h));
     s.dispatcher.reset_health(&iid);
+    let resent = match s.store.enable_integration(&iid, resend, now).await {
+        Ok(n) => n,
+        Err(e) => {
+            s.cache.put((*i).clone());
+            return Err(e.into());
+        }
+    };
     s.dispatcher.note_due(&iid, now);
     let current = s
         .cache

@@ -425,3 +425,57 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
     assert_eq!(ids, ["after-cutoff", "late"]);
     assert_eq!(parts[0].head.trigger, EventKind::CdrBatch);
 }
+
+#[tokio::test]
+async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
+    let (s, _d) = store().await;
+    let rec = IntegrationRecord {
+        id: "i1".into(),
+        tenant_id: Some("t".into()),
+        partner_id: None,
+        spec_json: "{}".into(),
+        status: IntegrationStatus::Disabled,
+        disabled_reason: Some("x".into()),
+        secret_sealed: None,
+        secret_hint: None,
+        signing_sealed: vec![],
+        failing_since: None,
+        consecutive_failures: 0,
+        created_at: 0,
+        updated_at: 0,
+    };
+    s.insert_integration(rec, None).await.expect("insert");
+    // More than two steps' worth, half of them ordered (two per call).
+    let items: Vec<IngestItem> = (0..12_000)
+        .map(|n| {
+            item(
+                &format!("e{n}"),
+                &format!("c{}", n / 2),
+                vec![delivery(&format!("d{n:05}"), n % 4 < 2, true)],
+            )
+        })
+        .collect();
+    s.ingest(IngestBatch {
+        items,
+        lease: lease("a", 0),
+        now: 1000,
+    })
+    .await
+    .expect("ingest");
+    assert_eq!(
+        s.enable_integration("i1", true, 2000)
+            .await
+            .expect("enable"),
+        12_000
+    );
+    let claimed = s
+        .claim_due("i1", 20_000, lease("a", 90_000), 3000)
+        .await
+        .expect("claim");
+    // Every unordered delivery, and the first of each ordered call: 6 000 + 3 000.
+    assert_eq!(claimed.len(), 9_000);
+    assert_eq!(
+        s.load_integrations().await.expect("load")[0].status,
+        IntegrationStatus::Active
+    );
+}

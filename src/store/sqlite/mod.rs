@@ -165,9 +165,39 @@ impl Store for SqliteStore {
             .await
     }
     async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
-        let id = owned(id);
-        self.write(move |c| pipeline::enable(c, &id, resend, now))
-            .await
+        use pipeline::ENABLE_STEP;
+        let iid = owned(id);
+        let i = iid.clone();
+        let since = self
+            .write(move |c| pipeline::enable_begin(c, &i))
+            .await?
+            .unwrap_or(i64::MAX);
+        let mut queued = 0;
+        if resend {
+            loop {
+                let i = iid.clone();
+                let n = self
+                    .write(move |c| pipeline::enable_resend_step(c, &i, since, now, ENABLE_STEP))
+                    .await?;
+                queued += n;
+                if n == 0 {
+                    break;
+                }
+            }
+        }
+        loop {
+            let i = iid.clone();
+            if self
+                .write(move |c| pipeline::enable_promote_step(c, &i, now, ENABLE_STEP))
+                .await?
+                == 0
+            {
+                break;
+            }
+        }
+        self.write(move |c| pipeline::enable_finish(c, &iid, now))
+            .await?;
+        Ok(queued)
     }
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
         self.write(move |c| pipeline::ingest(c, batch)).await

@@ -356,57 +356,84 @@ pub fn release_all(c: &Connection) -> StoreResult<u64> {
     .map_err(internal)
 }
 
-pub fn enable(c: &Connection, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
-    let failing_since: Option<i64> = c
-        .query_row(
-            "SELECT failing_since FROM integrations WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(internal)?
-        .ok_or(StoreError::NotFound)?;
-    let since = failing_since.unwrap_or(i64::MAX);
-    let mut queued = 0u64;
-    if resend {
-        // Ordered deliveries line up behind each other again; the rest go straight to pending.
-        queued += c
-            .execute(
-                "UPDATE deliveries SET status = 'blocked', retries_used = 0, updated_at = ?3
-                 WHERE integration_id = ?1 AND ordered = 1
-                   AND (status = 'held' OR (status = 'failed' AND manual = 0 AND updated_at >= ?2))",
-                params![id, since, now],
-            )
-            .map_err(internal)? as u64;
-        queued += c
-            .execute(
-                "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3, retries_used = 0,
-                    lease_owner = NULL, lease_until = NULL, updated_at = ?3
-                 WHERE integration_id = ?1 AND ordered = 0
-                   AND (status = 'held' OR (status = 'failed' AND manual = 0 AND updated_at >= ?2))",
-                params![id, since, now],
-            )
-            .map_err(internal)? as u64;
+/// Rows one step of re-enabling changes: a huge backlog is resent in many short writes, so
+/// the writer keeps serving everyone else meanwhile.
+pub const ENABLE_STEP: u32 = 5_000;
+
+/// When the integration started failing (what "failed meanwhile" is measured from).
+pub fn enable_begin(c: &Connection, id: &str) -> StoreResult<Option<i64>> {
+    c.query_row(
+        "SELECT failing_since FROM integrations WHERE id = ?1",
+        [id],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(internal)?
+    .ok_or(StoreError::NotFound)
+}
+
+/// Queues up to `limit` deliveries held, or failed since `since` and before the enable began
+/// (`now`; later failures are this enable's own resends failing again). Ordered deliveries line
+/// up behind each other again (`blocked`); the rest go straight to pending.
+pub fn enable_resend_step(
+    c: &Connection,
+    id: &str,
+    since: i64,
+    now: i64,
+    limit: u32,
+) -> StoreResult<u64> {
+    // Held and failed are picked by separate statements so each is an index range on
+    // (integration_id, status): an OR of the two would rescan the integration at every step.
+    let mut changed = 0;
+    for status in ["held", "failed"] {
+        let window = if status == "failed" {
+            "AND manual = 0 AND updated_at >= ?2 AND updated_at < ?3"
+        } else {
+            ""
+        };
+        for (ordered, set) in [
+            (1, "status = 'blocked', retries_used = 0, updated_at = ?3"),
+            (0, "status = 'pending', next_attempt_at = ?3, retries_used = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?3"),
+        ] {
+            let sql = format!(
+                "UPDATE deliveries SET {set} WHERE id IN (
+                    SELECT id FROM deliveries WHERE integration_id = ?1 AND status = '{status}' AND ordered = {ordered} {window}
+                    LIMIT ?4)"
+            );
+            changed += c
+                .prepare_cached(&sql)
+                .and_then(|mut st| st.execute(params![id, since, now, limit]))
+                .map_err(internal)?;
+        }
     }
-    // The head of every blocked call moves on (also without resend: what waited behind a held
-    // delivery must not wait forever).
+    Ok(changed as u64)
+}
+
+/// Moves the head of up to `limit` blocked calls to pending (also without resend: what waited
+/// behind a held delivery must not wait forever).
+pub fn enable_promote_step(c: &Connection, id: &str, now: i64, limit: u32) -> StoreResult<u64> {
     c.execute(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL
-         WHERE integration_id = ?1 AND ordered = 1 AND status = 'blocked'
-           AND event_seq = (SELECT MIN(b.event_seq) FROM deliveries b WHERE b.integration_id = ?1
-                            AND b.call_id = deliveries.call_id AND b.ordered = 1 AND b.status = 'blocked')
+         WHERE id IN (SELECT d.id FROM deliveries d WHERE d.integration_id = ?1 AND d.ordered = 1 AND d.status = 'blocked'
+           AND d.event_seq = (SELECT MIN(b.event_seq) FROM deliveries b WHERE b.integration_id = ?1
+                              AND b.call_id = d.call_id AND b.ordered = 1 AND b.status = 'blocked')
            AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.integration_id = ?1
-                           AND p.call_id = deliveries.call_id AND p.ordered = 1 AND p.status = 'pending')",
-        params![id, now],
+                           AND p.call_id = d.call_id AND p.ordered = 1 AND p.status = 'pending')
+           LIMIT ?3)",
+        params![id, now, limit],
     )
-    .map_err(internal)?;
+    .map(|n| n as u64)
+    .map_err(internal)
+}
+
+pub fn enable_finish(c: &Connection, id: &str, now: i64) -> StoreResult<()> {
     c.execute(
         "UPDATE integrations SET status = 'active', disabled_reason = NULL, failing_since = NULL,
             consecutive_failures = 0, updated_at = ?2 WHERE id = ?1",
         params![id, now],
     )
     .map_err(internal)?;
-    Ok(queued)
+    Ok(())
 }
 
 pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResult<Claimed> {
