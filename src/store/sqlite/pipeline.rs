@@ -382,31 +382,40 @@ pub fn enable_resend_step(
     now: i64,
     limit: u32,
 ) -> StoreResult<u64> {
-    // Held and failed are picked by separate statements so each is an index range on
-    // (integration_id, status): an OR of the two would rescan the integration at every step.
-    let mut changed = 0;
-    for status in ["held", "failed"] {
-        let window = if status == "failed" {
-            "AND manual = 0 AND updated_at >= ?2 AND updated_at < ?3"
-        } else {
-            ""
-        };
-        for (ordered, set) in [
-            (1, "status = 'blocked', retries_used = 0, updated_at = ?3"),
-            (0, "status = 'pending', next_attempt_at = ?3, retries_used = 0, lease_owner = NULL, lease_until = NULL, updated_at = ?3"),
-        ] {
-            let sql = format!(
-                "UPDATE deliveries SET {set} WHERE id IN (
-                    SELECT id FROM deliveries WHERE integration_id = ?1 AND status = '{status}' AND ordered = {ordered} {window}
-                    LIMIT ?4)"
-            );
-            changed += c
-                .prepare_cached(&sql)
-                .and_then(|mut st| st.execute(params![id, since, now, limit]))
-                .map_err(internal)?;
+    // Each pick is one range of the (integration_id, status, next_attempt_at) index, and the
+    // rows it changes leave that range, so a step reads only what it changes. A failed
+    // delivery's next_attempt_at is when it failed.
+    let picks = [
+        "SELECT id, ordered FROM deliveries WHERE integration_id = ?1 AND status = 'held' LIMIT ?4",
+        "SELECT id, ordered FROM deliveries WHERE integration_id = ?1 AND status = 'failed'
+           AND next_attempt_at >= ?2 AND next_attempt_at < ?3 AND manual = 0 LIMIT ?4",
+    ];
+    let mut block = c
+        .prepare_cached("UPDATE deliveries SET status = 'blocked', retries_used = 0, updated_at = ?2 WHERE id = ?1")
+        .map_err(internal)?;
+    let mut queue = c
+        .prepare_cached(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, retries_used = 0,
+                lease_owner = NULL, lease_until = NULL, updated_at = ?2 WHERE id = ?1",
+        )
+        .map_err(internal)?;
+    let mut changed = 0u64;
+    for pick in picks {
+        let rows: Vec<(String, bool)> = c
+            .prepare_cached(pick)
+            .and_then(|mut st| {
+                st.query_map(params![id, since, now, limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect()
+            })
+            .map_err(internal)?;
+        for (did, ordered) in rows {
+            let st = if ordered { &mut block } else { &mut queue };
+            changed += st.execute(params![did, now]).map_err(internal)? as u64;
         }
     }
-    Ok(changed as u64)
+    Ok(changed)
 }
 
 /// Moves the head of up to `limit` blocked calls to pending (also without resend: what waited
