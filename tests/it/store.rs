@@ -42,6 +42,25 @@ fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
     }
 }
 
+/// A disabled integration `i1` of tenant `t`, failing since `failing_since`.
+fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
+    IntegrationRecord {
+        id: "i1".into(),
+        tenant_id: Some("t".into()),
+        partner_id: None,
+        spec_json: "{}".into(),
+        status: IntegrationStatus::Disabled,
+        disabled_reason: Some("x".into()),
+        secret_sealed: None,
+        secret_hint: None,
+        signing_sealed: vec![],
+        failing_since,
+        consecutive_failures: 3,
+        created_at: 0,
+        updated_at: 0,
+    }
+}
+
 fn outcome(job: &DispatchJob, next: NextStep, now: i64) -> Outcome {
     Outcome {
         head: job.head.clone(),
@@ -175,22 +194,9 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
 #[tokio::test]
 async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
     let (s, _d) = store().await;
-    let rec = IntegrationRecord {
-        id: "i1".into(),
-        tenant_id: Some("t".into()),
-        partner_id: None,
-        spec_json: "{}".into(),
-        status: IntegrationStatus::Disabled,
-        disabled_reason: Some("x".into()),
-        secret_sealed: None,
-        secret_hint: None,
-        signing_sealed: vec![],
-        failing_since: Some(0),
-        consecutive_failures: 3,
-        created_at: 0,
-        updated_at: 0,
-    };
-    s.insert_integration(rec, None).await.expect("insert");
+    s.insert_integration(disabled_integration(Some(0)), None)
+        .await
+        .expect("insert");
     s.ingest(IngestBatch {
         items: vec![
             item("e1", "c1", vec![delivery("d1", true, true)]),
@@ -429,22 +435,9 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
 #[tokio::test]
 async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
     let (s, _d) = store().await;
-    let rec = IntegrationRecord {
-        id: "i1".into(),
-        tenant_id: Some("t".into()),
-        partner_id: None,
-        spec_json: "{}".into(),
-        status: IntegrationStatus::Disabled,
-        disabled_reason: Some("x".into()),
-        secret_sealed: None,
-        secret_hint: None,
-        signing_sealed: vec![],
-        failing_since: None,
-        consecutive_failures: 0,
-        created_at: 0,
-        updated_at: 0,
-    };
-    s.insert_integration(rec, None).await.expect("insert");
+    s.insert_integration(disabled_integration(None), None)
+        .await
+        .expect("insert");
     // More than two steps' worth, half of them ordered (two per call).
     let items: Vec<IngestItem> = (0..12_000)
         .map(|n| {
