@@ -42,17 +42,13 @@ async fn deliveries_are_signed_with_standard_webhooks_and_carry_the_contract_hea
         .await;
     assert_eq!(st, 403, "a tenant_admin token does not ingest: {v}");
     let (st, v) = server
-        .admin()
-        .post(
-            "/v1/events",
-            event(
-                "pbx7-1",
-                "acme",
-                "call.completed",
-                "c-1",
-                json!({"answered": true}),
-            ),
-        )
+        .ingest(event(
+            "pbx7-1",
+            "acme",
+            "call.completed",
+            "c-1",
+            json!({"answered": true}),
+        ))
         .await;
     assert_eq!((st, v), (202, json!({"accepted": 1, "duplicates": 0})));
 
@@ -167,17 +163,13 @@ async fn routing_applies_types_owner_filters_and_conditions() {
         cdr("internal", false, "u1", "internal"),
         cdr("match", false, "u1", "external"),
     ]});
-    assert_eq!(server.admin().post("/v1/events", batch).await.0, 202);
+    assert_eq!(server.ingest(batch).await.0, 202);
     let got = rx.next(10).await;
     assert_eq!(got.json()["id"], "match");
     assert_eq!(got.header("callhook-event-type"), "call.unanswered");
     // A later event proves nothing else was queued before it.
     assert_eq!(
-        server
-            .admin()
-            .post("/v1/events", cdr("later", false, "u1", "external"))
-            .await
-            .0,
+        server.ingest(cdr("later", false, "u1", "external")).await.0,
         202
     );
     assert_eq!(rx.next(10).await.json()["id"], "later");
@@ -214,14 +206,7 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
         })
         .collect();
     let start = Instant::now();
-    assert_eq!(
-        server
-            .admin()
-            .post("/v1/events", json!({"events": events}))
-            .await
-            .0,
-        202
-    );
+    assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
     let got = healthy.take(200, 10).await;
     let slowest = got
         .iter()
@@ -266,23 +251,12 @@ async fn one_tenants_backlog_does_not_starve_another_tenant() {
             )
         })
         .collect();
-    assert_eq!(
-        server
-            .admin()
-            .post("/v1/events", json!({"events": backlog}))
-            .await
-            .0,
-        202
-    );
+    assert_eq!(server.ingest(json!({"events": backlog})).await.0, 202);
     slow.next(10).await; // the backlog is being worked on
     let start = Instant::now();
     assert_eq!(
         server
-            .admin()
-            .post(
-                "/v1/events",
-                event("q1", "quiet", "ivr.input", "c", json!({"dtmf": "1"}))
-            )
+            .ingest(event("q1", "quiet", "ivr.input", "c", json!({"dtmf": "1"})))
             .await
             .0,
         202

@@ -134,11 +134,7 @@ async fn metrics_show_ingest_attempts_latency_and_integrations_by_status() {
     )
     .await;
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("m1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("m1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     rx.next(10).await;
     api.wait_for_deliveries("acme", a["id"].as_str().unwrap_or_default(), "succeeded", 1)

@@ -314,11 +314,7 @@ async fn rotation_signs_with_both_secrets_and_edits_apply_to_the_next_event() {
     let new = r["signing_secret"].as_str().unwrap_or_default().to_string();
     assert_ne!(old, new);
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     let got = rx.next(10).await;
     let (id, ts, sig) = (
@@ -338,11 +334,7 @@ async fn rotation_signs_with_both_secrets_and_edits_apply_to_the_next_event() {
         .await;
     assert_eq!(st, 200);
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e2", "acme", "ivr.input", "c", json!({"dtmf": "2"})),
-        )
+        .ingest(event("e2", "acme", "ivr.input", "c", json!({"dtmf": "2"})))
         .await;
     api.wait_for_deliveries("acme", &iid, "held", 1).await;
     // A header edit applies to the next event after re-enabling.
@@ -359,11 +351,7 @@ async fn rotation_signs_with_both_secrets_and_edits_apply_to_the_next_event() {
         .await;
     assert_eq!(st, 200);
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e3", "acme", "ivr.input", "c", json!({"dtmf": "3"})),
-        )
+        .ingest(event("e3", "acme", "ivr.input", "c", json!({"dtmf": "3"})))
         .await;
     let got = rx.next(10).await;
     assert_eq!(

@@ -45,7 +45,7 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
             "local": {"user_id": "u1", "device_type": "mobile"}})),
         event("st-ivr", "acme", "call.state", "call-3", json!({"seq": 1, "state": "early", "function": "ivr"})),
     ]});
-    assert_eq!(server.admin().post("/v1/events", events).await.0, 202);
+    assert_eq!(server.ingest(events).await.0, 202);
 
     let got = cdr.next(10).await;
     let body = got.json();
@@ -112,17 +112,13 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
 
     // The IVR's call state was never sent: the next state arrives first.
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event(
-                "st-2",
-                "acme",
-                "call.state",
-                "call-2",
-                json!({"seq": 2, "state": "confirmed", "local": {"user_id": "u1"}}),
-            ),
-        )
+        .ingest(event(
+            "st-2",
+            "acme",
+            "call.state",
+            "call-2",
+            json!({"seq": 2, "state": "confirmed", "local": {"user_id": "u1"}}),
+        ))
         .await;
     assert_eq!(states.next(10).await.json()["seq_num"], 2);
     server.stop().await;

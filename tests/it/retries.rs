@@ -26,11 +26,7 @@ async fn linear_retries_wait_two_then_four_seconds() {
         )
         .await;
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     let got = rx.take(3, 15).await;
     let (g1, g2) = (got[1].at - got[0].at, got[2].at - got[1].at);
@@ -76,11 +72,7 @@ async fn exponential_retries_honour_retry_after() {
     )
     .await;
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     let got = rx.take(2, 15).await;
     let gap = got[1].at - got[0].at;
@@ -118,7 +110,7 @@ async fn one_calls_states_arrive_in_order_even_when_one_is_retried() {
         )
     };
     let batch = json!({"events": [state(1, "trying"), state(2, "early"), state(3, "confirmed"), state(4, "terminated")]});
-    server.admin().post("/v1/events", batch).await;
+    server.ingest(batch).await;
     let got = rx.take(5, 15).await;
     let seqs: Vec<u64> = got
         .iter()
@@ -225,11 +217,7 @@ async fn gone_disables_at_once_and_enable_can_skip_the_resend() {
     let iid = integ["id"].as_str().unwrap_or_default().to_string();
     let path = format!("/v1/tenants/acme/integrations/{iid}");
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     rx.next(10).await;
     api.wait_for_deliveries("acme", &iid, "failed", 1).await;
@@ -244,11 +232,7 @@ async fn gone_disables_at_once_and_enable_can_skip_the_resend() {
         .await;
     assert_eq!((st, v["resent"].as_u64()), (200, Some(0)));
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e2", "acme", "ivr.input", "c", json!({"dtmf": "2"})),
-        )
+        .ingest(event("e2", "acme", "ivr.input", "c", json!({"dtmf": "2"})))
         .await;
     assert_eq!(
         rx.next(10).await.json()["id"],
@@ -283,10 +267,7 @@ async fn failed_deliveries_can_be_redelivered_one_or_by_range() {
             )
         })
         .collect();
-    server
-        .admin()
-        .post("/v1/events", json!({"events": evs}))
-        .await;
+    server.ingest(json!({"events": evs})).await;
     rx.take(3, 10).await;
     let failed = api.wait_for_deliveries("acme", &iid, "failed", 3).await;
     rx.set_default(Reply::Status(200));
@@ -343,11 +324,7 @@ async fn the_operator_is_told_when_an_integration_fails_recovers_and_is_disabled
         )
         .await;
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})),
-        )
+        .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
     let failing = ops.next(10).await;
     let ts = failing.header("webhook-timestamp").parse().unwrap_or(0);
@@ -376,11 +353,13 @@ async fn the_operator_is_told_when_an_integration_fails_recovers_and_is_disabled
         )
         .await;
     server
-        .admin()
-        .post(
-            "/v1/events",
-            event("e2", "acme", "analysis.completed", "c", json!({"score": 1})),
-        )
+        .ingest(event(
+            "e2",
+            "acme",
+            "analysis.completed",
+            "c",
+            json!({"score": 1}),
+        ))
         .await;
     let disabled = ops.next(10).await.json();
     assert_eq!(

@@ -62,6 +62,11 @@ impl TestServer {
         self._dir.path().to_path_buf()
     }
 
+    /// Posts events (one, or `{"events": [...]}`) with the operator token.
+    pub async fn ingest(&self, body: Value) -> (u16, Value) {
+        self.admin().post("/v1/events", body).await
+    }
+
     pub fn admin(&self) -> Api {
         self.api(ADMIN)
     }
