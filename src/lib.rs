@@ -12,7 +12,8 @@
 //! - [`record`] classifies each attempt's outcome and decides what happens next (retry, give up,
 //!   disable the integration).
 //!
-//! Around the pipeline: [`api`] (one file per HTTP resource), [`auth`] (tokens and roles),
+//! Around the pipeline: [`api`] (one file per HTTP resource), [`console`] (the web pages, over
+//! the same handlers), [`auth`] (tokens and roles),
 //! [`security`] (SSRF guard, sealing of secrets), [`cache`] (integrations in memory), [`config`]
 //! and [`app`], which wires everything together and owns shutdown.
 
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod config;
+pub mod console;
 pub mod deliver;
 pub mod demo;
 pub mod error;

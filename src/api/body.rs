@@ -83,6 +83,33 @@ pub fn merge_patch(target: &mut Value, patch: Value) {
     }
 }
 
+/// The merge patch that turns `from` into `to` (the inverse of [`merge_patch`]): keys `to`
+/// lacks become `null`. Lets a whole-form edit go through the same PATCH path as the API.
+/// (A `null` inside `to` cannot be expressed in a merge patch; settings never hold one.)
+pub fn diff_patch(from: &Value, to: &Value) -> Value {
+    match (from, to) {
+        (Value::Object(f), Value::Object(t)) => {
+            let mut patch = serde_json::Map::new();
+            for k in f.keys().filter(|k| !t.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            for (k, v) in t {
+                match f.get(k) {
+                    Some(old) if old == v => {}
+                    Some(old) => {
+                        patch.insert(k.clone(), diff_patch(old, v));
+                    }
+                    None => {
+                        patch.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            Value::Object(patch)
+        }
+        (_, to) => to.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -96,5 +123,19 @@ mod tests {
             json!({"a": null, "h": {"x": null, "z": "3"}, "l": [3]}),
         );
         assert_eq!(t, json!({"h": {"y": "2", "z": "3"}, "l": [3]}));
+    }
+
+    #[test]
+    fn diff_patch_inverts_merge_patch() {
+        let from = json!({"a": 1, "h": {"x": "1", "y": "2"}, "l": [1, 2], "gone": {"k": 1}});
+        let to = json!({"a": 2, "h": {"y": "2", "z": "3"}, "l": [1, 2], "new": {"k": [1]}});
+        let patch = diff_patch(&from, &to);
+        assert_eq!(
+            patch,
+            json!({"gone": null, "a": 2, "h": {"x": null, "z": "3"}, "new": {"k": [1]}})
+        );
+        let mut applied = from.clone();
+        merge_patch(&mut applied, patch);
+        assert_eq!(applied, to);
     }
 }

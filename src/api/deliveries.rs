@@ -31,7 +31,7 @@ fn routes(base: &str) -> Router<AppState> {
         .route(&format!("{base}/redeliver"), post(redeliver_range))
 }
 
-async fn list(
+pub(crate) async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -72,7 +72,7 @@ async fn list(
     Ok(Json(json!({"items": items, "next_cursor": next_cursor})))
 }
 
-async fn read(
+pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -93,7 +93,7 @@ async fn read(
     Ok(Json(v))
 }
 
-async fn redeliver_one(
+pub(crate) async fn redeliver_one(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -127,7 +127,7 @@ async fn redeliver_one(
     ))
 }
 
-async fn redeliver_range(
+pub(crate) async fn redeliver_range(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,

@@ -172,7 +172,7 @@ fn object(body: Value) -> ApiResult<Map<String, Value>> {
     }
 }
 
-async fn create(
+pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -289,7 +289,7 @@ fn limit_reached(tid: &str, max: u32) -> ApiError {
     )
 }
 
-async fn list(
+pub(crate) async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -301,7 +301,7 @@ async fn list(
     Ok(Json(json!({"items": items})))
 }
 
-async fn read(
+pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -310,7 +310,7 @@ async fn read(
     Ok(Json(out(&i)))
 }
 
-async fn update(
+pub(crate) async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -355,7 +355,7 @@ async fn update(
     Ok(Json(out(&next)))
 }
 
-async fn remove(
+pub(crate) async fn remove(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -383,7 +383,7 @@ async fn verify(
 }
 
 /// Sends a sample event now and reports what came back; nothing is stored.
-async fn test(
+pub(crate) async fn test(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -394,7 +394,7 @@ async fn test(
     Ok(Json(report))
 }
 
-async fn disable(
+pub(crate) async fn disable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -428,7 +428,7 @@ async fn disable(
     Ok(Json(out(&now)))
 }
 
-async fn enable(
+pub(crate) async fn enable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
@@ -491,7 +491,7 @@ async fn enable(
     Ok(Json(v))
 }
 
-async fn rotate(
+pub(crate) async fn rotate(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,

@@ -1,13 +1,13 @@
 //! The HTTP API: one file per resource, each with its request/response shapes and handlers.
 //! Errors become responses only in [`crate::error`].
 
-mod body;
-mod deliveries;
+pub(crate) mod body;
+pub(crate) mod deliveries;
 mod events;
 mod health;
-mod integrations;
+pub(crate) mod integrations;
 mod partners;
-mod reconciliation;
+pub(crate) mod reconciliation;
 mod recordings;
 mod tenants;
 mod tokens;
@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
         .merge(deliveries::router())
         .merge(recordings::router())
         .merge(reconciliation::router())
+        .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

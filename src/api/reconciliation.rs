@@ -112,7 +112,7 @@ fn scope(s: &AppState, partner_id: &str, q: &HashMap<String, String>) -> ApiResu
     })
 }
 
-async fn counts(
+pub(crate) async fn counts(
     State(s): State<AppState>,
     p: Principal,
     Path(pid): Path<String>,

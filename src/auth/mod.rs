@@ -115,34 +115,41 @@ impl FromRequestParts<AppState> for Principal {
             .ok_or_else(|| {
                 ApiError::unauthorized("the Authorization header must be `Bearer <api token>`")
             })?;
-        let hash = hash_token(token);
-        if let Some(b) = &state.tokens.bootstrap {
-            if crate::security::constant_time_eq(b, &hash) {
-                return Ok(Principal {
-                    token_id: "bootstrap".into(),
-                    role: Role::Operator,
-                    tenant_id: None,
-                    partner_id: None,
-                });
-            }
-        }
-        if let Some(p) = state.tokens.cache.read().get(&hash) {
-            return Ok(p.clone());
-        }
-        // Looked up by its hash: the comparison that matters happens on a digest the caller
-        // cannot steer byte by byte.
-        let rec = state
-            .store
-            .find_token(hash)
-            .await?
-            .ok_or_else(|| ApiError::unauthorized("the API token is not valid"))?;
-        let p = Principal {
-            token_id: rec.id,
-            role: rec.role,
-            tenant_id: rec.tenant_id,
-            partner_id: rec.partner_id,
-        };
-        state.tokens.cache.write().insert(hash, p.clone());
-        Ok(p)
+        principal_for_token(state, token).await
     }
+}
+
+/// Who a token belongs to: the bootstrap operator, a cached token, or one looked up by hash.
+/// Used by the API's `Authorization` header and by the console's session cookie alike, so a
+/// revoked token ends a console session too.
+pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+    let hash = hash_token(token);
+    if let Some(b) = &state.tokens.bootstrap {
+        if crate::security::constant_time_eq(b, &hash) {
+            return Ok(Principal {
+                token_id: "bootstrap".into(),
+                role: Role::Operator,
+                tenant_id: None,
+                partner_id: None,
+            });
+        }
+    }
+    if let Some(p) = state.tokens.cache.read().get(&hash) {
+        return Ok(p.clone());
+    }
+    // Looked up by its hash: the comparison that matters happens on a digest the caller
+    // cannot steer byte by byte.
+    let rec = state
+        .store
+        .find_token(hash)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("the API token is not valid"))?;
+    let p = Principal {
+        token_id: rec.id,
+        role: rec.role,
+        tenant_id: rec.tenant_id,
+        partner_id: rec.partner_id,
+    };
+    state.tokens.cache.write().insert(hash, p.clone());
+    Ok(p)
 }

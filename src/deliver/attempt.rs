@@ -163,19 +163,19 @@ fn schedule_retry(d: &Arc<Dispatcher>, mut job: DispatchJob, at: i64) {
     });
 }
 
-fn build_request(
-    d: &Dispatcher,
-    i: &Integration,
-    head: &DeliveryHead,
-    r: &Rendered,
-    now: i64,
-) -> reqwest::RequestBuilder {
+/// What one attempt sends, before it is handed to the HTTP client. The console shows the same
+/// value (with the bearer secret masked), so what it displays is what is sent.
+pub struct OutgoingRequest {
+    pub method: HttpMethod,
+    pub url: url::Url,
+    pub headers: Vec<(String, String)>,
+    pub content_type: Option<&'static str>,
+    pub body: bytes::Bytes,
+}
+
+/// Shapes and signs the request for attempt number `head.attempts + 1`, sent at `now`.
+pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) -> OutgoingRequest {
     let spec = &i.valid.spec;
-    let method = match spec.method {
-        HttpMethod::Post => Method::POST,
-        HttpMethod::Put => Method::PUT,
-        HttpMethod::Get => Method::GET,
-    };
     let ts = now / 1000;
     let mut url = i.valid.url.clone();
     // GET carries the payload in the query string, and the signature covers it exactly as sent.
@@ -195,26 +195,81 @@ fn build_request(
         }
         None => sign::signature_header(i.signing_keys(now), &head.id, ts, r.signed()),
     };
+    let mut headers = Vec::with_capacity(6 + spec.headers.len());
+    headers.push(("webhook-id".to_string(), head.id.clone()));
+    headers.push(("webhook-timestamp".to_string(), ts.to_string()));
+    headers.push(("webhook-signature".to_string(), signature));
+    headers.push((
+        "callhook-event-type".to_string(),
+        head.trigger.as_str().to_string(),
+    ));
+    headers.push((
+        "callhook-attempt".to_string(),
+        (head.attempts + 1).to_string(),
+    ));
+    for (k, v) in &spec.headers {
+        headers.push((k.clone(), v.clone()));
+    }
+    if let Some(secret) = &i.secret {
+        headers.push(("authorization".to_string(), format!("Bearer {secret}")));
+    }
+    OutgoingRequest {
+        method: spec.method,
+        url,
+        headers,
+        content_type: r.content_type,
+        body: r.body.clone(),
+    }
+}
+
+fn build_request(
+    d: &Dispatcher,
+    i: &Integration,
+    head: &DeliveryHead,
+    r: &Rendered,
+    now: i64,
+) -> reqwest::RequestBuilder {
+    let out = outgoing(i, head, r, now);
+    let method = match out.method {
+        HttpMethod::Post => Method::POST,
+        HttpMethod::Put => Method::PUT,
+        HttpMethod::Get => Method::GET,
+    };
     let mut req = d
         .client
         .inner
-        .request(method, url)
-        .timeout(Duration::from_millis(spec.delivery.timeout_ms))
-        .header("webhook-id", head.id.as_str())
-        .header("webhook-timestamp", ts.to_string())
-        .header("webhook-signature", signature)
-        .header("callhook-event-type", head.trigger.as_str())
-        .header("callhook-attempt", (head.attempts + 1).to_string());
-    for (k, v) in &spec.headers {
-        req = req.header(k.as_str(), v.as_str());
+        .request(method, out.url)
+        .timeout(Duration::from_millis(i.valid.spec.delivery.timeout_ms));
+    for (k, v) in out.headers {
+        req = req.header(k, v);
     }
-    if let Some(secret) = &i.secret {
-        req = req.bearer_auth(secret);
-    }
-    match r.content_type {
-        Some(ct) => req.header(CONTENT_TYPE, ct).body(r.body.clone()),
+    match out.content_type {
+        Some(ct) => req.header(CONTENT_TYPE, ct).body(out.body),
         None => req,
     }
+}
+
+/// The request a delivery's attempt `attempt` (1-based) sent at `at`, rebuilt from the stored
+/// event with the integration's current settings and keys.
+pub fn rebuild(
+    d: &Dispatcher,
+    i: &Integration,
+    job: &crate::store::DispatchJob,
+    attempt: u32,
+    at: i64,
+) -> OutgoingRequest {
+    let ctx = RenderContext {
+        integration_id: &i.id,
+        delivery_id: &job.head.id,
+        trigger: job.head.trigger,
+        custom_data: i.valid.spec.custom_data.as_ref(),
+        links: d.links.as_ref(),
+        now_ms: at,
+    };
+    let rendered = render(&job.event, &i.valid, &ctx);
+    let mut head = job.head.clone();
+    head.attempts = attempt.saturating_sub(1);
+    outgoing(i, &head, &rendered, at)
 }
 
 fn attempt_record(result: &AttemptResult, started_at: i64, duration_ms: u32) -> AttemptRecord {

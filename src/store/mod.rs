@@ -93,6 +93,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<DeliveryView>>;
     async fn get_delivery(&self, id: &str)
         -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>>;
+    /// A delivery with its event, as it would be sent; read-only (the console's request view).
+    async fn delivery_job(&self, id: &str) -> StoreResult<Option<DispatchJob>>;
     /// Sends one settled delivery again, once (a manual redelivery is never retried).
     async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob>;
     /// Queues every failed delivery of the integration created in `[since, until)`; returns the count.

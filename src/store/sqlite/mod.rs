@@ -252,6 +252,14 @@ impl Store for SqliteStore {
         let id = owned(id);
         self.read(move |c| read::get_delivery(c, &id)).await
     }
+    async fn delivery_job(&self, id: &str) -> StoreResult<Option<DispatchJob>> {
+        let id = owned(id);
+        self.read(move |c| match pipeline::delivery_head(c, &id)? {
+            None => Ok(None),
+            Some(head) => Ok(pipeline::jobs_with_events(c, vec![head])?.pop()),
+        })
+        .await
+    }
     async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob> {
         let id = owned(id);
         let head = self

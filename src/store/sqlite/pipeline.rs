@@ -445,6 +445,14 @@ pub fn enable_finish(c: &Connection, id: &str, now: i64) -> StoreResult<()> {
     Ok(())
 }
 
+/// One delivery's head and event seq, without changing anything.
+pub fn delivery_head(c: &Connection, id: &str) -> StoreResult<Option<Claimed>> {
+    let sql = format!("SELECT {HEAD_COLS} FROM deliveries WHERE id = ?1");
+    c.query_row(&sql, [id], head_row)
+        .optional()
+        .map_err(internal)
+}
+
 pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResult<Claimed> {
     let status: String = c
         .query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| {
