@@ -1,0 +1,379 @@
+//! The console in a real browser: Debian's headless Chromium driven over WebDriver
+//! (chromedriver) against the real server on 127.0.0.1.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`scripts/install-test-deps` installs
+//! them; `CALLHOOK_CHROMIUM` / `CALLHOOK_CHROMEDRIVER` point elsewhere). Each console page is
+//! saved as a PNG under `target/console-screenshots/`.
+
+#[allow(dead_code)]
+#[path = "it/support.rs"]
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use support::{event, ChallengeReply, Receiver, TestServer};
+
+fn binary(var: &str, default: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_string());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: run scripts/install-test-deps (Debian's chromium and chromium-driver) or set {var}"
+    );
+    path
+}
+
+/// chromedriver on a free loopback port; killed when dropped.
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_driver() -> Driver {
+    let path = binary("CALLHOOK_CHROMEDRIVER", "/usr/bin/chromedriver");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let child = Command::new(path)
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    let url = format!("http://127.0.0.1:{port}");
+    // Ready when its status endpoint answers.
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if let Ok(r) = http.get(format!("{url}/status")).send().await {
+            if r.status().is_success() {
+                return Driver { child, url };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not answer on {url}");
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let chromium = binary("CALLHOOK_CHROMIUM", "/usr/bin/chromium");
+    // reqwest brings rustls with ring, the WebDriver client with aws-lc-rs; name one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let profile = tempfile::tempdir().expect("profile dir").keep();
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "goog:chromeOptions".into(),
+        json!({
+            "binary": chromium,
+            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                     "--no-first-run", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync",
+                     "--disable-dev-shm-usage", "--window-size=1280,1000",
+                     format!("--user-data-dir={}", profile.display())]
+        }),
+    );
+    ClientBuilder::rustls()
+        .expect("tls roots")
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a Chromium session")
+}
+
+fn shots_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/console-screenshots");
+    std::fs::create_dir_all(&dir).expect("screenshot dir");
+    dir
+}
+
+async fn shot(c: &Client, name: &str) {
+    let png = c.screenshot().await.expect("screenshot");
+    assert!(png.starts_with(b"\x89PNG"), "a PNG for {name}");
+    std::fs::write(shots_dir().join(format!("{name}.png")), png).expect("write screenshot");
+}
+
+async fn fill(c: &Client, id: &str, text: &str) {
+    let input = c.find(Locator::Id(id)).await.expect(id);
+    input.clear().await.expect("clear");
+    input.send_keys(text).await.expect("type");
+}
+
+async fn click(c: &Client, id: &str) {
+    c.find(Locator::Id(id))
+        .await
+        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .click()
+        .await
+        .expect("click");
+}
+
+async fn text_of(c: &Client, css: &str) -> String {
+    let found = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await;
+    match found {
+        Ok(e) => e.text().await.expect("text"),
+        Err(e) => {
+            let url = c
+                .current_url()
+                .await
+                .map(|u| u.to_string())
+                .unwrap_or_default();
+            let source = c.source().await.unwrap_or_default();
+            panic!("`{css}` not on {url}: {e}\n{source}");
+        }
+    }
+}
+
+/// Reloads `url` until `css` shows `want` (the server works asynchronously; the page is the
+/// thing observed).
+async fn reload_until(c: &Client, url: &str, css: &str, want: &str) {
+    for _ in 0..100 {
+        c.goto(url).await.expect("goto");
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            if e.text().await.unwrap_or_default().contains(want) {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{url}: `{css}` never showed `{want}`");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_in_headless_chromium() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant("acme").await;
+    let refusing = Receiver::start().await;
+    refusing.challenge(ChallengeReply::Wrong);
+    let receiver = Receiver::start().await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    let base = server.base.clone();
+
+    // Sign in.
+    c.goto(&format!("{base}/console")).await.expect("goto");
+    assert!(c
+        .current_url()
+        .await
+        .expect("url")
+        .path()
+        .ends_with("/console/login"));
+    shot(&c, "01-sign-in").await;
+    fill(&c, "token", &tenant.token).await;
+    click(&c, "sign-in").await;
+    assert!(text_of(&c, "h1")
+        .await
+        .contains("Integrations of tenant acme"));
+    shot(&c, "02-integrations-empty").await;
+
+    // Create an integration whose challenge fails, and see why.
+    click(&c, "new-integration").await;
+    fill(&c, "name", "CRM").await;
+    fill(&c, "url", &refusing.url).await;
+    c.find(Locator::Id("profile"))
+        .await
+        .expect("profile")
+        .select_by_value("cdr")
+        .await
+        .expect("select");
+    fill(&c, "headers", "X-Team: support").await;
+    shot(&c, "03-new-integration").await;
+    click(&c, "save").await;
+    let error = text_of(&c, "#error").await;
+    assert!(
+        error.contains("challenge"),
+        "challenge error shown: {error}"
+    );
+    shot(&c, "04-challenge-failed").await;
+
+    // Fix the URL; the form kept everything else.
+    assert_eq!(
+        c.find(Locator::Id("headers"))
+            .await
+            .expect("headers")
+            .prop("value")
+            .await
+            .expect("value")
+            .as_deref(),
+        Some("X-Team: support")
+    );
+    fill(&c, "url", &receiver.url).await;
+    click(&c, "save").await;
+    let secret = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("shown-secret"))
+        .await
+        .expect("the signing secret")
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    shot(&c, "05-created").await;
+    click(&c, "continue").await;
+    let integration_url = c.current_url().await.expect("url").to_string();
+    assert_eq!(text_of(&c, "#integration-status").await, "active");
+
+    // A call ends; its delivery shows in the log.
+    let (st, _) = server
+        .ingest(event(
+            "ev-browser-1",
+            "acme",
+            "call.completed",
+            "call-1",
+            json!({"answered": true, "direction": "inbound", "talk_ms": 42000,
+                       "caller": {"number": "+441610000002"},
+                       "callee": {"number": "+441610000001"}}),
+        ))
+        .await;
+    assert_eq!(st, 202);
+    let first = receiver.next(10).await;
+    assert_eq!(first.header("x-team"), "support");
+    reload_until(&c, &integration_url, "#delivery-log tbody", "succeeded").await;
+    shot(&c, "06-integration-and-log").await;
+
+    // Open the delivery, then redeliver it.
+    c.find(Locator::Css("#delivery-log tbody a"))
+        .await
+        .expect("delivery link")
+        .click()
+        .await
+        .expect("click");
+    assert_eq!(text_of(&c, "#delivery-status").await, "succeeded");
+    let delivery_url = c.current_url().await.expect("url").to_string();
+    shot(&c, "07-delivery").await;
+    click(&c, "redeliver").await;
+    let again = receiver.next(10).await;
+    assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
+    reload_until(&c, &delivery_url, "#attempt-2", "Attempt 2").await;
+    let request = text_of(&c, "details[open] .request-head").await;
+    for line in ["webhook-signature: v1,", "X-Team: support", "callhook-attempt: 2"] {
+        assert!(request.contains(line), "request view lacks `{line}`: {request}");
+    }
+    shot(&c, "08-redelivered").await;
+
+    // The other actions: test send, rotate, disable, re-enable, edit, delete.
+    c.goto(&integration_url).await.expect("goto");
+    click(&c, "test-send").await;
+    assert_eq!(text_of(&c, "h1").await, "Test event delivered");
+    shot(&c, "09-test-send").await;
+    c.goto(&integration_url).await.expect("goto");
+    click(&c, "rotate").await;
+    assert!(text_of(&c, "h1").await.contains("rotated"));
+    shot(&c, "10-rotated").await;
+    c.goto(&integration_url).await.expect("goto");
+    click(&c, "disable").await;
+    assert_eq!(text_of(&c, "#integration-status").await, "disabled");
+    shot(&c, "11-disabled").await;
+    click(&c, "enable").await;
+    assert_eq!(text_of(&c, "#integration-status").await, "active");
+    click(&c, "edit").await;
+    shot(&c, "12-edit").await;
+    fill(&c, "name", "CRM (main)").await;
+    click(&c, "save").await;
+    assert!(text_of(&c, "h1").await.contains("CRM (main)"));
+    c.set_window_size(390, 844).await.expect("phone size");
+    c.goto(&format!("{base}/console/t/acme"))
+        .await
+        .expect("goto");
+    shot(&c, "13-integrations-phone").await;
+    c.set_window_size(1280, 1000).await.expect("desktop size");
+    c.goto(&integration_url).await.expect("goto");
+    click(&c, "delete").await;
+    shot(&c, "14-confirm-delete").await;
+    click(&c, "confirm-delete").await;
+    assert!(text_of(&c, "main").await.contains("No integrations yet"));
+
+    c.close().await.expect("close the session");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partner_reconciliation_in_headless_chromium() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let (st, _) = admin
+        .post("/v1/partners", json!({"id": "resell", "name": "Reseller"}))
+        .await;
+    assert_eq!(st, 201);
+    let (st, token) = admin
+        .post(
+            "/v1/tokens",
+            json!({"role": "partner_admin", "partner_id": "resell", "name": "p"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = admin
+        .post(
+            "/v1/tenants",
+            json!({"id": "shop-1", "name": "Shop", "partner_id": "resell"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    // Two hours ago, on the hour: the whole hour lies inside the 48 h – 5 min window.
+    let hour = chrono::Utc::now() - chrono::Duration::hours(2);
+    let value = hour.format("%Y-%m-%dT%H:00").to_string();
+    let ended = format!("{value}:00.000Z").replace(":00:00.000Z", ":10:00.000Z");
+    let (st, _) = admin
+        .post(
+            "/v1/events",
+            event(
+                "ev-recon-1",
+                "shop-1",
+                "call.completed",
+                "recon-1",
+                json!({"answered": true, "direction": "inbound", "scope": "external",
+                       "started_at": ended, "ended_at": ended,
+                       "caller": {"number": "+441610000001"}}),
+            ),
+        )
+        .await;
+    assert_eq!(st, 202);
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{}/console/login", server.base))
+        .await
+        .expect("goto");
+    fill(&c, "token", token["token"].as_str().unwrap_or_default()).await;
+    click(&c, "sign-in").await;
+    assert!(text_of(&c, "h1").await.contains("partner resell"));
+    c.goto(&format!("{}/console/p/resell/reconciliation", server.base))
+        .await
+        .expect("goto");
+    // datetime-local inputs take keyboard input per field; set the value directly instead.
+    c.execute(
+        "document.getElementById('hour').value = arguments[0];",
+        vec![json!(value)],
+    )
+    .await
+    .expect("set hour");
+    c.find(Locator::Css("form.filters button"))
+        .await
+        .expect("count button")
+        .click()
+        .await
+        .expect("click");
+    let counts = text_of(&c, "#counts").await;
+    assert!(
+        counts.contains("shop-1\t1") || counts.contains("shop-1 1"),
+        "{counts}"
+    );
+    shot(&c, "15-reconciliation").await;
+    c.close().await.expect("close the session");
+    server.stop().await;
+}
