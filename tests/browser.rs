@@ -109,13 +109,30 @@ async fn fill(c: &Client, id: &str, text: &str) {
     input.send_keys(text).await.expect("type");
 }
 
+/// Clicks a link or submit button and waits for the next page: the old document is marked
+/// first, so what is read afterwards can only come from the new one.
 async fn click(c: &Client, id: &str) {
-    c.find(Locator::Id(id))
+    follow(c, Locator::Id(id)).await;
+}
+
+async fn follow(c: &Client, target: Locator<'_>) {
+    c.execute(
+        "document.documentElement.setAttribute('data-left', '1')",
+        vec![],
+    )
+    .await
+    .expect("mark the page");
+    c.find(target)
         .await
-        .unwrap_or_else(|e| panic!("#{id}: {e}"))
+        .unwrap_or_else(|e| panic!("{target:?}: {e}"))
         .click()
         .await
         .expect("click");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("html:not([data-left])"))
+        .await
+        .expect("the next page loads");
 }
 
 async fn text_of(c: &Client, css: &str) -> String {
@@ -248,12 +265,7 @@ async fn console_in_headless_chromium() {
     shot(&c, "06-integration-and-log").await;
 
     // Open the delivery, then redeliver it.
-    c.find(Locator::Css("#delivery-log tbody a"))
-        .await
-        .expect("delivery link")
-        .click()
-        .await
-        .expect("click");
+    follow(&c, Locator::Css("#delivery-log tbody a")).await;
     assert_eq!(text_of(&c, "#delivery-status").await, "succeeded");
     let delivery_url = c.current_url().await.expect("url").to_string();
     shot(&c, "07-delivery").await;
@@ -262,8 +274,15 @@ async fn console_in_headless_chromium() {
     assert_eq!(again.header("webhook-id"), first.header("webhook-id"));
     reload_until(&c, &delivery_url, "#attempt-2", "Attempt 2").await;
     let request = text_of(&c, "details[open] .request-head").await;
-    for line in ["webhook-signature: v1,", "X-Team: support", "callhook-attempt: 2"] {
-        assert!(request.contains(line), "request view lacks `{line}`: {request}");
+    for line in [
+        "webhook-signature: v1,",
+        "X-Team: support",
+        "callhook-attempt: 2",
+    ] {
+        assert!(
+            request.contains(line),
+            "request view lacks `{line}`: {request}"
+        );
     }
     shot(&c, "08-redelivered").await;
 
@@ -362,12 +381,7 @@ async fn partner_reconciliation_in_headless_chromium() {
     )
     .await
     .expect("set hour");
-    c.find(Locator::Css("form.filters button"))
-        .await
-        .expect("count button")
-        .click()
-        .await
-        .expect("click");
+    follow(&c, Locator::Css("form.filters button")).await;
     let counts = text_of(&c, "#counts").await;
     assert!(
         counts.contains("shop-1\t1") || counts.contains("shop-1 1"),

@@ -6,13 +6,13 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::integrations::{manage, owned, param, Params};
 use super::{time_param, AppState, JsonValue};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
-use crate::store::{DeliveryFilter, DeliveryStatus};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::store::{AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView};
 use crate::time::now_ms;
 
 pub fn router() -> Router<AppState> {
@@ -31,12 +31,57 @@ fn routes(base: &str) -> Router<AppState> {
         .route(&format!("{base}/redeliver"), post(redeliver_range))
 }
 
+/// A page of the delivery log, newest first.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DeliveryPage {
+    pub items: Vec<DeliveryView>,
+    /// Pass as `cursor` for the next (older) page; `null` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// One delivery and each of its attempts.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct DeliveryDetail {
+    #[serde(flatten)]
+    pub delivery: DeliveryView,
+    pub attempts_log: Vec<AttemptView>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Requeued {
+    pub id: String,
+    /// Always `pending`: the redelivery is queued.
+    pub status: String,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // the OpenAPI shape of the body; read as JSON below
+pub(crate) struct RangeIn {
+    /// RFC 3339: failed deliveries created at or after this time…
+    since: String,
+    /// …and before this one.
+    until: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct RangeQueued {
+    pub queued: u64,
+}
+
+#[utoipa::path(get, path = "/v1/tenants/{tid}/integrations/{iid}/deliveries", tag = "deliveries",
+    params(("tid" = String, Path), ("iid" = String, Path),
+        ("status" = Option<String>, Query, description = "pending, blocked, held, succeeded, failed or cancelled"),
+        ("since" = Option<String>, Query, description = "RFC 3339: created at or after"),
+        ("until" = Option<String>, Query, description = "RFC 3339: created before"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, description = "1–500, default 50")),
+    responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryPage>> {
     let _ = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     let status = match q.get("status") {
@@ -69,14 +114,17 @@ pub(crate) async fn list(
     let next_cursor = (items.len() == limit as usize)
         .then(|| items.last().map(|d| d.id.clone()))
         .flatten();
-    Ok(Json(json!({"items": items, "next_cursor": next_cursor})))
+    Ok(Json(DeliveryPage { items, next_cursor }))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tid}/integrations/{iid}/deliveries/{did}", tag = "deliveries",
+    params(("tid" = String, Path), ("iid" = String, Path), ("did" = String, Path)),
+    responses((status = 200, body = DeliveryDetail), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<DeliveryDetail>> {
     let _ = owned(&s, &p, &params).await?;
     let (iid, did) = (
         param(&params, "iid").to_string(),
@@ -88,16 +136,21 @@ pub(crate) async fn read(
         .await?
         .filter(|(d, _)| d.integration_id == iid)
         .ok_or_else(|| ApiError::not_found(&format!("delivery `{did}`")))?;
-    let mut v = serde_json::to_value(&view).map_err(ApiError::internal)?;
-    v["attempts_log"] = json!(attempts);
-    Ok(Json(v))
+    Ok(Json(DeliveryDetail {
+        delivery: view,
+        attempts_log: attempts,
+    }))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/deliveries/{did}/redeliver", tag = "deliveries",
+    params(("tid" = String, Path), ("iid" = String, Path), ("did" = String, Path)),
+    responses((status = 202, body = Requeued), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 409, description = "already queued", body = ErrorBody)))]
 pub(crate) async fn redeliver_one(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<Requeued>)> {
     let (owner, _) = owned(&s, &p, &params).await?;
     let (iid, did) = (
         param(&params, "iid").to_string(),
@@ -123,16 +176,22 @@ pub(crate) async fn redeliver_one(
     s.dispatcher.dispatch(vec![job]);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"id": did, "status": "pending"})),
+        Json(Requeued {
+            id: did,
+            status: "pending".into(),
+        }),
     ))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/redeliver", tag = "deliveries",
+    params(("tid" = String, Path), ("iid" = String, Path)), request_body = RangeIn,
+    responses((status = 202, body = RangeQueued), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn redeliver_range(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RangeQueued>)> {
     let (owner, _) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
@@ -154,5 +213,5 @@ pub(crate) async fn redeliver_range(
     let now = now_ms();
     let queued = s.store.redeliver_failed(&iid, since, until, now).await?;
     s.dispatcher.note_due(&iid, now);
-    Ok((StatusCode::ACCEPTED, Json(json!({"queued": queued}))))
+    Ok((StatusCode::ACCEPTED, Json(RangeQueued { queued })))
 }

@@ -4,11 +4,11 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{AppState, JsonValue};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::ingest::{parse_body, plan};
 use crate::model::tenancy::Role;
 use crate::store::IngestBatch;
@@ -17,11 +17,56 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", post(ingest))
 }
 
-async fn ingest(
+/// One call event as a source sends it.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // describes the wire shape for the OpenAPI document; parsing is in `ingest`
+pub(crate) struct EventIn {
+    /// Unique per tenant; a repeat is acknowledged as a duplicate and not delivered again.
+    id: String,
+    #[serde(rename = "type")]
+    kind: crate::model::event::EventKind,
+    tenant_id: String,
+    /// RFC 3339.
+    occurred_at: String,
+    call_id: String,
+    /// The type's fields (see the README's event reference).
+    data: serde_json::Map<String, Value>,
+}
+
+/// Several events at once (at most 1 000).
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EventBatchIn {
+    events: Vec<EventIn>,
+}
+
+/// An event, or `{"events": [...]}`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub(crate) enum IngestBody {
+    One(EventIn),
+    Many(EventBatchIn),
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IngestOut {
+    /// Events stored now (with their deliveries).
+    pub accepted: u64,
+    /// Events already stored earlier (same tenant and id); acknowledged, not delivered again.
+    pub duplicates: u64,
+}
+
+#[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IngestBody,
+    responses((status = 202, description = "durable: stored with their deliveries", body = IngestOut),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
+              (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub(crate) async fn ingest(
     State(s): State<AppState>,
     p: Principal,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<IngestOut>)> {
     p.require(
         matches!(p.role, Role::Operator | Role::Ingest),
         "post events (use an ingest token)",
@@ -72,6 +117,9 @@ async fn ingest(
     s.dispatcher.dispatch(outcome.ready);
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({"accepted": outcome.accepted, "duplicates": outcome.duplicates})),
+        Json(IngestOut {
+            accepted: outcome.accepted as u64,
+            duplicates: outcome.duplicates as u64,
+        }),
     ))
 }

@@ -3,7 +3,6 @@
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{extract::State, Json, Router};
-use serde_json::{json, Value};
 
 use super::AppState;
 
@@ -14,26 +13,47 @@ pub fn router() -> Router<AppState> {
         .route("/metrics", get(metrics))
 }
 
-async fn healthz() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    pub status: String,
+}
+
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "the process is up", body = Health)))]
+pub(crate) async fn healthz() -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// Ready when the store answers a read and a write round trip.
-async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Value>) {
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses((status = 200, body = Health), (status = 503, description = "the store does not answer", body = Health)))]
+pub(crate) async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
     match s.store.ping().await {
-        Ok(()) => (StatusCode::OK, Json(json!({"status": "ready"}))),
+        Ok(()) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ready".into(),
+            }),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(json!({"status": "store unavailable"})),
+                Json(Health {
+                    status: "store unavailable".into(),
+                }),
             )
         }
     }
 }
 
 /// Prometheus text. Unauthenticated, like most scrape targets: it holds counts, never data.
-async fn metrics(
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String),
+              (status = 500, description = "the store did not answer for the queue gauges", body = crate::error::ErrorBody)))]
+pub(crate) async fn metrics(
     State(s): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), crate::error::ApiError> {
     let (pending, oldest) = s.store.pending_stats().await?;

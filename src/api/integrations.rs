@@ -14,7 +14,7 @@ use super::{AppState, JsonValue};
 use crate::auth::Principal;
 use crate::cache::{Integration, SigningSecret};
 use crate::deliver::challenge;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::integration::{
     check_secret, validate, IntegrationSpec, SettingError, ValidSpec, Verification,
 };
@@ -49,25 +49,85 @@ fn routes(base: &str) -> Router<AppState> {
         )
 }
 
-pub(crate) fn out(i: &Integration) -> Value {
-    let mut v = serde_json::to_value(&i.valid.spec).unwrap_or_else(|_| json!({}));
-    if let Value::Object(m) = &mut v {
-        m.insert("id".into(), json!(i.id));
-        match &i.partner_id {
-            Some(pid) => m.insert("partner_id".into(), json!(pid)),
-            None => m.insert("tenant_id".into(), json!(i.tenant_id)),
-        };
-        m.insert("status".into(), json!(i.status.as_str()));
-        m.insert("disabled_reason".into(), json!(i.disabled_reason));
-        m.insert("secret_hint".into(), json!(i.secret_hint));
-        m.insert(
-            "failing_since".into(),
-            json!(i.failing_since.map(format_ms)),
-        );
-        m.insert("created_at".into(), json!(format_ms(i.created_at)));
-        m.insert("updated_at".into(), json!(format_ms(i.updated_at)));
+/// An integration as the API shows it: its settings and its state. `signing_secret` appears
+/// once, when it is created or rotated; `resent` only in the answer to `enable`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IntegrationOut {
+    pub id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partner_id: Option<String>,
+    #[serde(flatten)]
+    pub settings: IntegrationSpec,
+    /// active or disabled.
+    pub status: String,
+    pub disabled_reason: Option<String>,
+    /// The last characters of the receiver's secret, if one is set.
+    pub secret_hint: Option<String>,
+    pub failing_since: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signing_secret: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resent: Option<u64>,
+}
+
+pub(crate) fn out(i: &Integration) -> IntegrationOut {
+    IntegrationOut {
+        id: i.id.clone(),
+        tenant_id: match &i.partner_id {
+            Some(_) => None,
+            None => i.tenant_id.clone(),
+        },
+        partner_id: i.partner_id.clone(),
+        settings: i.valid.spec.clone(),
+        status: i.status.as_str().to_string(),
+        disabled_reason: i.disabled_reason.clone(),
+        secret_hint: i.secret_hint.clone(),
+        failing_since: i.failing_since.map(format_ms),
+        created_at: format_ms(i.created_at),
+        updated_at: format_ms(i.updated_at),
+        signing_secret: None,
+        resent: None,
     }
-    v
+}
+
+/// Settings of a new integration: every setting, plus the write-only `secret`.
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)] // the OpenAPI shape of the body; `create` reads it as JSON
+pub(crate) struct IntegrationIn {
+    #[serde(flatten)]
+    settings: IntegrationSpec,
+    /// Sent to the receiver as `Authorization: Bearer …`; never shown again.
+    secret: Option<String>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct IntegrationList {
+    pub items: Vec<IntegrationOut>,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Verified {
+    pub verified: bool,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DisableIn {
+    /// Up to 500 characters, kept with the status.
+    reason: Option<String>,
+}
+
+#[derive(serde::Deserialize, utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct EnableIn {
+    /// Required when the integration has a secret: proves the caller knows it.
+    secret: Option<String>,
+    /// Resend held and failed deliveries (default true).
+    resend: Option<bool>,
 }
 
 fn setting(e: SettingError) -> ApiError {
@@ -172,12 +232,14 @@ fn object(body: Value) -> ApiResult<Map<String, Value>> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations", tag = "integrations", params(("tid" = String, Path)), request_body = IntegrationIn,
+    responses((status = 201, body = IntegrationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody), (status = 422, description = "a setting is refused, or the challenge failed (the message says why)", body = ErrorBody)))]
 pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
     let owner = owner_of(&s, &p, &params).await?;
     manage(&p, &owner)?;
     let mut body = object(body)?;
@@ -246,7 +308,7 @@ pub(crate) async fn create(
         })?;
     let integration = s.cache.put(integration);
     let mut body = out(&integration);
-    body["signing_secret"] = json!(signing_secret);
+    body.signing_secret = Some(signing_secret);
     Ok((StatusCode::CREATED, Json(body)))
 }
 
@@ -289,33 +351,39 @@ fn limit_reached(tid: &str, max: u32) -> ApiError {
     )
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tid}/integrations", tag = "integrations", params(("tid" = String, Path)),
+    responses((status = 200, body = IntegrationList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
-    let items: Vec<Value> = match owner_of(&s, &p, &params).await? {
+) -> ApiResult<Json<IntegrationList>> {
+    let items: Vec<IntegrationOut> = match owner_of(&s, &p, &params).await? {
         Owner::Tenant(t) => s.cache.for_tenant(&t.id).iter().map(|i| out(i)).collect(),
         Owner::Partner(pa) => s.cache.for_partner(&pa.id).iter().map(|i| out(i)).collect(),
     };
-    Ok(Json(json!({"items": items})))
+    Ok(Json(IntegrationList { items }))
 }
 
+#[utoipa::path(get, path = "/v1/tenants/{tid}/integrations/{iid}", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
+    responses((status = 200, body = IntegrationOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationOut>> {
     let (_, i) = owned(&s, &p, &params).await?;
     Ok(Json(out(&i)))
 }
 
+#[utoipa::path(patch, path = "/v1/tenants/{tid}/integrations/{iid}", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)), request_body(content = Object, description = "a JSON merge patch (RFC 7396) of the settings; `secret`: a value or null"),
+    responses((status = 200, body = IntegrationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     JsonValue(body): JsonValue,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationOut>> {
     let (owner, current) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
@@ -355,6 +423,8 @@ pub(crate) async fn update(
     Ok(Json(out(&next)))
 }
 
+#[utoipa::path(delete, path = "/v1/tenants/{tid}/integrations/{iid}", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
+    responses((status = 204, description = "deleted; its pending deliveries are cancelled"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     State(s): State<AppState>,
     p: Principal,
@@ -369,37 +439,43 @@ pub(crate) async fn remove(
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn verify(
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/verify", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
+    responses((status = 200, body = Verified), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn verify(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Verified>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     manage(&p, &owner)?;
     challenge::verify(&s.client, &i.valid, i.secret.as_deref())
         .await
         .map_err(setting)?;
-    Ok(Json(json!({"verified": true})))
+    Ok(Json(Verified { verified: true }))
 }
 
 /// Sends a sample event now and reports what came back; nothing is stored.
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/test", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
+    responses((status = 200, body = crate::deliver::attempt::TestReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn test(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<crate::deliver::attempt::TestReport>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     manage(&p, &owner)?;
     let report = crate::deliver::attempt::send_sample(&s.dispatcher, &i).await;
     Ok(Json(report))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/disable", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)), request_body(content = Option<DisableIn>),
+    responses((status = 200, body = IntegrationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn disable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     OptionalJson(body): OptionalJson,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
@@ -428,12 +504,14 @@ pub(crate) async fn disable(
     Ok(Json(out(&now)))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/enable", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)), request_body(content = Option<EnableIn>),
+    responses((status = 200, body = IntegrationOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub(crate) async fn enable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
     OptionalJson(body): OptionalJson,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
@@ -487,15 +565,17 @@ pub(crate) async fn enable(
         .get(&iid)
         .ok_or_else(|| ApiError::not_found("integration"))?;
     let mut v = out(&current);
-    v["resent"] = json!(resent);
+    v.resent = Some(resent);
     Ok(Json(v))
 }
 
+#[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/rotate-signing-secret", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
+    responses((status = 200, body = IntegrationOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn rotate(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     manage(&p, &owner)?;
     let now = now_ms();
@@ -519,6 +599,6 @@ pub(crate) async fn rotate(
         .await?;
     let next = s.cache.put(next);
     let mut v = out(&next);
-    v["signing_secret"] = json!(fresh);
+    v.signing_secret = Some(fresh);
     Ok(Json(v))
 }

@@ -3,14 +3,15 @@
 
 pub(crate) mod body;
 pub(crate) mod deliveries;
-mod events;
-mod health;
+pub(crate) mod events;
+pub(crate) mod health;
 pub(crate) mod integrations;
-mod partners;
+pub mod openapi;
+pub(crate) mod partners;
 pub(crate) mod reconciliation;
-mod recordings;
-mod tenants;
-mod tokens;
+pub(crate) mod recordings;
+pub(crate) mod tenants;
+pub(crate) mod tokens;
 
 use std::collections::HashMap;
 use std::ops::Deref;
@@ -118,12 +119,13 @@ pub fn router(state: AppState) -> Router {
         .merge(deliveries::router())
         .merge(recordings::router())
         .merge(reconciliation::router())
+        .merge(openapi::router())
         .merge(crate::console::router())
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
                 "no_route",
-                "no such endpoint; the API lives under /v1 (see /v1/openapi.json when available)",
+                "no such endpoint; the API lives under /v1 (see /v1/openapi.json)",
             )
         })
         .layer(DefaultBodyLimit::max(limit))

@@ -5,12 +5,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::body::typed;
 use super::{AppState, JsonValue};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Partner, Role};
 
 pub fn router() -> Router<AppState> {
@@ -19,22 +18,37 @@ pub fn router() -> Router<AppState> {
         .route("/v1/partners/{pid}", get(read))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct PartnerIn {
+pub(crate) struct PartnerIn {
     id: Option<String>,
     name: String,
 }
 
-fn out(p: &Partner) -> Value {
-    json!({"id": p.id, "name": p.name, "created_at": crate::time::format_ms(p.created_at)})
+/// A partner as the API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PartnerOut {
+    pub id: String,
+    pub name: String,
+    pub created_at: String,
 }
 
-async fn create(
+fn out(p: &Partner) -> PartnerOut {
+    PartnerOut {
+        id: p.id.clone(),
+        name: p.name.clone(),
+        created_at: crate::time::format_ms(p.created_at),
+    }
+}
+
+#[utoipa::path(post, path = "/v1/partners", tag = "partners", request_body = PartnerIn,
+    responses((status = 201, body = PartnerOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<PartnerOut>)> {
     p.require(p.role == Role::Operator, "create partners")?;
     let input: PartnerIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner")?;
     let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ptn"));
@@ -55,11 +69,13 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out(&partner))))
 }
 
-async fn read(
+#[utoipa::path(get, path = "/v1/partners/{pid}", tag = "partners", params(("pid" = String, Path)),
+    responses((status = 200, body = PartnerOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(pid): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<PartnerOut>> {
     let visible = p.role == Role::Operator
         || (p.role == Role::PartnerAdmin && p.partner_id.as_deref() == Some(pid.as_str()));
     let partner = match visible {

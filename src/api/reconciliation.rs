@@ -13,11 +13,11 @@ use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::integration::Feed;
 use crate::store::CdrScope;
 
@@ -112,12 +112,37 @@ fn scope(s: &AppState, partner_id: &str, q: &HashMap<String, String>) -> ApiResu
     })
 }
 
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct OrgCount {
+    #[serde(rename = "orgId")]
+    pub org_id: String,
+    pub count: u64,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Counts {
+    pub cdr_counts: Vec<OrgCount>,
+}
+
+/// CDR records, shaped as the `cdr-batch` items the webhook sends.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Records {
+    pub items: Vec<serde_json::Map<String, Value>>,
+    pub next_cursor: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/partners/{pid}/reconciliation/counts", tag = "reconciliation",
+    params(("pid" = String, Path), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
+        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
+        ("page" = Option<u32>, Query, description = "from 1; 200 tenants a page"),
+        ("feed" = Option<String>, Query, description = "analytics or billing; default: the partner's feed")),
+    responses((status = 200, body = Counts, headers(("x-total-pages" = u64), ("x-total-orgs" = u64), ("x-current-page" = u64))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn counts(
     State(s): State<AppState>,
     p: Principal,
     Path(pid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<(HeaderMap, Json<Value>)> {
+) -> ApiResult<(HeaderMap, Json<Counts>)> {
     s.visible_partner(&p, &pid).await?;
     let (start, end) = window(&q, crate::time::now_ms())?;
     let page =
@@ -141,11 +166,14 @@ pub(crate) async fn counts(
     ] {
         headers.insert(name, HeaderValue::from(value));
     }
-    let items: Vec<Value> = rows
+    let cdr_counts = rows
         .into_iter()
-        .map(|(org, count)| json!({"orgId": org, "count": count}))
+        .map(|(org_id, count)| OrgCount {
+            org_id,
+            count: count as u64,
+        })
         .collect();
-    Ok((headers, Json(json!({"cdr_counts": items}))))
+    Ok((headers, Json(Counts { cdr_counts })))
 }
 
 fn cursor(q: &HashMap<String, String>) -> ApiResult<Option<(i64, i64)>> {
@@ -189,7 +217,7 @@ async fn records(
     scope: Option<CdrScope>,
     privacy: &crate::render::privacy::Rules,
     q: &HashMap<String, String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Records>> {
     let (start, end) = window(q, crate::time::now_ms())?;
     let limit = limit(q)?;
     let rows = s
@@ -202,19 +230,33 @@ async fn records(
                 .map(|r| URL_SAFE_NO_PAD.encode(format!("{}:{}", r.ended_at, r.seq)))
         })
         .flatten();
-    let items: Vec<Value> = rows
+    let items = rows
         .iter()
-        .map(|r| crate::render::cdr::batch_item(&r.event.event, privacy))
+        .map(
+            |r| match crate::render::cdr::batch_item(&r.event.event, privacy) {
+                Value::Object(m) => m,
+                _ => Default::default(),
+            },
+        )
         .collect();
-    Ok(Json(json!({"items": items, "next_cursor": next})))
+    Ok(Json(Records {
+        items,
+        next_cursor: next,
+    }))
 }
 
-async fn partner_records(
+#[utoipa::path(get, path = "/v1/partners/{pid}/reconciliation/records", tag = "reconciliation",
+    params(("pid" = String, Path), ("orgId" = String, Query, description = "the tenant"), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
+        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
+        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1–1000, default 500"),
+        ("feed" = Option<String>, Query)),
+    responses((status = 200, body = Records), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn partner_records(
     State(s): State<AppState>,
     p: Principal,
     Path(pid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Records>> {
     s.visible_partner(&p, &pid).await?;
     let org = q.get("orgId").ok_or_else(|| {
         ApiError::bad_request(
@@ -233,12 +275,17 @@ async fn partner_records(
     records(&s, org, Some(scope), &privacy, &q).await
 }
 
-async fn tenant_records(
+#[utoipa::path(get, path = "/v1/tenants/{tid}/reconciliation/records", tag = "reconciliation",
+    params(("tid" = String, Path), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
+        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
+        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1–1000, default 500")),
+    responses((status = 200, body = Records), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn tenant_records(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Records>> {
     s.visible_tenant(&p, &tid).await?;
     records(&s, &tid, None, &Default::default(), &q).await
 }

@@ -11,14 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use futures::StreamExt;
-use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 use tower::ServiceExt;
 
 use super::AppState;
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Role};
 use crate::security::links::LinkError;
 use crate::store::{RecordingMeta, StoreError};
@@ -55,14 +54,22 @@ async fn sync_dir(dir: &FsPath) {
     }
 }
 
-async fn upload(
+#[utoipa::path(put, path = "/v1/recordings/{file_id}", tag = "recordings",
+    params(("file_id" = String, Path),
+           ("tenant_id" = Option<String>, Query, description = "required with an operator token")),
+    request_body(content = Vec<u8>, content_type = "audio/wav", description = "the file, streamed; any audio/* type"),
+    responses((status = 201, body = RecordingMeta), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub(crate) async fn upload(
     State(s): State<AppState>,
     p: Principal,
     Path(file_id): Path<String>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RecordingMeta>)> {
     p.require(
         matches!(p.role, Role::Operator | Role::Ingest),
         "upload recordings",
@@ -155,10 +162,16 @@ async fn upload(
             other => other.into(),
         })?;
     partial.0 = None; // kept
-    Ok((StatusCode::CREATED, Json(json!(meta))))
+    Ok((StatusCode::CREATED, Json(meta)))
 }
 
-async fn download(
+/// The link comes signed in a delivery's payload; it needs no token.
+#[utoipa::path(get, path = "/v1/recordings/{file_id}/content", tag = "recordings", security(()),
+    params(("file_id" = String, Path), ("expires" = i64, Query), ("signature" = String, Query)),
+    responses((status = 200, description = "the file (Range requests answer 206)", content_type = "application/octet-stream"),
+              (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 410, body = ErrorBody)))]
+pub(crate) async fn download(
     State(s): State<AppState>,
     Path(file_id): Path<String>,
     Query(q): Query<HashMap<String, String>>,

@@ -5,12 +5,11 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::body::typed;
 use super::{AppState, JsonValue};
 use crate::auth::Principal;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Role, Tenant};
 
 pub fn router() -> Router<AppState> {
@@ -19,22 +18,25 @@ pub fn router() -> Router<AppState> {
         .route("/v1/tenants/{tid}", get(read).patch(update).delete(remove))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TenantIn {
+pub(crate) struct TenantIn {
     id: Option<String>,
     name: String,
     partner_id: Option<String>,
     max_integrations: Option<u32>,
 }
 
-#[derive(Deserialize)]
+/// Every field optional; `null` clears `partner_id` or `max_integrations`.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TenantPatch {
+pub(crate) struct TenantPatch {
     name: Option<String>,
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<String>)]
     partner_id: Option<Option<String>>,
     #[serde(default, with = "double_option")]
+    #[schema(value_type = Option<u32>)]
     max_integrations: Option<Option<u32>>,
 }
 
@@ -48,9 +50,27 @@ mod double_option {
     }
 }
 
-pub(crate) fn out(t: &Tenant) -> Value {
-    json!({"id": t.id, "name": t.name, "partner_id": t.partner_id, "max_integrations": t.max_integrations,
-           "created_at": crate::time::format_ms(t.created_at), "updated_at": crate::time::format_ms(t.updated_at)})
+/// A tenant as the API shows it.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TenantOut {
+    pub id: String,
+    pub name: String,
+    pub partner_id: Option<String>,
+    /// The most integrations the tenant may have; `null`: unlimited.
+    pub max_integrations: Option<u32>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+pub(crate) fn out(t: &Tenant) -> TenantOut {
+    TenantOut {
+        id: t.id.clone(),
+        name: t.name.clone(),
+        partner_id: t.partner_id.clone(),
+        max_integrations: t.max_integrations,
+        created_at: crate::time::format_ms(t.created_at),
+        updated_at: crate::time::format_ms(t.updated_at),
+    }
 }
 
 fn check_name(name: &str) -> ApiResult<String> {
@@ -81,11 +101,14 @@ async fn check_partner(s: &AppState, p: &Principal, partner_id: Option<&str>) ->
     Ok(())
 }
 
-async fn create(
+#[utoipa::path(post, path = "/v1/tenants", tag = "tenants", request_body = TenantIn,
+    responses((status = 201, body = TenantOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 409, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     p.require(
         matches!(p.role, Role::Operator | Role::PartnerAdmin),
         "create tenants",
@@ -115,20 +138,26 @@ async fn create(
     Ok((StatusCode::CREATED, Json(out(&tenant))))
 }
 
-async fn read(
+#[utoipa::path(get, path = "/v1/tenants/{tid}", tag = "tenants", params(("tid" = String, Path)),
+    responses((status = 200, body = TenantOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn read(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantOut>> {
     Ok(Json(out(&s.visible_tenant(&p, &tid).await?)))
 }
 
-async fn update(
+#[utoipa::path(patch, path = "/v1/tenants/{tid}", tag = "tenants", params(("tid" = String, Path)),
+    request_body = TenantPatch,
+    responses((status = 200, body = TenantOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,
     JsonValue(body): JsonValue,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<TenantOut>> {
     let mut tenant = s.visible_tenant(&p, &tid).await?;
     p.require(
         matches!(p.role, Role::Operator | Role::PartnerAdmin),
@@ -154,7 +183,10 @@ async fn update(
     Ok(Json(out(&tenant)))
 }
 
-async fn remove(
+#[utoipa::path(delete, path = "/v1/tenants/{tid}", tag = "tenants", params(("tid" = String, Path)),
+    responses((status = 204, description = "deleted, with its integrations and tokens"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody)))]
+pub(crate) async fn remove(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,

@@ -5,32 +5,47 @@ use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::body::typed;
 use super::{AppState, JsonValue};
 use crate::auth::{generate_token, Principal};
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{Role, TokenRecord};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/tokens", post(create))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-struct TokenIn {
+pub(crate) struct TokenIn {
+    /// operator, ingest, partner_admin, tenant_admin or tenant_viewer.
     role: String,
     tenant_id: Option<String>,
     partner_id: Option<String>,
     name: String,
 }
 
-async fn create(
+/// A new API token: `token` is shown here once and stored only as its hash.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenOut {
+    pub id: String,
+    pub token: String,
+    pub role: String,
+    pub tenant_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenIn,
+    responses((status = 201, body = TokenOut), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 422, body = ErrorBody)))]
+pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     JsonValue(body): JsonValue,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<TokenOut>)> {
     let input: TokenIn = typed(
         body,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -111,10 +126,14 @@ async fn create(
     s.store.create_token(rec.clone()).await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"id": rec.id, "token": token, "role": role.as_str(), "tenant_id": rec.tenant_id,
-                    "partner_id": rec.partner_id, "name": rec.name,
-                    "created_at": crate::time::format_ms(rec.created_at)}),
-        ),
+        Json(TokenOut {
+            id: rec.id,
+            token,
+            role: role.as_str().to_string(),
+            tenant_id: rec.tenant_id,
+            partner_id: rec.partner_id,
+            name: rec.name,
+            created_at: crate::time::format_ms(rec.created_at),
+        }),
     ))
 }

@@ -88,6 +88,11 @@ impl OwnerPath {
     }
 }
 
+/// An API answer as a template value.
+fn value<T: serde::Serialize>(t: T) -> Value {
+    serde_json::to_value(t).unwrap_or(Value::Null)
+}
+
 fn fail<'a>(s: &'a Session, back: &str) -> impl FnOnce(ApiError) -> Response + 'a {
     let back = back.to_string();
     move |e| error_page(Some(s), e, &back)
@@ -227,7 +232,11 @@ pub async fn integrations(
         .await
         .map_err(fail(&sess, "/console"))?;
     let mut items = Vec::new();
-    for i in listed["items"].as_array().cloned().unwrap_or_default() {
+    for i in value(listed)["items"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+    {
         let iid = i["id"].as_str().unwrap_or_default().to_string();
         let recent = s
             .store
@@ -365,7 +374,7 @@ pub async fn create(
     )
     .await;
     match result {
-        Ok((_, Json(created))) => Ok(created_page(&sess, &owner, &created)),
+        Ok((_, Json(created))) => Ok(created_page(&sess, &owner, &value(created))),
         Err(e) if e.status.is_client_error() => Err(again(e.message)),
         Err(e) => Err(error_page(Some(&sess), e, &owner.base())),
     }
@@ -397,7 +406,7 @@ async fn load(
     let Json(i) = integrations::read(State(s.clone()), sess.principal.clone(), Path(params))
         .await
         .map_err(fail(sess, &owner.base()))?;
-    Ok((owner, i))
+    Ok((owner, value(i)))
 }
 
 fn ibase(owner: &OwnerPath, i: &Value) -> String {
@@ -444,7 +453,7 @@ pub async fn integration(
     )
     .await;
     let (items, next_cursor, error) = match listed {
-        Ok(Json(v)) => (v["items"].clone(), v["next_cursor"].clone(), None),
+        Ok(Json(v)) => (value(v.items), value(v.next_cursor), None),
         Err(e) if e.status.is_client_error() => (json!([]), Value::Null, Some(e.message)),
         Err(e) => return Err(error_page(Some(&sess), e, &owner.base())),
     };
@@ -599,6 +608,7 @@ pub async fn test_send(
     )
     .await
     .map_err(fail(&sess, &owner.base()))?;
+    let r = value(r);
     let success = r["success"].as_bool().unwrap_or(false);
     let show = |v: &Value| match v {
         Value::Null => "—".to_string(),
@@ -648,7 +658,7 @@ pub async fn rotate(
         json!({
             "heading": "Signing secret rotated",
             "notice": "The previous secret keeps signing alongside the new one for 24 hours.",
-            "secret": r["signing_secret"], "secret_label": "New signing secret",
+            "secret": value(r)["signing_secret"], "secret_label": "New signing secret",
             "next": ibase(&owner, &i),
         }),
     ))
@@ -701,7 +711,7 @@ pub async fn enable(
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
     let notice = format!(
         "Re-enabled; {} deliveries queued again",
-        r["resent"].as_u64().unwrap_or(0)
+        r.resent.unwrap_or(0)
     );
     Ok(redirect(&format!(
         "{}?notice={}",
@@ -731,10 +741,7 @@ pub async fn redeliver_range(
     )
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
-    let notice = format!(
-        "{} failed deliveries queued again",
-        r["queued"].as_u64().unwrap_or(0)
-    );
+    let notice = format!("{} failed deliveries queued again", r.queued);
     Ok(redirect(&format!(
         "{}?notice={}",
         ibase(&owner, &i),
@@ -758,6 +765,7 @@ pub async fn delivery(
     )
     .await
     .map_err(fail(&sess, &ib))?;
+    let d = value(d);
     let did = d["id"].as_str().unwrap_or_default().to_string();
     let iid = i["id"].as_str().unwrap_or_default().to_string();
     let job = s
@@ -864,7 +872,7 @@ pub async fn reconciliation(
                 .await;
                 match counted {
                     Ok((_, Json(v))) => {
-                        ctx["counts"] = v["cdr_counts"].clone();
+                        ctx["counts"] = value(v.cdr_counts);
                         ctx["window"] =
                             json!(format!("{} – {}", fmt(start), fmt(start + 3_600_000)));
                     }

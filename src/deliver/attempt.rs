@@ -305,7 +305,7 @@ fn describe(result: &AttemptResult) -> String {
 
 /// `…/test`: sends one sample event of the integration's first type and reports the result.
 /// Nothing is stored; the request is signed and shaped exactly like a real delivery.
-pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> serde_json::Value {
+pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
     use crate::model::event::{Event, EventKind, StoredEvent};
     use serde_json::json;
     let kind = i
@@ -374,7 +374,26 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> serde_json::Va
     let clock = Instant::now();
     let result = d.client.send(request, &i.valid.url).await;
     let rec = attempt_record(&result, now, clock.elapsed().as_millis() as u32);
-    json!({"success": classify(&result) == Verdict::Success, "status_code": rec.status_code,
-           "duration_ms": rec.duration_ms, "error_class": rec.error_class, "error": rec.error,
-           "response_excerpt": rec.response_excerpt, "event_type": kind.as_str()})
+    TestReport {
+        success: classify(&result) == Verdict::Success,
+        status_code: rec.status_code,
+        duration_ms: rec.duration_ms,
+        error_class: rec.error_class.map(String::from),
+        error: rec.error,
+        response_excerpt: rec.response_excerpt,
+        event_type: kind.as_str().to_string(),
+    }
+}
+
+/// What a test send reports.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct TestReport {
+    /// The receiver answered 2xx.
+    pub success: bool,
+    pub status_code: Option<u16>,
+    pub duration_ms: u32,
+    pub error_class: Option<String>,
+    pub error: Option<String>,
+    pub response_excerpt: Option<String>,
+    pub event_type: String,
 }

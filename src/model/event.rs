@@ -9,7 +9,19 @@ use serde_json::{Map, Value};
 
 /// What an integration can subscribe to: the five ingested event types and the derived
 /// `call.unanswered` (a `call.completed` with `answered = false`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    PartialOrd,
+    Ord,
+    utoipa::ToSchema,
+)]
 pub enum EventKind {
     #[serde(rename = "call.state")]
     CallState,

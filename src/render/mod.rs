@@ -26,7 +26,7 @@ use crate::model::event::{Event, EventKind, StoredEvent};
 use crate::model::integration::{Format, HttpMethod, PrivacyAction, ValidSpec};
 use crate::security::links::Links;
 
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum Profile {
     /// `{id, type, tenant_id, occurred_at, call_id, data}` as stored, plus `delivery_id`.
     #[default]

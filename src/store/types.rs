@@ -58,7 +58,7 @@ pub struct IntegrationHealth {
     pub updated_at: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Waiting for its (next) attempt.
@@ -208,7 +208,7 @@ pub struct DeliveryFilter {
     pub limit: u32,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeliveryView {
     pub id: String,
     pub integration_id: String,
@@ -224,7 +224,7 @@ pub struct DeliveryView {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptView {
     pub attempt: u32,
     pub started_at: String,
@@ -237,7 +237,7 @@ pub struct AttemptView {
 }
 
 /// An uploaded recording file.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RecordingMeta {
     pub file_id: String,
     pub tenant_id: String,
