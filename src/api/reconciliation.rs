@@ -168,10 +168,7 @@ pub(crate) async fn counts(
     }
     let cdr_counts = rows
         .into_iter()
-        .map(|(org_id, count)| OrgCount {
-            org_id,
-            count: count as u64,
-        })
+        .map(|(org_id, count)| OrgCount { org_id, count })
         .collect();
     Ok((headers, Json(Counts { cdr_counts })))
 }
