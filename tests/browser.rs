@@ -46,24 +46,26 @@ async fn start_driver() -> Driver {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port");
-    let child = Command::new(path)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
-    let url = format!("http://127.0.0.1:{port}");
+    let driver = Driver {
+        child: Command::new(path)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts"),
+        url: format!("http://127.0.0.1:{port}"),
+    };
     // Ready when its status endpoint answers.
     let http = reqwest::Client::new();
     for _ in 0..100 {
-        if let Ok(r) = http.get(format!("{url}/status")).send().await {
+        if let Ok(r) = http.get(format!("{}/status", driver.url)).send().await {
             if r.status().is_success() {
-                return Driver { child, url };
+                return driver;
             }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("chromedriver did not answer on {url}");
+    panic!("chromedriver did not answer on {}", driver.url);
 }
 
 async fn browser(driver: &Driver) -> Client {
