@@ -9,6 +9,7 @@ use axum::routing::get;
 use axum::Router;
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
@@ -95,6 +96,16 @@ pub fn document() -> utoipa::openapi::OpenApi {
         })
         .collect();
     doc.paths.paths.extend(partner_items);
+    // The settings are refused with unknown fields (`deny_unknown_fields`), which utoipa writes
+    // as `additionalProperties: false`. But the same schema is one part of an `allOf` (an
+    // integration is its settings plus its state; a new one adds `secret`), where that would
+    // forbid the other parts' fields. The request rule stays enforced by the server (422).
+    if let Some(components) = doc.components.as_mut() {
+        if let Some(RefOr::T(Schema::Object(spec))) = components.schemas.get_mut("IntegrationSpec")
+        {
+            spec.additional_properties = None;
+        }
+    }
     // Handler names repeat across resources (`create`, `read`…): qualify them by tag.
     for item in doc.paths.paths.values_mut() {
         for op in operations(item) {

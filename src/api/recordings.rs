@@ -57,10 +57,11 @@ async fn sync_dir(dir: &FsPath) {
 #[utoipa::path(put, path = "/v1/recordings/{file_id}", tag = "recordings",
     params(("file_id" = String, Path),
            ("tenant_id" = Option<String>, Query, description = "required with an operator token")),
-    request_body(content = Vec<u8>, content_type = "audio/wav", description = "the file, streamed; any audio/* type"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream",
+                 description = "the file, streamed; send its own Content-Type (e.g. audio/wav)"),
     responses((status = 201, body = RecordingMeta), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-              (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+              (status = 413, body = ErrorBody),
               (status = 422, body = ErrorBody)))]
 pub(crate) async fn upload(
     State(s): State<AppState>,
