@@ -201,7 +201,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("callhook demo");
     println!("  API            {api}   (operator token: {admin})");
+    println!("  console        {api}/console   (sign in with the tenant admin token below, or the operator token)");
     println!("  tenant admin   token {tenant_token}");
+    println!("  OpenAPI        {api}/v1/openapi.json");
     println!("  try            curl -s {api}/v1/tenants/demo/integrations -H 'Authorization: Bearer {tenant_token}'");
     println!("  metrics        {api}/metrics");
     println!("  receiver       {receiver_url}/<profile>  (canonical, call-state, cdr, call-history, recording-v2, cdr-batch every 10 s)");

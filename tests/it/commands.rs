@@ -34,4 +34,13 @@ fn demo_runs_every_profile_end_to_end_and_exits() {
         );
     }
     assert!(!text.contains("SIGNATURE INVALID"));
+    let console = text
+        .lines()
+        .find(|l| l.trim_start().starts_with("console"))
+        .unwrap_or_default();
+    assert!(
+        console.contains("http://127.0.0.1:") && console.contains("/console"),
+        "the console URL is printed: {text}"
+    );
+    assert!(text.contains("tenant admin   token chk_"));
 }

@@ -195,6 +195,12 @@ async fn forms_need_the_session_csrf_token_and_the_same_origin() {
         now["disabled_reason"],
         "disabled by an administrator: maintenance"
     );
+    let list = b.get("/console/t/acme").await;
+    assert!(
+        list.html.contains("is disabled: disabled by an administrator: maintenance"),
+        "the list says what needs attention: {}",
+        list.html
+    );
     server.stop().await;
 }
 
