@@ -197,7 +197,8 @@ async fn forms_need_the_session_csrf_token_and_the_same_origin() {
     );
     let list = b.get("/console/t/acme").await;
     assert!(
-        list.html.contains("is disabled: disabled by an administrator: maintenance"),
+        list.html
+            .contains("is disabled: disabled by an administrator: maintenance"),
         "the list says what needs attention: {}",
         list.html
     );
