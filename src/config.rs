@@ -79,6 +79,11 @@ pub struct Config {
     /// How long shutdown waits for in-flight deliveries before leaving them to recovery.
     #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    /// How long a call record built from call states waits before it is sent, so that a
+    /// source sending its own `call.completed` for the call supersedes it.
+    #[arg(long, env = "CALLHOOK_DERIVED_CDR_GRACE_MS", default_value_t = 10_000)]
+    pub derived_cdr_grace_ms: u64,
 }
 
 impl Config {
@@ -110,6 +115,7 @@ impl Config {
             log: "info".into(),
             log_format: "text".into(),
             shutdown_grace_ms: 10_000,
+            derived_cdr_grace_ms: 10_000,
         }
     }
 }

@@ -21,7 +21,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the API and the delivery workers.
-    Serve(callhook::config::Config),
+    Serve(Box<callhook::config::Config>),
     /// A local receiver: answers challenges, verifies signatures, prints deliveries.
     Listen(callhook::listen::ListenArgs),
     /// The whole product in one command: server, receiver, integrations, simulated calls.
@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            rt.block_on(callhook::app::serve(config))
+            rt.block_on(callhook::app::serve(*config))
         }
         Command::Listen(args) => {
             let rt = tokio::runtime::Builder::new_multi_thread()

@@ -9,7 +9,9 @@ use serde_json::Value;
 use super::{AppState, JsonValue};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall};
 use crate::ingest::{parse_body, plan};
+use crate::model::event::Event;
 use crate::model::tenancy::Role;
 use crate::store::IngestBatch;
 
@@ -57,6 +59,39 @@ pub struct IngestOut {
     pub duplicates: u64,
 }
 
+/// Calls that ended with no record from their source get one built from their states, sent
+/// after a grace period in which the source's own record would supersede it. Stored in the
+/// same request, before it is acknowledged: a terminated call never ends up without a record.
+async fn store_derived_records(
+    s: &AppState,
+    ended: &[TerminatedCall],
+    plan_all: &impl Fn(Vec<Event>) -> Vec<crate::store::IngestItem>,
+    now: i64,
+) -> ApiResult<()> {
+    let mut items = plan_all(ended.iter().map(derived_cdr).collect());
+    // Sent after the grace, apart from the call's states: not held up behind them.
+    for d in items.iter_mut().flat_map(|i| i.deliveries.iter_mut()) {
+        d.ordered = false;
+    }
+    let not_before = now + s.config.derived_cdr_grace_ms as i64;
+    let outcome = s
+        .store
+        .ingest(IngestBatch {
+            items,
+            lease: s.dispatcher.lease(),
+            now,
+            not_before: Some(not_before),
+        })
+        .await?;
+    for kind in &outcome.accepted_kinds {
+        crate::metrics::METRICS.ingested(*kind);
+    }
+    for iid in &outcome.scheduled {
+        s.dispatcher.note_due(iid, not_before);
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IngestBody,
     responses((status = 202, description = "durable: stored with their deliveries", body = IngestOut),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -95,17 +130,23 @@ pub(crate) async fn ingest(
             partners.insert(e.tenant_id.clone(), partner);
         }
     }
-    let items = events
-        .into_iter()
-        .map(|e| {
-            let partner = partners.get(&e.tenant_id).cloned().flatten();
-            plan(e, &s.cache, partner.as_deref())
-        })
-        .collect();
+    let mut events = events;
+    order_call_states(&mut events);
+    let plan_all = |events: Vec<Event>| -> Vec<_> {
+        events
+            .into_iter()
+            .map(|e| {
+                let partner = partners.get(&e.tenant_id).cloned().flatten();
+                plan(e, &s.cache, partner.as_deref())
+            })
+            .collect()
+    };
+    let now = crate::time::now_ms();
     let batch = IngestBatch {
-        items,
+        items: plan_all(events),
         lease: s.dispatcher.lease(),
-        now: crate::time::now_ms(),
+        now,
+        not_before: None,
     };
     let outcome = s.store.ingest(batch).await?;
     for kind in &outcome.accepted_kinds {
@@ -114,7 +155,13 @@ pub(crate) async fn ingest(
     for _ in 0..outcome.duplicates {
         crate::metrics::METRICS.duplicate();
     }
+    for _ in 0..outcome.stale {
+        crate::metrics::METRICS.stale_state();
+    }
     s.dispatcher.dispatch(outcome.ready);
+    if !outcome.terminated.is_empty() {
+        store_derived_records(&s, &outcome.terminated, &plan_all, now).await?;
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(IngestOut {

@@ -163,6 +163,25 @@ impl Event {
         }
     }
 
+    /// Where a `call.state` stands in its call: (rank of the state, the source's `seq`).
+    /// States only move forward — trying, proceeding, early, confirmed, terminated — and `seq`
+    /// orders repeats of a rank. `None` for other types.
+    pub fn call_state_position(&self) -> Option<(u8, i64)> {
+        if self.kind != EventKind::CallState {
+            return None;
+        }
+        let rank = match self.data.get("state").and_then(Value::as_str)? {
+            "trying" => 0,
+            "proceeding" => 1,
+            "early" => 2,
+            "confirmed" => 3,
+            "terminated" => 4,
+            _ => return None,
+        };
+        let seq = self.data.get("seq").and_then(Value::as_i64).unwrap_or(0);
+        Some((rank, seq))
+    }
+
     /// `call.completed` with `answered = false`: the derived `call.unanswered` trigger.
     pub fn is_unanswered_call(&self) -> bool {
         self.kind == EventKind::CallCompleted

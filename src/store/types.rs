@@ -131,6 +131,9 @@ pub struct IngestBatch {
     pub items: Vec<IngestItem>,
     pub lease: Lease,
     pub now: i64,
+    /// Deliveries wait until then (in the store, unleased) instead of going out at once: the
+    /// grace given to a source's own record before one built from call states is sent.
+    pub not_before: Option<i64>,
 }
 
 #[derive(Debug, Default)]
@@ -140,6 +143,12 @@ pub struct IngestOutcome {
     /// The type of each accepted event (for metrics).
     pub accepted_kinds: Vec<EventKind>,
     pub ready: Vec<DispatchJob>,
+    /// Call states stored but not routed: not past the call's latest accepted state.
+    pub stale: usize,
+    /// Calls whose terminated state was accepted and that have no record from the source.
+    pub terminated: Vec<crate::ingest::from_states::TerminatedCall>,
+    /// Integrations with deliveries waiting for `not_before`.
+    pub scheduled: Vec<String>,
 }
 
 /// What the delivery stage needs to know about a delivery to attempt it.

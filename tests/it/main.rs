@@ -11,4 +11,5 @@ mod profiles;
 mod retries;
 mod store;
 mod support;
+mod telephony;
 mod tenancy;

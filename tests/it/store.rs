@@ -21,8 +21,9 @@ fn lease(owner: &str, until: i64) -> Lease {
 }
 
 fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
-    let event = parse_event(json!({"id": id, "type": "call.state", "tenant_id": "t", "occurred_at": "2026-11-22T10:00:00Z",
-        "call_id": call, "data": {"seq": 1, "state": "early"}}))
+    // Not a call state: those also pass the call-progress filter, which is tested on its own.
+    let event = parse_event(json!({"id": id, "type": "ivr.input", "tenant_id": "t", "occurred_at": "2026-11-22T10:00:00Z",
+        "call_id": call, "data": {"dtmf": "1"}}))
     .expect("event");
     IngestItem {
         body: event.canonical_json(),
@@ -87,6 +88,7 @@ async fn ordered_deliveries_wait_for_the_earlier_one_of_their_call() {
         ],
         lease: lease("n", 10_000),
         now: 1000,
+        not_before: None,
     };
     let out = s.ingest(batch).await.expect("ingest");
     assert_eq!((out.accepted, out.duplicates), (4, 1));
@@ -142,6 +144,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
             ],
             lease: lease("a", 10_000),
             now: 1000,
+            not_before: None,
         })
         .await
         .expect("ingest");
@@ -206,6 +209,7 @@ async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
         ],
         lease: lease("a", 10_000),
         now: 1000,
+        not_before: None,
     })
     .await
     .expect("ingest");
@@ -270,6 +274,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
             ],
             lease: lease("a", old + 1000),
             now: old,
+            not_before: None,
         })
         .await
         .expect("ingest");
@@ -287,6 +292,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
         )],
         lease: lease("a", new + 1000),
         now: new,
+        not_before: None,
     })
     .await
     .expect("ingest");
@@ -375,6 +381,7 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
             ],
             lease: lease("n", 0),
             now: t("2026-11-22T10:01:40Z"),
+            not_before: None,
         })
         .await
         .expect("ingest");
@@ -414,6 +421,7 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
         items: vec![cdr_item("late", "2026-11-22T10:00:10Z", "b1")],
         lease: lease("n", 0),
         now: t("2026-11-22T10:02:30Z"),
+        not_before: None,
     })
     .await
     .expect("ingest");
@@ -452,6 +460,7 @@ async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
         items,
         lease: lease("a", 0),
         now: 1000,
+        not_before: None,
     })
     .await
     .expect("ingest");

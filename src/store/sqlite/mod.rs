@@ -3,6 +3,7 @@
 
 mod admin;
 mod pipeline;
+mod progress;
 mod purge;
 mod read;
 mod schema;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::internal;
+use crate::ingest::from_states::{TerminatedCall, DERIVED_CDR_PREFIX};
 use crate::model::event::{parse_stored, EventKind, StoredEvent};
 use crate::store::*;
 
@@ -110,7 +111,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
         .prepare_cached(
             "INSERT INTO deliveries (id, integration_id, tenant_id, event_seq, call_id, trigger, ordered,
                 status, next_attempt_at, lease_owner, lease_until, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?9, ?9)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?12, ?10, ?11, ?9, ?9)",
         )
         .map_err(internal)?;
     for item in batch.items {
@@ -133,8 +134,33 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
             out.duplicates += 1;
             continue;
         }
+        let seq = c.last_insert_rowid();
+        out.accepted += 1;
+        out.accepted_kinds.push(e.kind);
+        if let Some((rank, state_seq)) = e.call_state_position() {
+            match super::progress::advance(c, e, rank, state_seq, now)? {
+                super::progress::Advance::Stale => {
+                    out.stale += 1;
+                    continue;
+                }
+                super::progress::Advance::Moved => {}
+                super::progress::Advance::Terminated {
+                    started_at,
+                    answered_at,
+                } => {
+                    if !super::progress::has_source_record(c, e)? {
+                        out.terminated.push(TerminatedCall {
+                            event: e.clone(),
+                            started_at,
+                            answered_at,
+                        });
+                    }
+                }
+            }
+        } else if e.kind == EventKind::CallCompleted && !e.id.starts_with(DERIVED_CDR_PREFIX) {
+            super::progress::supersede_derived(c, e, now)?;
+        }
         if !item.batch.is_empty() {
-            let seq = c.last_insert_rowid();
             let mut queue = c
                 .prepare_cached("INSERT OR IGNORE INTO batch_queue (integration_id, ended_at, event_seq) VALUES (?1, ?2, ?3)")
                 .map_err(internal)?;
@@ -144,9 +170,6 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
                     .map_err(internal)?;
             }
         }
-        out.accepted += 1;
-        out.accepted_kinds.push(e.kind);
-        let seq = c.last_insert_rowid();
         let stored = Arc::new(StoredEvent {
             seq,
             event: item.event,
@@ -163,7 +186,10 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
             } else {
                 DeliveryStatus::Pending
             };
-            let leased = status == DeliveryStatus::Pending;
+            let leased = status == DeliveryStatus::Pending && batch.not_before.is_none();
+            if !leased && status == DeliveryStatus::Pending {
+                out.scheduled.push(d.integration_id.clone());
+            }
             insert_delivery
                 .execute(params![
                     d.id,
@@ -177,6 +203,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
                     now,
                     leased.then(|| batch.lease.owner.as_ref()),
                     leased.then_some(batch.lease.until),
+                    batch.not_before.unwrap_or(now),
                 ])
                 .map_err(internal)?;
             if leased {

@@ -39,6 +39,13 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
         )
         .and_then(|mut st| st.execute(params![before, limit]))
         .map_err(internal)? as u64;
+    // A call quiet for the whole retention period is over: its progress is not needed.
+    c.prepare_cached(
+        "DELETE FROM call_progress WHERE (tenant_id, call_id) IN (
+            SELECT tenant_id, call_id FROM call_progress WHERE updated_at < ?1 LIMIT ?2)",
+    )
+    .and_then(|mut st| st.execute(params![before, limit]))
+    .map_err(internal)?;
     report.recordings = c
         .prepare_cached(
             "DELETE FROM recordings WHERE file_id IN (

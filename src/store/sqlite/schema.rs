@@ -134,6 +134,22 @@ CREATE TABLE batch_windows (
 -- Analytics reconciliation joins a partner's tenants.
 CREATE INDEX tenants_by_partner ON tenants(partner_id);
 "#,
+    // 7: call progress (call-state hygiene, records built from states) and a lookup of a
+    // call's records.
+    r#"
+CREATE TABLE call_progress (
+    tenant_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    rank INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    started_at INTEGER NOT NULL,
+    answered_at INTEGER,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, call_id)
+) WITHOUT ROWID;
+CREATE INDEX call_progress_by_age ON call_progress(updated_at);
+CREATE INDEX records_by_call ON events(tenant_id, call_id) WHERE type = 'call.completed';
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
