@@ -102,11 +102,22 @@ pub(crate) async fn ingest(
     p: Principal,
     JsonValue(body): JsonValue,
 ) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    let events = parse_body(body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
+    let out = store_events(&s, &p, events).await?;
+    Ok((StatusCode::ACCEPTED, Json(out)))
+}
+
+/// Checks the events' tenants against the token, routes them and stores them with their
+/// deliveries; answers once all of it is durable. Every source's events come through here.
+pub(crate) async fn store_events(
+    s: &AppState,
+    p: &Principal,
+    events: Vec<Event>,
+) -> ApiResult<IngestOut> {
     p.require(
         matches!(p.role, Role::Operator | Role::Ingest),
         "post events (use an ingest token)",
     )?;
-    let events = parse_body(body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
     let mut partners: std::collections::HashMap<String, Option<String>> = Default::default();
     for e in &events {
         if let Some(own) = &p.tenant_id {
@@ -160,13 +171,10 @@ pub(crate) async fn ingest(
     }
     s.dispatcher.dispatch(outcome.ready);
     if !outcome.terminated.is_empty() {
-        store_derived_records(&s, &outcome.terminated, &plan_all, now).await?;
+        store_derived_records(s, &outcome.terminated, &plan_all, now).await?;
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(IngestOut {
-            accepted: outcome.accepted as u64,
-            duplicates: outcome.duplicates as u64,
-        }),
-    ))
+    Ok(IngestOut {
+        accepted: outcome.accepted as u64,
+        duplicates: outcome.duplicates as u64,
+    })
 }

@@ -10,6 +10,7 @@ pub mod openapi;
 pub(crate) mod partners;
 pub(crate) mod reconciliation;
 pub(crate) mod recordings;
+pub(crate) mod sources;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tenants::router())
         .merge(tokens::router())
         .merge(events::router())
+        .merge(sources::router())
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(recordings::router())

@@ -13,8 +13,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    deliveries, events, health, integrations, partners, reconciliation, recordings, tenants,
-    tokens, AppState,
+    deliveries, events, health, integrations, partners, reconciliation, recordings, sources,
+    tenants, tokens, AppState,
 };
 
 #[derive(OpenApi)]
@@ -30,7 +30,7 @@ use super::{
         partners::create, partners::read,
         tenants::create, tenants::read, tenants::update, tenants::remove,
         tokens::create,
-        events::ingest,
+        events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,
         integrations::enable, integrations::rotate,
@@ -167,7 +167,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 44);
+        assert_eq!(before, 45);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

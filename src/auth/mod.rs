@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
@@ -107,15 +107,26 @@ impl FromRequestParts<AppState> for Principal {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <api token>`"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| {
-                ApiError::unauthorized("the Authorization header must be `Bearer <api token>`")
-            })?;
-        principal_for_token(state, token).await
+        let token = match header.split_once(' ') {
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
+                rest.trim().to_string()
+            }
+            // For sources that can only send Basic (FreeSWITCH's `cred`): the password is the
+            // token, the user name is ignored.
+            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|up| up.split_once(':').map(|(_, pw)| pw.to_string()))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        if token.is_empty() {
+            return Err(ApiError::unauthorized(
+                "the Authorization header must be `Bearer <api token>` (or Basic with the token as password)",
+            ));
+        }
+        principal_for_token(state, &token).await
     }
 }
 

@@ -241,3 +241,87 @@ async fn a_record_from_the_source_wins_over_the_built_one() {
     assert_eq!(derived_for_first, 0);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn freeswitch_json_cdr_posts_become_call_records() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant("acme").await;
+    let (cdr, iid, missed) = record_receivers(&tenant).await;
+    let (_, ingest) = server
+        .admin()
+        .post(
+            "/v1/tokens",
+            json!({"role": "ingest", "tenant_id": "acme", "name": "fs1"}),
+        )
+        .await;
+    let token = ingest["token"].as_str().unwrap_or_default().to_string();
+    let fixture = |name: &str| {
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/freeswitch/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .expect("fixture")
+    };
+    let http = reqwest::Client::new();
+    let url = format!("{}/v1/sources/freeswitch/cdr", server.base);
+    // encode=true: form-encoded, credentials as HTTP Basic (mod_json_cdr's `cred`).
+    let res = http
+        .post(&url)
+        .basic_auth("freeswitch", Some(&token))
+        .form(&[("cdr", fixture("answered"))])
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 202);
+    let record = cdr.next(10).await.json().to_string();
+    assert!(
+        record.contains("6f4bd1f2-8d3a-4a53-9a57-2c1e0c7e8a11"),
+        "{record}"
+    );
+    // encode=false: the JSON itself.
+    let res = http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(fixture("missed"))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 202);
+    let unanswered = missed.next(10).await.json().to_string();
+    assert!(unanswered.contains("a1d3c0e2"), "{unanswered}");
+    // Posted again (mod_json_cdr retries on errors): acknowledged, not delivered twice.
+    let res = http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body(fixture("missed"))
+        .send()
+        .await
+        .expect("post");
+    let body: Value = res.json().await.expect("json");
+    assert_eq!(body, json!({"accepted": 0, "duplicates": 1}));
+    // Not a CDR: a clear 400.
+    let res = http
+        .post(&url)
+        .bearer_auth(&token)
+        .header("content-type", "application/json")
+        .body("{\"hello\": 1}")
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(res.status(), 400);
+    let err: Value = res.json().await.expect("json");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("mod_json_cdr"),
+        "{err}"
+    );
+    let (_, log) = tenant
+        .get(&format!("/v1/tenants/acme/integrations/{iid}/deliveries"))
+        .await;
+    assert_eq!(log["items"].as_array().map(Vec::len), Some(2), "{log}");
+    server.stop().await;
+}

@@ -1,0 +1,62 @@
+//! Ingest in a source's own format: `POST /v1/sources/freeswitch/cdr` takes FreeSWITCH
+//! `mod_json_cdr` posts as they are, and stores them like any `call.completed`.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::routing::post;
+use axum::{Json, Router};
+
+use super::events::{store_events, IngestOut};
+use super::AppState;
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::ingest::freeswitch;
+use crate::model::event::parse_event;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/v1/sources/freeswitch/cdr", post(freeswitch_cdr))
+}
+
+/// mod_json_cdr's `cred` sends HTTP Basic; the password is the ingest token (any user name).
+#[utoipa::path(post, path = "/v1/sources/freeswitch/cdr", tag = "events",
+    params(("tenant_id" = Option<String>, Query, description = "required with an operator token")),
+    request_body(content = Object, description = "a mod_json_cdr document: JSON, or form-encoded `cdr=` (plain or base64)"),
+    responses((status = 202, body = IngestOut), (status = 400, body = ErrorBody),
+              (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]
+pub(crate) async fn freeswitch_cdr(
+    State(s): State<AppState>,
+    p: Principal,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    let tenant_id = match (&p.tenant_id, q.get("tenant_id")) {
+        (Some(own), Some(asked)) if own != asked => {
+            return Err(ApiError::forbidden(format!(
+                "this token posts for tenant `{own}` only"
+            )))
+        }
+        (Some(own), _) => own.clone(),
+        (None, Some(asked)) => asked.clone(),
+        (None, None) => {
+            return Err(ApiError::bad_request(
+                "tenant_required",
+                "name the tenant: add `?tenant_id=…` to the URL in mod_json_cdr's `url` param, or use a tenant's ingest token",
+            ))
+        }
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json");
+    let bad = |m: String| ApiError::bad_request("invalid_cdr", m);
+    let doc = freeswitch::document(content_type, &body).map_err(bad)?;
+    let event = freeswitch::to_event(&doc, &tenant_id).map_err(bad)?;
+    let event = parse_event(event).map_err(bad)?;
+    let out = store_events(&s, &p, vec![event]).await?;
+    Ok((StatusCode::ACCEPTED, Json(out)))
+}
