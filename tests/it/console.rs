@@ -387,3 +387,57 @@ async fn viewers_see_but_cannot_change() {
     assert_eq!(st, 200, "still there");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_partner_admin_sets_up_its_batch_feed_from_the_console() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    admin
+        .post("/v1/partners", json!({"id": "resell", "name": "Reseller"}))
+        .await;
+    let (_, token) = admin
+        .post(
+            "/v1/tokens",
+            json!({"role": "partner_admin", "partner_id": "resell", "name": "p"}),
+        )
+        .await;
+    let receiver = Receiver::start().await;
+    let mut b = Browser::new(&server);
+    b.sign_in(token["token"].as_str().unwrap_or_default()).await;
+    assert_eq!(b.get("/console").await.location, "/console/p/resell");
+    let form = b.get("/console/p/resell/integrations/new").await;
+    assert!(
+        form.html.contains("name=\"feed\""),
+        "partners choose a feed"
+    );
+    // The form comes with the feed's defaults: cdr-batch, batch mode every 300 s after 300 s.
+    let mut fields = form_fields(&form.html);
+    for (k, v) in fields.iter_mut() {
+        match k.as_str() {
+            "name" => *v = "Analytics feed".into(),
+            "url" => *v = receiver.url.clone(),
+            "feed" => *v = "billing".into(),
+            _ => {}
+        }
+    }
+    let pairs: Vec<(&str, &str)> = fields
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let page = b.post("/console/p/resell/integrations/new", &pairs).await;
+    assert_eq!(page.status, 201, "{}", page.html);
+    let (_, list) = admin.get("/v1/partners/resell/integrations").await;
+    let feed = &list["items"][0];
+    assert_eq!(feed["feed"], "billing");
+    assert_eq!(feed["profile"], "cdr-batch");
+    assert_eq!(feed["delivery"]["mode"], "batch");
+    assert_eq!(feed["delivery"]["interval_s"], json!(300));
+    // Its reconciliation page is there too.
+    let recon = b.get("/console/p/resell/reconciliation").await;
+    assert_eq!(recon.status, 200);
+    assert!(recon.html.contains("Reconciliation counts"));
+    // A tenant's page is not a partner admin's business unless the tenant is its own.
+    server.tenant("elsewhere").await;
+    assert_eq!(b.get("/console/t/elsewhere").await.status, 404);
+    server.stop().await;
+}
