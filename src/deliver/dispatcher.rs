@@ -275,9 +275,13 @@ impl Dispatcher {
             return;
         }
         let limit = room.min(CLAIM_BATCH);
+        let body_only = self
+            .cache
+            .get(iid)
+            .is_some_and(|i| crate::render::splices_body(&i.valid));
         match self
             .store
-            .claim_due(iid, limit as u32, self.lease(), now)
+            .claim_due(iid, limit as u32, self.lease(), now, body_only)
             .await
         {
             Ok(jobs) => {

@@ -53,6 +53,20 @@ pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
         now_ms: NOW_MS,
     };
     let rendered = render(&stored, &valid, &ctx);
+    // An event claimed body-only (its `data` not parsed) renders the very same request.
+    let mut thin = stored.event.clone();
+    thin.data = Default::default();
+    let thin = StoredEvent {
+        seq: 1,
+        body: stored.body.clone(),
+        event: thin,
+    };
+    let from_body = render(&thin, &valid, &ctx);
+    assert_eq!(
+        (&from_body.body, &from_body.query),
+        (&rendered.body, &rendered.query),
+        "a body-only event renders like the parsed one"
+    );
     // The encoded body must be the payload object (with privacy applied), byte for byte.
     let mut object = payload(&stored, &valid, &ctx);
     privacy::apply(

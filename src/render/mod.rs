@@ -138,6 +138,16 @@ impl Rendered {
 pub const JSON: &str = "application/json; charset=utf-8";
 pub const FORM: &str = "application/x-www-form-urlencoded";
 
+fn reparse(event: &StoredEvent) -> Option<StoredEvent> {
+    let value = serde_json::from_str(&event.body).ok()?;
+    let parsed = crate::model::event::parse_stored(value).ok()?;
+    Some(StoredEvent {
+        seq: event.seq,
+        event: parsed,
+        body: event.body.clone(),
+    })
+}
+
 /// The payload object of a profile, before privacy and encoding.
 pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Map<String, Value> {
     let e = &event.event;
@@ -164,23 +174,38 @@ pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ma
     }
 }
 
+/// Whether the payload for `spec` is the stored body spliced — the common case, canonical JSON
+/// without privacy rules: no parse and no serialisation per attempt, and the event's `data`
+/// is not needed at all.
+pub fn splices_body(spec: &ValidSpec) -> bool {
+    let s = &spec.spec;
+    s.profile == Profile::Canonical
+        && !s.privacy.values().any(|r| r.action != PrivacyAction::Keep)
+        && s.method != HttpMethod::Get
+        && s.format == Format::Json
+}
+
 /// Renders `event` for one attempt to an integration with `spec`.
 pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
     let s = &spec.spec;
-    let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
-    // The common case — canonical JSON, no privacy rules — is a splice of the bytes serialised
-    // at ingest, not a parse and a serialisation per attempt.
-    if s.profile == Profile::Canonical
-        && !needs_privacy
-        && s.method != HttpMethod::Get
-        && s.format == Format::Json
-    {
+    if splices_body(spec) {
         return Rendered {
             body: canonical::render(&event.body, ctx.delivery_id),
             content_type: Some(JSON),
             query: None,
         };
     }
+    // An event claimed for a splicing integration comes without `data`; if the integration
+    // changed since, parse the body now. (An event whose data really is empty parses to the
+    // same thing.)
+    let parsed;
+    let event = if event.event.data.is_empty() {
+        parsed = reparse(event);
+        parsed.as_ref().unwrap_or(event)
+    } else {
+        event
+    };
+    let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
     let mut out = payload(event, spec, ctx);
     if needs_privacy {
         privacy::apply(&mut out, s.profile, &event.event, ctx.trigger, &s.privacy);

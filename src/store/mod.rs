@@ -69,12 +69,17 @@ pub trait Store: Send + Sync + 'static {
     /// call whose previous delivery was settled).
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>>;
     /// Leases up to `limit` due deliveries of one integration whose lease is free or expired.
+    ///
+    /// `body_only`: the integration's payload is the stored body spliced (canonical JSON), so
+    /// the events come with their envelope fields and body but unparsed `data` — the render
+    /// path parses the body itself should it need more.
     async fn claim_due(
         &self,
         integration_id: &str,
         limit: u32,
         lease: Lease,
         now: i64,
+        body_only: bool,
     ) -> StoreResult<Vec<DispatchJob>>;
     /// When the integration's earliest unleased pending delivery is due, if it has any.
     async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>>;

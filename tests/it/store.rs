@@ -150,7 +150,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
         .expect("ingest");
     assert_eq!(out.ready.len(), 2);
     assert!(
-        s.claim_due("i1", 10, lease("b", 20_000), 2000)
+        s.claim_due("i1", 10, lease("b", 20_000), 2000, false)
             .await
             .expect("claim")
             .is_empty(),
@@ -172,7 +172,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
     .await
     .expect("record");
     let claimed = s
-        .claim_due("i1", 10, lease("b", 60_000), 11_000)
+        .claim_due("i1", 10, lease("b", 60_000), 11_000, false)
         .await
         .expect("claim");
     assert_eq!(
@@ -182,7 +182,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
     );
     assert_eq!(s.next_due_at("i1").await.expect("due"), Some(50_000));
     let claimed = s
-        .claim_due("i1", 10, lease("b", 120_000), 50_000)
+        .claim_due("i1", 10, lease("b", 120_000), 50_000, false)
         .await
         .expect("claim");
     assert_eq!(ids(&claimed), ["d1"]);
@@ -220,7 +220,7 @@ async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
         4
     );
     let ready = s
-        .claim_due("i1", 10, lease("a", 90_000), 3000)
+        .claim_due("i1", 10, lease("a", 90_000), 3000, false)
         .await
         .expect("claim");
     assert_eq!(ids(&ready), ["d1", "d3", "d4"], "d2 waits behind d1");
@@ -326,7 +326,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
     // The old pending delivery and its event survive, and can still be sent.
     s.recover().await.expect("recover");
     let claimed = s
-        .claim_due("i1", 10, lease("b", new + 60_000), new)
+        .claim_due("i1", 10, lease("b", new + 60_000), new, false)
         .await
         .expect("claim");
     let mut ids: Vec<&str> = claimed.iter().map(|j| j.event.event.id.as_str()).collect();
@@ -471,7 +471,7 @@ async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
         12_000
     );
     let claimed = s
-        .claim_due("i1", 20_000, lease("a", 90_000), 3000)
+        .claim_due("i1", 20_000, lease("a", 90_000), 3000, false)
         .await
         .expect("claim");
     // Every unordered delivery, and the first of each ordered call: 6 000 + 3 000.
@@ -480,4 +480,29 @@ async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
         s.load_integrations().await.expect("load")[0].status,
         IntegrationStatus::Active
     );
+}
+
+#[tokio::test]
+async fn claiming_for_a_splicing_integration_skips_parsing_the_event() {
+    let (s, _d) = store().await;
+    s.ingest(IngestBatch {
+        items: vec![item("e1", "c1", vec![delivery("d1", false, false)])],
+        lease: lease("a", 1_000),
+        now: 1000,
+        not_before: None,
+    })
+    .await
+    .expect("ingest");
+    let jobs = s
+        .claim_due("i1", 10, lease("b", 20_000), 2000, true)
+        .await
+        .expect("claim");
+    assert_eq!(ids(&jobs), ["d1"]);
+    let e = &jobs[0].event;
+    assert!(e.event.data.is_empty(), "data is not parsed");
+    assert_eq!(
+        (e.event.id.as_str(), e.event.call_id.as_str(), e.event.kind),
+        ("e1", "c1", EventKind::IvrInput)
+    );
+    assert!(e.body.contains("\"dtmf\""), "the body is whole: {}", e.body);
 }

@@ -215,12 +215,17 @@ impl Store for SqliteStore {
         limit: u32,
         lease: Lease,
         now: i64,
+        body_only: bool,
     ) -> StoreResult<Vec<DispatchJob>> {
         let id = owned(integration_id);
         let heads = self
             .write(move |c| pipeline::claim_due(c, &id, limit, &lease, now))
             .await?;
-        self.with_events(heads).await
+        if !body_only || heads.is_empty() {
+            return self.with_events(heads).await;
+        }
+        self.read(move |c| pipeline::jobs_with_bodies(c, heads))
+            .await
     }
     async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
         let id = owned(integration_id);

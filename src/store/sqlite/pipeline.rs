@@ -44,6 +44,62 @@ pub(super) fn load_event(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEven
     Ok(Arc::new(StoredEvent { seq, event, body }))
 }
 
+/// An event's envelope and stored body, `data` left unparsed (empty): enough for a payload that
+/// is the stored body itself. Parsing the body is most of the cost of loading an event.
+fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
+    let (body, id, kind, tenant_id, call_id, occurred_at_ms): (
+        String,
+        String,
+        String,
+        String,
+        String,
+        i64,
+    ) = c
+        .prepare_cached(
+            "SELECT body, id, type, tenant_id, call_id, occurred_at FROM events WHERE seq = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([seq], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
+        })
+        .map_err(internal)?;
+    let kind = EventKind::parse(&kind)
+        .ok_or_else(|| internal(format!("stored event {seq}: unknown type {kind}")))?;
+    let event = crate::model::event::Event {
+        id,
+        kind,
+        tenant_id,
+        occurred_at_ms,
+        call_id,
+        data: Default::default(),
+    };
+    Ok(Arc::new(StoredEvent { seq, event, body }))
+}
+
+/// Like [`jobs_with_events`], with events loaded by [`load_event_body`].
+pub(super) fn jobs_with_bodies(
+    c: &Connection,
+    heads: Vec<(DeliveryHead, i64)>,
+) -> StoreResult<Vec<DispatchJob>> {
+    heads
+        .into_iter()
+        .map(|(head, seq)| {
+            Ok(DispatchJob {
+                head,
+                event: load_event_body(c, seq)?,
+            })
+        })
+        .collect()
+}
+
 /// Attaches each head's event. Runs on a reader connection: parsing stored events is work the
 /// single writer must not do.
 pub(super) fn jobs_with_events(
