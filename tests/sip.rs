@@ -73,6 +73,11 @@ async fn integration(tenant: &Api, r: &Receiver, profile: &str, types: Value) {
 }
 
 async fn start_stack() -> Stack {
+    start_stack_with(&[]).await
+}
+
+/// The stack, with extra `-A` defines for the Kamailio config.
+async fn start_stack_with(defines: &[&str]) -> Stack {
     let server = TestServer::start_with(|c| c.derived_cdr_grace_ms = 100).await;
     let tenant = server.tenant("acme").await;
     let (states, raw, records, missed) = (
@@ -110,6 +115,7 @@ async fn start_stack() -> Stack {
             "-A",
             &format!("NEXT_HOP=\"sip:127.0.0.1:{}\"", proxy_port + 1),
         ])
+        .args(defines.iter().flat_map(|d| ["-A", d]))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -293,6 +299,20 @@ async fn sip_calls_through_kamailio_become_webhooks() {
     assert_eq!(record["cdr"]["ans"], json!(0), "{record}");
     stack.missed.next(10).await;
 
+    stack.server.stop().await;
+}
+
+/// Answered, and then nobody hangs up: the proxy's dialog times out and the call is reported
+/// terminated all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dialog_that_times_out_is_reported_terminated() {
+    let stack = start_stack_with(&["DIALOG_TIMEOUT_S=1"]).await;
+    place_calls(&stack, "uas_answer_hold", "uac_never_hangs_up", 1, 1);
+    assert_eq!(
+        next_states(&stack, 3).await,
+        pairs(&[("EARLY", ""), ("CONFIRMED", ""), ("TERMINATED", "HANGUP")])
+    );
+    assert_eq!(terminated_data(&stack, 3).await["ended_by"], "timeout");
     stack.server.stop().await;
 }
 
