@@ -68,11 +68,27 @@ fn benches(c: &mut Criterion) {
             custom_data: None,
             links: None,
             now_ms: 0,
+            cache: None,
         };
         c.bench_function(&format!("render {name}"), |b| {
             b.iter(|| render(black_box(&stored), &s, &ctx))
         });
     }
+    // Fan-out: every integration after the first finds the record serialised.
+    let shared = callhook::render::cache::RenderCache::default();
+    let s = spec(json!({"profile": "cdr"}));
+    let ctx = RenderContext {
+        integration_id: "int_1",
+        delivery_id: "dlv_1",
+        trigger: callhook::model::event::EventKind::CallCompleted,
+        custom_data: None,
+        links: None,
+        now_ms: 0,
+        cache: Some(&shared),
+    };
+    c.bench_function("render cdr, record shared with another integration", |b| {
+        b.iter(|| render(black_box(&stored), &s, &ctx))
+    });
     let key = sign::decode_secret(&sign::generate_secret()).expect("key");
     let body = vec![b'x'; 1024];
     c.bench_function("sign 1 KB (Standard Webhooks)", |b| {

@@ -11,7 +11,7 @@ pub const TOKEN: &str = "bench-operator";
 
 pub fn cdr(n: usize, sent_us: u64) -> String {
     format!(
-        r#"{{"id":"b-{n}-{sent_us}","type":"call.completed","tenant_id":"bench","occurred_at":"2026-11-22T10:00:00.000Z","call_id":"call-{n}","data":{{"answered":true,"direction":"inbound","scope":"external","call_type":"incoming","started_at":"2026-11-22T09:58:00.000Z","answered_at":"2026-11-22T09:58:07.000Z","ended_at":"2026-11-22T10:00:00.000Z","ring_ms":7000,"talk_ms":113000,"caller":{{"number":"+441610000001","name":"Alice Example","country":"GB"}},"callee":{{"number":"+441610000002","name":"Support"}},"did":{{"number":"+441610000000","name":"Main line"}},"owner":{{"kind":"user","user_id":"u-17"}},"tags":{{"campaign":"winter"}},"recording_ids":["rec-1"],"rating":{{"rated":true,"cost":0.012,"band":"national"}}}}}}"#
+        r#"{{"id":"b-{n}-{sent_us}","type":"call.completed","tenant_id":"bench","occurred_at":"2026-11-22T10:00:00.000Z","call_id":"b-{n}-{sent_us}","data":{{"answered":true,"direction":"inbound","scope":"external","call_type":"incoming","started_at":"2026-11-22T09:58:00.000Z","answered_at":"2026-11-22T09:58:07.000Z","ended_at":"2026-11-22T10:00:00.000Z","ring_ms":7000,"talk_ms":113000,"caller":{{"number":"+441610000001","name":"Alice Example","country":"GB"}},"callee":{{"number":"+441610000002","name":"Support"}},"did":{{"number":"+441610000000","name":"Main line"}},"owner":{{"kind":"user","user_id":"u-17"}},"tags":{{"campaign":"winter"}},"recording_ids":["rec-1"],"rating":{{"rated":true,"cost":0.012,"band":"national"}}}}}}"#
     )
 }
 

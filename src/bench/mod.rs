@@ -55,6 +55,10 @@ pub struct BenchArgs {
     /// Store to use (default: SQLite in a temp dir).
     #[arg(long, env = "CALLHOOK_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Payload profile of the bench's integrations: `canonical` (spliced from the stored
+    /// body) or `cdr` (built per event, its record shared by every integration of the event).
+    #[arg(long, default_value = "canonical")]
+    pub profile: String,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
@@ -90,6 +94,7 @@ struct Env {
     recv_url: String,
     dir: std::path::PathBuf,
     next_event: usize,
+    profile: String,
 }
 
 impl Env {
@@ -116,6 +121,7 @@ impl Env {
             recv_url,
             dir,
             next_event: 0,
+            profile: args.profile.clone(),
         };
         env.api("/v1/tenants", json!({"id": "bench", "name": "Bench"}))
             .await?;
@@ -138,7 +144,7 @@ impl Env {
 
     async fn integration(&self, path: &str, extra: Value) -> anyhow::Result<String> {
         let mut spec = json!({"name": path, "url": format!("{}{path}", self.recv_url), "event_types": ["call.completed"],
-            "verification": "none", "delivery": {"max_in_flight": 64}});
+            "verification": "none", "profile": self.profile, "delivery": {"max_in_flight": 64}});
         if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
                 s.insert(k.clone(), v.clone());

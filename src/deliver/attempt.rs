@@ -35,6 +35,7 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
         custom_data: integration.valid.spec.custom_data.as_ref(),
         links: d.links.as_ref(),
         now_ms: sent_at,
+        cache: Some(&d.render_cache),
     };
     let rendered = render(&job.event, &integration.valid, &ctx);
     let request = build_request(d, &integration, &job.head, &rendered, sent_at);
@@ -265,6 +266,7 @@ pub fn rebuild(
         custom_data: i.valid.spec.custom_data.as_ref(),
         links: d.links.as_ref(),
         now_ms: at,
+        cache: Some(&d.render_cache),
     };
     let rendered = render(&job.event, &i.valid, &ctx);
     let mut head = job.head.clone();
@@ -368,6 +370,7 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
         custom_data: i.valid.spec.custom_data.as_ref(),
         links: d.links.as_ref(),
         now_ms: now,
+        cache: None,
     };
     let rendered = render(&stored, &i.valid, &ctx);
     let request = build_request(d, i, &head, &rendered, now);

@@ -46,6 +46,8 @@ pub struct Dispatcher {
     pub(super) client: HttpClient,
     /// Signs recording URLs in payloads.
     pub(super) links: Option<crate::security::links::Links>,
+    /// Payload parts shared by the integrations an event fans out to.
+    pub(super) render_cache: crate::render::cache::RenderCache,
     node: Arc<str>,
     workers: Mutex<HashMap<String, mpsc::Sender<DispatchJob>>>,
     /// Integration → when its store work is next claimable. Entries only ever move earlier
@@ -77,6 +79,7 @@ impl Dispatcher {
             cache,
             client,
             links,
+            render_cache: Default::default(),
             node,
             workers: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),

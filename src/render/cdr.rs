@@ -6,6 +6,7 @@
 //! `id` is the entity the event is about. Seed 002 says "user ID or tenant ID"; callhook sends
 //! the tenant id, so that no user identifier appears outside the fields privacy rules govern.
 
+use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::fields::{at, bool_at, epoch_ms, f64_at, flag, iso_offset, put, secs, str_at, string};
@@ -25,6 +26,53 @@ pub fn render(event: &Event, ctx: &RenderContext) -> Map<String, Value> {
         out.insert("customData".into(), Value::Object(cd.clone()));
     }
     out
+}
+
+/// The `cdr` object of the payload with the privacy rules applied, serialised. It is the same
+/// for every integration with the same rules, so it can be serialised once per event and rules
+/// (see [`super::cache`]) and spliced into each integration's payload by [`splice`].
+pub fn record_json(event: &Event, rules: &super::privacy::Rules) -> Bytes {
+    let mut wrapper = Map::new();
+    wrapper.insert(
+        "cdr".into(),
+        Value::Object(record(&event.call_id, &event.data)),
+    );
+    // Every privacy path of this profile lies under `cdr`.
+    super::privacy::apply(
+        &mut wrapper,
+        super::Profile::Cdr,
+        event,
+        crate::model::event::EventKind::CallCompleted,
+        rules,
+    );
+    let cdr = wrapper.get("cdr").cloned().unwrap_or(Value::Null);
+    Bytes::from(serde_json::to_vec(&cdr).unwrap_or_default())
+}
+
+/// The JSON payload `{"triggerId", "id", "tenantId", "cdr", "customData"}` around a record
+/// serialised by [`record_json`]: byte for byte what [`render`] serialises.
+pub fn splice(
+    integration_id: &str,
+    tenant_id: &str,
+    record: &[u8],
+    custom_data: Option<&Map<String, Value>>,
+) -> Bytes {
+    let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let mut out = Vec::with_capacity(record.len() + 128);
+    out.extend_from_slice(b"{\"triggerId\":");
+    out.extend_from_slice(text(integration_id).as_bytes());
+    out.extend_from_slice(b",\"id\":");
+    out.extend_from_slice(text(tenant_id).as_bytes());
+    out.extend_from_slice(b",\"tenantId\":");
+    out.extend_from_slice(text(tenant_id).as_bytes());
+    out.extend_from_slice(b",\"cdr\":");
+    out.extend_from_slice(record);
+    if let Some(cd) = custom_data {
+        out.extend_from_slice(b",\"customData\":");
+        out.extend_from_slice(&serde_json::to_vec(cd).unwrap_or_default());
+    }
+    out.push(b'}');
+    Bytes::from(out)
 }
 
 fn direction_code(d: Option<&str>) -> i64 {
@@ -234,4 +282,38 @@ pub fn batch_item(
     };
     item.insert("orgId".into(), json!(event.tenant_id));
     Value::Object(item)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::{parse_event, EventKind};
+
+    #[test]
+    fn the_spliced_payload_is_the_serialised_one_with_custom_data_and_odd_ids() {
+        let event = parse_event(
+            json!({"id": "e", "type": "call.completed", "tenant_id": "t-\"quoted\"",
+            "occurred_at": "2026-11-22T10:00:00Z", "call_id": "c1",
+            "data": {"answered": true, "direction": "inbound", "talk_ms": 61000,
+                     "caller": {"number": "+441610000001"}}}),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let custom = json!({"crm": "acme", "n": [1, 2]});
+        let custom = custom.as_object();
+        let ctx = RenderContext {
+            integration_id: "int_ü",
+            delivery_id: "d",
+            trigger: EventKind::CallCompleted,
+            custom_data: custom,
+            links: None,
+            now_ms: 0,
+            cache: None,
+        };
+        let whole = serde_json::to_vec(&render(&event, &ctx)).unwrap_or_default();
+        let record = record_json(&event, &Default::default());
+        assert_eq!(
+            String::from_utf8_lossy(&splice("int_ü", &event.tenant_id, &record, custom)),
+            String::from_utf8_lossy(&whole)
+        );
+    }
 }

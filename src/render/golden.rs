@@ -51,6 +51,7 @@ pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
         custom_data: valid.spec.custom_data.as_ref(),
         links: Some(&links),
         now_ms: NOW_MS,
+        cache: None,
     };
     let rendered = render(&stored, &valid, &ctx);
     // An event claimed body-only (its `data` not parsed) renders the very same request.
@@ -82,6 +83,15 @@ pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
         _ => serde_json::from_slice(&rendered.body).unwrap_or(Value::Null),
     };
     if rendered.content_type == Some(super::JSON) {
+        // Byte for byte, so spliced bodies keep the field order of a plain serialisation.
+        // (`canonical` splices the stored body, whose order is its own.)
+        if valid.spec.profile != super::Profile::Canonical {
+            assert_eq!(
+                String::from_utf8_lossy(&rendered.body),
+                serde_json::to_string(&object).unwrap_or_default(),
+                "the JSON body is the payload object serialised"
+            );
+        }
         assert_eq!(
             value,
             Value::Object(object),

@@ -6,6 +6,7 @@
 //! Profiles are versioned: adding a field is not breaking; removing or renaming one needs a new
 //! profile name (as `recording.v1` → `recording.v2`).
 
+pub mod cache;
 mod call_history;
 mod call_state;
 mod canonical;
@@ -115,6 +116,8 @@ pub struct RenderContext<'a> {
     pub links: Option<&'a Links>,
     /// The attempt's send time: recording URLs expire 30 minutes after it.
     pub now_ms: i64,
+    /// Parts shared between integrations; `None` serialises everything afresh.
+    pub cache: Option<&'a cache::RenderCache>,
 }
 
 /// A rendered request: the body (empty for GET), its content type, and for GET the query
@@ -205,6 +208,24 @@ pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ren
     } else {
         event
     };
+    // `cdr` as JSON: the record is serialised once per event and privacy rules, and each
+    // integration's own fields are spliced around it.
+    if s.profile == Profile::Cdr && s.method != HttpMethod::Get && s.format == Format::Json {
+        let record = match ctx.cache {
+            Some(c) => c.cdr_record(event, &s.privacy),
+            None => cdr::record_json(&event.event, &s.privacy),
+        };
+        return Rendered {
+            body: cdr::splice(
+                ctx.integration_id,
+                &event.event.tenant_id,
+                &record,
+                ctx.custom_data,
+            ),
+            content_type: Some(JSON),
+            query: None,
+        };
+    }
     let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
     let mut out = payload(event, spec, ctx);
     if needs_privacy {
