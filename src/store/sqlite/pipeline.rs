@@ -129,7 +129,7 @@ fn has_open_ordered(
     statuses: &str,
 ) -> StoreResult<bool> {
     let sql = format!(
-        "SELECT 1 FROM deliveries WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
+        "SELECT 1 FROM deliveries INDEXED BY deliveries_by_call WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
          AND status IN ({statuses}) LIMIT 1"
     );
     c.prepare_cached(&sql)
@@ -364,7 +364,7 @@ fn promote_next(
     }
     let sql = format!(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3, lease_owner = ?4, lease_until = ?5, updated_at = ?3
-         WHERE id = (SELECT id FROM deliveries WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
+         WHERE id = (SELECT id FROM deliveries INDEXED BY deliveries_by_call WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
                      AND status = 'blocked' ORDER BY event_seq LIMIT 1)
          RETURNING {HEAD_COLS}"
     );
@@ -392,29 +392,40 @@ pub fn claim_due(
     lease: &Lease,
     now: i64,
 ) -> StoreResult<Vec<Claimed>> {
-    let sql = format!(
+    // Two index ranges of `deliveries_due`, so rows leased to a queue are never stepped over:
+    // leases that ran out (a node that died, rare), then unleased rows in due order.
+    let expired = format!(
         "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3
          WHERE id IN (SELECT id FROM deliveries WHERE integration_id = ?1 AND status = 'pending'
-                      AND next_attempt_at <= ?4 AND (lease_until IS NULL OR lease_until < ?4)
+                      AND lease_until < ?4 AND next_attempt_at <= ?4
+                      ORDER BY lease_until LIMIT ?5)
+         RETURNING {HEAD_COLS}"
+    );
+    let unleased = format!(
+        "UPDATE deliveries SET lease_owner = ?2, lease_until = ?3
+         WHERE id IN (SELECT id FROM deliveries WHERE integration_id = ?1 AND status = 'pending'
+                      AND lease_until IS NULL AND next_attempt_at <= ?4
                       ORDER BY next_attempt_at LIMIT ?5)
          RETURNING {HEAD_COLS}"
     );
-    let mut heads: Vec<(DeliveryHead, i64)> = c
-        .prepare_cached(&sql)
-        .and_then(|mut st| {
-            let rows = st.query_map(
-                params![
-                    integration_id,
-                    lease.owner.as_ref(),
-                    lease.until,
-                    now,
-                    limit
-                ],
-                head_row,
-            )?;
-            rows.collect()
-        })
-        .map_err(internal)?;
+    let mut heads: Vec<(DeliveryHead, i64)> = Vec::new();
+    for sql in [expired, unleased] {
+        let room = limit.saturating_sub(heads.len() as u32);
+        if room == 0 {
+            break;
+        }
+        let rows: Vec<(DeliveryHead, i64)> = c
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                let rows = st.query_map(
+                    params![integration_id, lease.owner.as_ref(), lease.until, now, room],
+                    head_row,
+                )?;
+                rows.collect()
+            })
+            .map_err(internal)?;
+        heads.extend(rows);
+    }
     // RETURNING gives no order; attempts go out oldest first.
     heads.sort_by_key(|(_, seq)| *seq);
     Ok(heads)
@@ -504,12 +515,16 @@ pub fn enable_resend_step(
 /// Moves the head of up to `limit` blocked calls to pending (also without resend: what waited
 /// behind a held delivery must not wait forever).
 pub fn enable_promote_step(c: &Connection, id: &str, now: i64, limit: u32) -> StoreResult<u64> {
+    // The per-call subqueries are pinned to the per-call index: left to itself the planner may
+    // take the (integration, status) index and read every blocked row once per row.
     c.execute(
         "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL
          WHERE id IN (SELECT d.id FROM deliveries d WHERE d.integration_id = ?1 AND d.ordered = 1 AND d.status = 'blocked'
-           AND d.event_seq = (SELECT MIN(b.event_seq) FROM deliveries b WHERE b.integration_id = ?1
+           AND d.event_seq = (SELECT MIN(b.event_seq) FROM deliveries b INDEXED BY deliveries_by_call
+                              WHERE b.integration_id = ?1
                               AND b.call_id = d.call_id AND b.ordered = 1 AND b.status = 'blocked')
-           AND NOT EXISTS (SELECT 1 FROM deliveries p WHERE p.integration_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM deliveries p INDEXED BY deliveries_by_call
+                           WHERE p.integration_id = ?1
                            AND p.call_id = d.call_id AND p.ordered = 1 AND p.status = 'pending')
            LIMIT ?3)",
         params![id, now, limit],

@@ -150,6 +150,12 @@ CREATE TABLE call_progress (
 CREATE INDEX call_progress_by_age ON call_progress(updated_at);
 CREATE INDEX records_by_call ON events(tenant_id, call_id) WHERE type = 'call.completed';
 "#,
+    // 8: the due index also knows the lease, so a claim reads unleased rows in due order (and
+    // expired leases by their expiry) without stepping over the rows leased to in-memory queues.
+    r#"
+DROP INDEX deliveries_due;
+CREATE INDEX deliveries_due ON deliveries(integration_id, status, lease_until, next_attempt_at);
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
