@@ -9,13 +9,17 @@
 #[path = "it/support.rs"]
 mod support;
 
+#[path = "common/process_group.rs"]
+mod process_group;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use process_group::ProcessGroup;
 use support::{event, ChallengeReply, Receiver, TestServer};
 
 fn binary(var: &str, default: &str) -> String {
@@ -27,17 +31,11 @@ fn binary(var: &str, default: &str) -> String {
     path
 }
 
-/// chromedriver on a free loopback port; killed when dropped.
+/// chromedriver on a free loopback port; it and the Chromium it starts are stopped when
+/// dropped.
 struct Driver {
-    child: Child,
+    _process: ProcessGroup,
     url: String,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 async fn start_driver() -> Driver {
@@ -47,12 +45,13 @@ async fn start_driver() -> Driver {
         .map(|a| a.port())
         .expect("a free port");
     let driver = Driver {
-        child: Command::new(path)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("chromedriver starts"),
+        _process: ProcessGroup::spawn(
+            Command::new(path)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        )
+        .expect("chromedriver starts"),
         url: format!("http://127.0.0.1:{port}"),
     };
     // Ready when its status endpoint answers.

@@ -9,13 +9,17 @@
 #[path = "it/support.rs"]
 mod support;
 
+#[path = "common/process_group.rs"]
+mod process_group;
+
 use std::net::UdpSocket;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Value};
 
+use process_group::ProcessGroup;
 use support::{Api, Receiver, TestServer};
 
 fn contrib() -> PathBuf {
@@ -38,19 +42,9 @@ fn free_udp_port() -> u16 {
         .expect("a free port")
 }
 
-/// A child process killed (and reaped) when dropped.
-struct Process(Child);
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 struct Stack {
     server: TestServer,
-    _kamailio: Process,
+    _kamailio: ProcessGroup,
     _run_dir: tempfile::TempDir,
     proxy_port: u16,
     /// call-state profile: what a seed-004 receiver sees.
@@ -101,26 +95,26 @@ async fn start_stack_with(defines: &[&str]) -> Stack {
 
     let proxy_port = free_udp_port();
     let run_dir = tempfile::tempdir().expect("run dir");
-    let kamailio = Command::new(binary("CALLHOOK_KAMAILIO", "/usr/sbin/kamailio"))
-        .arg("-f")
-        .arg(contrib().join("callhook.cfg"))
-        .args(["-DD", "-E", "-Y"])
-        .arg(run_dir.path())
-        .args(["-l", &format!("udp:127.0.0.1:{proxy_port}")])
-        .args(["-A", &format!("CALLHOOK_URL=\"{}/v1/events\"", server.base)])
-        .args(["-A", &format!("CALLHOOK_TOKEN=\"{token}\"")])
-        .args(["-A", "TENANT_ID=\"acme\""])
-        .args(["-A", "NO_ANSWER_MS=1500"])
-        .args([
-            "-A",
-            &format!("NEXT_HOP=\"sip:127.0.0.1:{}\"", proxy_port + 1),
-        ])
-        .args(defines.iter().flat_map(|d| ["-A", d]))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("kamailio starts");
-    let kamailio = Process(kamailio);
+    let kamailio = ProcessGroup::spawn(
+        Command::new(binary("CALLHOOK_KAMAILIO", "/usr/sbin/kamailio"))
+            .arg("-f")
+            .arg(contrib().join("callhook.cfg"))
+            .args(["-DD", "-E", "-Y"])
+            .arg(run_dir.path())
+            .args(["-l", &format!("udp:127.0.0.1:{proxy_port}")])
+            .args(["-A", &format!("CALLHOOK_URL=\"{}/v1/events\"", server.base)])
+            .args(["-A", &format!("CALLHOOK_TOKEN=\"{token}\"")])
+            .args(["-A", "TENANT_ID=\"acme\""])
+            .args(["-A", "NO_ANSWER_MS=1500"])
+            .args([
+                "-A",
+                &format!("NEXT_HOP=\"sip:127.0.0.1:{}\"", proxy_port + 1),
+            ])
+            .args(defines.iter().flat_map(|d| ["-A", d]))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    )
+    .expect("kamailio starts");
     wait_for_proxy(proxy_port);
     Stack {
         server,
@@ -169,14 +163,11 @@ fn sipp(scenario: &str, args: &[String]) -> Command {
 /// Runs `calls` calls of the `uac`/`uas` scenario pair through the proxy, `rate` per second.
 fn place_calls(stack: &Stack, uas: &str, uac: &str, calls: u32, rate: u32) {
     let uas_port = (stack.proxy_port + 1).to_string();
-    let callee = Process(
-        sipp(
-            uas,
-            &["-p".into(), uas_port, "-m".into(), calls.to_string()],
-        )
-        .spawn()
-        .expect("sipp uas"),
-    );
+    let mut callee = ProcessGroup::spawn(&mut sipp(
+        uas,
+        &["-p".into(), uas_port, "-m".into(), calls.to_string()],
+    ))
+    .expect("sipp uas");
     let status = sipp(
         uac,
         &[
@@ -197,17 +188,9 @@ fn place_calls(stack: &Stack, uas: &str, uac: &str, calls: u32, rate: u32) {
         status.success(),
         "{uac} against {uas}: sipp failed ({status})"
     );
-    let mut callee = callee;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match callee.0.try_wait() {
-            Ok(Some(st)) => {
-                assert!(st.success(), "{uas}: sipp failed ({st})");
-                return;
-            }
-            _ if Instant::now() > deadline => panic!("{uas} did not finish"),
-            _ => std::thread::sleep(Duration::from_millis(20)),
-        }
+    match callee.wait_for_exit(Duration::from_secs(30)) {
+        Some(st) => assert!(st.success(), "{uas}: sipp failed ({st})"),
+        None => panic!("{uas} did not finish"),
     }
 }
 
