@@ -19,7 +19,7 @@ use super::view::{error_page, page, redirect};
 use crate::api::body::{diff_patch, JsonValue, OptionalJson};
 use crate::api::integrations::Params;
 use crate::api::{deliveries, integrations, reconciliation, AppState};
-use crate::auth::principal_for_token;
+use crate::auth::{principal_for_token, Principal};
 use crate::error::ApiError;
 use crate::model::event::EventKind;
 use crate::model::tenancy::Role;
@@ -86,6 +86,27 @@ impl OwnerPath {
             false => format!("tenant {}", self.id),
         }
     }
+}
+
+/// Calls an API handler as the signed-in user, with the path parameters of `path`: the
+/// console does what the API does, checked by the same code.
+async fn as_user<T, F, Fut>(
+    s: &AppState,
+    sess: &Session,
+    owner: &OwnerPath,
+    path: &HashMap<String, String>,
+    handler: F,
+) -> Result<T, ApiError>
+where
+    F: FnOnce(State<AppState>, Principal, Path<Params>) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ApiError>>,
+{
+    handler(
+        State(s.clone()),
+        sess.principal.clone(),
+        Path(owner.api_params(path)),
+    )
+    .await
 }
 
 /// An API answer as a template value.
@@ -227,8 +248,7 @@ pub async fn integrations(
     Path(path): Path<HashMap<String, String>>,
 ) -> Page {
     let owner = OwnerPath::from(&path).map_err(fail(&sess, "/console"))?;
-    let params = owner.api_params(&path);
-    let Json(listed) = integrations::list(State(s.clone()), sess.principal.clone(), Path(params))
+    let Json(listed) = as_user(&s, &sess, &owner, &path, integrations::list)
         .await
         .map_err(fail(&sess, "/console"))?;
     let mut items = Vec::new();
@@ -365,13 +385,9 @@ pub async fn create(
     if let Some(secret) = f.text("secret") {
         settings.insert("secret".into(), json!(secret));
     }
-    let params = owner.api_params(&path);
-    let result = integrations::create(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(params),
-        JsonValue(Value::Object(settings)),
-    )
+    let result = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        integrations::create(st, p, at, JsonValue(Value::Object(settings)))
+    })
     .await;
     match result {
         Ok((_, Json(created))) => Ok(created_page(&sess, &owner, &value(created))),
@@ -402,8 +418,7 @@ async fn load(
     path: &HashMap<String, String>,
 ) -> Result<(OwnerPath, Value), Response> {
     let owner = OwnerPath::from(path).map_err(fail(sess, "/console"))?;
-    let params = owner.api_params(path);
-    let Json(i) = integrations::read(State(s.clone()), sess.principal.clone(), Path(params))
+    let Json(i) = as_user(s, sess, &owner, path, integrations::read)
         .await
         .map_err(fail(sess, &owner.base()))?;
     Ok((owner, value(i)))
@@ -445,12 +460,9 @@ pub async fn integration(
     if let Some(c) = q.get("cursor") {
         query.insert("cursor".into(), c.clone());
     }
-    let listed = deliveries::list(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-        Query(query),
-    )
+    let listed = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        deliveries::list(st, p, at, Query(query))
+    })
     .await;
     let (items, next_cursor, error) = match listed {
         Ok(Json(v)) => (value(v.items), value(v.next_cursor), None),
@@ -547,12 +559,9 @@ pub async fn edit(
     } else if let Some(secret) = f.text("secret") {
         patch["secret"] = json!(secret);
     }
-    let result = integrations::update(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-        JsonValue(patch),
-    )
+    let result = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        integrations::update(st, p, at, JsonValue(patch))
+    })
     .await;
     match result {
         Ok(_) => Ok(redirect(&format!("{}?notice=Saved", ibase(&owner, &i)))),
@@ -583,13 +592,9 @@ pub async fn delete(
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
     let owner = OwnerPath::from(&path).map_err(fail(&sess, "/console"))?;
-    integrations::remove(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-    )
-    .await
-    .map_err(fail(&sess, &owner.base()))?;
+    as_user(&s, &sess, &owner, &path, integrations::remove)
+        .await
+        .map_err(fail(&sess, &owner.base()))?;
     Ok(redirect(&owner.base()))
 }
 
@@ -601,13 +606,9 @@ pub async fn test_send(
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
     let (owner, i) = load(&s, &sess, &path).await?;
-    let Json(r) = integrations::test(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-    )
-    .await
-    .map_err(fail(&sess, &owner.base()))?;
+    let Json(r) = as_user(&s, &sess, &owner, &path, integrations::test)
+        .await
+        .map_err(fail(&sess, &owner.base()))?;
     let r = value(r);
     let success = r["success"].as_bool().unwrap_or(false);
     let show = |v: &Value| match v {
@@ -644,13 +645,9 @@ pub async fn rotate(
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
     let (owner, i) = load(&s, &sess, &path).await?;
-    let Json(r) = integrations::rotate(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-    )
-    .await
-    .map_err(fail(&sess, &owner.base()))?;
+    let Json(r) = as_user(&s, &sess, &owner, &path, integrations::rotate)
+        .await
+        .map_err(fail(&sess, &owner.base()))?;
     Ok(page(
         StatusCode::OK,
         "result.html",
@@ -677,12 +674,9 @@ pub async fn disable(
         Some(r) => json!({"reason": r}),
         None => json!({}),
     };
-    let _disabled = integrations::disable(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-        OptionalJson(body),
-    )
+    let _disabled = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        integrations::disable(st, p, at, OptionalJson(body))
+    })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
     Ok(redirect(&format!("{}?notice=Disabled", ibase(&owner, &i))))
@@ -701,12 +695,9 @@ pub async fn enable(
     if let Some(secret) = f.get("secret") {
         body["secret"] = json!(secret);
     }
-    let Json(r) = integrations::enable(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-        OptionalJson(body),
-    )
+    let Json(r) = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        integrations::enable(st, p, at, OptionalJson(body))
+    })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
     let notice = format!(
@@ -733,12 +724,9 @@ pub async fn redeliver_range(
         "since": f.get("since").and_then(utc),
         "until": f.get("until").and_then(utc),
     });
-    let (_, Json(r)) = deliveries::redeliver_range(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-        JsonValue(body),
-    )
+    let (_, Json(r)) = as_user(&s, &sess, &owner, &path, |st, p, at| {
+        deliveries::redeliver_range(st, p, at, JsonValue(body))
+    })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
     let notice = format!("{} failed deliveries queued again", r.queued);
@@ -758,13 +746,9 @@ pub async fn delivery(
 ) -> Page {
     let (owner, i) = load(&s, &sess, &path).await?;
     let ib = ibase(&owner, &i);
-    let Json(d) = deliveries::read(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-    )
-    .await
-    .map_err(fail(&sess, &ib))?;
+    let Json(d) = as_user(&s, &sess, &owner, &path, deliveries::read)
+        .await
+        .map_err(fail(&sess, &ib))?;
     let d = value(d);
     let did = d["id"].as_str().unwrap_or_default().to_string();
     let iid = i["id"].as_str().unwrap_or_default().to_string();
@@ -823,13 +807,9 @@ pub async fn redeliver_one(
     check_csrf(&sess, &Fields(f))?;
     let (owner, i) = load(&s, &sess, &path).await?;
     let ib = ibase(&owner, &i);
-    let _queued = deliveries::redeliver_one(
-        State(s.clone()),
-        sess.principal.clone(),
-        Path(owner.api_params(&path)),
-    )
-    .await
-    .map_err(fail(&sess, &ib))?;
+    let _queued = as_user(&s, &sess, &owner, &path, deliveries::redeliver_one)
+        .await
+        .map_err(fail(&sess, &ib))?;
     let did = path.get("did").cloned().unwrap_or_default();
     Ok(redirect(&format!("{ib}/deliveries/{}", urlencode(&did))))
 }
