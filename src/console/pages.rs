@@ -109,6 +109,11 @@ where
     .await
 }
 
+/// Back to the integration's page, with a line saying what happened.
+fn back_with_notice(owner: &OwnerPath, i: &Value, notice: &str) -> Response {
+    redirect(&format!("{}?notice={}", ibase(owner, i), urlencode(notice)))
+}
+
 /// An API answer as a template value.
 fn value<T: serde::Serialize>(t: T) -> Value {
     serde_json::to_value(t).unwrap_or(Value::Null)
@@ -564,7 +569,7 @@ pub async fn edit(
     })
     .await;
     match result {
-        Ok(_) => Ok(redirect(&format!("{}?notice=Saved", ibase(&owner, &i)))),
+        Ok(_) => Ok(back_with_notice(&owner, &i, "Saved")),
         Err(e) if e.status.is_client_error() => Err(again(e.message)),
         Err(e) => Err(error_page(Some(&sess), e, &owner.base())),
     }
@@ -679,7 +684,7 @@ pub async fn disable(
     })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
-    Ok(redirect(&format!("{}?notice=Disabled", ibase(&owner, &i))))
+    Ok(back_with_notice(&owner, &i, "Disabled"))
 }
 
 pub async fn enable(
@@ -704,11 +709,7 @@ pub async fn enable(
         "Re-enabled; {} deliveries queued again",
         r.resent.unwrap_or(0)
     );
-    Ok(redirect(&format!(
-        "{}?notice={}",
-        ibase(&owner, &i),
-        urlencode(&notice)
-    )))
+    Ok(back_with_notice(&owner, &i, &notice))
 }
 
 pub async fn redeliver_range(
@@ -730,11 +731,7 @@ pub async fn redeliver_range(
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
     let notice = format!("{} failed deliveries queued again", r.queued);
-    Ok(redirect(&format!(
-        "{}?notice={}",
-        ibase(&owner, &i),
-        urlencode(&notice)
-    )))
+    Ok(back_with_notice(&owner, &i, &notice))
 }
 
 // --- deliveries

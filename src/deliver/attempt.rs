@@ -28,16 +28,7 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
         return;
     }
     let sent_at = now_ms();
-    let ctx = RenderContext {
-        integration_id: &integration.id,
-        delivery_id: &job.head.id,
-        trigger: job.head.trigger,
-        custom_data: integration.valid.spec.custom_data.as_ref(),
-        links: d.links.as_ref(),
-        now_ms: sent_at,
-        cache: Some(&d.render_cache),
-    };
-    let rendered = render(&job.event, &integration.valid, &ctx);
+    let rendered = render_for(d, &integration, &job, sent_at);
     let request = build_request(d, &integration, &job.head, &rendered, sent_at);
     let clock = Instant::now();
     let result = d.client.send(request, &integration.valid.url).await;
@@ -250,15 +241,8 @@ fn build_request(
     }
 }
 
-/// The request a delivery's attempt `attempt` (1-based) sent at `at`, rebuilt from the stored
-/// event with the integration's current settings and keys.
-pub fn rebuild(
-    d: &Dispatcher,
-    i: &Integration,
-    job: &crate::store::DispatchJob,
-    attempt: u32,
-    at: i64,
-) -> OutgoingRequest {
+/// The payload of `job` for integration `i`, as sent at `at`.
+fn render_for(d: &Dispatcher, i: &Integration, job: &DispatchJob, at: i64) -> Rendered {
     let ctx = RenderContext {
         integration_id: &i.id,
         delivery_id: &job.head.id,
@@ -268,7 +252,19 @@ pub fn rebuild(
         now_ms: at,
         cache: Some(&d.render_cache),
     };
-    let rendered = render(&job.event, &i.valid, &ctx);
+    render(&job.event, &i.valid, &ctx)
+}
+
+/// The request a delivery's attempt `attempt` (1-based) sent at `at`, rebuilt from the stored
+/// event with the integration's current settings and keys.
+pub fn rebuild(
+    d: &Dispatcher,
+    i: &Integration,
+    job: &DispatchJob,
+    attempt: u32,
+    at: i64,
+) -> OutgoingRequest {
+    let rendered = render_for(d, i, job, at);
     let mut head = job.head.clone();
     head.attempts = attempt.saturating_sub(1);
     outgoing(i, &head, &rendered, at)
