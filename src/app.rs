@@ -97,7 +97,6 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         (Some(_), None) => anyhow::bail!("CALLHOOK_NOTIFY_URL needs CALLHOOK_NOTIFY_SECRET (a whsec_ secret) to sign notifications"),
         _ => {}
     }
-    dispatcher.start().await?;
 
     let state = AppState(Arc::new(AppInner {
         tokens: Tokens::new(config.admin_token.as_deref()),
@@ -114,6 +113,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }));
 
     let shutdown = CancellationToken::new();
+    crate::cluster::start(&state, shutdown.clone()).await?;
+    dispatcher.start(config.node_timeout_ms as i64).await?;
     if config.retention_hours > 0 {
         tokio::spawn(crate::retention::run(
             store.clone(),

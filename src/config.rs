@@ -84,6 +84,11 @@ pub struct Config {
     /// source sending its own `call.completed` for the call supersedes it.
     #[arg(long, env = "CALLHOOK_DERIVED_CDR_GRACE_MS", default_value_t = 10_000)]
     pub derived_cdr_grace_ms: u64,
+
+    /// With several nodes on PostgreSQL: a node silent for this long is taken for dead and its
+    /// leased deliveries are sent by the others. Nodes heartbeat five times per period.
+    #[arg(long, env = "CALLHOOK_NODE_TIMEOUT_MS", default_value_t = 10_000)]
+    pub node_timeout_ms: u64,
 }
 
 impl Config {
@@ -116,6 +121,7 @@ impl Config {
             log_format: "text".into(),
             shutdown_grace_ms: 10_000,
             derived_cdr_grace_ms: 10_000,
+            node_timeout_ms: 10_000,
         }
     }
 }

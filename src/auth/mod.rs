@@ -88,6 +88,11 @@ impl Tokens {
         }
     }
 
+    /// Forgets every cached token (they are looked up again).
+    pub fn forget_all(&self) {
+        self.cache.write().clear();
+    }
+
     pub fn forget_tenant(&self, tenant_id: &str) {
         self.cache
             .write()

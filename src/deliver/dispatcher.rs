@@ -110,6 +110,11 @@ impl Dispatcher {
         }
     }
 
+    /// This node's id: the owner of its leases.
+    pub fn node_id(&self) -> &str {
+        &self.node
+    }
+
     /// A lease for work this node takes now.
     pub fn lease(&self) -> Lease {
         Lease {
@@ -119,8 +124,11 @@ impl Dispatcher {
     }
 
     /// Recovers work left by a previous run and starts the claimer.
-    pub async fn start(self: &Arc<Self>) -> Result<(), crate::store::StoreError> {
-        let released = self.store.recover().await?;
+    pub async fn start(
+        self: &Arc<Self>,
+        node_timeout_ms: i64,
+    ) -> Result<(), crate::store::StoreError> {
+        let released = self.store.recover(now_ms(), node_timeout_ms).await?;
         if released > 0 {
             tracing::info!(
                 released,

@@ -1,5 +1,6 @@
 //! Storage: one trait, [`Store`], for everything callhook keeps. SQLite (embedded, one node) is
-//! implemented in [`sqlite`]; a PostgreSQL implementation for several nodes fits the same trait.
+//! implemented in [`sqlite`]; PostgreSQL, for several nodes sharing one database, in
+//! [`postgres`].
 //!
 //! Callers never see SQL or assume a backend. Every method that writes returns only after its
 //! change is durable: this is what lets the API acknowledge an event with 202 and the delivery
@@ -10,6 +11,8 @@
 //! path needs no extra write; a retry far in the future gives its lease up; anything whose lease
 //! expired is claimed again with [`Store::claim_due`].
 
+pub mod postgres;
+pub(crate) mod shared;
 pub mod sqlite;
 mod types;
 
@@ -55,6 +58,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes the integration; its pending deliveries are cancelled, its log kept until purge.
     async fn delete_integration(&self, id: &str) -> StoreResult<bool>;
     async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>>;
+    /// One integration as stored (a change another node made, to apply to the cache).
+    async fn get_integration(&self, id: &str) -> StoreResult<Option<IntegrationRecord>>;
     /// Records a health change (failing, disabled, recovered).
     async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()>;
     /// Re-enables; with `resend`, what was held or failed since it started failing goes out
@@ -85,8 +90,29 @@ pub trait Store: Send + Sync + 'static {
     async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>>;
     /// Gives leases up so the deliveries are claimed again (memory was full, or shutting down).
     async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()>;
-    /// Called once at start: makes work leased by a previous run of this node claimable.
-    async fn recover(&self) -> StoreResult<u64>;
+    /// Called once at start: makes work leased by a previous run of this node claimable — on a
+    /// shared store, the work of every node that has not heartbeaten for `dead_after_ms`.
+    async fn recover(&self, now: i64, dead_after_ms: i64) -> StoreResult<u64>;
+    /// Says this node is alive, and gives up the leases of nodes that stopped saying so for
+    /// `dead_after_ms`, so their work is claimed again. Returns the integrations with work
+    /// given up. A store only one node uses has nothing to do.
+    async fn heartbeat(
+        &self,
+        _node: &str,
+        _now: i64,
+        _dead_after_ms: i64,
+    ) -> StoreResult<Vec<String>> {
+        Ok(Vec::new())
+    }
+    /// Whether several nodes may share this store (heartbeats and change notices matter).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Changes other nodes made to integrations and tenants, as they commit. `None` when no
+    /// other node can change anything (or the receiver was already taken).
+    fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+        None
+    }
     /// Integrations that have pending deliveries (at start-up, to schedule claims).
     async fn integrations_with_pending(&self) -> StoreResult<Vec<String>>;
 
@@ -159,6 +185,17 @@ pub trait Store: Send + Sync + 'static {
 
 pub type DynStore = Arc<dyn Store>;
 
+/// A change another node committed, that this node's caches must follow.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Created, edited, disabled, re-enabled or deleted.
+    Integration(String),
+    /// Edited or deleted (with its tokens and integrations).
+    Tenant(String),
+    /// Notices may have been missed (the listening connection was lost): reload everything.
+    Resync,
+}
+
 /// Opens the store named by a database URL.
 pub async fn open(url: &str) -> Result<DynStore, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
@@ -166,9 +203,7 @@ pub async fn open(url: &str) -> Result<DynStore, StoreError> {
         return Ok(Arc::new(store));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Internal(
-            "PostgreSQL is not available in this build yet; use sqlite://PATH".into(),
-        ));
+        return Ok(Arc::new(postgres::PgStore::open(url).await?));
     }
     Err(StoreError::Internal(format!(
         "CALLHOOK_DATABASE_URL `{url}` is neither sqlite://PATH nor postgres://…"

@@ -11,9 +11,10 @@ use serde_json::json;
 
 use crate::support::*;
 
-fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
+pub fn spawn_server(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
     Command::new(env!("CARGO_BIN_EXE_callhook"))
         .arg("serve")
+        .env("CALLHOOK_DATABASE_URL", database_url)
         .env("CALLHOOK_LISTEN", format!("127.0.0.1:{port}"))
         .env("CALLHOOK_DATA_DIR", dir)
         .env("CALLHOOK_ADMIN_TOKEN", ADMIN)
@@ -26,7 +27,7 @@ fn spawn_server(dir: &std::path::Path, port: u16) -> Child {
         .expect("spawn callhook")
 }
 
-async fn wait_ready(base: &str) {
+pub async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -43,6 +44,7 @@ async fn wait_ready(base: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     let dir = tempfile::tempdir().expect("dir");
+    let url = store_url(dir.path()).await;
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
@@ -66,7 +68,7 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     }
     rx.script(script, Reply::Delay(5, 200));
 
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_server(dir.path(), &url, port);
     wait_ready(&base).await;
     api.post("/v1/tenants", json!({"id": "acme", "name": "Acme"}))
         .await;
@@ -124,7 +126,7 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     let acked_before_kill = acked.lock().len();
     let backlog_at_kill = acked.lock().difference(&seen).count();
 
-    let mut child = spawn_server(dir.path(), port);
+    let mut child = spawn_server(dir.path(), &url, port);
     wait_ready(&base).await;
     // Ingest goes on against the restarted process for a moment, then stops.
     while acked.lock().len() < acked_before_kill + 250 {

@@ -9,7 +9,7 @@ use serde_json::json;
 
 async fn store() -> (DynStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let url = crate::support::store_url(dir.path()).await;
     (callhook::store::open(&url).await.expect("open"), dir)
 }
 
@@ -188,7 +188,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
     assert_eq!(ids(&claimed), ["d1"]);
     assert_eq!(claimed[0].head.retries_used, 1);
     assert_eq!(
-        s.recover().await.expect("recover"),
+        s.recover(50_000, 10_000).await.expect("recover"),
         2,
         "a restart frees every lease"
     );
@@ -324,7 +324,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
     assert!(callhook::retention::recording_path(&files, "t", "new-file").exists());
     assert!(s.get_recording("old-file").await.expect("get").is_none());
     // The old pending delivery and its event survive, and can still be sent.
-    s.recover().await.expect("recover");
+    s.recover(new, 10_000).await.expect("recover");
     let claimed = s
         .claim_due("i1", 10, lease("b", new + 60_000), new, false)
         .await
@@ -370,7 +370,7 @@ fn window_at(boundary: i64) -> BatchWindow {
 #[tokio::test]
 async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_for_the_next() {
     let dir = tempfile::tempdir().expect("dir");
-    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let url = crate::support::store_url(dir.path()).await;
     let t = |s: &str| callhook::time::parse_rfc3339_ms(s).unwrap_or_default();
     {
         let s = callhook::store::open(&url).await.expect("open");

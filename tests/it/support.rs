@@ -22,6 +22,35 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
+/// The backend under test: SQLite in `dir`, or — with `CALLHOOK_TEST_POSTGRES_URL` set (see
+/// `scripts/test`) — a new, empty database on that PostgreSQL server.
+pub async fn store_url(dir: &std::path::Path) -> String {
+    match std::env::var("CALLHOOK_TEST_POSTGRES_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => fresh_database(&admin_url).await,
+        _ => format!("sqlite://{}", dir.join("callhook.db").display()),
+    }
+}
+
+/// Creates a database with a random name and returns its URL.
+pub async fn fresh_database(admin_url: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the test PostgreSQL");
+    let conn = tokio::spawn(conn);
+    let name = format!("t_{}", ulid::Ulid::new().to_string().to_ascii_lowercase());
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    drop(client);
+    let _ = conn.await;
+    let base = admin_url
+        .rsplit_once('/')
+        .map(|(b, _)| b)
+        .unwrap_or(admin_url);
+    format!("{base}/{name}")
+}
+
 pub fn dev_config(dir: &std::path::Path) -> callhook::config::Config {
     let mut c = callhook::config::Config::for_data_dir(dir.to_path_buf());
     c.admin_token = Some(ADMIN.into());
@@ -40,6 +69,7 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut callhook::config::Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = dev_config(dir.path());
+        config.database_url = Some(store_url(dir.path()).await);
         tweak(&mut config);
         let running = callhook::app::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);

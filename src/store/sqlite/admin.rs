@@ -246,15 +246,23 @@ pub fn delete_integration(c: &Connection, id: &str) -> StoreResult<bool> {
 }
 
 pub fn load_integrations(c: &Connection) -> StoreResult<Vec<IntegrationRecord>> {
+    select_integrations(c, None)
+}
+
+pub fn get_integration(c: &Connection, id: &str) -> StoreResult<Option<IntegrationRecord>> {
+    Ok(select_integrations(c, Some(id))?.pop())
+}
+
+fn select_integrations(c: &Connection, id: Option<&str>) -> StoreResult<Vec<IntegrationRecord>> {
     let mut st = c
         .prepare(
             "SELECT id, tenant_id, partner_id, spec, status, disabled_reason, secret_sealed, secret_hint,
                 signing_sealed, failing_since, consecutive_failures, created_at, updated_at
-             FROM integrations",
+             FROM integrations WHERE ?1 IS NULL OR id = ?1",
         )
         .map_err(internal)?;
     let rows = st
-        .query_map([], |r| {
+        .query_map([id], |r| {
             Ok(IntegrationRecord {
                 id: r.get(0)?,
                 tenant_id: r.get(1)?,

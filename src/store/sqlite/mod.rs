@@ -3,6 +3,7 @@
 
 mod admin;
 mod pipeline;
+pub use pipeline::ENABLE_STEP;
 mod progress;
 mod purge;
 mod read;
@@ -160,6 +161,10 @@ impl Store for SqliteStore {
     async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>> {
         self.read(admin::load_integrations).await
     }
+    async fn get_integration(&self, id: &str) -> StoreResult<Option<IntegrationRecord>> {
+        let id = owned(id);
+        self.read(move |c| admin::get_integration(c, &id)).await
+    }
     async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()> {
         let id = owned(id);
         self.write(move |c| admin::set_health(c, &id, &health))
@@ -235,7 +240,7 @@ impl Store for SqliteStore {
         self.write(move |c| pipeline::release(c, &delivery_ids))
             .await
     }
-    async fn recover(&self) -> StoreResult<u64> {
+    async fn recover(&self, _now: i64, _dead_after_ms: i64) -> StoreResult<u64> {
         // One node owns an SQLite file: every lease in it is this node's, from a previous run.
         self.write(pipeline::release_all).await
     }

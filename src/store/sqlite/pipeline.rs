@@ -141,19 +141,6 @@ fn has_open_ordered(
         .map_err(internal)
 }
 
-/// A call record's end time (its `ended_at`, else when the event occurred) and the partner whose
-/// licence it used; `None` for events that are not call records.
-fn cdr_keys(e: &crate::model::event::Event) -> (Option<i64>, Option<String>) {
-    if e.kind != EventKind::CallCompleted {
-        return (None, None);
-    }
-    let ended = crate::render::fields::str_at(&e.data, "ended_at")
-        .and_then(crate::time::parse_rfc3339_ms)
-        .unwrap_or(e.occurred_at_ms);
-    let licence = crate::render::fields::str_at(&e.data, "license.partner_id").map(String::from);
-    (Some(ended), licence)
-}
-
 pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> {
     let mut out = IngestOutcome::default();
     let now = batch.now;
@@ -172,7 +159,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
         .map_err(internal)?;
     for item in batch.items {
         let e = &item.event;
-        let (ended_at, licence) = cdr_keys(e);
+        let (ended_at, licence) = crate::store::shared::cdr_keys(e);
         let inserted = insert_event
             .execute(params![
                 e.tenant_id,
@@ -264,17 +251,14 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
                 .map_err(internal)?;
             if leased {
                 out.ready.push(DispatchJob {
-                    head: DeliveryHead {
-                        id: d.id,
-                        integration_id: d.integration_id,
-                        call_id: call_id.clone(),
-                        trigger: d.trigger,
-                        ordered: d.ordered,
-                        manual: false,
-                        attempts: 0,
-                        retries_used: 0,
-                        created_at: now,
-                    },
+                    head: crate::store::shared::fresh_head(
+                        d.id,
+                        d.integration_id,
+                        call_id.clone(),
+                        d.trigger,
+                        d.ordered,
+                        now,
+                    ),
                     event: stored.clone(),
                 });
             }

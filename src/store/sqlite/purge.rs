@@ -5,13 +5,6 @@ use rusqlite::{params, Connection};
 use super::internal;
 use crate::store::{PurgeReport, StoreResult};
 
-/// Delivery ids are `dlv_<ULID>`, and ULIDs sort by time: every id below this bound was created
-/// before `before_ms`, so the primary key serves as the age index.
-fn delivery_id_bound(before_ms: i64) -> String {
-    let ulid = ulid::Ulid::from_parts(before_ms.max(0) as u64, 0);
-    format!("dlv_{}", ulid.to_string().to_ascii_lowercase())
-}
-
 pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport> {
     let mut report = PurgeReport::default();
     let ids: Vec<String> = c
@@ -20,7 +13,7 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
                 SELECT id FROM deliveries WHERE id < ?1 AND status NOT IN ('pending', 'blocked') LIMIT ?2)
              RETURNING id",
         )
-        .and_then(|mut st| st.query_map(params![delivery_id_bound(before), limit], |r| r.get(0))?.collect())
+        .and_then(|mut st| st.query_map(params![crate::store::shared::delivery_id_bound(before), limit], |r| r.get(0))?.collect())
         .map_err(internal)?;
     report.deliveries = ids.len() as u64;
     let mut del_attempts = c

@@ -5,12 +5,9 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::internal;
 use super::pipeline::{load_event, Claimed};
 use crate::model::event::EventKind;
-use crate::store::{BatchWindow, DeliveryHead, StoreResult};
+use crate::store::shared::{fresh_head, BATCH_WINDOW_ITEMS};
+use crate::store::{BatchWindow, StoreResult};
 
-/// Calls in one batch part: a request stays well under a few megabytes.
-pub const BATCH_PART_ITEMS: usize = 1000;
-/// Calls one window takes at most; the rest go in the next window.
-const BATCH_WINDOW_ITEMS: u32 = 100_000;
 
 pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>> {
     let last: Option<i64> = c
@@ -52,26 +49,8 @@ pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>>
         let stored = load_event(c, *seq)?;
         items.push(crate::render::cdr::batch_item(&stored.event, &w.privacy));
     }
-    let parts = items.len().div_ceil(BATCH_PART_ITEMS);
-    let window = serde_json::json!({"start": crate::time::format_ms(w.window_start), "end": crate::time::format_ms(w.cutoff)});
-    let mut heads = Vec::with_capacity(parts);
-    for (i, chunk) in items.chunks(BATCH_PART_ITEMS).enumerate() {
-        let mut data = serde_json::Map::new();
-        if let Some(feed) = w.feed {
-            data.insert("feed".into(), serde_json::json!(feed.as_str()));
-        }
-        data.insert("window".into(), window.clone());
-        data.insert("part".into(), serde_json::json!(i + 1));
-        data.insert("parts".into(), serde_json::json!(parts));
-        data.insert("items".into(), serde_json::Value::Array(chunk.to_vec()));
-        let event = crate::model::event::Event {
-            id: format!("batch-{}-{}-{}", w.integration_id, w.boundary, i + 1),
-            kind: EventKind::CdrBatch,
-            tenant_id: w.owner.clone(),
-            occurred_at_ms: w.now,
-            call_id: format!("window-{}", w.boundary),
-            data,
-        };
+    let mut heads = Vec::new();
+    for event in crate::store::shared::batch_parts(&w, &items) {
         c.prepare_cached(
             "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6)",
         )
@@ -91,17 +70,7 @@ pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>>
         })
         .map_err(internal)?;
         heads.push((
-            DeliveryHead {
-                id,
-                integration_id: w.integration_id.clone(),
-                call_id: event.call_id.clone(),
-                trigger: EventKind::CdrBatch,
-                ordered: false,
-                manual: false,
-                attempts: 0,
-                retries_used: 0,
-                created_at: w.now,
-            },
+            fresh_head(id, w.integration_id.clone(), event.call_id, EventKind::CdrBatch, false, w.now),
             seq,
         ));
     }

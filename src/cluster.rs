@@ -1,0 +1,126 @@
+//! Running as one of several nodes on a shared store: a heartbeat (so the others can take this
+//! node's work over should it die, and it theirs), and following the changes the other nodes
+//! commit to integrations and tenants, so every node obeys an edit or a disable at once.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::api::AppState;
+use crate::cache::Integration;
+use crate::store::Change;
+use crate::time::now_ms;
+
+/// Starts the heartbeat (the first one before returning, so this node is known before it
+/// takes any work) and the change follower, when the store is shared.
+pub async fn start(state: &AppState, stop: CancellationToken) -> anyhow::Result<()> {
+    if !state.store.shared() {
+        return Ok(());
+    }
+    let dead_after = state.config.node_timeout_ms.max(1000) as i64;
+    state
+        .store
+        .heartbeat(state.dispatcher.node_id(), now_ms(), dead_after)
+        .await?;
+    tokio::spawn(heartbeat(state.clone(), stop.clone()));
+    if let Some(mut changes) = state.store.changes() {
+        let state = state.clone();
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    c = changes.recv() => c,
+                    _ = stop.cancelled() => return,
+                };
+                let Some(change) = change else { return };
+                apply(&state, change).await;
+            }
+        });
+    }
+    Ok(())
+}
+
+async fn heartbeat(state: AppState, stop: CancellationToken) {
+    let dead_after = state.config.node_timeout_ms.max(1000) as i64;
+    let mut tick = tokio::time::interval(Duration::from_millis(dead_after as u64 / 5));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let now = now_ms();
+        match state
+            .store
+            .heartbeat(state.dispatcher.node_id(), now, dead_after)
+            .await
+        {
+            Ok(taken_over) => {
+                for iid in taken_over {
+                    state.dispatcher.note_due(&iid, now);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
+        }
+    }
+}
+
+/// Applies one change another node made.
+pub async fn apply(state: &AppState, change: Change) {
+    match change {
+        Change::Integration(id) => reload_integration(state, &id).await,
+        Change::Tenant(id) => {
+            state.known_tenants.write().remove(&id);
+            state.tokens.forget_tenant(&id);
+        }
+        Change::Resync => {
+            state.known_tenants.write().clear();
+            state.tokens.forget_all();
+            let mut ids = state.cache.ids();
+            match state.store.load_integrations().await {
+                Ok(all) => ids.extend(all.into_iter().map(|r| r.id)),
+                Err(e) => tracing::warn!(error = %e, "could not reload integrations"),
+            }
+            ids.sort();
+            ids.dedup();
+            for id in ids {
+                reload_integration(state, &id).await;
+            }
+        }
+    }
+}
+
+async fn reload_integration(state: &AppState, id: &str) {
+    let rec = match state.store.get_integration(id).await {
+        Ok(rec) => rec,
+        Err(e) => {
+            tracing::warn!(error = %e, integration = id, "could not reload a changed integration");
+            return;
+        }
+    };
+    let Some(rec) = rec else {
+        state.cache.remove(id);
+        state.dispatcher.integration_changed(id);
+        return;
+    };
+    let integration = match Integration::from_record(&rec, &state.sealer) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::error!(error = %e, integration = id, "a changed integration could not be opened (is CALLHOOK_SEAL_KEY the same on every node?)");
+            return;
+        }
+    };
+    // Settings changed: new limits need a new worker. A health change (failing, disabled,
+    // re-enabled) only needs the cache and this node's failure count to follow.
+    let settings_changed = state
+        .cache
+        .get(id)
+        .is_none_or(|prev| prev.to_record(&state.sealer).spec_json != rec.spec_json);
+    state.cache.put(integration);
+    if settings_changed {
+        state.dispatcher.integration_changed(id);
+    } else {
+        state.dispatcher.reset_health(id);
+    }
+    // Re-enabled elsewhere: what it queued again may be claimed here too.
+    state.dispatcher.note_due(id, now_ms());
+}

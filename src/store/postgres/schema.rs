@@ -1,0 +1,185 @@
+//! PostgreSQL migrations, applied in order under an advisory lock (several nodes may start at
+//! once) and tracked in `callhook_schema`.
+
+use tokio_postgres::Client;
+
+use super::{PgError, PgResult};
+
+/// Held while migrating, so two nodes starting together do not both migrate.
+const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6f6b; // "callhook"
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE partners (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE TABLE tenants (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    partner_id TEXT,
+    max_integrations BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX tenants_by_partner ON tenants(partner_id);
+CREATE TABLE tokens (
+    id TEXT PRIMARY KEY,
+    hash BYTEA NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    tenant_id TEXT,
+    partner_id TEXT,
+    name TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX tokens_by_name ON tokens(name);
+CREATE INDEX tokens_by_tenant ON tokens(tenant_id);
+CREATE TABLE integrations (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT,
+    partner_id TEXT,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    disabled_reason TEXT,
+    secret_sealed BYTEA,
+    secret_hint TEXT,
+    signing_sealed BYTEA NOT NULL,
+    failing_since BIGINT,
+    consecutive_failures BIGINT NOT NULL DEFAULT 0,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+CREATE INDEX integrations_by_tenant ON integrations(tenant_id);
+CREATE TABLE events (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    id TEXT NOT NULL,
+    type TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    occurred_at BIGINT NOT NULL,
+    ingested_at BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    ended_at BIGINT,
+    license_partner TEXT,
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX events_by_age ON events(ingested_at);
+CREATE INDEX cdrs_by_end ON events(ended_at, tenant_id) WHERE ended_at IS NOT NULL;
+CREATE INDEX cdrs_by_org ON events(tenant_id, ended_at) WHERE ended_at IS NOT NULL;
+CREATE INDEX cdrs_by_licence ON events(license_partner, ended_at) WHERE license_partner IS NOT NULL;
+CREATE INDEX records_by_call ON events(tenant_id, call_id) WHERE type = 'call.completed';
+CREATE TABLE deliveries (
+    id TEXT PRIMARY KEY,
+    integration_id TEXT NOT NULL,
+    tenant_id TEXT NOT NULL,
+    event_seq BIGINT NOT NULL,
+    call_id TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    ordered BOOLEAN NOT NULL,
+    manual BOOLEAN NOT NULL DEFAULT false,
+    status TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    retries_used BIGINT NOT NULL DEFAULT 0,
+    next_attempt_at BIGINT NOT NULL,
+    lease_owner TEXT,
+    lease_until BIGINT,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    last_status_code BIGINT,
+    last_error_class TEXT
+);
+-- Claims: unleased pending rows in due order, and leases by expiry (partial, so rows that are
+-- settled or in memory somewhere are not in the range a claim reads).
+CREATE INDEX deliveries_unleased ON deliveries(integration_id, next_attempt_at)
+    WHERE status = 'pending' AND lease_until IS NULL;
+CREATE INDEX deliveries_leased ON deliveries(integration_id, lease_until)
+    WHERE status = 'pending' AND lease_until IS NOT NULL;
+-- Taking over the work of a node that died.
+CREATE INDEX deliveries_by_owner ON deliveries(lease_owner) WHERE lease_owner IS NOT NULL;
+-- Held / failed / blocked rows of an integration (enable, redeliver), and pending counts.
+CREATE INDEX deliveries_by_status ON deliveries(status, integration_id, next_attempt_at);
+-- Ordered delivery: the earlier deliveries of one call to one integration.
+CREATE INDEX deliveries_by_call ON deliveries(integration_id, call_id, event_seq) WHERE ordered;
+-- The delivery log, newest first (ids sort by creation time).
+CREATE INDEX deliveries_log ON deliveries(integration_id, id);
+CREATE INDEX deliveries_by_event ON deliveries(event_seq);
+CREATE TABLE attempts (
+    delivery_id TEXT NOT NULL,
+    attempt BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    duration_ms BIGINT NOT NULL,
+    status_code BIGINT,
+    error_class TEXT,
+    error TEXT,
+    response_excerpt TEXT,
+    manual BOOLEAN NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
+CREATE TABLE recordings (
+    file_id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at BIGINT NOT NULL
+);
+CREATE INDEX recordings_by_age ON recordings(created_at);
+CREATE TABLE batch_queue (
+    integration_id TEXT NOT NULL,
+    ended_at BIGINT NOT NULL,
+    event_seq BIGINT NOT NULL,
+    PRIMARY KEY (integration_id, ended_at, event_seq)
+);
+CREATE INDEX batch_queue_by_event ON batch_queue(event_seq);
+CREATE TABLE batch_windows (
+    integration_id TEXT PRIMARY KEY,
+    last_boundary BIGINT NOT NULL
+);
+CREATE TABLE call_progress (
+    tenant_id TEXT NOT NULL,
+    call_id TEXT NOT NULL,
+    rank BIGINT NOT NULL,
+    seq BIGINT NOT NULL,
+    started_at BIGINT NOT NULL,
+    answered_at BIGINT,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (tenant_id, call_id)
+);
+CREATE INDEX call_progress_by_age ON call_progress(updated_at);
+-- Nodes sharing the database, and when each last said it was alive.
+CREATE TABLE nodes (
+    id TEXT PRIMARY KEY,
+    started_at BIGINT NOT NULL,
+    heartbeat_at BIGINT NOT NULL
+);
+"#];
+
+pub async fn migrate(client: &mut Client) -> PgResult<()> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .await?;
+    tx.batch_execute("CREATE TABLE IF NOT EXISTS callhook_schema (version BIGINT NOT NULL)")
+        .await?;
+    let version: i64 = tx
+        .query_opt("SELECT version FROM callhook_schema", &[])
+        .await?
+        .map(|r| r.get(0))
+        .unwrap_or(0);
+    if version as usize > MIGRATIONS.len() {
+        return Err(PgError::Store(crate::store::StoreError::Internal(format!(
+            "the database schema is version {version}, newer than this build knows ({}); run a newer callhook",
+            MIGRATIONS.len()
+        ))));
+    }
+    for sql in MIGRATIONS.iter().skip(version as usize) {
+        tx.batch_execute(sql).await?;
+    }
+    tx.execute("DELETE FROM callhook_schema", &[]).await?;
+    tx.execute(
+        "INSERT INTO callhook_schema (version) VALUES ($1)",
+        &[&(MIGRATIONS.len() as i64)],
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(())
+}

@@ -1,0 +1,80 @@
+//! What both backends compute the same way, kept out of their SQL.
+
+use crate::model::event::{Event, EventKind};
+use crate::store::{BatchWindow, DeliveryHead};
+
+/// Calls in one batch part: a request stays well under a few megabytes.
+pub const BATCH_PART_ITEMS: usize = 1000;
+/// Calls one window takes at most; the rest go in the next window.
+pub const BATCH_WINDOW_ITEMS: u32 = 100_000;
+
+/// A call record's end time (its `ended_at`, else when the event occurred) and the partner whose
+/// licence it used; `None` for events that are not call records.
+pub fn cdr_keys(e: &Event) -> (Option<i64>, Option<String>) {
+    if e.kind != EventKind::CallCompleted {
+        return (None, None);
+    }
+    let ended = crate::render::fields::str_at(&e.data, "ended_at")
+        .and_then(crate::time::parse_rfc3339_ms)
+        .unwrap_or(e.occurred_at_ms);
+    let licence = crate::render::fields::str_at(&e.data, "license.partner_id").map(String::from);
+    (Some(ended), licence)
+}
+
+/// The `cdr.batch` events of a closed window: its calls (already rendered as batch items, in
+/// end-time order) in parts of at most [`BATCH_PART_ITEMS`].
+pub fn batch_parts(w: &BatchWindow, items: &[serde_json::Value]) -> Vec<Event> {
+    let parts = items.len().div_ceil(BATCH_PART_ITEMS);
+    let window = serde_json::json!({"start": crate::time::format_ms(w.window_start), "end": crate::time::format_ms(w.cutoff)});
+    items
+        .chunks(BATCH_PART_ITEMS)
+        .enumerate()
+        .map(|(i, chunk)| {
+            let mut data = serde_json::Map::new();
+            if let Some(feed) = w.feed {
+                data.insert("feed".into(), serde_json::json!(feed.as_str()));
+            }
+            data.insert("window".into(), window.clone());
+            data.insert("part".into(), serde_json::json!(i + 1));
+            data.insert("parts".into(), serde_json::json!(parts));
+            data.insert("items".into(), serde_json::Value::Array(chunk.to_vec()));
+            Event {
+                id: format!("batch-{}-{}-{}", w.integration_id, w.boundary, i + 1),
+                kind: EventKind::CdrBatch,
+                tenant_id: w.owner.clone(),
+                occurred_at_ms: w.now,
+                call_id: format!("window-{}", w.boundary),
+                data,
+            }
+        })
+        .collect()
+}
+
+/// The head of a delivery created now and not yet attempted.
+pub fn fresh_head(
+    id: String,
+    integration_id: String,
+    call_id: String,
+    trigger: EventKind,
+    ordered: bool,
+    now: i64,
+) -> DeliveryHead {
+    DeliveryHead {
+        id,
+        integration_id,
+        call_id,
+        trigger,
+        ordered,
+        manual: false,
+        attempts: 0,
+        retries_used: 0,
+        created_at: now,
+    }
+}
+
+/// Delivery ids are `dlv_<ULID>`, and ULIDs sort by time: every id below this bound was created
+/// before `before_ms`, so the primary key serves as the age index.
+pub fn delivery_id_bound(before_ms: i64) -> String {
+    let ulid = ulid::Ulid::from_parts(before_ms.max(0) as u64, 0);
+    format!("dlv_{}", ulid.to_string().to_ascii_lowercase())
+}
