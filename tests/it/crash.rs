@@ -11,9 +11,15 @@ use serde_json::json;
 
 use crate::support::*;
 
-pub fn spawn_server(dir: &std::path::Path, database_url: &str, port: u16) -> Child {
+pub fn spawn_server(
+    dir: &std::path::Path,
+    database_url: &str,
+    port: u16,
+    env: &[(&str, &str)],
+) -> Child {
     Command::new(env!("CARGO_BIN_EXE_callhook"))
         .arg("serve")
+        .envs(env.iter().copied())
         .env("CALLHOOK_DATABASE_URL", database_url)
         .env("CALLHOOK_LISTEN", format!("127.0.0.1:{port}"))
         .env("CALLHOOK_DATA_DIR", dir)
@@ -68,7 +74,7 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     }
     rx.script(script, Reply::Delay(5, 200));
 
-    let mut child = spawn_server(dir.path(), &url, port);
+    let mut child = spawn_server(dir.path(), &url, port, &[]);
     wait_ready(&base).await;
     api.post("/v1/tenants", json!({"id": "acme", "name": "Acme"}))
         .await;
@@ -126,7 +132,7 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     let acked_before_kill = acked.lock().len();
     let backlog_at_kill = acked.lock().difference(&seen).count();
 
-    let mut child = spawn_server(dir.path(), &url, port);
+    let mut child = spawn_server(dir.path(), &url, port, &[]);
     wait_ready(&base).await;
     // Ingest goes on against the restarted process for a moment, then stops.
     while acked.lock().len() < acked_before_kill + 250 {

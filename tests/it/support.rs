@@ -22,12 +22,65 @@ pub struct TestServer {
     _dir: tempfile::TempDir,
 }
 
-/// The backend under test: SQLite in `dir`, or — with `CALLHOOK_TEST_POSTGRES_URL` set (see
-/// `scripts/test`) — a new, empty database on that PostgreSQL server.
+/// The backend under test: SQLite in `dir`, or — with `CALLHOOK_TEST_BACKEND=postgres` (see
+/// `scripts/test`) — a new, empty database on the server of `CALLHOOK_TEST_POSTGRES_URL`.
 pub async fn store_url(dir: &std::path::Path) -> String {
-    match std::env::var("CALLHOOK_TEST_POSTGRES_URL") {
-        Ok(admin_url) if !admin_url.is_empty() => fresh_database(&admin_url).await,
-        _ => format!("sqlite://{}", dir.join("callhook.db").display()),
+    if std::env::var("CALLHOOK_TEST_BACKEND").as_deref() == Ok("postgres") {
+        let admin_url = std::env::var("CALLHOOK_TEST_POSTGRES_URL").expect(
+            "CALLHOOK_TEST_BACKEND=postgres needs CALLHOOK_TEST_POSTGRES_URL (scripts/pg-cluster start DIR prints one)",
+        );
+        return fresh_database(&admin_url).await;
+    }
+    format!("sqlite://{}", dir.join("callhook.db").display())
+}
+
+/// A PostgreSQL server for tests that need one whatever the backend under test: the one of
+/// `CALLHOOK_TEST_POSTGRES_URL`, else a private cluster started now and stopped on drop.
+pub struct Postgres {
+    pub admin_url: String,
+    own: Option<tempfile::TempDir>,
+}
+
+impl Postgres {
+    pub fn get() -> Postgres {
+        if let Ok(url) = std::env::var("CALLHOOK_TEST_POSTGRES_URL") {
+            if !url.is_empty() {
+                return Postgres {
+                    admin_url: url,
+                    own: None,
+                };
+            }
+        }
+        let dir = tempfile::tempdir().expect("temp dir");
+        let out =
+            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster"))
+                .arg("start")
+                .arg(dir.path())
+                .output()
+                .expect("run scripts/pg-cluster");
+        assert!(
+            out.status.success(),
+            "scripts/pg-cluster start failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Postgres {
+            admin_url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            own: Some(dir),
+        }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.own {
+            let _ = std::process::Command::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/scripts/pg-cluster"
+            ))
+            .arg("stop")
+            .arg(dir.path())
+            .output();
+        }
     }
 }
 

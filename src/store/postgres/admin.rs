@@ -50,7 +50,14 @@ pub async fn create_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> 
         c,
         "INSERT INTO tenants (id, name, partner_id, max_integrations, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&t.id, &t.name, &t.partner_id, &max, &t.created_at, &t.updated_at],
+        &[
+            &t.id,
+            &t.name,
+            &t.partner_id,
+            &max,
+            &t.created_at,
+            &t.updated_at,
+        ],
     )
     .await
     .map_err(conflict_on_unique("a tenant with this id"))?;
@@ -93,11 +100,15 @@ pub async fn delete_tenant<C: GenericClient>(c: &C, instance: &str, id: &str) ->
         return Ok(false);
     }
     execute(c, "DELETE FROM tokens WHERE tenant_id = $1", &[&id]).await?;
-    let ids: Vec<String> = query(c, "SELECT id FROM integrations WHERE tenant_id = $1", &[&id])
-        .await?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ids: Vec<String> = query(
+        c,
+        "SELECT id FROM integrations WHERE tenant_id = $1",
+        &[&id],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
     for iid in ids {
         delete_integration(c, &iid).await?;
         notify(c, instance, &Change::Integration(iid)).await?;
@@ -147,9 +158,11 @@ pub async fn find_token<C: GenericClient>(c: &C, hash: &[u8; 32]) -> PgResult<Op
 }
 
 pub async fn has_token_named<C: GenericClient>(c: &C, name: &str) -> PgResult<bool> {
-    Ok(query_opt(c, "SELECT 1 FROM tokens WHERE name = $1 LIMIT 1", &[&name])
-        .await?
-        .is_some())
+    Ok(
+        query_opt(c, "SELECT 1 FROM tokens WHERE name = $1 LIMIT 1", &[&name])
+            .await?
+            .is_some(),
+    )
 }
 
 pub async fn insert_integration<C: GenericClient>(
@@ -203,8 +216,16 @@ pub async fn update_integration<C: GenericClient>(c: &C, i: &IntegrationRecord) 
             updated_at = $10
          WHERE id = $1",
         &[
-            &i.id, &i.spec_json, &i.status.as_str(), &i.disabled_reason, &i.secret_sealed,
-            &i.secret_hint, &i.signing_sealed, &i.failing_since, &failures, &i.updated_at,
+            &i.id,
+            &i.spec_json,
+            &i.status.as_str(),
+            &i.disabled_reason,
+            &i.secret_sealed,
+            &i.secret_hint,
+            &i.signing_sealed,
+            &i.failing_since,
+            &failures,
+            &i.updated_at,
         ],
     )
     .await?;
@@ -262,11 +283,7 @@ pub async fn load_integrations<C: GenericClient>(
     .collect())
 }
 
-pub async fn set_health<C: GenericClient>(
-    c: &C,
-    id: &str,
-    h: &IntegrationHealth,
-) -> PgResult<()> {
+pub async fn set_health<C: GenericClient>(c: &C, id: &str, h: &IntegrationHealth) -> PgResult<()> {
     let failures = h.consecutive_failures as i64;
     execute(
         c,
@@ -294,7 +311,14 @@ pub async fn put_recording<C: GenericClient>(c: &C, m: &RecordingMeta) -> PgResu
          ON CONFLICT (file_id) DO UPDATE SET content_type = excluded.content_type,
             bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at
          WHERE recordings.tenant_id = excluded.tenant_id",
-        &[&m.file_id, &m.tenant_id, &m.content_type, &bytes, &m.sha256, &m.created_at],
+        &[
+            &m.file_id,
+            &m.tenant_id,
+            &m.content_type,
+            &bytes,
+            &m.sha256,
+            &m.created_at,
+        ],
     )
     .await?;
     if n == 0 {

@@ -8,7 +8,7 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
-use super::{PgResult, PgError};
+use super::{PgError, PgResult};
 use crate::store::{Change, StoreError};
 
 const CHANNEL: &str = "callhook_changes";

@@ -130,7 +130,6 @@ macro_rules! on_conn {
     }};
 }
 
-
 /// Prepares (once per connection) and runs a query.
 pub(super) async fn query<C: GenericClient>(
     c: &C,
@@ -217,9 +216,10 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
         {
-            let mut client = pool.get().await.map_err(|e| {
-                StoreError::Internal(format!("cannot connect to PostgreSQL: {e}"))
-            })?;
+            let mut client = pool
+                .get()
+                .await
+                .map_err(|e| StoreError::Internal(format!("cannot connect to PostgreSQL: {e}")))?;
             schema::migrate(&mut client).await?;
         }
         let instance: Arc<str> = Arc::from(hex::encode(crate::security::random_bytes::<8>()));
@@ -239,12 +239,7 @@ pub(super) async fn notify<C: GenericClient>(
     change: &Change,
 ) -> PgResult<()> {
     let payload = listen::encode(instance, change);
-    query(
-        c,
-        "SELECT pg_notify('callhook_changes', $1)",
-        &[&payload],
-    )
-    .await?;
+    query(c, "SELECT pg_notify('callhook_changes', $1)", &[&payload]).await?;
     Ok(())
 }
 
@@ -269,7 +264,8 @@ impl Store for PgStore {
         })
     }
     async fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
-        in_tx!(self, |tx| admin::delete_tenant(&tx, &self.instance, id).await?)
+        in_tx!(self, |tx| admin::delete_tenant(&tx, &self.instance, id)
+            .await?)
     }
     async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
         in_tx!(self, |tx| admin::create_token(&tx, &token).await?)
@@ -337,7 +333,13 @@ impl Store for PgStore {
                 }
             }
         }
-        while in_tx!(self, |tx| pipeline::enable_promote_step(&tx, id, now, ENABLE_STEP).await?)?
+        while in_tx!(self, |tx| pipeline::enable_promote_step(
+            &tx,
+            id,
+            now,
+            ENABLE_STEP
+        )
+        .await?)?
             > 0
         {}
         in_tx!(self, |tx| {
@@ -351,7 +353,8 @@ impl Store for PgStore {
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
         let heads = in_tx!(self, |tx| pipeline::record(&tx, &outcomes, &lease).await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false).await?)
+        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
+            .await?)
     }
     async fn claim_due(
         &self,
@@ -369,7 +372,8 @@ impl Store for PgStore {
             now
         )
         .await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, body_only).await?)
+        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, body_only)
+            .await?)
     }
     async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
         on_conn!(self, |c| read::next_due_at(&c, integration_id).await?)
@@ -380,7 +384,8 @@ impl Store for PgStore {
     async fn recover(&self, now: i64, dead_after_ms: i64) -> StoreResult<u64> {
         // Node ids are new on every start, so a previous run of this node is one of the nodes
         // no longer heartbeating; live nodes keep their work.
-        in_tx!(self, |tx| pipeline::release_dead(&tx, now - dead_after_ms).await?)
+        in_tx!(self, |tx| pipeline::release_dead(&tx, now - dead_after_ms)
+            .await?)
     }
     async fn heartbeat(
         &self,
@@ -388,7 +393,13 @@ impl Store for PgStore {
         now: i64,
         dead_after_ms: i64,
     ) -> StoreResult<Vec<String>> {
-        in_tx!(self, |tx| pipeline::heartbeat(&tx, node, now, dead_after_ms).await?)
+        in_tx!(self, |tx| pipeline::heartbeat(
+            &tx,
+            node,
+            now,
+            dead_after_ms
+        )
+        .await?)
     }
     fn shared(&self) -> bool {
         true
@@ -404,7 +415,8 @@ impl Store for PgStore {
         integration_id: &str,
         filter: DeliveryFilter,
     ) -> StoreResult<Vec<DeliveryView>> {
-        on_conn!(self, |c| read::list_deliveries(&c, integration_id, &filter).await?)
+        on_conn!(self, |c| read::list_deliveries(&c, integration_id, &filter)
+            .await?)
     }
     async fn get_delivery(
         &self,
@@ -453,7 +465,8 @@ impl Store for PgStore {
     }
     async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
         let heads = in_tx!(self, |tx| pipeline::close_window(&tx, &window).await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false).await?)
+        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
+            .await?)
     }
     async fn cdr_counts(
         &self,
@@ -463,7 +476,10 @@ impl Store for PgStore {
         offset: u32,
         limit: u32,
     ) -> StoreResult<(Vec<(String, u64)>, u64)> {
-        on_conn!(self, |c| read::cdr_counts(&c, &scope, start, end, offset, limit).await?)
+        on_conn!(self, |c| read::cdr_counts(
+            &c, &scope, start, end, offset, limit
+        )
+        .await?)
     }
     async fn cdr_records(
         &self,

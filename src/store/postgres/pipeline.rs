@@ -95,10 +95,9 @@ pub async fn jobs_with_events<C: GenericClient>(
     heads
         .into_iter()
         .map(|(head, seq)| {
-            let event = events
-                .get(&seq)
-                .cloned()
-                .ok_or_else(|| StoreError::Internal(format!("event {seq} of a delivery is gone")))?;
+            let event = events.get(&seq).cloned().ok_or_else(|| {
+                StoreError::Internal(format!("event {seq} of a delivery is gone"))
+            })?;
             Ok(DispatchJob { head, event })
         })
         .collect()
@@ -575,7 +574,13 @@ pub async fn claim_due<C: GenericClient>(
         let rows = query(
             c,
             &sql,
-            &[&integration_id, &lease.owner.as_ref(), &lease.until, &now, &room],
+            &[
+                &integration_id,
+                &lease.owner.as_ref(),
+                &lease.until,
+                &now,
+                &room,
+            ],
         )
         .await?;
         heads.extend(rows.iter().map(head_row));
@@ -823,7 +828,19 @@ pub async fn close_window<C: GenericClient>(c: &C, w: &BatchWindow) -> PgResult<
     let seqs: Vec<i64> = queued.iter().map(|(_, s)| *s).collect();
     let heads: Vec<Claimed> = seqs
         .iter()
-        .map(|s| (fresh_head(String::new(), String::new(), String::new(), EventKind::CdrBatch, false, 0), *s))
+        .map(|s| {
+            (
+                fresh_head(
+                    String::new(),
+                    String::new(),
+                    String::new(),
+                    EventKind::CdrBatch,
+                    false,
+                    0,
+                ),
+                *s,
+            )
+        })
         .collect();
     let events = jobs_with_events(c, heads, false).await?;
     let items: Vec<serde_json::Value> = events
@@ -868,7 +885,14 @@ pub async fn close_window<C: GenericClient>(c: &C, w: &BatchWindow) -> PgResult<
         )
         .await?;
         out.push((
-            fresh_head(id, w.integration_id.clone(), event.call_id, EventKind::CdrBatch, false, w.now),
+            fresh_head(
+                id,
+                w.integration_id.clone(),
+                event.call_id,
+                EventKind::CdrBatch,
+                false,
+                w.now,
+            ),
             seq,
         ));
     }

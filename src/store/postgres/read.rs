@@ -197,9 +197,7 @@ pub async fn cdr_records<C: GenericClient>(
             " AND e.tenant_id IN (SELECT id FROM tenants WHERE partner_id = $7)",
             Some(partner_id),
         ),
-        Some(CdrScope::Billing { partner_id }) => {
-            (" AND e.license_partner = $7", Some(partner_id))
-        }
+        Some(CdrScope::Billing { partner_id }) => (" AND e.license_partner = $7", Some(partner_id)),
     };
     let (after_end, after_seq) = after.unwrap_or((i64::MIN, i64::MIN));
     let sql = format!(
@@ -271,7 +269,12 @@ pub async fn purge<C: GenericClient>(c: &C, before: i64, limit: u32) -> PgResult
     .map(|r| r.get(0))
     .collect();
     report.deliveries = ids.len() as u64;
-    report.attempts = execute(c, "DELETE FROM attempts WHERE delivery_id = ANY($1)", &[&ids]).await?;
+    report.attempts = execute(
+        c,
+        "DELETE FROM attempts WHERE delivery_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
     report.events = execute(
         c,
         "DELETE FROM events WHERE seq IN (

@@ -8,7 +8,6 @@ use crate::model::event::EventKind;
 use crate::store::shared::{fresh_head, BATCH_WINDOW_ITEMS};
 use crate::store::{BatchWindow, StoreResult};
 
-
 pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>> {
     let last: Option<i64> = c
         .query_row(
@@ -70,7 +69,14 @@ pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>>
         })
         .map_err(internal)?;
         heads.push((
-            fresh_head(id, w.integration_id.clone(), event.call_id, EventKind::CdrBatch, false, w.now),
+            fresh_head(
+                id,
+                w.integration_id.clone(),
+                event.call_id,
+                EventKind::CdrBatch,
+                false,
+                w.now,
+            ),
             seq,
         ));
     }
