@@ -153,8 +153,10 @@ pub(crate) async fn store_events(
             .collect()
     };
     let now = crate::time::now_ms();
+    let mut items = plan_all(events);
+    s.dispatcher.defer_beyond_room(&mut items);
     let batch = IngestBatch {
-        items: plan_all(events),
+        items,
         lease: s.dispatcher.lease(),
         now,
         not_before: None,
@@ -170,6 +172,12 @@ pub(crate) async fn store_events(
         crate::metrics::METRICS.stale_state();
     }
     s.dispatcher.dispatch(outcome.ready);
+    // Deliveries stored for the claimer (no room in this node's queue): it looks now.
+    let mut scheduled = outcome.scheduled;
+    scheduled.dedup();
+    for iid in &scheduled {
+        s.dispatcher.note_due(iid, now);
+    }
     if !outcome.terminated.is_empty() {
         store_derived_records(s, &outcome.terminated, &plan_all, now).await?;
     }

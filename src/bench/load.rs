@@ -33,10 +33,11 @@ async fn post(http: &reqwest::Client, base: &str, body: String) {
         .await;
 }
 
-/// Posts `events` as fast as `clients` concurrent clients can; returns the seconds it took.
+/// Posts `events` as fast as `clients` concurrent clients can, the clients spread over the
+/// nodes at `bases`; returns the seconds it took.
 pub async fn flood(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     recv: &Arc<Receiver>,
     first: usize,
     events: usize,
@@ -46,8 +47,9 @@ pub async fn flood(
     let started = Instant::now();
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let (http, base, next, recv) = (http.clone(), base.to_string(), next.clone(), recv.clone());
+    for c in 0..clients {
+        let base = bases[c % bases.len()].clone();
+        let (http, next, recv) = (http.clone(), next.clone(), recv.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let at = next.fetch_add(batch as u64, Ordering::Relaxed) as usize;
@@ -65,10 +67,11 @@ pub async fn flood(
     started.elapsed().as_secs_f64()
 }
 
-/// Posts `rate` events/s for `seconds`, in ticks of 10 ms; returns how many were sent.
+/// Posts `rate` events/s for `seconds`, in ticks of 10 ms taking turns over the nodes at
+/// `bases`; returns how many were sent.
 pub async fn steady(
     http: &reqwest::Client,
-    base: &str,
+    bases: &[String],
     recv: &Arc<Receiver>,
     first: usize,
     rate: u64,
@@ -78,10 +81,10 @@ pub async fn steady(
     let ticks = 100 * seconds as usize;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
     let mut sent = 0;
-    for _ in 0..ticks {
+    for t in 0..ticks {
         tick.tick().await;
         let body = batch_body(first + sent, per_tick, recv.now_us());
-        let (http, base) = (http.clone(), base.to_string());
+        let (http, base) = (http.clone(), bases[t % bases.len()].clone());
         tokio::spawn(async move { post(&http, &base, body).await });
         sent += per_tick;
     }

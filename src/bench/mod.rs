@@ -8,7 +8,8 @@
 //!
 //! Scenarios: `one-to-one` (one integration), `fan-out` (100 integrations match each event),
 //! `isolation` (100 healthy endpoints, then the same with one that hangs and ten that answer 500),
-//! `backlog` (deliveries held while the integration is disabled, then drained on enable).
+//! `backlog` (deliveries held while the integration is disabled, then drained on enable),
+//! `postgres` (one-to-one on PostgreSQL with one node, then two nodes sharing the database).
 
 mod load;
 mod receiver;
@@ -28,6 +29,7 @@ pub enum Scenario {
     FanOut,
     Isolation,
     Backlog,
+    Postgres,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -52,9 +54,13 @@ pub struct BenchArgs {
     /// Seconds spent measuring the loopback ceiling.
     #[arg(long, default_value_t = 3)]
     pub ceiling_seconds: u64,
-    /// Store to use (default: SQLite in a temp dir).
+    /// Store to use (default: SQLite in a temp dir). A `postgres://` URL names a server the
+    /// bench may create databases on: each run uses a new database, dropped at the end.
     #[arg(long, env = "CALLHOOK_DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Nodes sharing the store (PostgreSQL only), in this process; ingest is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
     /// Payload profile of the bench's integrations: `canonical` (spliced from the stored
     /// body) or `cdr` (built per event, its record shared by every integration of the event).
     #[arg(long, default_value = "canonical")]
@@ -87,8 +93,11 @@ fn peak_rss_mb() -> f64 {
 }
 
 struct Env {
-    running: crate::app::Running,
+    nodes: Vec<crate::app::Running>,
     base: String,
+    bases: Vec<String>,
+    /// The database created for this run, dropped at the end: (server URL, name).
+    database: Option<(String, String)>,
     http: reqwest::Client,
     recv: Arc<Receiver>,
     recv_url: String,
@@ -98,24 +107,48 @@ struct Env {
 }
 
 impl Env {
-    async fn start(args: &BenchArgs) -> anyhow::Result<Env> {
+    async fn start(args: &BenchArgs, nodes: usize) -> anyhow::Result<Env> {
         let dir = std::env::temp_dir().join(format!(
             "callhook-bench-{}",
             hex::encode(crate::security::random_bytes::<6>())
         ));
         std::fs::create_dir_all(&dir)?;
+        let database = match args.database_url.as_deref() {
+            Some(url) if url.starts_with("postgres") => Some(create_database(url).await?),
+            _ => None,
+        };
+        anyhow::ensure!(
+            nodes == 1 || database.is_some(),
+            "several nodes need a shared store: --database-url postgres://…"
+        );
         let mut config = crate::config::Config::for_data_dir(dir.clone());
-        config.database_url = args.database_url.clone();
+        config.database_url = match &database {
+            Some((server, name)) => Some(database_url(server, name)),
+            None => args.database_url.clone(),
+        };
         config.admin_token = Some(TOKEN.into());
         config.allow_insecure_http = true;
         config.allow_private_destinations = true;
         config.shutdown_grace_ms = 1000;
+        config.seal_key = Some(base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            crate::security::random_bytes::<32>(),
+        ));
         let recv = Receiver::new();
         let recv_url = receiver::start(recv.clone()).await?;
-        let running = crate::app::start(config).await?;
+        let mut running = Vec::new();
+        for _ in 0..nodes.max(1) {
+            running.push(crate::app::start(config.clone()).await?);
+        }
+        let bases: Vec<String> = running
+            .iter()
+            .map(|r| format!("http://{}", r.addr))
+            .collect();
         let env = Env {
-            base: format!("http://{}", running.addr),
-            running,
+            base: bases[0].clone(),
+            bases,
+            nodes: running,
+            database,
             http: reqwest::Client::new(),
             recv,
             recv_url,
@@ -171,7 +204,7 @@ impl Env {
         let started = Instant::now();
         let ingest_s = load::flood(
             &self.http,
-            &self.base,
+            &self.bases,
             &self.recv,
             self.next_event,
             args.events,
@@ -202,7 +235,7 @@ impl Env {
         let events_rate = (rate / fan).max(1);
         let sent = load::steady(
             &self.http,
-            &self.base,
+            &self.bases,
             &self.recv,
             self.next_event,
             events_rate,
@@ -216,10 +249,68 @@ impl Env {
         let lat = self.recv.take_latencies();
         json!({"deliveries_per_s": rate, "kept_up": done, "latency_ms": percentiles(&lat)})
     }
+
+    /// Stops every node and removes what the run created.
+    async fn stop(self) {
+        for node in self.nodes {
+            node.shutdown().await;
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((server, name)) = &self.database {
+            if let Err(e) = drop_database(server, name).await {
+                tracing::warn!(error = %e, database = %name, "could not drop the bench database");
+            }
+        }
+    }
+}
+
+/// `server` with its database name replaced by `name`.
+fn database_url(server: &str, name: &str) -> String {
+    let (head, query) = server.split_once('?').unwrap_or((server, ""));
+    // postgres://user@host:port/db → postgres://user@host:port
+    let authority_end = head.find("://").map_or(0, |i| i + 3);
+    let base = match head[authority_end..].find('/') {
+        Some(i) => &head[..authority_end + i],
+        None => head,
+    };
+    match query {
+        "" => format!("{base}/{name}"),
+        q => format!("{base}/{name}?{q}"),
+    }
+}
+
+async fn admin_client(server: &str) -> anyhow::Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(server, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    Ok(client)
+}
+
+async fn create_database(server: &str) -> anyhow::Result<(String, String)> {
+    let name = format!(
+        "callhook_bench_{}",
+        hex::encode(crate::security::random_bytes::<6>())
+    );
+    admin_client(server)
+        .await?
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    Ok((server.to_string(), name))
+}
+
+async fn drop_database(server: &str, name: &str) -> anyhow::Result<()> {
+    admin_client(server)
+        .await?
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    Ok(())
+}
+
+fn ratio(deliveries_per_s: &Value, ceiling: f64) -> Value {
+    json!(((deliveries_per_s.as_f64().unwrap_or(0.0) / ceiling) * 1000.0).round() / 1000.0)
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut env = Env::start(&args).await?;
+    let mut env = Env::start(&args, args.nodes).await?;
     let ceiling =
         load::loopback_ceiling(&format!("{}/h/ceiling", env.recv_url), args.ceiling_seconds).await;
     env.recv
@@ -236,10 +327,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         Scenario::OneToOne => {
             env.integration("/h/0", json!({})).await?;
             let t = env.throughput(&args, 1).await?;
-            result["ratio_to_ceiling"] = json!(
-                ((t["deliveries_per_s"].as_f64().unwrap_or(0.0) / ceiling) * 1000.0).round()
-                    / 1000.0
-            );
+            result["ratio_to_ceiling"] = ratio(&t["deliveries_per_s"], ceiling);
             result["throughput"] = t;
             result["steady"] = env.steady(args.rate, args.seconds, 1).await;
         }
@@ -252,10 +340,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 .await?;
             }
             let t = env.throughput(&args, 100).await?;
-            result["ratio_to_ceiling"] = json!(
-                ((t["deliveries_per_s"].as_f64().unwrap_or(0.0) / ceiling) * 1000.0).round()
-                    / 1000.0
-            );
+            result["ratio_to_ceiling"] = ratio(&t["deliveries_per_s"], ceiling);
             result["throughput"] = t;
             result["steady"] = env.steady(args.rate, args.seconds, 100).await;
         }
@@ -292,7 +377,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             .await?;
             let ingest_s = load::flood(
                 &env.http,
-                &env.base,
+                &env.bases,
                 &env.recv,
                 0,
                 args.events,
@@ -320,11 +405,29 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "drain_per_s": (args.events as f64 / drain_s).round(),
             });
         }
+        Scenario::Postgres => {
+            anyhow::ensure!(
+                args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")),
+                "the postgres scenario needs --database-url postgres://… (scripts/pg-cluster start DIR starts a private server and prints its URL)"
+            );
+            env.integration("/h/0", json!({})).await?;
+            let one = env.throughput(&args, 1).await?;
+            result["one_node"] = json!({
+                "throughput": one, "ratio_to_ceiling": ratio(&one["deliveries_per_s"], ceiling),
+                "steady": env.steady(args.rate, args.seconds, 1).await,
+            });
+            env.stop().await;
+            env = Env::start(&args, 2).await?;
+            env.integration("/h/0", json!({})).await?;
+            let two = env.throughput(&args, 1).await?;
+            result["two_nodes"] = json!({
+                "throughput": two, "ratio_to_ceiling": ratio(&two["deliveries_per_s"], ceiling),
+                "steady": env.steady(args.rate, args.seconds, 1).await,
+            });
+        }
     }
     result["peak_rss_mb"] = json!(peak_rss_mb());
-    let dir = env.dir.clone();
-    env.running.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
+    env.stop().await;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&result)?);
     } else {

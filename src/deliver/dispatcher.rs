@@ -176,6 +176,28 @@ impl Dispatcher {
         }
     }
 
+    /// Marks the deliveries this node's queues have no room for, so they are stored for the
+    /// claimer instead of leased here and given back.
+    pub fn defer_beyond_room(&self, items: &mut [crate::store::IngestItem]) {
+        let mut room: HashMap<String, usize> = HashMap::new();
+        for d in items.iter_mut().flat_map(|i| i.deliveries.iter_mut()) {
+            if d.held {
+                continue;
+            }
+            let left = room.entry(d.integration_id.clone()).or_insert_with(|| {
+                match self.workers.lock().get(&d.integration_id) {
+                    Some(tx) => tx.capacity(),
+                    None => QUEUE_PER_SLOT, // a new queue holds at least this many
+                }
+            });
+            if *left == 0 {
+                d.defer = true;
+            } else {
+                *left -= 1;
+            }
+        }
+    }
+
     /// Notes that an integration has store work claimable at `at`.
     pub fn note_due(&self, integration_id: &str, at: i64) {
         let mut due = self.due.lock();

@@ -85,6 +85,7 @@ pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>
             trigger,
             ordered: i.valid.ordered(),
             held: i.status == IntegrationStatus::Disabled,
+            defer: false,
         });
     }
     IngestItem {

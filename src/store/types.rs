@@ -115,6 +115,9 @@ pub struct NewDelivery {
     pub ordered: bool,
     /// The integration is disabled: record as held.
     pub held: bool,
+    /// This node's queue for the integration is full: stored unleased for the claimer, rather
+    /// than leased now and given back (one write instead of two).
+    pub defer: bool,
 }
 
 #[derive(Debug, Clone)]

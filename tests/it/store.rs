@@ -40,6 +40,7 @@ fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
         trigger: EventKind::CallState,
         ordered,
         held,
+        defer: false,
     }
 }
 

@@ -131,6 +131,8 @@ macro_rules! on_conn {
 }
 
 /// Prepares (once per connection) and runs a query.
+mod group;
+
 pub(super) async fn query<C: GenericClient>(
     c: &C,
     sql: &str,
@@ -192,6 +194,7 @@ pub(super) fn lock_key(space: &str, a: &str, b: &str) -> i64 {
 
 pub struct PgStore {
     pool: Pool,
+    recorder: group::Recorder,
     /// This store's id in the NOTIFY payloads it sends, so it ignores its own.
     instance: Arc<str>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
@@ -225,6 +228,7 @@ impl PgStore {
         let instance: Arc<str> = Arc::from(hex::encode(crate::security::random_bytes::<8>()));
         let changes = listen::start(config, instance.clone()).await?;
         Ok(PgStore {
+            recorder: group::Recorder::start(pool.clone()),
             pool,
             instance,
             changes: Mutex::new(Some(changes)),
@@ -352,7 +356,7 @@ impl Store for PgStore {
         in_tx!(self, |tx| pipeline::ingest(&tx, &batch).await?)
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
-        let heads = in_tx!(self, |tx| pipeline::record(&tx, &outcomes, &lease).await?)?;
+        let heads = self.recorder.record(outcomes, lease).await?;
         on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
             .await?)
     }

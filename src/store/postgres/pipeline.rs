@@ -268,7 +268,7 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
         } else {
             DeliveryStatus::Pending
         };
-        let leased = status == DeliveryStatus::Pending && batch.not_before.is_none();
+        let leased = status == DeliveryStatus::Pending && batch.not_before.is_none() && !d.defer;
         if !leased && status == DeliveryStatus::Pending {
             out.scheduled.push(d.integration_id.clone());
         }
@@ -379,11 +379,13 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
+/// Records outcomes; returns the deliveries promoted, each with the index of the outcome that
+/// settled the delivery before it.
 pub async fn record<C: GenericClient>(
     c: &C,
     outcomes: &[Outcome],
     lease: &Lease,
-) -> PgResult<Vec<Claimed>> {
+) -> PgResult<Vec<(usize, Claimed)>> {
     let settles = |o: &Outcome| matches!(o.next, NextStep::Succeeded | NextStep::Failed);
     let keys: Vec<i64> = outcomes
         .iter()
@@ -470,6 +472,10 @@ pub async fn record<C: GenericClient>(
         );
         classes.push(o.attempt.as_ref().and_then(|a| a.error_class));
     }
+    // Rows are looked up by key (`d.id = ANY($1)`). "Still pending" is compared with a value
+    // of the array, not a constant: with a constant the planner may read every open delivery
+    // through the partial `deliveries_open` index instead, when its statistics lag behind a
+    // fast-growing table (seen: 3 500 rows read to update 60).
     let changed: HashSet<String> = query(
         c,
         "UPDATE deliveries d SET status = u.st, attempts = d.attempts + u.inc, retries_used = u.ret,
@@ -477,12 +483,13 @@ pub async fn record<C: GenericClient>(
             last_status_code = COALESCE(u.code, d.last_status_code),
             last_error_class = CASE WHEN u.inc = 1 THEN u.cls ELSE d.last_error_class END
          FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
-                     $7::int8[], $8::int8[], $9::int8[], $10::text[])
-              AS u(id, st, inc, ret, nxt, own, unt, now, code, cls)
-         WHERE d.id = u.id AND d.status = 'pending'
+                     $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[])
+              AS u(id, st, inc, ret, nxt, own, unt, now, code, cls, expect)
+         WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect
          RETURNING d.id",
         &[
             &ids, &statuses, &incs, &retries, &next_at, &owners, &until, &nows, &codes, &classes,
+            &vec!["pending"; n],
         ],
     )
     .await?
@@ -491,12 +498,12 @@ pub async fn record<C: GenericClient>(
     .collect();
 
     let mut promoted = Vec::new();
-    for o in outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         let h = &o.head;
         if settles(o) && h.ordered && !h.manual && changed.contains(&h.id) {
             if let Some(next) = promote_next(c, &h.integration_id, &h.call_id, lease, o.now).await?
             {
-                promoted.push(next);
+                promoted.push((i, next));
             }
         }
     }
@@ -590,11 +597,13 @@ pub async fn claim_due<C: GenericClient>(
 }
 
 pub async fn release<C: GenericClient>(c: &C, ids: &[String]) -> PgResult<()> {
+    // By key, "still pending" compared with a value of the array (see `record`).
     execute(
         c,
-        "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
-         WHERE id = ANY($1) AND status = 'pending'",
-        &[&ids],
+        "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL
+         FROM unnest($1::text[], $2::text[]) AS u(id, expect)
+         WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect",
+        &[&ids, &vec!["pending"; ids.len()]],
     )
     .await?;
     Ok(())

@@ -42,7 +42,10 @@ pub async fn next_due_at<C: GenericClient>(c: &C, integration_id: &str) -> PgRes
 pub async fn integrations_with_pending<C: GenericClient>(c: &C) -> PgResult<Vec<String>> {
     Ok(query(
         c,
-        "SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending'",
+        // Each half is one of the partial due indexes.
+        "SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NULL
+         UNION
+         SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL",
         &[],
     )
     .await?

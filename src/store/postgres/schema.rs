@@ -96,8 +96,14 @@ CREATE INDEX deliveries_leased ON deliveries(integration_id, lease_until)
     WHERE status = 'pending' AND lease_until IS NOT NULL;
 -- Taking over the work of a node that died.
 CREATE INDEX deliveries_by_owner ON deliveries(lease_owner) WHERE lease_owner IS NOT NULL;
--- Held / failed / blocked rows of an integration (enable, redeliver), and pending counts.
-CREATE INDEX deliveries_by_status ON deliveries(status, integration_id, next_attempt_at);
+-- Every update of a delivery changes an indexed column, so it writes to every index whose
+-- predicate the new row matches: indexes are partial wherever a query allows, and a row that
+-- succeeded lives in only three (key, log, event).
+-- What is still to be sent (pending counts and age).
+CREATE INDEX deliveries_open ON deliveries(created_at) WHERE status IN ('pending', 'blocked');
+-- What re-enabling or a redelivery may send again.
+CREATE INDEX deliveries_to_resend ON deliveries(integration_id, next_attempt_at)
+    WHERE status IN ('held', 'failed');
 -- Ordered delivery: the earlier deliveries of one call to one integration.
 CREATE INDEX deliveries_by_call ON deliveries(integration_id, call_id, event_seq) WHERE ordered;
 -- The delivery log, newest first (ids sort by creation time).

@@ -229,7 +229,8 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
             } else {
                 DeliveryStatus::Pending
             };
-            let leased = status == DeliveryStatus::Pending && batch.not_before.is_none();
+            let leased =
+                status == DeliveryStatus::Pending && batch.not_before.is_none() && !d.defer;
             if !leased && status == DeliveryStatus::Pending {
                 out.scheduled.push(d.integration_id.clone());
             }
