@@ -13,6 +13,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::json;
 
+use callhook::model::event::parse_event;
+use callhook::store::{BatchWindow, IngestBatch, IngestItem, Lease};
+
 use crate::crash::{spawn_server, wait_ready};
 use crate::support::*;
 
@@ -320,4 +323,93 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
     assert!(duplicates <= 64, "{duplicates} duplicates");
     let _ = node_b.kill();
     let _ = node_b.wait();
+}
+
+fn queued_call(n: usize) -> IngestItem {
+    let id = format!("w-{n}");
+    let event = parse_event(json!({"id": id, "type": "call.completed", "tenant_id": "t",
+        "occurred_at": "2026-11-22T10:00:30Z", "call_id": id, "data": {"ended_at": "2026-11-22T10:00:30Z"}}))
+    .expect("event");
+    IngestItem {
+        body: event.canonical_json(),
+        event,
+        deliveries: vec![],
+        batch: vec!["b1".into()],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_closing_the_same_window_send_it_once() {
+    let pg = Postgres::get();
+    let url = fresh_database(&pg.admin_url).await;
+    let node_a = callhook::store::open(&url).await.expect("open a");
+    let node_b = callhook::store::open(&url).await.expect("open b");
+    let boundary = callhook::time::parse_rfc3339_ms("2026-11-22T10:01:00Z").unwrap_or_default();
+    let lease = |owner: &str| Lease {
+        owner: Arc::from(owner),
+        until: boundary + 600_000,
+    };
+    node_a
+        .ingest(IngestBatch {
+            items: (0..2500).map(queued_call).collect(),
+            lease: lease("a"),
+            now: boundary + 1000,
+            not_before: None,
+        })
+        .await
+        .expect("ingest");
+    let window = |owner: &str| BatchWindow {
+        integration_id: "b1".into(),
+        owner: "t".into(),
+        boundary,
+        cutoff: boundary,
+        window_start: boundary - 60_000,
+        feed: None,
+        privacy: Default::default(),
+        lease: lease(owner),
+        now: boundary + 1000,
+    };
+    // Both nodes' schedulers reach the boundary at the same moment, several times over.
+    let (a, b) = tokio::join!(
+        node_a.close_window(window("a")),
+        node_b.close_window(window("b"))
+    );
+    let (a, b) = (a.expect("close on a"), b.expect("close on b"));
+    let (c, d) = tokio::join!(
+        node_a.close_window(window("a")),
+        node_b.close_window(window("b"))
+    );
+    let (c, d) = (c.expect("again"), d.expect("again"));
+    let parts: Vec<_> = a.iter().chain(&b).chain(&c).chain(&d).collect();
+    assert_eq!(
+        parts.len(),
+        3,
+        "2 500 calls are three parts of one batch, closed once"
+    );
+    assert!(a.is_empty() || b.is_empty(), "one node closed it, not both");
+    let mut calls: Vec<String> = parts
+        .iter()
+        .flat_map(|p| {
+            p.event.event.data["items"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .map(|i| i["id"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let sent = calls.len();
+    calls.sort();
+    calls.dedup();
+    assert_eq!((sent, calls.len()), (2500, 2500), "every call once");
+
+    // The purge: one node at a time; the other skips its turn instead of doubling the work.
+    let (ra, rb) = tokio::join!(
+        node_a.purge(i64::MAX, 10_000),
+        node_b.purge(i64::MAX, 10_000)
+    );
+    let (ra, rb) = (ra.expect("purge a"), rb.expect("purge b"));
+    assert!(
+        ra.total() == 0 || rb.total() == 0,
+        "both purged at once: {ra:?} {rb:?}"
+    );
 }
