@@ -159,6 +159,17 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
         .iter()
         .map(|r| ((r.get(1), r.get(2)), r.get(0)))
         .collect();
+    let records: Vec<&Event> = batch
+        .items
+        .iter()
+        .map(|i| &i.event)
+        .filter(|e| {
+            e.kind == EventKind::CallCompleted
+                && !e.id.starts_with(DERIVED_CDR_PREFIX)
+                && seqs.contains_key(&(e.tenant_id.clone(), e.id.clone()))
+        })
+        .collect();
+    progress::supersede_derived(c, &records, now).await?;
 
     struct Pending<'a> {
         d: &'a NewDelivery,
@@ -195,8 +206,6 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
                     }
                 }
             }
-        } else if e.kind == EventKind::CallCompleted && !e.id.starts_with(DERIVED_CDR_PREFIX) {
-            progress::supersede_derived(c, e, now).await?;
         }
         let (ended_at, _) = cdr_keys(e);
         for iid in &item.batch {

@@ -3,7 +3,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, query_opt, PgResult};
+use super::{execute, query, query_opt, PgResult};
 use crate::ingest::from_states::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 
@@ -74,23 +74,47 @@ pub async fn has_source_record<C: GenericClient>(c: &C, e: &Event) -> PgResult<b
     .is_some())
 }
 
-pub async fn supersede_derived<C: GenericClient>(c: &C, e: &Event, now: i64) -> PgResult<u64> {
-    let derived = format!("{DERIVED_CDR_PREFIX}{}", e.call_id);
-    let Some(seq) = query_opt(
+/// Sources' own records arrived for these calls: the records built from their states stop
+/// counting, and those of their deliveries still waiting for their grace time are cancelled.
+/// One statement for a whole request (most calls have no built record; asking per event would
+/// be a round trip each). Returns how many deliveries were cancelled.
+pub async fn supersede_derived<C: GenericClient>(
+    c: &C,
+    records: &[&Event],
+    now: i64,
+) -> PgResult<u64> {
+    if records.is_empty() {
+        return Ok(0);
+    }
+    let tenants: Vec<&str> = records.iter().map(|e| e.tenant_id.as_str()).collect();
+    let derived: Vec<String> = records
+        .iter()
+        .map(|e| format!("{DERIVED_CDR_PREFIX}{}", e.call_id))
+        .collect();
+    let seqs: Vec<i64> = query(
         c,
-        "UPDATE events SET ended_at = NULL WHERE tenant_id = $1 AND id = $2 RETURNING seq",
-        &[&e.tenant_id, &derived],
+        "UPDATE events e SET ended_at = NULL FROM unnest($1::text[], $2::text[]) AS u(t, i)
+         WHERE e.tenant_id = u.t AND e.id = u.i RETURNING e.seq",
+        &[&tenants, &derived],
     )
     .await?
-    .map(|r| r.get::<_, i64>(0)) else {
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if seqs.is_empty() {
         return Ok(0);
-    };
-    execute(c, "DELETE FROM batch_queue WHERE event_seq = $1", &[&seq]).await?;
+    }
+    execute(
+        c,
+        "DELETE FROM batch_queue WHERE event_seq = ANY($1)",
+        &[&seqs],
+    )
+    .await?;
     execute(
         c,
         "UPDATE deliveries SET status = 'cancelled', updated_at = $2
-         WHERE event_seq = $1 AND status IN ('pending', 'held') AND lease_owner IS NULL",
-        &[&seq, &now],
+         WHERE event_seq = ANY($1) AND status IN ('pending', 'held') AND lease_owner IS NULL",
+        &[&seqs, &now],
     )
     .await
 }
