@@ -7,17 +7,8 @@ use super::{execute, query, query_opt, PgResult};
 use crate::ingest::from_states::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 
-pub enum Advance {
-    Stale,
-    Moved,
-    Terminated {
-        started_at: i64,
-        answered_at: Option<i64>,
-    },
-}
-
-const CONFIRMED: u8 = 3;
-const TERMINATED: u8 = 4;
+pub use crate::store::shared::Advance;
+use crate::store::shared::{advance_call, Progress};
 
 pub async fn advance<C: GenericClient>(
     c: &C,
@@ -26,40 +17,32 @@ pub async fn advance<C: GenericClient>(
     seq: i64,
     now: i64,
 ) -> PgResult<Advance> {
-    let known: Option<(i64, i64, i64, Option<i64>)> = query_opt(
+    let known = query_opt(
         c,
         "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = $1 AND call_id = $2",
         &[&e.tenant_id, &e.call_id],
     )
     .await?
-    .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)));
-    if let Some((k_rank, k_seq, _, _)) = known {
-        if (rank as i64, seq) <= (k_rank, k_seq) {
-            return Ok(Advance::Stale);
-        }
-    }
-    let started_at = known
-        .map(|k| k.2.min(e.occurred_at_ms))
-        .unwrap_or(e.occurred_at_ms);
-    let answered_at = known
-        .and_then(|k| k.3)
-        .or((rank == CONFIRMED).then_some(e.occurred_at_ms));
+    .map(|r| Progress {
+        rank: r.get(0),
+        seq: r.get(1),
+        started_at: r.get(2),
+        answered_at: r.get(3),
+    });
+    let (next, advance) = advance_call(known, rank, seq, e.occurred_at_ms);
+    let Some(p) = next else {
+        return Ok(advance);
+    };
     execute(
         c,
         "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (tenant_id, call_id) DO UPDATE SET rank = $3, seq = $4, started_at = $5,
              answered_at = $6, updated_at = $7",
-        &[&e.tenant_id, &e.call_id, &(rank as i64), &seq, &started_at, &answered_at, &now],
+        &[&e.tenant_id, &e.call_id, &p.rank, &p.seq, &p.started_at, &p.answered_at, &now],
     )
     .await?;
-    Ok(match rank {
-        TERMINATED => Advance::Terminated {
-            started_at,
-            answered_at,
-        },
-        _ => Advance::Moved,
-    })
+    Ok(advance)
 }
 
 pub async fn has_source_record<C: GenericClient>(c: &C, e: &Event) -> PgResult<bool> {

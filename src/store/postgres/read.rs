@@ -218,18 +218,7 @@ pub async fn cdr_records<C: GenericClient>(
     query(c, &sql, &params)
         .await?
         .iter()
-        .map(|r| {
-            let (ended_at, seq, body): (i64, i64, String) = (r.get(0), r.get(1), r.get(2));
-            let value = serde_json::from_str(&body)
-                .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
-            let event = crate::model::event::parse_stored(value)
-                .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
-            Ok(CdrRow {
-                ended_at,
-                seq,
-                event: std::sync::Arc::new(crate::model::event::StoredEvent { seq, event, body }),
-            })
-        })
+        .map(|r| Ok(crate::store::shared::cdr_row(r.get(0), r.get(1), r.get(2))?))
         .collect()
 }
 

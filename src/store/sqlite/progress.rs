@@ -8,45 +8,31 @@ use crate::ingest::from_states::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 use crate::store::StoreResult;
 
-pub enum Advance {
-    /// Not past the call's latest accepted state: stored, not routed.
-    Stale,
-    /// Past it; the call goes on.
-    Moved,
-    /// The call ended with this state.
-    Terminated {
-        started_at: i64,
-        answered_at: Option<i64>,
-    },
-}
-
-const CONFIRMED: u8 = 3;
-const TERMINATED: u8 = 4;
+pub use crate::store::shared::Advance;
+use crate::store::shared::{advance_call, Progress};
 
 /// Records the state at `(rank, seq)` if it moves the call forward.
 pub fn advance(c: &Connection, e: &Event, rank: u8, seq: i64, now: i64) -> StoreResult<Advance> {
-    let known: Option<(u8, i64, i64, Option<i64>)> = c
+    let known: Option<Progress> = c
         .prepare_cached(
             "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = ?1 AND call_id = ?2",
         )
         .and_then(|mut st| {
             st.query_row([&e.tenant_id, &e.call_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                Ok(Progress {
+                    rank: r.get(0)?,
+                    seq: r.get(1)?,
+                    started_at: r.get(2)?,
+                    answered_at: r.get(3)?,
+                })
             })
             .optional()
         })
         .map_err(internal)?;
-    if let Some((k_rank, k_seq, _, _)) = known {
-        if (rank, seq) <= (k_rank, k_seq) {
-            return Ok(Advance::Stale);
-        }
-    }
-    let started_at = known
-        .map(|k| k.2.min(e.occurred_at_ms))
-        .unwrap_or(e.occurred_at_ms);
-    let answered_at = known
-        .and_then(|k| k.3)
-        .or((rank == CONFIRMED).then_some(e.occurred_at_ms));
+    let (next, advance) = advance_call(known, rank, seq, e.occurred_at_ms);
+    let Some(p) = next else {
+        return Ok(advance);
+    };
     c.prepare_cached(
         "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
@@ -57,21 +43,15 @@ pub fn advance(c: &Connection, e: &Event, rank: u8, seq: i64, now: i64) -> Store
         st.execute(params![
             e.tenant_id,
             e.call_id,
-            rank,
-            seq,
-            started_at,
-            answered_at,
+            p.rank,
+            p.seq,
+            p.started_at,
+            p.answered_at,
             now
         ])
     })
     .map_err(internal)?;
-    Ok(match rank {
-        TERMINATED => Advance::Terminated {
-            started_at,
-            answered_at,
-        },
-        _ => Advance::Moved,
-    })
+    Ok(advance)
 }
 
 /// Whether the source sent its own `call.completed` for the call.

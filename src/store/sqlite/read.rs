@@ -217,14 +217,6 @@ pub fn cdr_records(
     .and_then(|rows| rows.collect())
     .map_err(internal)?;
     rows.into_iter()
-        .map(|(ended_at, seq, body)| {
-            let value = serde_json::from_str(&body).map_err(internal)?;
-            let event = crate::model::event::parse_stored(value).map_err(internal)?;
-            Ok(CdrRow {
-                ended_at,
-                seq,
-                event: std::sync::Arc::new(crate::model::event::StoredEvent { seq, event, body }),
-            })
-        })
+        .map(|(ended_at, seq, body)| crate::store::shared::cdr_row(ended_at, seq, body))
         .collect()
 }
