@@ -507,3 +507,45 @@ async fn claiming_for_a_splicing_integration_skips_parsing_the_event() {
     );
     assert!(e.body.contains("\"dtmf\""), "the body is whole: {}", e.body);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_request_does_not_take_the_requests_committed_with_it_down() {
+    let (s, _d) = store().await;
+    let batch = |event: &str, delivery_id: &str| IngestBatch {
+        // Both requests of a round use one delivery id: only one of them can be stored.
+        items: vec![item(
+            event,
+            event,
+            vec![delivery(delivery_id, false, false)],
+        )],
+        lease: lease("n", 10_000),
+        now: 1000,
+        not_before: None,
+    };
+    // Submitted together, so the stores commit them in one group where they group writes.
+    let mut results = Vec::new();
+    for round in 0..5 {
+        let (a, b, c) = tokio::join!(
+            s.ingest(batch(&format!("ok-{round}"), &format!("same-{round}"))),
+            s.ingest(batch(&format!("clash-{round}"), &format!("same-{round}"))),
+            s.ingest(IngestBatch {
+                items: vec![item(&format!("other-{round}"), "c", vec![])],
+                lease: lease("n", 10_000),
+                now: 1000,
+                not_before: None,
+            }),
+        );
+        results.push((a.is_ok(), b.is_ok(), c.map(|o| o.accepted)));
+    }
+    for (round, (a_stored, b_stored, c)) in results.into_iter().enumerate() {
+        // Exactly one of the two clashing requests is stored (whichever ran first); the
+        // unrelated one always is.
+        assert!(a_stored != b_stored, "round {round}: {a_stored} {b_stored}");
+        let c = c.ok();
+        assert_eq!(
+            c,
+            Some(1),
+            "round {round}: the unrelated request was stored"
+        );
+    }
+}

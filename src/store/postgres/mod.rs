@@ -84,7 +84,7 @@ fn describe(e: &tokio_postgres::Error) -> String {
 }
 
 impl PgError {
-    fn retryable(&self) -> bool {
+    pub(super) fn retryable(&self) -> bool {
         matches!(self, PgError::Db(e) if matches!(e.code(), Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE))
     }
 
@@ -194,7 +194,7 @@ pub(super) fn lock_key(space: &str, a: &str, b: &str) -> i64 {
 
 pub struct PgStore {
     pool: Pool,
-    recorder: group::Recorder,
+    committers: group::Committers,
     /// This store's id in the NOTIFY payloads it sends, so it ignores its own.
     instance: Arc<str>,
     changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
@@ -228,7 +228,7 @@ impl PgStore {
         let instance: Arc<str> = Arc::from(hex::encode(crate::security::random_bytes::<8>()));
         let changes = listen::start(config, instance.clone()).await?;
         Ok(PgStore {
-            recorder: group::Recorder::start(pool.clone()),
+            committers: group::Committers::start(pool.clone()),
             pool,
             instance,
             changes: Mutex::new(Some(changes)),
@@ -353,10 +353,10 @@ impl Store for PgStore {
         Ok(queued)
     }
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        in_tx!(self, |tx| pipeline::ingest(&tx, &batch).await?)
+        self.committers.ingest(batch).await
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
-        let heads = self.recorder.record(outcomes, lease).await?;
+        let heads = self.committers.record(outcomes, lease).await?;
         on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
             .await?)
     }

@@ -103,10 +103,9 @@ pub async fn jobs_with_events<C: GenericClient>(
         .collect()
 }
 
-pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<IngestOutcome> {
-    let mut out = IngestOutcome::default();
-    let now = batch.now;
-    // Every lock this request needs, taken up front and in order.
+/// The advisory locks an ingest request needs: each call it records progress or a record for,
+/// and each (integration, call) it adds an ordered delivery to.
+pub fn ingest_lock_keys(batch: &IngestBatch) -> Vec<i64> {
     let mut keys = Vec::new();
     for item in &batch.items {
         let e = &item.event;
@@ -117,9 +116,35 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
             keys.push(order_lock(&d.integration_id, &e.call_id));
         }
     }
-    lock_keys(c, keys).await?;
+    keys
+}
 
-    let n = batch.items.len();
+pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<IngestOutcome> {
+    Ok(ingest_many(c, &[batch]).await?.pop().unwrap_or_default())
+}
+
+/// Stores several ingest requests with the same statements (one insert of all their events,
+/// one of all their deliveries…), as if one after the other; one outcome per request.
+pub async fn ingest_many<C: GenericClient>(
+    c: &C,
+    batches: &[&IngestBatch],
+) -> PgResult<Vec<IngestOutcome>> {
+    let mut outs: Vec<IngestOutcome> = batches.iter().map(|_| IngestOutcome::default()).collect();
+    let now = batches.iter().map(|b| b.now).max().unwrap_or_default();
+    // Every lock the requests need, taken up front and in order (already held when the group
+    // committer took them: taking them again is free).
+    lock_keys(
+        c,
+        batches.iter().flat_map(|b| ingest_lock_keys(b)).collect(),
+    )
+    .await?;
+    let items: Vec<(usize, &IngestItem)> = batches
+        .iter()
+        .enumerate()
+        .flat_map(|(r, b)| b.items.iter().map(move |i| (r, i)))
+        .collect();
+
+    let n = items.len();
     let (mut tenants, mut ids, mut types, mut calls) = (
         Vec::with_capacity(n),
         Vec::with_capacity(n),
@@ -132,7 +157,9 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
         Vec::with_capacity(n),
         Vec::with_capacity(n),
     );
-    for item in &batch.items {
+    let mut ingested = Vec::with_capacity(n);
+    for (r, item) in &items {
+        ingested.push(batches[*r].now);
         let e = &item.event;
         let (ended_at, licence) = cdr_keys(e);
         tenants.push(e.tenant_id.as_str());
@@ -147,22 +174,21 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
     let inserted = query(
         c,
         "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body, ended_at, license_partner)
-         SELECT t, i, ty, ca, o, $9, b, en, l
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::text[])
-              AS u(t, i, ty, ca, o, b, en, l)
+         SELECT t, i, ty, ca, o, ing, b, en, l
+         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::int8[], $8::text[], $9::int8[])
+              AS u(t, i, ty, ca, o, b, en, l, ing)
          ON CONFLICT (tenant_id, id) DO NOTHING
          RETURNING seq, tenant_id, id",
-        &[&tenants, &ids, &types, &calls, &occurred, &bodies, &ended, &licences, &now],
+        &[&tenants, &ids, &types, &calls, &occurred, &bodies, &ended, &licences, &ingested],
     )
     .await?;
     let mut seqs: HashMap<(String, String), i64> = inserted
         .iter()
         .map(|r| ((r.get(1), r.get(2)), r.get(0)))
         .collect();
-    let records: Vec<&Event> = batch
-        .items
+    let records: Vec<&Event> = items
         .iter()
-        .map(|i| &i.event)
+        .map(|(_, i)| &i.event)
         .filter(|e| {
             e.kind == EventKind::CallCompleted
                 && !e.id.starts_with(DERIVED_CDR_PREFIX)
@@ -172,12 +198,15 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
     progress::supersede_derived(c, &records, now).await?;
 
     struct Pending<'a> {
+        request: usize,
         d: &'a NewDelivery,
         stored: Arc<StoredEvent>,
     }
     let mut new_deliveries: Vec<Pending> = Vec::new();
     let mut queue_rows: Vec<(&str, i64, i64)> = Vec::new();
-    for item in &batch.items {
+    for &(r, item) in &items {
+        let out = &mut outs[r];
+        let now = batches[r].now;
         let e = &item.event;
         // The first item with an id takes its seq; a repeat within the request is a duplicate.
         let Some(seq) = seqs.remove(&(e.tenant_id.clone(), e.id.clone())) else {
@@ -221,6 +250,7 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
         });
         for d in &item.deliveries {
             new_deliveries.push(Pending {
+                request: r,
                 d,
                 stored: stored.clone(),
             });
@@ -240,7 +270,7 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
         .await?;
     }
     if new_deliveries.is_empty() {
-        return Ok(out);
+        return Ok(outs);
     }
 
     // Calls whose ordered deliveries already have one open: later ones line up behind it.
@@ -268,7 +298,7 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
     let m = new_deliveries.len();
     let mut cols = DeliveryColumns::with_capacity(m);
     for p in &new_deliveries {
-        let d = p.d;
+        let (d, batch, out) = (p.d, batches[p.request], &mut outs[p.request]);
         let call_id = &p.stored.event.call_id;
         let status = if d.held {
             DeliveryStatus::Held
@@ -285,7 +315,7 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
             d,
             &p.stored,
             status,
-            batch.not_before.unwrap_or(now),
+            (batch.now, batch.not_before.unwrap_or(batch.now)),
             leased.then_some(&batch.lease),
         );
         if leased {
@@ -296,14 +326,14 @@ pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<In
                     call_id.clone(),
                     d.trigger,
                     d.ordered,
-                    now,
+                    batch.now,
                 ),
                 event: p.stored.clone(),
             });
         }
     }
-    cols.insert(c, now).await?;
-    Ok(out)
+    cols.insert(c).await?;
+    Ok(outs)
 }
 
 /// New delivery rows, column by column, for one `INSERT … SELECT FROM unnest`.
@@ -316,6 +346,7 @@ struct DeliveryColumns<'a> {
     triggers: Vec<&'static str>,
     ordered: Vec<bool>,
     statuses: Vec<&'static str>,
+    created: Vec<i64>,
     due: Vec<i64>,
     owners: Vec<Option<&'a str>>,
     until: Vec<Option<i64>>,
@@ -332,6 +363,7 @@ impl<'a> DeliveryColumns<'a> {
             triggers: Vec::with_capacity(n),
             ordered: Vec::with_capacity(n),
             statuses: Vec::with_capacity(n),
+            created: Vec::with_capacity(n),
             due: Vec::with_capacity(n),
             owners: Vec::with_capacity(n),
             until: Vec::with_capacity(n),
@@ -343,7 +375,7 @@ impl<'a> DeliveryColumns<'a> {
         d: &'a NewDelivery,
         stored: &'a StoredEvent,
         status: DeliveryStatus,
-        due: i64,
+        (created, due): (i64, i64),
         lease: Option<&'a Lease>,
     ) {
         self.ids.push(&d.id);
@@ -354,20 +386,21 @@ impl<'a> DeliveryColumns<'a> {
         self.triggers.push(d.trigger.as_str());
         self.ordered.push(d.ordered);
         self.statuses.push(status.as_str());
+        self.created.push(created);
         self.due.push(due);
         self.owners.push(lease.map(|l| l.owner.as_ref()));
         self.until.push(lease.map(|l| l.until));
     }
 
-    async fn insert<C: GenericClient>(&self, c: &C, now: i64) -> PgResult<()> {
+    async fn insert<C: GenericClient>(&self, c: &C) -> PgResult<()> {
         execute(
             c,
             "INSERT INTO deliveries (id, integration_id, tenant_id, event_seq, call_id, trigger, ordered,
                 status, next_attempt_at, lease_owner, lease_until, created_at, updated_at)
-             SELECT id, iid, tid, seq, cid, trg, ord, st, due, own, unt, $12, $12
+             SELECT id, iid, tid, seq, cid, trg, ord, st, due, own, unt, cre, cre
              FROM unnest($1::text[], $2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
-                         $7::bool[], $8::text[], $9::int8[], $10::text[], $11::int8[])
-                  AS u(id, iid, tid, seq, cid, trg, ord, st, due, own, unt)",
+                         $7::bool[], $8::text[], $9::int8[], $10::text[], $11::int8[], $12::int8[])
+                  AS u(id, iid, tid, seq, cid, trg, ord, st, due, own, unt, cre)",
             &[
                 &self.ids,
                 &self.integrations,
@@ -380,7 +413,7 @@ impl<'a> DeliveryColumns<'a> {
                 &self.due,
                 &self.owners,
                 &self.until,
-                &now,
+                &self.created,
             ],
         )
         .await?;
