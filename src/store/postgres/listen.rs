@@ -109,8 +109,15 @@ async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
     })
 }
 
+/// Forwards notices until the connection drops or nobody listens any more (the node stopped:
+/// the connection is closed with the session).
 async fn pump(mut s: Session, own: &str, tx: &mpsc::UnboundedSender<Change>) {
-    while let Some(payload) = s.notices.recv().await {
+    loop {
+        let payload = tokio::select! {
+            p = s.notices.recv() => p,
+            _ = tx.closed() => return,
+        };
+        let Some(payload) = payload else { return };
         if let Some(change) = decode(own, &payload) {
             if tx.send(change).is_err() {
                 return;
