@@ -12,6 +12,9 @@
 //!   other nodes apply to their caches (see [`listen`]).
 //!
 //! A transaction that loses a deadlock or serialisation race is run again.
+//!
+//! Rows are read with `Row::get`, which panics on a type mismatch: every column read here has
+//! the type this module's own migrations give it, so no input can reach that panic.
 
 mod admin;
 mod listen;

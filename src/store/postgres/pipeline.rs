@@ -59,7 +59,32 @@ pub async fn jobs_with_events<C: GenericClient>(
     if heads.is_empty() {
         return Ok(Vec::new());
     }
-    let mut seqs: Vec<i64> = heads.iter().map(|(_, s)| *s).collect();
+    let seqs: Vec<i64> = heads.iter().map(|(_, s)| *s).collect();
+    let events = load_events(c, seqs, body_only).await?;
+    heads
+        .into_iter()
+        .map(|(head, seq)| {
+            Ok(DispatchJob {
+                head,
+                event: event_of(&events, seq)?,
+            })
+        })
+        .collect()
+}
+
+fn event_of(events: &HashMap<i64, Arc<StoredEvent>>, seq: i64) -> PgResult<Arc<StoredEvent>> {
+    events
+        .get(&seq)
+        .cloned()
+        .ok_or_else(|| StoreError::Internal(format!("event {seq} of a delivery is gone")).into())
+}
+
+/// Loads events by seq in one query.
+async fn load_events<C: GenericClient>(
+    c: &C,
+    mut seqs: Vec<i64>,
+    body_only: bool,
+) -> PgResult<HashMap<i64, Arc<StoredEvent>>> {
     seqs.sort_unstable();
     seqs.dedup();
     let rows = query(
@@ -92,15 +117,7 @@ pub async fn jobs_with_events<C: GenericClient>(
         };
         events.insert(seq, Arc::new(StoredEvent { seq, event, body }));
     }
-    heads
-        .into_iter()
-        .map(|(head, seq)| {
-            let event = events.get(&seq).cloned().ok_or_else(|| {
-                StoreError::Internal(format!("event {seq} of a delivery is gone"))
-            })?;
-            Ok(DispatchJob { head, event })
-        })
-        .collect()
+    Ok(events)
 }
 
 /// The advisory locks an ingest request needs: each call it records progress or a record for,
@@ -659,16 +676,13 @@ pub async fn heartbeat<C: GenericClient>(
     now: i64,
     dead_after_ms: i64,
 ) -> PgResult<Vec<String>> {
-    let back = query_opt(
+    execute(
         c,
         "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
-         ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2 RETURNING started_at",
+         ON CONFLICT (id) DO UPDATE SET heartbeat_at = $2",
         &[&node, &now],
     )
     .await?;
-    if back.is_some_and(|r| r.get::<_, i64>(0) == now) && now > 0 {
-        tracing::debug!(node, "node registered");
-    }
     let rows = query(
         c,
         "WITH dead AS (DELETE FROM nodes WHERE heartbeat_at < $1 RETURNING id)
@@ -877,27 +891,16 @@ pub async fn close_window<C: GenericClient>(c: &C, w: &BatchWindow) -> PgResult<
     }
     queued.sort();
     let seqs: Vec<i64> = queued.iter().map(|(_, s)| *s).collect();
-    let heads: Vec<Claimed> = seqs
+    let events = load_events(c, seqs.clone(), false).await?;
+    let items = seqs
         .iter()
         .map(|s| {
-            (
-                fresh_head(
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    EventKind::CdrBatch,
-                    false,
-                    0,
-                ),
-                *s,
-            )
+            Ok(crate::render::cdr::batch_item(
+                &event_of(&events, *s)?.event,
+                &w.privacy,
+            ))
         })
-        .collect();
-    let events = jobs_with_events(c, heads, false).await?;
-    let items: Vec<serde_json::Value> = events
-        .iter()
-        .map(|j| crate::render::cdr::batch_item(&j.event.event, &w.privacy))
-        .collect();
+        .collect::<PgResult<Vec<serde_json::Value>>>()?;
     let mut out = Vec::new();
     for event in crate::store::shared::batch_parts(w, &items) {
         let seq: i64 = query(
