@@ -16,7 +16,7 @@ use serde_json::json;
 use callhook::model::event::parse_event;
 use callhook::store::{BatchWindow, IngestBatch, IngestItem, Lease};
 
-use crate::crash::{spawn_server, wait_ready};
+use crate::crash::{ingest_until_stopped, spawn_server, wait_ready};
 use crate::support::*;
 
 /// The sealing key every node of a test shares (secrets sealed on one node open on the other).
@@ -240,33 +240,8 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
 
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let mut ingest = Vec::new();
-    for (name, node) in [("a", api_a.clone()), ("b", api_b.clone())] {
-        let (acked, stop) = (acked.clone(), stop.clone());
-        ingest.push(tokio::spawn(async move {
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let ids: Vec<String> = (0..20).map(|i| format!("{name}-{n}-{i}")).collect();
-                let events: Vec<_> = ids
-                    .iter()
-                    .map(|id| event(id, "acme", "ivr.input", id, json!({"dtmf": "1"})))
-                    .collect();
-                let sent = node
-                    .http
-                    .post(format!("{}/v1/events", node.base))
-                    .bearer_auth(ADMIN)
-                    .json(&json!({"events": events}))
-                    .send()
-                    .await;
-                if matches!(sent, Ok(ref r) if r.status() == 202) {
-                    acked.lock().extend(ids);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                n += 1;
-            }
-        }));
-    }
+    let ingest = [("a", api_a.clone()), ("b", api_b.clone())]
+        .map(|(name, node)| ingest_until_stopped(node, name, 20, acked.clone(), stop.clone()));
 
     let mut seen: HashSet<String> = HashSet::new();
     let mut ok_requests = 0usize;

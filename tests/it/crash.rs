@@ -33,6 +33,43 @@ pub fn spawn_server(
         .expect("spawn callhook")
 }
 
+/// Posts batches of `per_request` `ivr.input` events (ids `<prefix>-<n>-<i>`) to `api` until
+/// `stop`, adding the ids of every batch answered 202 to `acked`; a refused or failed request
+/// (the node is down) is not counted, and tried again with new ids.
+pub fn ingest_until_stopped(
+    api: Api,
+    prefix: &'static str,
+    per_request: usize,
+    acked: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut n = 0u32;
+        while !stop.load(Ordering::Relaxed) {
+            let ids: Vec<String> = (0..per_request)
+                .map(|i| format!("{prefix}-{n}-{i}"))
+                .collect();
+            let events: Vec<_> = ids
+                .iter()
+                .map(|id| event(id, "acme", "ivr.input", id, json!({"dtmf": "1"})))
+                .collect();
+            let sent = api
+                .http
+                .post(format!("{}/v1/events", api.base))
+                .bearer_auth(ADMIN)
+                .json(&json!({"events": events}))
+                .send()
+                .await;
+            if matches!(sent, Ok(ref r) if r.status() == 202) {
+                acked.lock().extend(ids);
+            } else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            n += 1;
+        }
+    })
+}
+
 pub async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -90,32 +127,7 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
 
     let acked: Arc<Mutex<HashSet<String>>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let ingest = {
-        let (api, acked, stop) = (api.clone(), acked.clone(), stop.clone());
-        tokio::spawn(async move {
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let ids: Vec<String> = (0..25).map(|i| format!("ev-{n}-{i}")).collect();
-                let events: Vec<_> = ids
-                    .iter()
-                    .map(|id| event(id, "acme", "ivr.input", id, json!({"dtmf": "1"})))
-                    .collect();
-                let sent = api
-                    .http
-                    .post(format!("{}/v1/events", api.base))
-                    .bearer_auth(ADMIN)
-                    .json(&json!({"events": events}))
-                    .send()
-                    .await;
-                if matches!(sent, Ok(ref r) if r.status() == 202) {
-                    acked.lock().extend(ids);
-                } else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-                n += 1;
-            }
-        })
-    };
+    let ingest = ingest_until_stopped(api.clone(), "ev", 25, acked.clone(), stop.clone());
 
     // Kill once deliveries are flowing and ingest is mid-stream.
     let mut seen: HashSet<String> = HashSet::new();
