@@ -1,6 +1,10 @@
 //! Running as one of several nodes on a shared store: a heartbeat (so the others can take this
 //! node's work over should it die, and it theirs), and following the changes the other nodes
 //! commit to integrations and tenants, so every node obeys an edit or a disable at once.
+//!
+//! Every change carries the configuration version it made. The follower applies notices in
+//! version order and tells the store how far it got; ingest refuses to route against caches
+//! older than the store's configuration ([`catch_up`] then brings them level).
 
 use std::time::Duration;
 
@@ -27,12 +31,16 @@ pub async fn start(state: &AppState, stop: CancellationToken) -> anyhow::Result<
         let state = state.clone();
         tokio::spawn(async move {
             loop {
-                let change = tokio::select! {
+                let notice = tokio::select! {
                     c = changes.recv() => c,
                     _ = stop.cancelled() => return,
                 };
-                let Some(change) = change else { return };
-                apply(&state, change).await;
+                let Some(notice) = notice else { return };
+                if let Some(change) = notice.change {
+                    apply(&state, change).await;
+                }
+                // In version order: this node now reflects everything up to this version.
+                state.store.applied(notice.version);
             }
         });
     }
@@ -62,6 +70,24 @@ async fn heartbeat(state: AppState, stop: CancellationToken) {
             Err(e) => tracing::warn!(error = %e, "heartbeat failed"),
         }
     }
+}
+
+/// Brings this node's caches up to configuration `version`: waits for the follower (it is
+/// usually a few milliseconds behind), else reloads everything.
+pub async fn catch_up(state: &AppState, version: i64) {
+    if state
+        .store
+        .wait_applied(version, Duration::from_secs(2))
+        .await
+    {
+        return;
+    }
+    tracing::warn!(
+        version,
+        "change notices are late; reloading the configuration"
+    );
+    apply(state, Change::Resync).await;
+    state.store.applied(version);
 }
 
 /// Applies one change another node made.

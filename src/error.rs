@@ -63,6 +63,11 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict(msg) => ApiError::conflict("conflict", msg),
             StoreError::Internal(msg) => ApiError::internal(format!("store: {msg}")),
+            StoreError::StaleConfig(_) => ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "configuration_changing",
+                "the configuration is changing on another node; send the request again",
+            ),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall}
 use crate::ingest::{parse_body, plan};
 use crate::model::event::Event;
 use crate::model::tenancy::Role;
-use crate::store::IngestBatch;
+use crate::store::{IngestBatch, StoreError};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", post(ingest))
@@ -152,16 +152,36 @@ pub(crate) async fn store_events(
             })
             .collect()
     };
-    let now = crate::time::now_ms();
-    let mut items = plan_all(events);
-    s.dispatcher.defer_beyond_room(&mut items);
-    let batch = IngestBatch {
-        items,
-        lease: s.dispatcher.lease(),
-        now,
-        not_before: None,
+    // On a shared store the routing is decided again should another node have changed the
+    // configuration meanwhile: the store refuses to store events routed with stale caches.
+    const TRIES: u32 = 3;
+    let shared = s.store.shared();
+    let mut events = events;
+    let mut tries = 0;
+    let (outcome, now) = loop {
+        tries += 1;
+        let last = !shared || tries == TRIES;
+        let now = crate::time::now_ms();
+        let planned = if last {
+            std::mem::take(&mut events)
+        } else {
+            events.clone()
+        };
+        let mut items = plan_all(planned);
+        s.dispatcher.defer_beyond_room(&mut items);
+        let batch = IngestBatch {
+            items,
+            lease: s.dispatcher.lease(),
+            now,
+            not_before: None,
+        };
+        match s.store.ingest(batch).await {
+            Err(StoreError::StaleConfig(version)) if !last => {
+                crate::cluster::catch_up(s, version).await
+            }
+            other => break (other?, now),
+        }
     };
-    let outcome = s.store.ingest(batch).await?;
     for kind in &outcome.accepted_kinds {
         crate::metrics::METRICS.ingested(*kind);
     }

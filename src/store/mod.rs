@@ -32,6 +32,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// Another node changed the configuration (version `0`) and this node's caches do not
+    /// reflect it yet: routing must be decided again once they do.
+    #[error("configuration version {0} is not applied on this node yet")]
+    StaleConfig(i64),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -108,10 +112,18 @@ pub trait Store: Send + Sync + 'static {
     fn shared(&self) -> bool {
         false
     }
-    /// Changes other nodes made to integrations and tenants, as they commit. `None` when no
-    /// other node can change anything (or the receiver was already taken).
-    fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Change>> {
+    /// Changes to integrations and tenants as they commit, in order, each with the
+    /// configuration version it made. `None` when no other node can change anything (or the
+    /// receiver was already taken).
+    fn changes(&self) -> Option<tokio::sync::mpsc::UnboundedReceiver<Notice>> {
         None
+    }
+    /// This node's caches reflect every configuration change up to `version`. Ingest refuses
+    /// (`StaleConfig`) to route against caches older than the store's configuration.
+    fn applied(&self, _version: i64) {}
+    /// Waits up to `within` until [`Store::applied`] reaches `version`; false if it did not.
+    async fn wait_applied(&self, _version: i64, _within: std::time::Duration) -> bool {
+        true
     }
     /// Integrations that have pending deliveries (at start-up, to schedule claims).
     async fn integrations_with_pending(&self) -> StoreResult<Vec<String>>;
@@ -184,6 +196,14 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// A committed configuration change: its version, and what to apply — `None` for this node's
+/// own changes, which it applied itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Notice {
+    pub version: i64,
+    pub change: Option<Change>,
+}
 
 /// A change another node committed, that this node's caches must follow.
 #[derive(Debug, Clone, PartialEq)]

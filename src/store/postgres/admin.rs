@@ -283,7 +283,19 @@ pub async fn load_integrations<C: GenericClient>(
     .collect())
 }
 
-pub async fn set_health<C: GenericClient>(c: &C, id: &str, h: &IntegrationHealth) -> PgResult<()> {
+/// Writes an integration's health; returns whether its status (active / disabled) changed.
+pub async fn set_health<C: GenericClient>(
+    c: &C,
+    id: &str,
+    h: &IntegrationHealth,
+) -> PgResult<bool> {
+    let before: Option<String> = query_opt(
+        c,
+        "SELECT status FROM integrations WHERE id = $1 FOR UPDATE",
+        &[&id],
+    )
+    .await?
+    .map(|r| r.get(0));
     let failures = h.consecutive_failures as i64;
     execute(
         c,
@@ -299,7 +311,7 @@ pub async fn set_health<C: GenericClient>(c: &C, id: &str, h: &IntegrationHealth
         ],
     )
     .await?;
-    Ok(())
+    Ok(before.as_deref() != Some(h.status.as_str()))
 }
 
 pub async fn put_recording<C: GenericClient>(c: &C, m: &RecordingMeta) -> PgResult<()> {

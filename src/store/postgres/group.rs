@@ -13,14 +13,15 @@ use std::future::Future;
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use super::{lock_keys, pipeline, PgResult, RETRIES};
 use crate::store::{IngestBatch, IngestOutcome, Lease, Outcome, StoreError, StoreResult};
 
-/// What `in_tx!` needs: the pool.
+/// What `in_tx!` needs (the pool), and the configuration version the node's caches reflect.
 pub struct Db {
     pub pool: Pool,
+    applied: watch::Receiver<i64>,
 }
 
 /// Requests queued for one kind of group commit.
@@ -103,8 +104,8 @@ pub struct Committers {
 }
 
 impl Committers {
-    pub fn start(pool: Pool) -> Committers {
-        let db = Arc::new(Db { pool });
+    pub fn start(pool: Pool, applied: watch::Receiver<i64>) -> Committers {
+        let db = Arc::new(Db { pool, applied });
         Committers {
             ingest: Group::start(
                 db.clone(),
@@ -148,9 +149,10 @@ impl Committers {
 async fn ingest_one<C: GenericClient>(
     c: &C,
     batch: &IngestBatch,
+    applied: i64,
 ) -> PgResult<PgResult<IngestOutcome>> {
     c.batch_execute("SAVEPOINT ingest_request").await?;
-    match pipeline::ingest(c, batch).await {
+    match pipeline::ingest(c, batch, applied).await {
         Ok(out) => {
             c.batch_execute("RELEASE SAVEPOINT ingest_request").await?;
             Ok(Ok(out))
@@ -169,10 +171,13 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     // All requests with the same statements; should that fail for a reason of its own (not a
     // lost race), each request again in its own savepoint so only the bad one fails.
     let batches: Vec<&IngestBatch> = group.iter().map(|r| &r.batch).collect();
+    let applied = *db.applied.borrow();
     let merged: StoreResult<Vec<IngestOutcome>> =
-        in_tx!(db, |tx| pipeline::ingest_many(&tx, &batches).await?);
+        in_tx!(db, |tx| pipeline::ingest_many(&tx, &batches, applied)
+            .await?);
     let result: StoreResult<Vec<PgResult<IngestOutcome>>> = match merged {
         Ok(outs) => Ok(outs.into_iter().map(Ok).collect()),
+        Err(e @ StoreError::StaleConfig(_)) => Err(e),
         Err(_) if group.len() > 1 => {
             let keys: Vec<i64> = group
                 .iter()
@@ -182,7 +187,7 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
                 lock_keys(&tx, keys.clone()).await?;
                 let mut outs = Vec::with_capacity(group.len());
                 for r in &group {
-                    outs.push(ingest_one(&tx, &r.batch).await?);
+                    outs.push(ingest_one(&tx, &r.batch, applied).await?);
                 }
                 outs
             })

@@ -9,33 +9,36 @@ use tokio::sync::mpsc;
 use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{PgError, PgResult};
-use crate::store::{Change, StoreError};
+use crate::store::{Change, Notice, StoreError};
 
 const CHANNEL: &str = "callhook_changes";
 
-/// `<instance> <kind> <id>`; the id is everything after the second space, so an id may
-/// contain spaces.
-pub fn encode(instance: &str, change: &Change) -> String {
+/// `<instance> <version> <kind> <id>`; the id is everything after the third space, so an id
+/// may contain spaces.
+pub fn encode(instance: &str, version: i64, change: &Change) -> String {
     match change {
-        Change::Integration(id) => format!("{instance} integration {id}"),
-        Change::Tenant(id) => format!("{instance} tenant {id}"),
-        Change::Resync => format!("{instance} resync -"),
+        Change::Integration(id) => format!("{instance} {version} integration {id}"),
+        Change::Tenant(id) => format!("{instance} {version} tenant {id}"),
+        Change::Resync => format!("{instance} {version} resync -"),
     }
 }
 
-/// The change, unless it came from `own` (this node already applied it).
-pub fn decode(own: &str, payload: &str) -> Option<Change> {
-    let mut parts = payload.splitn(3, ' ');
-    let (instance, kind, id) = (parts.next()?, parts.next()?, parts.next()?);
-    if instance == own {
-        return None;
-    }
-    match kind {
-        "integration" => Some(Change::Integration(id.to_string())),
-        "tenant" => Some(Change::Tenant(id.to_string())),
-        "resync" => Some(Change::Resync),
-        _ => None,
-    }
+/// The notice; a change from `own` (this node, which applied it itself) carries no change.
+pub fn decode(own: &str, payload: &str) -> Option<Notice> {
+    let mut parts = payload.splitn(4, ' ');
+    let (instance, version, kind, id) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let version: i64 = version.parse().ok()?;
+    let change = match kind {
+        "integration" => Change::Integration(id.to_string()),
+        "tenant" => Change::Tenant(id.to_string()),
+        "resync" => Change::Resync,
+        _ => return None,
+    };
+    Some(Notice {
+        version,
+        change: (instance != own).then_some(change),
+    })
 }
 
 /// Connects and listens before returning (so no change made after the store opened is
@@ -43,7 +46,7 @@ pub fn decode(own: &str, payload: &str) -> Option<Change> {
 pub async fn start(
     config: tokio_postgres::Config,
     instance: Arc<str>,
-) -> PgResult<mpsc::UnboundedReceiver<Change>> {
+) -> PgResult<mpsc::UnboundedReceiver<Notice>> {
     let (tx, rx) = mpsc::unbounded_channel();
     let first = connect(&config).await?;
     tokio::spawn(async move {
@@ -59,8 +62,20 @@ pub async fn start(
             match connect(&config).await {
                 Ok(s) => {
                     tracing::info!("change notices: listening again; reloading caches");
+                    // Everything up to this version is reloaded; later changes arrive as notices.
+                    let version = match current_version(&s._client).await {
+                        Ok(v) => v,
+                        Err(e) => {
+                            tracing::warn!(error = %StoreError::from(e), "change notices: cannot read the configuration version");
+                            continue;
+                        }
+                    };
                     session = Some(s);
-                    if tx.send(Change::Resync).is_err() {
+                    let resync = Notice {
+                        version,
+                        change: Some(Change::Resync),
+                    };
+                    if tx.send(resync).is_err() {
                         return;
                     }
                 }
@@ -73,12 +88,21 @@ pub async fn start(
     Ok(rx)
 }
 
-struct Session {
-    _client: tokio_postgres::Client,
+/// The configuration version committed now.
+pub async fn current_version(c: &tokio_postgres::Client) -> PgResult<i64> {
+    Ok(
+        c.query_one("SELECT version FROM config_version WHERE id = 1", &[])
+            .await?
+            .get(0),
+    )
+}
+
+pub struct Session {
+    pub _client: tokio_postgres::Client,
     notices: mpsc::UnboundedReceiver<String>,
 }
 
-async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
+pub async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
     let (client, mut conn) = config.connect(NoTls).await?;
     let (ntx, notices) = mpsc::unbounded_channel();
     // The connection must be polled for the LISTEN below to complete, and for notices.
@@ -111,15 +135,15 @@ async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
 
 /// Forwards notices until the connection drops or nobody listens any more (the node stopped:
 /// the connection is closed with the session).
-async fn pump(mut s: Session, own: &str, tx: &mpsc::UnboundedSender<Change>) {
+async fn pump(mut s: Session, own: &str, tx: &mpsc::UnboundedSender<Notice>) {
     loop {
         let payload = tokio::select! {
             p = s.notices.recv() => p,
             _ = tx.closed() => return,
         };
         let Some(payload) = payload else { return };
-        if let Some(change) = decode(own, &payload) {
-            if tx.send(change).is_err() {
+        if let Some(notice) = decode(own, &payload) {
+            if tx.send(notice).is_err() {
                 return;
             }
         }
@@ -131,15 +155,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn notices_round_trip_and_own_ones_are_skipped() {
+    fn notices_round_trip_and_own_ones_carry_only_their_version() {
         let c = Change::Integration("int 1 with spaces".into());
-        let p = encode("me", &c);
-        assert_eq!(decode("other", &p), Some(c));
-        assert_eq!(decode("me", &p), None);
+        let p = encode("me", 7, &c);
         assert_eq!(
-            decode("x", &encode("me", &Change::Tenant("t".into()))),
+            decode("other", &p),
+            Some(Notice {
+                version: 7,
+                change: Some(c)
+            })
+        );
+        assert_eq!(
+            decode("me", &p),
+            Some(Notice {
+                version: 7,
+                change: None
+            })
+        );
+        assert_eq!(
+            decode("x", &encode("me", 8, &Change::Tenant("t".into()))).and_then(|n| n.change),
             Some(Change::Tenant("t".into()))
         );
         assert_eq!(decode("x", "garbage"), None);
+        assert_eq!(decode("x", "me notanumber tenant t"), None);
     }
 }

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
@@ -200,7 +200,9 @@ pub struct PgStore {
     committers: group::Committers,
     /// This store's id in the NOTIFY payloads it sends, so it ignores its own.
     instance: Arc<str>,
-    changes: Mutex<Option<mpsc::UnboundedReceiver<Change>>>,
+    changes: Mutex<Option<mpsc::UnboundedReceiver<Notice>>>,
+    /// The configuration version this node's caches reflect.
+    applied: watch::Sender<i64>,
 }
 
 impl PgStore {
@@ -229,23 +231,56 @@ impl PgStore {
             schema::migrate(&mut client).await?;
         }
         let instance: Arc<str> = Arc::from(hex::encode(crate::security::random_bytes::<8>()));
-        let changes = listen::start(config, instance.clone()).await?;
+        let changes = listen::start(config.clone(), instance.clone()).await?;
+        // Listening already: the caches the node loads next reflect at least this version, and
+        // every later change arrives as a notice.
+        let (client, conn) = config.connect(NoTls).await.map_err(PgError::from)?;
+        let conn = tokio::spawn(conn);
+        let version = listen::current_version(&client).await?;
+        drop(client);
+        let _ = conn.await;
+        let (applied, _) = watch::channel(version);
         Ok(PgStore {
-            committers: group::Committers::start(pool.clone()),
+            committers: group::Committers::start(pool.clone(), applied.subscribe()),
             pool,
             instance,
             changes: Mutex::new(Some(changes)),
+            applied,
         })
     }
 }
 
-/// Sends a change notice in the caller's transaction (delivered to the other nodes on commit).
+/// Bumps the configuration version and sends a change notice, in the caller's transaction
+/// (delivered on commit). The version row's lock orders concurrent changes, so notices arrive
+/// in version order.
 pub(super) async fn notify<C: GenericClient>(
     c: &C,
     instance: &str,
     change: &Change,
 ) -> PgResult<()> {
-    let payload = listen::encode(instance, change);
+    notify_with(c, instance, change, true).await
+}
+
+/// [`notify`]; without `routing`, for a change that cannot alter how an event is routed (an
+/// integration's failure count): the notice goes out without a new version, so ingest on other
+/// nodes is not sent back to re-route for it.
+pub(super) async fn notify_with<C: GenericClient>(
+    c: &C,
+    instance: &str,
+    change: &Change,
+    routing: bool,
+) -> PgResult<()> {
+    let sql = if routing {
+        "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version"
+    } else {
+        "SELECT version FROM config_version WHERE id = 1"
+    };
+    let version: i64 = query(c, sql, &[])
+        .await?
+        .first()
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::Internal("config_version has no row".into()))?;
+    let payload = listen::encode(instance, version, change);
     query(c, "SELECT pg_notify('callhook_changes', $1)", &[&payload]).await?;
     Ok(())
 }
@@ -316,8 +351,10 @@ impl Store for PgStore {
     }
     async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()> {
         in_tx!(self, |tx| {
-            admin::set_health(&tx, id, &health).await?;
-            notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?
+            // Disabled or re-activated changes routing (held or sent); failing or recovered not.
+            let status_changed = admin::set_health(&tx, id, &health).await?;
+            let change = Change::Integration(id.to_string());
+            notify_with(&tx, &self.instance, &change, status_changed).await?
         })
     }
     async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
@@ -411,8 +448,23 @@ impl Store for PgStore {
     fn shared(&self) -> bool {
         true
     }
-    fn changes(&self) -> Option<mpsc::UnboundedReceiver<Change>> {
+    fn changes(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
         self.changes.lock().take()
+    }
+    fn applied(&self, version: i64) {
+        self.applied.send_if_modified(|v| {
+            let newer = version > *v;
+            if newer {
+                *v = version;
+            }
+            newer
+        });
+    }
+    async fn wait_applied(&self, version: i64, within: std::time::Duration) -> bool {
+        let mut rx = self.applied.subscribe();
+        tokio::time::timeout(within, rx.wait_for(|v| *v >= version))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
     async fn integrations_with_pending(&self) -> StoreResult<Vec<String>> {
         on_conn!(self, |c| read::integrations_with_pending(&c).await?)

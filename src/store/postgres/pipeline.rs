@@ -136,16 +136,40 @@ pub fn ingest_lock_keys(batch: &IngestBatch) -> Vec<i64> {
     keys
 }
 
-pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<IngestOutcome> {
-    Ok(ingest_many(c, &[batch]).await?.pop().unwrap_or_default())
+pub async fn ingest<C: GenericClient>(
+    c: &C,
+    batch: &IngestBatch,
+    applied: i64,
+) -> PgResult<IngestOutcome> {
+    Ok(ingest_many(c, &[batch], applied)
+        .await?
+        .pop()
+        .unwrap_or_default())
 }
 
 /// Stores several ingest requests with the same statements (one insert of all their events,
 /// one of all their deliveries…), as if one after the other; one outcome per request.
+///
+/// The requests were routed with caches reflecting configuration version `applied`; if the
+/// store's configuration is newer, nothing is stored and the answer is `StaleConfig`, so the
+/// node routes again once its caches follow — an integration disabled or edited on another
+/// node is obeyed from the next event on. (Records built from call states are exempt: their
+/// call's states were just stored with the same caches, and they must not fail after that.)
 pub async fn ingest_many<C: GenericClient>(
     c: &C,
     batches: &[&IngestBatch],
+    applied: i64,
 ) -> PgResult<Vec<IngestOutcome>> {
+    if batches.iter().any(|b| b.not_before.is_none()) {
+        let version: i64 = query(c, "SELECT version FROM config_version WHERE id = 1", &[])
+            .await?
+            .first()
+            .map(|r| r.get(0))
+            .unwrap_or(0);
+        if version > applied {
+            return Err(StoreError::StaleConfig(version).into());
+        }
+    }
     let mut outs: Vec<IngestOutcome> = batches.iter().map(|_| IngestOutcome::default()).collect();
     let now = batches.iter().map(|b| b.now).max().unwrap_or_default();
     // Every lock the requests need, taken up front and in order (already held when the group

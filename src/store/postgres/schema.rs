@@ -8,7 +8,8 @@ use super::{PgError, PgResult};
 /// Held while migrating, so two nodes starting together do not both migrate.
 const MIGRATION_LOCK: i64 = 0x6361_6c6c_686f_6f6b; // "callhook"
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE partners (
     id TEXT PRIMARY KEY,
     name TEXT NOT NULL,
@@ -158,7 +159,17 @@ CREATE TABLE nodes (
     started_at BIGINT NOT NULL,
     heartbeat_at BIGINT NOT NULL
 );
-"#];
+"#,
+    // 2: the configuration version: bumped by every change to integrations or tenants, in the
+    // change's transaction; ingest compares it with what the node's caches reflect.
+    r#"
+CREATE TABLE config_version (
+    id INT PRIMARY KEY CHECK (id = 1),
+    version BIGINT NOT NULL
+);
+INSERT INTO config_version (id, version) VALUES (1, 0);
+"#,
+];
 
 pub async fn migrate(client: &mut Client) -> PgResult<()> {
     let tx = client.transaction().await?;
