@@ -377,3 +377,43 @@ async fn two_nodes_closing_the_same_window_send_it_once() {
         "both purged at once: {ra:?} {rb:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
+    let pg = Postgres::get();
+    let url = fresh_database(&pg.admin_url).await;
+    let node_a = callhook::store::open(&url).await.expect("open a");
+    let node_b = callhook::store::open(&url).await.expect("open b");
+    // Node B's follower is "slow": nothing of its notices is applied.
+    let mut b_notices = node_b.changes().expect("notices");
+    let batch = |call: usize| IngestBatch {
+        items: vec![queued_call(call)],
+        lease: Lease {
+            owner: Arc::from("b"),
+            until: i64::MAX,
+        },
+        now: 1000,
+        not_before: None,
+    };
+    node_b.ingest(batch(1)).await.expect("nothing changed yet");
+
+    node_a
+        .insert_integration(crate::store::disabled_integration(None), None)
+        .await
+        .expect("change on a");
+    let refused = node_b.ingest(batch(2)).await;
+    let Err(callhook::store::StoreError::StaleConfig(version)) = refused else {
+        panic!("routed with caches older than the change: {refused:?}");
+    };
+    // The notice reaches B with that version; once applied, B routes again.
+    let notice = b_notices.recv().await.expect("notice");
+    assert_eq!(
+        (notice.version, notice.change),
+        (
+            version,
+            Some(callhook::store::Change::Integration("i1".into()))
+        )
+    );
+    node_b.applied(notice.version);
+    node_b.ingest(batch(3)).await.expect("caught up");
+}

@@ -45,7 +45,7 @@ fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
 }
 
 /// A disabled integration `i1` of tenant `t`, failing since `failing_since`.
-fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
+pub fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
     IntegrationRecord {
         id: "i1".into(),
         tenant_id: Some("t".into()),

@@ -3,10 +3,10 @@
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{execute, notify, query, query_opt, PgError, PgResult};
+use super::{execute, query, query_opt, PgError, PgResult};
 use crate::model::tenancy::{Partner, Role, Tenant, TokenRecord};
 use crate::store::{
-    Change, IntegrationHealth, IntegrationRecord, IntegrationStatus, RecordingMeta, StoreError,
+    IntegrationHealth, IntegrationRecord, IntegrationStatus, RecordingMeta, StoreError,
 };
 
 fn conflict_on_unique(what: &str) -> impl Fn(PgError) -> PgError + '_ {
@@ -95,9 +95,11 @@ pub async fn update_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> 
     Ok(())
 }
 
-pub async fn delete_tenant<C: GenericClient>(c: &C, instance: &str, id: &str) -> PgResult<bool> {
+/// Deletes a tenant with its tokens and integrations; `None` if there was no such tenant, else
+/// the ids of the integrations deleted with it.
+pub async fn delete_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Vec<String>>> {
     if execute(c, "DELETE FROM tenants WHERE id = $1", &[&id]).await? == 0 {
-        return Ok(false);
+        return Ok(None);
     }
     execute(c, "DELETE FROM tokens WHERE tenant_id = $1", &[&id]).await?;
     let ids: Vec<String> = query(
@@ -109,12 +111,10 @@ pub async fn delete_tenant<C: GenericClient>(c: &C, instance: &str, id: &str) ->
     .iter()
     .map(|r| r.get(0))
     .collect();
-    for iid in ids {
-        delete_integration(c, &iid).await?;
-        notify(c, instance, &Change::Integration(iid)).await?;
+    for iid in &ids {
+        delete_integration(c, iid).await?;
     }
-    notify(c, instance, &Change::Tenant(id.to_string())).await?;
-    Ok(true)
+    Ok(Some(ids))
 }
 
 pub async fn create_token<C: GenericClient>(c: &C, t: &TokenRecord) -> PgResult<()> {

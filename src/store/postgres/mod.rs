@@ -206,6 +206,19 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// This node committed configuration versions `first..=last` itself (and applies them to
+    /// its caches as it answers). Counted as applied at once when nothing before them is
+    /// missing; otherwise their notices, which come after the missing ones, count them.
+    fn own_committed(&self, first: i64, last: i64) {
+        self.applied.send_if_modified(|v| {
+            let next = *v + 1 == first;
+            if next {
+                *v = last;
+            }
+            next
+        });
+    }
+
     pub async fn open(url: &str) -> StoreResult<PgStore> {
         let config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Internal(format!(
@@ -257,7 +270,7 @@ pub(super) async fn notify<C: GenericClient>(
     c: &C,
     instance: &str,
     change: &Change,
-) -> PgResult<()> {
+) -> PgResult<i64> {
     notify_with(c, instance, change, true).await
 }
 
@@ -269,7 +282,7 @@ pub(super) async fn notify_with<C: GenericClient>(
     instance: &str,
     change: &Change,
     routing: bool,
-) -> PgResult<()> {
+) -> PgResult<i64> {
     let sql = if routing {
         "UPDATE config_version SET version = version + 1 WHERE id = 1 RETURNING version"
     } else {
@@ -282,7 +295,7 @@ pub(super) async fn notify_with<C: GenericClient>(
         .ok_or_else(|| StoreError::Internal("config_version has no row".into()))?;
     let payload = listen::encode(instance, version, change);
     query(c, "SELECT pg_notify('callhook_changes', $1)", &[&payload]).await?;
-    Ok(())
+    Ok(version)
 }
 
 #[async_trait]
@@ -300,14 +313,28 @@ impl Store for PgStore {
         on_conn!(self, |c| admin::get_tenant(&c, id).await?)
     }
     async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()> {
-        in_tx!(self, |tx| {
+        let v = in_tx!(self, |tx| {
             admin::update_tenant(&tx, &tenant).await?;
             notify(&tx, &self.instance, &Change::Tenant(tenant.id.clone())).await?
-        })
+        })?;
+        self.own_committed(v, v);
+        Ok(())
     }
     async fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
-        in_tx!(self, |tx| admin::delete_tenant(&tx, &self.instance, id)
-            .await?)
+        let versions = in_tx!(self, |tx| {
+            let mut versions = Vec::new();
+            if let Some(integrations) = admin::delete_tenant(&tx, id).await? {
+                for iid in integrations {
+                    versions.push(notify(&tx, &self.instance, &Change::Integration(iid)).await?);
+                }
+                versions.push(notify(&tx, &self.instance, &Change::Tenant(id.to_string())).await?);
+            }
+            versions
+        })?;
+        if let (Some(first), Some(last)) = (versions.first(), versions.last()) {
+            self.own_committed(*first, *last);
+        }
+        Ok(!versions.is_empty())
     }
     async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
         in_tx!(self, |tx| admin::create_token(&tx, &token).await?)
@@ -323,23 +350,29 @@ impl Store for PgStore {
         rec: IntegrationRecord,
         max: Option<u32>,
     ) -> StoreResult<()> {
-        in_tx!(self, |tx| {
+        let v = in_tx!(self, |tx| {
             admin::insert_integration(&tx, &rec, max).await?;
             notify(&tx, &self.instance, &Change::Integration(rec.id.clone())).await?
-        })
+        })?;
+        self.own_committed(v, v);
+        Ok(())
     }
     async fn update_integration(&self, rec: IntegrationRecord) -> StoreResult<()> {
-        in_tx!(self, |tx| {
+        let v = in_tx!(self, |tx| {
             admin::update_integration(&tx, &rec).await?;
             notify(&tx, &self.instance, &Change::Integration(rec.id.clone())).await?
-        })
+        })?;
+        self.own_committed(v, v);
+        Ok(())
     }
     async fn delete_integration(&self, id: &str) -> StoreResult<bool> {
-        in_tx!(self, |tx| {
+        let (found, v) = in_tx!(self, |tx| {
             let found = admin::delete_integration(&tx, id).await?;
-            notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?;
-            found
-        })
+            let v = notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?;
+            (found, v)
+        })?;
+        self.own_committed(v, v);
+        Ok(found)
     }
     async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>> {
         on_conn!(self, |c| admin::load_integrations(&c, None).await?)
@@ -350,12 +383,14 @@ impl Store for PgStore {
             .pop())
     }
     async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()> {
-        in_tx!(self, |tx| {
+        let v = in_tx!(self, |tx| {
             // Disabled or re-activated changes routing (held or sent); failing or recovered not.
             let status_changed = admin::set_health(&tx, id, &health).await?;
             let change = Change::Integration(id.to_string());
             notify_with(&tx, &self.instance, &change, status_changed).await?
-        })
+        })?;
+        self.own_committed(v, v);
+        Ok(())
     }
     async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
         use crate::store::sqlite::ENABLE_STEP;
@@ -386,10 +421,11 @@ impl Store for PgStore {
         .await?)?
             > 0
         {}
-        in_tx!(self, |tx| {
+        let v = in_tx!(self, |tx| {
             pipeline::enable_finish(&tx, id, now).await?;
             notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?
         })?;
+        self.own_committed(v, v);
         Ok(queued)
     }
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
