@@ -140,7 +140,7 @@ async fn reload_integration(state: &AppState, id: &str) {
     let settings_changed = state
         .cache
         .get(id)
-        .is_none_or(|prev| prev.to_record(&state.sealer).spec_json != rec.spec_json);
+        .is_none_or(|prev| prev.valid != integration.valid);
     state.cache.put(integration);
     if settings_changed {
         state.dispatcher.integration_changed(id);

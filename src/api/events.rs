@@ -13,7 +13,7 @@ use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall}
 use crate::ingest::{parse_body, plan};
 use crate::model::event::Event;
 use crate::model::tenancy::Role;
-use crate::store::{IngestBatch, StoreError};
+use crate::store::{IngestBatch, Ingested, StoreError};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/events", post(ingest))
@@ -155,19 +155,12 @@ pub(crate) async fn store_events(
     // On a shared store the routing is decided again should another node have changed the
     // configuration meanwhile: the store refuses to store events routed with stale caches.
     const TRIES: u32 = 3;
-    let shared = s.store.shared();
     let mut events = events;
     let mut tries = 0;
     let (outcome, now) = loop {
         tries += 1;
-        let last = !shared || tries == TRIES;
         let now = crate::time::now_ms();
-        let planned = if last {
-            std::mem::take(&mut events)
-        } else {
-            events.clone()
-        };
-        let mut items = plan_all(planned);
+        let mut items = plan_all(events);
         s.dispatcher.defer_beyond_room(&mut items);
         let batch = IngestBatch {
             items,
@@ -175,11 +168,15 @@ pub(crate) async fn store_events(
             now,
             not_before: None,
         };
-        match s.store.ingest(batch).await {
-            Err(StoreError::StaleConfig(version)) if !last => {
-                crate::cluster::catch_up(s, version).await
+        match s.store.ingest_routed(batch).await? {
+            Ingested::Stored(outcome) => break (outcome, now),
+            Ingested::Reroute { version, .. } if tries == TRIES => {
+                return Err(StoreError::StaleConfig(version).into())
             }
-            other => break (other?, now),
+            Ingested::Reroute { version, batch } => {
+                crate::cluster::catch_up(s, version).await;
+                events = batch.items.into_iter().map(|i| i.event).collect();
+            }
         }
     };
     for kind in &outcome.accepted_kinds {

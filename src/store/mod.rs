@@ -74,6 +74,12 @@ pub trait Store: Send + Sync + 'static {
     /// Stores events (skipping ids already stored for the tenant) with their deliveries, in one
     /// durable step, and returns the deliveries ready to send now.
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome>;
+    /// [`Store::ingest`] for a batch routed with this node's caches: where another node changed
+    /// the configuration since (a shared store), nothing is stored and the batch comes back to
+    /// be routed again — its events with it, so the caller keeps no copy for that case.
+    async fn ingest_routed(&self, batch: IngestBatch) -> StoreResult<Ingested> {
+        self.ingest(batch).await.map(Ingested::Stored)
+    }
     /// Records attempt outcomes; returns deliveries that became ready (the next of an ordered
     /// call whose previous delivery was settled).
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>>;
@@ -196,6 +202,17 @@ pub trait Store: Send + Sync + 'static {
 }
 
 pub type DynStore = Arc<dyn Store>;
+
+/// What [`Store::ingest_routed`] did with a batch.
+#[derive(Debug)]
+pub enum Ingested {
+    Stored(IngestOutcome),
+    /// The configuration is at `version`, newer than the caches the batch was routed with.
+    Reroute {
+        version: i64,
+        batch: IngestBatch,
+    },
+}
 
 /// A committed configuration change: its version, and what to apply — `None` for this node's
 /// own changes, which it applied itself.

@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use serde_json::json;
 
-use callhook::model::event::parse_event;
 use callhook::store::{BatchWindow, IngestBatch, IngestItem, Lease};
 
-use crate::crash::{ingest_until_stopped, spawn_server, wait_ready};
+use crate::crash::{ingest_until_stopped, spawn_server, wait_ready, Tally};
 use crate::support::*;
 
 /// The sealing key every node of a test shares (secrets sealed on one node open on the other).
@@ -232,20 +231,15 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
     let ingest = [("a", api_a.clone()), ("b", api_b.clone())]
         .map(|(name, node)| ingest_until_stopped(node, name, 20, acked.clone(), stop.clone()));
 
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut ok_requests = 0usize;
+    let mut got = Tally::default();
     for _ in 0..200 {
-        let r = rx.next(30).await;
-        if r.status == 200 {
-            ok_requests += 1;
-            seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
-        }
+        got.take(&rx, 30).await;
     }
     node_a.kill().expect("kill -9");
     let _ = node_a.wait();
     let killed_at = Instant::now();
     let acked_at_kill = acked.lock().len();
-    let undelivered_at_kill = acked.lock().difference(&seen).count();
+    let undelivered_at_kill = acked.lock().difference(&got.seen).count();
     // B alone goes on taking events for a while.
     while acked.lock().len() < acked_at_kill + 300 {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -256,26 +250,14 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
     }
     let acked = acked.lock().clone();
     rx.set_default(Reply::Status(200));
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !acked.is_subset(&seen) {
-        assert!(
-            Instant::now() < deadline,
-            "lost: {} acknowledged events never delivered",
-            acked.difference(&seen).count()
-        );
-        let r = rx.next(60).await;
-        if r.status == 200 {
-            ok_requests += 1;
-            seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
-        }
-    }
+    got.until_all_of(&rx, &acked).await;
     let recovered_after = killed_at.elapsed();
-    let lost = acked.difference(&seen).count();
-    let duplicates = ok_requests - seen.len();
+    let lost = acked.difference(&got.seen).count();
+    let duplicates = got.successes - got.seen.len();
     println!(
         "two nodes, one killed: acknowledged {} ({acked_at_kill} before the kill, {undelivered_at_kill} of them undelivered then), delivered {} distinct, {duplicates} duplicate successes, lost {lost}; all delivered {recovered_after:?} after the kill",
         acked.len(),
-        seen.len(),
+        got.seen.len(),
     );
     assert_eq!(lost, 0);
     assert!(
@@ -290,16 +272,7 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
 }
 
 fn queued_call(n: usize) -> IngestItem {
-    let id = format!("w-{n}");
-    let event = parse_event(json!({"id": id, "type": "call.completed", "tenant_id": "t",
-        "occurred_at": "2026-11-22T10:00:30Z", "call_id": id, "data": {"ended_at": "2026-11-22T10:00:30Z"}}))
-    .expect("event");
-    IngestItem {
-        body: event.canonical_json(),
-        event,
-        deliveries: vec![],
-        batch: vec!["b1".into()],
-    }
+    crate::store::cdr_item(&format!("w-{n}"), "2026-11-22T10:00:30Z", "b1")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

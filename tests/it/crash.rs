@@ -70,6 +70,40 @@ pub fn ingest_until_stopped(
     })
 }
 
+/// What a receiver got during a kill test: requests, successful ones, distinct event ids.
+#[derive(Default)]
+pub struct Tally {
+    pub requests: usize,
+    pub successes: usize,
+    pub seen: HashSet<String>,
+}
+
+impl Tally {
+    /// Takes the next delivery (waiting up to `secs`).
+    pub async fn take(&mut self, rx: &Receiver, secs: u64) {
+        let r = rx.next(secs).await;
+        self.requests += 1;
+        if r.status == 200 {
+            self.successes += 1;
+            self.seen
+                .insert(r.json()["id"].as_str().unwrap_or_default().to_string());
+        }
+    }
+
+    /// Takes deliveries until every acknowledged id has arrived (fails after two minutes).
+    pub async fn until_all_of(&mut self, rx: &Receiver, acked: &HashSet<String>) {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !acked.is_subset(&self.seen) {
+            assert!(
+                Instant::now() < deadline,
+                "lost: {} acknowledged events never delivered",
+                acked.difference(&self.seen).count()
+            );
+            self.take(rx, 60).await;
+        }
+    }
+}
+
 pub async fn wait_ready(base: &str) {
     let http = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -130,19 +164,14 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     let ingest = ingest_until_stopped(api.clone(), "ev", 25, acked.clone(), stop.clone());
 
     // Kill once deliveries are flowing and ingest is mid-stream.
-    let mut seen: HashSet<String> = HashSet::new();
-    let mut deliveries = 0usize;
-    while deliveries < 150 {
-        let r = rx.next(30).await;
-        deliveries += 1;
-        if r.status == 200 {
-            seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
-        }
+    let mut got = Tally::default();
+    while got.requests < 150 {
+        got.take(&rx, 30).await;
     }
     child.kill().expect("kill -9");
     let _ = child.wait();
     let acked_before_kill = acked.lock().len();
-    let backlog_at_kill = acked.lock().difference(&seen).count();
+    let backlog_at_kill = acked.lock().difference(&got.seen).count();
 
     let mut child = spawn_server(dir.path(), &url, port, &[]);
     wait_ready(&base).await;
@@ -155,25 +184,13 @@ async fn kill_9_during_ingest_and_delivery_loses_no_acknowledged_event() {
     let acked = acked.lock().clone();
     rx.set_default(Reply::Status(200));
 
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !acked.is_subset(&seen) {
-        assert!(
-            Instant::now() < deadline,
-            "lost: {} acknowledged events never delivered",
-            acked.difference(&seen).count()
-        );
-        let r = rx.next(60).await;
-        deliveries += 1;
-        if r.status == 200 {
-            seen.insert(r.json()["id"].as_str().unwrap_or_default().to_string());
-        }
-    }
-    let lost = acked.difference(&seen).count();
+    got.until_all_of(&rx, &acked).await;
+    let lost = acked.difference(&got.seen).count();
     println!(
         "kill -9: acknowledged {} ({acked_before_kill} before the kill, {backlog_at_kill} of them not yet delivered), delivered {} distinct in {} requests, lost {lost}",
         acked.len(),
-        seen.len(),
-        deliveries
+        got.seen.len(),
+        got.requests
     );
     assert_eq!(lost, 0);
     assert!(

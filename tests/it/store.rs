@@ -340,7 +340,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
     );
 }
 
-fn cdr_item(id: &str, ended: &str, batch_to: &str) -> IngestItem {
+pub fn cdr_item(id: &str, ended: &str, batch_to: &str) -> IngestItem {
     let event = parse_event(
         json!({"id": id, "type": "call.completed", "tenant_id": "t", "occurred_at": ended,
         "call_id": id, "data": {"ended_at": ended}}),

@@ -16,7 +16,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{mpsc, oneshot, watch, Mutex};
 
 use super::{lock_keys, pipeline, PgResult, RETRIES};
-use crate::store::{IngestBatch, IngestOutcome, Lease, Outcome, StoreError, StoreResult};
+use crate::store::{IngestBatch, IngestOutcome, Ingested, Lease, Outcome, StoreError, StoreResult};
 
 /// What `in_tx!` needs (the pool), and the configuration version the node's caches reflect.
 pub struct Db {
@@ -88,7 +88,7 @@ impl<R: Send + 'static> Group<R> {
 
 pub struct IngestRequest {
     batch: IngestBatch,
-    reply: oneshot::Sender<StoreResult<IngestOutcome>>,
+    reply: oneshot::Sender<StoreResult<Ingested>>,
 }
 
 pub struct RecordRequest {
@@ -124,7 +124,7 @@ impl Committers {
         }
     }
 
-    pub async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+    pub async fn ingest(&self, batch: IngestBatch) -> StoreResult<Ingested> {
         self.ingest
             .submit(|reply| IngestRequest { batch, reply })
             .await
@@ -177,7 +177,16 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
             .await?);
     let result: StoreResult<Vec<PgResult<IngestOutcome>>> = match merged {
         Ok(outs) => Ok(outs.into_iter().map(Ok).collect()),
-        Err(e @ StoreError::StaleConfig(_)) => Err(e),
+        Err(StoreError::StaleConfig(version)) => {
+            // Nothing stored: every request goes back to its node to be routed again.
+            for r in group {
+                let _ = r.reply.send(Ok(Ingested::Reroute {
+                    version,
+                    batch: r.batch,
+                }));
+            }
+            return;
+        }
         Err(_) if group.len() > 1 => {
             let keys: Vec<i64> = group
                 .iter()
@@ -197,7 +206,9 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     match result {
         Ok(outs) => {
             for (r, out) in group.into_iter().zip(outs) {
-                let _ = r.reply.send(out.map_err(StoreError::from));
+                let _ = r
+                    .reply
+                    .send(out.map(Ingested::Stored).map_err(StoreError::from));
             }
         }
         Err(e) => {

@@ -63,7 +63,7 @@ pub async fn start(
                 Ok(s) => {
                     tracing::info!("change notices: listening again; reloading caches");
                     // Everything up to this version is reloaded; later changes arrive as notices.
-                    let version = match current_version(&s._client).await {
+                    let version = match current_version(&s.client).await {
                         Ok(v) => v,
                         Err(e) => {
                             tracing::warn!(error = %StoreError::from(e), "change notices: cannot read the configuration version");
@@ -97,12 +97,13 @@ pub async fn current_version(c: &tokio_postgres::Client) -> PgResult<i64> {
     )
 }
 
-pub struct Session {
-    pub _client: tokio_postgres::Client,
+struct Session {
+    /// Kept open: the connection (and its LISTEN) lives as long as the client.
+    client: tokio_postgres::Client,
     notices: mpsc::UnboundedReceiver<String>,
 }
 
-pub async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
+async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
     let (client, mut conn) = config.connect(NoTls).await?;
     let (ntx, notices) = mpsc::unbounded_channel();
     // The connection must be polled for the LISTEN below to complete, and for notices.
@@ -127,10 +128,7 @@ pub async fn connect(config: &tokio_postgres::Config) -> PgResult<Session> {
         .batch_execute(&format!("LISTEN {CHANNEL}"))
         .await
         .map_err(PgError::from)?;
-    Ok(Session {
-        _client: client,
-        notices,
-    })
+    Ok(Session { client, notices })
 }
 
 /// Forwards notices until the connection drops or nobody listens any more (the node stopped:

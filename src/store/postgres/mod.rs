@@ -247,11 +247,10 @@ impl PgStore {
         let changes = listen::start(config.clone(), instance.clone()).await?;
         // Listening already: the caches the node loads next reflect at least this version, and
         // every later change arrives as a notice.
-        let (client, conn) = config.connect(NoTls).await.map_err(PgError::from)?;
-        let conn = tokio::spawn(conn);
-        let version = listen::current_version(&client).await?;
-        drop(client);
-        let _ = conn.await;
+        let version = {
+            let client = pool.get().await.map_err(PgError::from)?;
+            listen::current_version(&client).await?
+        };
         let (applied, _) = watch::channel(version);
         Ok(PgStore {
             committers: group::Committers::start(pool.clone(), applied.subscribe()),
@@ -429,6 +428,12 @@ impl Store for PgStore {
         Ok(queued)
     }
     async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        match self.committers.ingest(batch).await? {
+            Ingested::Stored(out) => Ok(out),
+            Ingested::Reroute { version, .. } => Err(StoreError::StaleConfig(version)),
+        }
+    }
+    async fn ingest_routed(&self, batch: IngestBatch) -> StoreResult<Ingested> {
         self.committers.ingest(batch).await
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
