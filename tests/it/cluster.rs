@@ -296,15 +296,9 @@ async fn two_nodes_closing_the_same_window_send_it_once() {
         .await
         .expect("ingest");
     let window = |owner: &str| BatchWindow {
-        integration_id: "b1".into(),
-        owner: "t".into(),
-        boundary,
-        cutoff: boundary,
-        window_start: boundary - 60_000,
-        feed: None,
-        privacy: Default::default(),
         lease: lease(owner),
         now: boundary + 1000,
+        ..crate::store::window_at(boundary)
     };
     // Both nodes' schedulers reach the boundary at the same moment, several times over.
     let (a, b) = tokio::join!(

@@ -354,7 +354,7 @@ pub fn cdr_item(id: &str, ended: &str, batch_to: &str) -> IngestItem {
     }
 }
 
-fn window_at(boundary: i64) -> BatchWindow {
+pub fn window_at(boundary: i64) -> BatchWindow {
     BatchWindow {
         integration_id: "b1".into(),
         owner: "t".into(),
