@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::dispatcher::{Dispatcher, MEMORY_HORIZON_MS};
 use crate::cache::Integration;
@@ -18,11 +19,15 @@ use crate::store::{
 };
 use crate::time::now_ms;
 
-pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
+/// `slot` is the integration's in-flight slot this attempt holds: it is given back as soon as
+/// the endpoint has answered, so the endpoint's concurrency is not spent waiting for the
+/// outcome's commit (which the writer groups with others).
+pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob, slot: OwnedSemaphorePermit) {
     let Some(integration) = d.cache.get(&job.head.integration_id) else {
         return; // deleted while queued; its deliveries were cancelled
     };
     if integration.status == IntegrationStatus::Disabled {
+        drop(slot);
         crate::metrics::METRICS.delivery("held", None);
         settle(d, &job, None, NextStep::Held, now_ms()).await;
         return;
@@ -33,6 +38,10 @@ pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob) {
     let clock = Instant::now();
     let result = d.client.send(request, &integration.valid.url).await;
     let duration_ms = clock.elapsed().as_millis().min(u32::MAX as u128) as u32;
+    // The slot is handed on once a place among the outcomes waiting for the writer is taken:
+    // if the writer falls behind, endpoints wait for it, and outcomes in memory stay bounded.
+    let _recording = d.recording.clone().acquire_owned().await;
+    drop(slot);
     let now = now_ms();
 
     let verdict = classify(&result);

@@ -35,6 +35,8 @@ pub const LEASE_MS: i64 = 60 * 60 * 1000;
 pub const MEMORY_HORIZON_MS: i64 = 60_000;
 /// At most this many retries wait in memory at once.
 const MAX_TIMERS: usize = 100_000;
+/// At most this many attempts wait for their outcome's commit at once, past their request.
+const MAX_RECORDING: usize = 8192;
 /// The most deliveries one claim takes.
 const CLAIM_BATCH: usize = 256;
 /// How often the claimer re-reads which integrations have pending work, as a safety net.
@@ -59,6 +61,8 @@ pub struct Dispatcher {
     pub(super) shutdown: CancellationToken,
     tracker: TaskTracker,
     pub(super) timers: AtomicUsize,
+    /// Attempts past their request and waiting for their outcome's commit.
+    pub(super) recording: Arc<Semaphore>,
     /// Tells the operator about integrations failing, disabled and recovered.
     notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
 }
@@ -88,6 +92,7 @@ impl Dispatcher {
             shutdown: CancellationToken::new(),
             tracker: TaskTracker::new(),
             timers: AtomicUsize::new(0),
+            recording: Arc::new(Semaphore::new(MAX_RECORDING)),
             notifier: Mutex::new(None),
         })
     }
@@ -245,10 +250,8 @@ impl Dispatcher {
             };
             let Some(job) = job else { return };
             let me = self.clone();
-            self.tracker.spawn(async move {
-                attempt::run(&me, job).await;
-                drop(permit);
-            });
+            self.tracker
+                .spawn(async move { attempt::run(&me, job, permit).await });
         }
         // Shutting down: what is still queued goes back to the store for the next run.
         rx.close();

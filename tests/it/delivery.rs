@@ -220,6 +220,41 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
     server.stop().await;
 }
 
+/// The in-flight limit counts requests at the endpoint: it is reached, never passed, and a slot
+/// is not kept while the outcome waits for its commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_never_has_more_requests_in_flight_than_its_limit() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let slow = Receiver::start().await;
+    slow.set_default(Reply::Delay(40, 200));
+    api.integration(
+        "acme",
+        json!({"name": "slow", "url": slow.url, "event_types": ["ivr.input"],
+        "delivery": {"max_in_flight": 3}}),
+    )
+    .await;
+    let events: Vec<_> = (0..30)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                "acme",
+                "ivr.input",
+                &format!("c{i}"),
+                json!({"dtmf": "1"}),
+            )
+        })
+        .collect();
+    assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
+    slow.take(30, 10).await;
+    let most = slow
+        .concurrency
+        .most
+        .load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(most, 3, "at most 3 requests at once, and all 3 used");
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_tenants_backlog_does_not_starve_another_tenant() {
     let server = TestServer::start().await;

@@ -311,6 +311,31 @@ struct Script {
 struct RecvState {
     script: Arc<Mutex<Script>>,
     tx: mpsc::UnboundedSender<Received>,
+    concurrency: Arc<Concurrency>,
+}
+
+/// Requests being answered right now, and the most there ever were at once.
+#[derive(Default)]
+pub struct Concurrency {
+    now: std::sync::atomic::AtomicUsize,
+    pub most: std::sync::atomic::AtomicUsize,
+}
+
+struct InFlight(Arc<Concurrency>);
+
+impl InFlight {
+    fn enter(c: &Arc<Concurrency>) -> InFlight {
+        use std::sync::atomic::Ordering::SeqCst;
+        let now = c.now.fetch_add(1, SeqCst) + 1;
+        c.most.fetch_max(now, SeqCst);
+        InFlight(c.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// A real HTTP endpoint on 127.0.0.1:0.
@@ -318,6 +343,7 @@ pub struct Receiver {
     pub url: String,
     script: Arc<Mutex<Script>>,
     rx: tokio::sync::Mutex<mpsc::UnboundedReceiver<Received>>,
+    pub concurrency: Arc<Concurrency>,
 }
 
 impl Receiver {
@@ -328,9 +354,11 @@ impl Receiver {
             default: Reply::Status(200),
             challenge: ChallengeReply::Echo,
         }));
+        let concurrency = Arc::new(Concurrency::default());
         let state = RecvState {
             script: script.clone(),
             tx,
+            concurrency: concurrency.clone(),
         };
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -344,6 +372,7 @@ impl Receiver {
             url: format!("http://{addr}/hook"),
             script,
             rx: tokio::sync::Mutex::new(rx),
+            concurrency,
         }
     }
 
@@ -410,6 +439,7 @@ async fn handle(
             }
         };
     }
+    let _in_flight = InFlight::enter(&state.concurrency);
     let reply = {
         let mut s = state.script.lock();
         s.queue.pop_front().unwrap_or_else(|| s.default.clone())
