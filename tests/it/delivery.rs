@@ -194,17 +194,7 @@ async fn a_hanging_endpoint_does_not_delay_a_healthy_one() {
         json!({"name": "fine", "url": healthy.url, "event_types": ["ivr.input"]}),
     )
     .await;
-    let events: Vec<_> = (0..200)
-        .map(|i| {
-            event(
-                &format!("e{i}"),
-                "acme",
-                "ivr.input",
-                &format!("c{i}"),
-                json!({"dtmf": "1"}),
-            )
-        })
-        .collect();
+    let events = ivr_events("acme", 0..200);
     let start = Instant::now();
     assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
     let got = healthy.take(200, 10).await;
@@ -234,17 +224,7 @@ async fn an_endpoint_never_has_more_requests_in_flight_than_its_limit() {
         "delivery": {"max_in_flight": 3}}),
     )
     .await;
-    let events: Vec<_> = (0..30)
-        .map(|i| {
-            event(
-                &format!("e{i}"),
-                "acme",
-                "ivr.input",
-                &format!("c{i}"),
-                json!({"dtmf": "1"}),
-            )
-        })
-        .collect();
+    let events = ivr_events("acme", 0..30);
     assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
     slow.take(30, 10).await;
     let most = slow

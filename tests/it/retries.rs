@@ -256,17 +256,7 @@ async fn failed_deliveries_can_be_redelivered_one_or_by_range() {
         )
         .await;
     let iid = integ["id"].as_str().unwrap_or_default().to_string();
-    let evs: Vec<_> = (1..=3)
-        .map(|i| {
-            event(
-                &format!("e{i}"),
-                "acme",
-                "ivr.input",
-                &format!("c{i}"),
-                json!({"dtmf": "1"}),
-            )
-        })
-        .collect();
+    let evs = ivr_events("acme", 1..4);
     server.ingest(json!({"events": evs})).await;
     rx.take(3, 10).await;
     let failed = api.wait_for_deliveries("acme", &iid, "failed", 3).await;

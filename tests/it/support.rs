@@ -259,6 +259,21 @@ pub fn event(id: &str, tenant: &str, kind: &str, call: &str, data: Value) -> Val
            "call_id": call, "data": data})
 }
 
+/// `ivr.input` events `e<i>` for `i` in `range`, each on its own call `c<i>`.
+pub fn ivr_events(tenant: &str, range: std::ops::Range<usize>) -> Vec<Value> {
+    range
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                tenant,
+                "ivr.input",
+                &format!("c{i}"),
+                json!({"dtmf": "1"}),
+            )
+        })
+        .collect()
+}
+
 /// What a receiver answers.
 #[derive(Clone, Debug)]
 pub enum Reply {
