@@ -11,6 +11,7 @@
 //! path needs no extra write; a retry far in the future gives its lease up; anything whose lease
 //! expired is claimed again with [`Store::claim_due`].
 
+pub(crate) mod group;
 pub mod postgres;
 pub(crate) mod shared;
 pub mod sqlite;

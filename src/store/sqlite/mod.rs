@@ -18,13 +18,27 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
+use super::group::{Group, MergedRecord, RecordRequest};
 use super::*;
 use crate::model::tenancy::{Partner, Tenant, TokenRecord};
 use writer::Writer;
 
+async fn commit_records(writer: Writer, group: Vec<RecordRequest<pipeline::Claimed>>) {
+    let mut merged = MergedRecord::new(group);
+    let outcomes = std::mem::take(&mut merged.outcomes);
+    let lease = merged.lease.clone();
+    let result = writer
+        .write(move |c| pipeline::record(c, &outcomes, &lease))
+        .await;
+    merged.reply(result);
+}
+
 pub struct SqliteStore {
     writer: Writer,
     readers: Arc<Readers>,
+    /// Attempt outcomes go to the writer together: one closure and one savepoint for all
+    /// those queued meanwhile, not one each.
+    records: Group<RecordRequest<pipeline::Claimed>>,
 }
 
 struct Readers {
@@ -45,23 +59,32 @@ fn open_conn(path: &Path, cache_kib: i64) -> StoreResult<Connection> {
 impl SqliteStore {
     pub async fn open(path: &Path) -> StoreResult<SqliteStore> {
         let path = path.to_path_buf();
-        tokio::task::spawn_blocking(move || {
+        let opened = tokio::task::spawn_blocking(move || {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)
                     .map_err(|e| internal(format!("{}: {e}", dir.display())))?;
             }
             let mut conn = open_conn(&path, schema::WRITER_CACHE_KIB)?;
             schema::migrate(&mut conn).map_err(internal)?;
-            Ok(SqliteStore {
-                writer: Writer::start(conn)?,
-                readers: Arc::new(Readers {
-                    path,
-                    idle: Mutex::new(Vec::new()),
-                }),
-            })
+            Ok::<_, StoreError>((Writer::start(conn)?, path))
         })
         .await
-        .map_err(internal)?
+        .map_err(internal)??;
+        let (writer, path) = opened;
+        Ok(SqliteStore {
+            records: Group::start(
+                writer.clone(),
+                2,
+                512,
+                RecordRequest::weight,
+                commit_records,
+            ),
+            writer,
+            readers: Arc::new(Readers {
+                path,
+                idle: Mutex::new(Vec::new()),
+            }),
+        })
     }
 
     async fn write<T, F>(&self, f: F) -> StoreResult<T>
@@ -210,7 +233,12 @@ impl Store for SqliteStore {
     }
     async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
         let heads = self
-            .write(move |c| pipeline::record(c, outcomes, &lease))
+            .records
+            .submit(|reply| RecordRequest {
+                outcomes,
+                lease,
+                reply,
+            })
             .await?;
         self.with_events(heads).await
     }

@@ -268,7 +268,13 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
     Ok(out)
 }
 
-pub fn record(c: &Connection, outcomes: Vec<Outcome>, lease: &Lease) -> StoreResult<Vec<Claimed>> {
+/// Records attempt outcomes; returns the deliveries they released, each with the index of the
+/// outcome that released it.
+pub fn record(
+    c: &Connection,
+    outcomes: &[Outcome],
+    lease: &Lease,
+) -> StoreResult<Vec<(usize, Claimed)>> {
     let mut promoted = Vec::new();
     let mut insert_attempt = c
         .prepare_cached(
@@ -286,7 +292,7 @@ pub fn record(c: &Connection, outcomes: Vec<Outcome>, lease: &Lease) -> StoreRes
              WHERE id = ?1 AND status = 'pending'",
         )
         .map_err(internal)?;
-    for o in outcomes {
+    for (i, o) in outcomes.iter().enumerate() {
         let h = &o.head;
         if let Some(a) = &o.attempt {
             insert_attempt
@@ -303,13 +309,16 @@ pub fn record(c: &Connection, outcomes: Vec<Outcome>, lease: &Lease) -> StoreRes
                 ])
                 .map_err(internal)?;
         }
-        let (status, next_at, keep, retries_used) = match o.next {
+        let (status, next_at, keep, retries_used) = match &o.next {
             NextStep::Succeeded => (DeliveryStatus::Succeeded, o.now, false, h.retries_used),
             NextStep::Failed => (DeliveryStatus::Failed, o.now, false, h.retries_used),
             NextStep::Held => (DeliveryStatus::Held, o.now, false, h.retries_used),
-            NextStep::Retry { at, keep_lease } => {
-                (DeliveryStatus::Pending, at, keep_lease, h.retries_used + 1)
-            }
+            NextStep::Retry { at, keep_lease } => (
+                DeliveryStatus::Pending,
+                *at,
+                *keep_lease,
+                h.retries_used + 1,
+            ),
         };
         let changed = update
             .execute(params![
@@ -328,7 +337,7 @@ pub fn record(c: &Connection, outcomes: Vec<Outcome>, lease: &Lease) -> StoreRes
         let settled = matches!(status, DeliveryStatus::Succeeded | DeliveryStatus::Failed);
         if changed > 0 && settled && h.ordered && !h.manual {
             if let Some(job) = promote_next(c, &h.integration_id, &h.call_id, lease, o.now)? {
-                promoted.push(job);
+                promoted.push((i, job));
             }
         }
     }
