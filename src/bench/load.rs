@@ -67,8 +67,8 @@ pub async fn flood(
     started.elapsed().as_secs_f64()
 }
 
-/// Posts `rate` events/s for `seconds`, in ticks of 10 ms taking turns over the nodes at
-/// `bases`; returns how many were sent.
+/// Posts `rate` events/s for `seconds`, in ticks taking turns over the nodes at `bases`;
+/// returns how many were sent.
 pub async fn steady(
     http: &reqwest::Client,
     bases: &[String],
@@ -77,18 +77,28 @@ pub async fn steady(
     rate: u64,
     seconds: u64,
 ) -> usize {
-    let per_tick = (rate / 100).max(1) as usize;
     let ticks = 100 * seconds as usize;
     let mut tick = tokio::time::interval(Duration::from_millis(10));
-    let mut sent = 0;
+    let (mut sent, mut posts) = (0, 0);
     for t in 0..ticks {
         tick.tick().await;
-        let body = batch_body(first + sent, per_tick, recv.now_us());
-        let (http, base) = (http.clone(), bases[t % bases.len()].clone());
+        let n = due_in_tick(rate, t as u64);
+        if n == 0 {
+            continue;
+        }
+        let body = batch_body(first + sent, n, recv.now_us());
+        let (http, base) = (http.clone(), bases[posts % bases.len()].clone());
         tokio::spawn(async move { post(&http, &base, body).await });
-        sent += per_tick;
+        sent += n;
+        posts += 1;
     }
     sent
+}
+
+/// Events due in 10 ms tick `t` at `rate` per second: what brings the total sent to the rate
+/// (rounding each tick's share up instead sent 100/s for any rate under 100).
+fn due_in_tick(rate: u64, t: u64) -> usize {
+    ((t + 1) * rate / 100 - t * rate / 100) as usize
 }
 
 /// The receiver's ceiling: 64 requests in flight straight at it, for `secs`.
@@ -113,4 +123,17 @@ pub async fn loopback_ceiling(url: &str, secs: u64) -> f64 {
         let _ = t.await;
     }
     done.load(Ordering::Relaxed) as f64 / secs.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_in_tick;
+
+    #[test]
+    fn steady_ticks_send_the_rate_asked_for() {
+        for rate in [1, 7, 20, 99, 100, 150, 2000, 10_000] {
+            let in_a_second: usize = (0..100).map(|t| due_in_tick(rate, t)).sum();
+            assert_eq!(in_a_second, rate as usize, "rate {rate}");
+        }
+    }
 }
