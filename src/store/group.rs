@@ -87,42 +87,41 @@ impl<C> RecordRequest<C> {
     }
 }
 
-/// A group of record requests as one: every outcome, and the request each came from.
-pub struct MergedRecord<C> {
-    pub outcomes: Vec<Outcome>,
-    /// All outcomes are this node's: the latest lease serves them all.
-    pub lease: Lease,
+/// A group of record requests as one write: every outcome, the lease that serves them all
+/// (they are all this node's: the latest), and where to send each request's answer.
+pub fn merge_records<C>(group: Vec<RecordRequest<C>>) -> (Vec<Outcome>, Lease, RecordReplies<C>) {
+    let mut outcomes = Vec::new();
+    let mut lease = Lease {
+        owner: Arc::from(""),
+        until: i64::MIN,
+    };
+    let mut replies = RecordReplies {
+        owners: Vec::new(),
+        replies: Vec::with_capacity(group.len()),
+    };
+    for (i, r) in group.into_iter().enumerate() {
+        if r.lease.until > lease.until {
+            lease = r.lease;
+        }
+        replies
+            .owners
+            .extend(std::iter::repeat_n(i, r.outcomes.len()));
+        outcomes.extend(r.outcomes);
+        replies.replies.push(r.reply);
+    }
+    (outcomes, lease, replies)
+}
+
+/// The requests of a merged group: the request each outcome came from, and their replies.
+pub struct RecordReplies<C> {
     owners: Vec<usize>,
     replies: Vec<oneshot::Sender<StoreResult<Vec<C>>>>,
 }
 
-impl<C> MergedRecord<C> {
-    pub fn new(group: Vec<RecordRequest<C>>) -> MergedRecord<C> {
-        let mut merged = MergedRecord {
-            outcomes: Vec::new(),
-            lease: Lease {
-                owner: Arc::from(""),
-                until: i64::MIN,
-            },
-            owners: Vec::new(),
-            replies: Vec::with_capacity(group.len()),
-        };
-        for (i, r) in group.into_iter().enumerate() {
-            if r.lease.until > merged.lease.until {
-                merged.lease = r.lease;
-            }
-            merged
-                .owners
-                .extend(std::iter::repeat_n(i, r.outcomes.len()));
-            merged.outcomes.extend(r.outcomes);
-            merged.replies.push(r.reply);
-        }
-        merged
-    }
-
+impl<C> RecordReplies<C> {
     /// Answers each request: the deliveries its own outcomes released (`promoted` holds the
     /// index of the outcome that released each), or the group's error.
-    pub fn reply(self, result: StoreResult<Vec<(usize, C)>>) {
+    pub fn send(self, result: StoreResult<Vec<(usize, C)>>) {
         match result {
             Ok(promoted) => {
                 let mut per_request: Vec<Vec<C>> =
@@ -178,7 +177,7 @@ mod tests {
             owner: Arc::from("n"),
             until,
         };
-        let merged = MergedRecord::<&str>::new(vec![
+        let (outcomes, lease, replies) = merge_records::<&str>(vec![
             RecordRequest {
                 outcomes: vec![outcome("a1"), outcome("a2")],
                 lease: lease(5),
@@ -190,9 +189,9 @@ mod tests {
                 reply: b_tx,
             },
         ]);
-        assert_eq!(merged.outcomes.len(), 3);
-        assert_eq!(merged.lease.until, 9, "the latest lease serves the group");
-        merged.reply(Ok(vec![(2, "after b1"), (1, "after a2")]));
+        assert_eq!(outcomes.len(), 3);
+        assert_eq!(lease.until, 9, "the latest lease serves the group");
+        replies.send(Ok(vec![(2, "after b1"), (1, "after a2")]));
         assert_eq!(a_rx.await.ok().and_then(Result::ok), Some(vec!["after a2"]));
         assert_eq!(b_rx.await.ok().and_then(Result::ok), Some(vec!["after b1"]));
     }

@@ -12,7 +12,7 @@ use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::{oneshot, watch};
 
 use super::{lock_keys, pipeline, PgResult, RETRIES};
-use crate::store::group::{Group, MergedRecord, RecordRequest};
+use crate::store::group::{merge_records, Group, RecordRequest};
 use crate::store::{IngestBatch, IngestOutcome, Ingested, Lease, Outcome, StoreError, StoreResult};
 
 /// What `in_tx!` needs (the pool), and the configuration version the node's caches reflect.
@@ -143,9 +143,8 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
 }
 
 async fn commit_record(db: Arc<Db>, group: Vec<RecordRequest<pipeline::Claimed>>) {
-    let merged = MergedRecord::new(group);
-    let (outcomes, lease) = (&merged.outcomes, &merged.lease);
+    let (outcomes, lease, replies) = merge_records(group);
     let result: StoreResult<Vec<(usize, pipeline::Claimed)>> =
-        in_tx!(db, |tx| pipeline::record(&tx, outcomes, lease).await?);
-    merged.reply(result);
+        in_tx!(db, |tx| pipeline::record(&tx, &outcomes, &lease).await?);
+    replies.send(result);
 }

@@ -18,19 +18,17 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rusqlite::Connection;
 
-use super::group::{Group, MergedRecord, RecordRequest};
+use super::group::{merge_records, Group, RecordRequest};
 use super::*;
 use crate::model::tenancy::{Partner, Tenant, TokenRecord};
 use writer::Writer;
 
 async fn commit_records(writer: Writer, group: Vec<RecordRequest<pipeline::Claimed>>) {
-    let mut merged = MergedRecord::new(group);
-    let outcomes = std::mem::take(&mut merged.outcomes);
-    let lease = merged.lease.clone();
+    let (outcomes, lease, replies) = merge_records(group);
     let result = writer
         .write(move |c| pipeline::record(c, &outcomes, &lease))
         .await;
-    merged.reply(result);
+    replies.send(result);
 }
 
 pub struct SqliteStore {
