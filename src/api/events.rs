@@ -81,6 +81,7 @@ async fn store_derived_records(
             lease: s.dispatcher.lease(),
             now,
             not_before: Some(not_before),
+            config_version: None,
         })
         .await?;
     for kind in &outcome.accepted_kinds {
@@ -160,6 +161,9 @@ pub(crate) async fn store_events(
     let (outcome, now) = loop {
         tries += 1;
         let now = crate::time::now_ms();
+        // Read before the caches are: a change applied while routing makes the batch look
+        // older than it is (routed again), never newer.
+        let config_version = s.store.applied_version();
         let mut items = plan_all(events);
         s.dispatcher.defer_beyond_room(&mut items);
         let batch = IngestBatch {
@@ -167,6 +171,7 @@ pub(crate) async fn store_events(
             lease: s.dispatcher.lease(),
             now,
             not_before: None,
+            config_version,
         };
         match s.store.ingest_routed(batch).await? {
             Ingested::Stored(outcome) => break (outcome, now),

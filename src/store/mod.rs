@@ -128,6 +128,11 @@ pub trait Store: Send + Sync + 'static {
     /// This node's caches reflect every configuration change up to `version`. Ingest refuses
     /// (`StaleConfig`) to route against caches older than the store's configuration.
     fn applied(&self, _version: i64) {}
+    /// The configuration version this node's caches reflect, for [`IngestBatch::config_version`];
+    /// `None` on a store no other node changes.
+    fn applied_version(&self) -> Option<i64> {
+        None
+    }
     /// Waits up to `within` until [`Store::applied`] reaches `version`; false if it did not.
     async fn wait_applied(&self, _version: i64, _within: std::time::Duration) -> bool {
         true

@@ -137,6 +137,12 @@ pub struct IngestBatch {
     /// Deliveries wait until then (in the store, unleased) instead of going out at once: the
     /// grace given to a source's own record before one built from call states is sent.
     pub not_before: Option<i64>,
+    /// The configuration version this node's caches reflected *before* the items were routed
+    /// ([`super::Store::applied_version`], read ahead of the caches). A shared store whose
+    /// configuration is newer stores nothing of the batch and answers `Reroute`. `None`: no
+    /// check (a store with one node; records built from call states, which follow their
+    /// states' stored request).
+    pub config_version: Option<i64>,
 }
 
 #[derive(Debug, Default)]

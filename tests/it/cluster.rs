@@ -292,6 +292,7 @@ async fn two_nodes_closing_the_same_window_send_it_once() {
             lease: lease("a"),
             now: boundary + 1000,
             not_before: None,
+            config_version: None,
         })
         .await
         .expect("ingest");
@@ -345,6 +346,20 @@ async fn two_nodes_closing_the_same_window_send_it_once() {
     );
 }
 
+/// One call on node B, routed with caches at `config_version`.
+fn queued_on_b(call: usize, config_version: Option<i64>) -> IngestBatch {
+    IngestBatch {
+        items: vec![queued_call(call)],
+        lease: Lease {
+            owner: Arc::from("b"),
+            until: i64::MAX,
+        },
+        now: 1000,
+        not_before: None,
+        config_version,
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
     let pg = Postgres::get();
@@ -353,22 +368,18 @@ async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
     let node_b = callhook::store::open(&url).await.expect("open b");
     // Node B's follower is "slow": nothing of its notices is applied.
     let mut b_notices = node_b.changes().expect("notices");
-    let batch = |call: usize| IngestBatch {
-        items: vec![queued_call(call)],
-        lease: Lease {
-            owner: Arc::from("b"),
-            until: i64::MAX,
-        },
-        now: 1000,
-        not_before: None,
-    };
-    node_b.ingest(batch(1)).await.expect("nothing changed yet");
+    node_b
+        .ingest(queued_on_b(1, node_b.applied_version()))
+        .await
+        .expect("nothing changed yet");
 
     node_a
         .insert_integration(crate::store::disabled_integration(None), None)
         .await
         .expect("change on a");
-    let refused = node_b.ingest(batch(2)).await;
+    let refused = node_b
+        .ingest(queued_on_b(2, node_b.applied_version()))
+        .await;
     let Err(callhook::store::StoreError::StaleConfig(version)) = refused else {
         panic!("routed with caches older than the change: {refused:?}");
     };
@@ -382,5 +393,38 @@ async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
         )
     );
     node_b.applied(notice.version);
-    node_b.ingest(batch(3)).await.expect("caught up");
+    node_b
+        .ingest(queued_on_b(3, node_b.applied_version()))
+        .await
+        .expect("caught up");
+}
+
+/// The race a two-node bench run hit: B routes a request while its caches still lack a new
+/// integration, its follower applies the change before the request commits, and the request
+/// was stored with no delivery for the integration. What counts is the version the caches had
+/// when the request was routed, not the one at commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_routed_before_the_follower_caught_up_is_routed_again() {
+    let pg = Postgres::get();
+    let url = fresh_database(&pg.admin_url).await;
+    let node_a = callhook::store::open(&url).await.expect("open a");
+    let node_b = callhook::store::open(&url).await.expect("open b");
+    let mut b_notices = node_b.changes().expect("notices");
+    let routed_with = node_b.applied_version();
+    assert!(
+        routed_with.is_some(),
+        "a shared store checks routing versions"
+    );
+
+    node_a
+        .insert_integration(crate::store::disabled_integration(None), None)
+        .await
+        .expect("change on a");
+    let notice = b_notices.recv().await.expect("notice");
+    node_b.applied(notice.version);
+    let late = node_b.ingest(queued_on_b(1, routed_with)).await;
+    assert!(
+        matches!(late, Err(callhook::store::StoreError::StaleConfig(v)) if v == notice.version),
+        "a request routed before the change was applied must be routed again: {late:?}"
+    );
 }

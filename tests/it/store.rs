@@ -90,6 +90,7 @@ async fn ordered_deliveries_wait_for_the_earlier_one_of_their_call() {
         lease: lease("n", 10_000),
         now: 1000,
         not_before: None,
+        config_version: None,
     };
     let out = s.ingest(batch).await.expect("ingest");
     assert_eq!((out.accepted, out.duplicates), (4, 1));
@@ -146,6 +147,7 @@ async fn claims_take_only_due_work_whose_lease_is_free() {
             lease: lease("a", 10_000),
             now: 1000,
             not_before: None,
+            config_version: None,
         })
         .await
         .expect("ingest");
@@ -211,6 +213,7 @@ async fn enabling_resends_held_work_one_delivery_per_call_at_a_time() {
         lease: lease("a", 10_000),
         now: 1000,
         not_before: None,
+        config_version: None,
     })
     .await
     .expect("ingest");
@@ -276,6 +279,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
             lease: lease("a", old + 1000),
             now: old,
             not_before: None,
+            config_version: None,
         })
         .await
         .expect("ingest");
@@ -294,6 +298,7 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
         lease: lease("a", new + 1000),
         now: new,
         not_before: None,
+        config_version: None,
     })
     .await
     .expect("ingest");
@@ -383,6 +388,7 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
             lease: lease("n", 0),
             now: t("2026-11-22T10:01:40Z"),
             not_before: None,
+            config_version: None,
         })
         .await
         .expect("ingest");
@@ -423,6 +429,7 @@ async fn a_batch_window_closes_once_even_across_a_restart_and_late_calls_wait_fo
         lease: lease("n", 0),
         now: t("2026-11-22T10:02:30Z"),
         not_before: None,
+        config_version: None,
     })
     .await
     .expect("ingest");
@@ -462,6 +469,7 @@ async fn re_enabling_a_large_backlog_queues_all_of_it_in_steps() {
         lease: lease("a", 0),
         now: 1000,
         not_before: None,
+        config_version: None,
     })
     .await
     .expect("ingest");
@@ -491,6 +499,7 @@ async fn claiming_for_a_splicing_integration_skips_parsing_the_event() {
         lease: lease("a", 1_000),
         now: 1000,
         not_before: None,
+        config_version: None,
     })
     .await
     .expect("ingest");
@@ -521,6 +530,7 @@ async fn a_failing_request_does_not_take_the_requests_committed_with_it_down() {
         lease: lease("n", 10_000),
         now: 1000,
         not_before: None,
+        config_version: None,
     };
     // Submitted together, so the stores commit them in one group where they group writes.
     let mut results = Vec::new();
@@ -533,6 +543,7 @@ async fn a_failing_request_does_not_take_the_requests_committed_with_it_down() {
                 lease: lease("n", 10_000),
                 now: 1000,
                 not_before: None,
+                config_version: None,
             }),
         );
         results.push((a.is_ok(), b.is_ok(), c.map(|o| o.accepted)));

@@ -9,16 +9,15 @@
 use std::sync::Arc;
 
 use deadpool_postgres::{GenericClient, Pool};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::oneshot;
 
 use super::{lock_keys, pipeline, PgResult, RETRIES};
 use crate::store::group::{merge_records, Group, RecordRequest};
-use crate::store::{IngestBatch, IngestOutcome, Ingested, Lease, Outcome, StoreError, StoreResult};
+use crate::store::{IngestBatch, Ingested, Lease, Outcome, StoreError, StoreResult};
 
-/// What `in_tx!` needs (the pool), and the configuration version the node's caches reflect.
+/// What `in_tx!` needs.
 pub struct Db {
     pub pool: Pool,
-    applied: watch::Receiver<i64>,
 }
 
 pub struct IngestRequest {
@@ -33,8 +32,8 @@ pub struct Committers {
 }
 
 impl Committers {
-    pub fn start(pool: Pool, applied: watch::Receiver<i64>) -> Committers {
-        let db = Arc::new(Db { pool, applied });
+    pub fn start(pool: Pool) -> Committers {
+        let db = Arc::new(Db { pool });
         Committers {
             ingest: Group::start(
                 db.clone(),
@@ -72,10 +71,9 @@ impl Committers {
 async fn ingest_one<C: GenericClient>(
     c: &C,
     batch: &IngestBatch,
-    applied: i64,
-) -> PgResult<PgResult<IngestOutcome>> {
+) -> PgResult<PgResult<pipeline::Stored>> {
     c.batch_execute("SAVEPOINT ingest_request").await?;
-    match pipeline::ingest(c, batch, applied).await {
+    match pipeline::ingest(c, batch).await {
         Ok(out) => {
             c.batch_execute("RELEASE SAVEPOINT ingest_request").await?;
             Ok(Ok(out))
@@ -94,22 +92,10 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     // All requests with the same statements; should that fail for a reason of its own (not a
     // lost race), each request again in its own savepoint so only the bad one fails.
     let batches: Vec<&IngestBatch> = group.iter().map(|r| &r.batch).collect();
-    let applied = *db.applied.borrow();
-    let merged: StoreResult<Vec<IngestOutcome>> =
-        in_tx!(db, |tx| pipeline::ingest_many(&tx, &batches, applied)
-            .await?);
-    let result: StoreResult<Vec<PgResult<IngestOutcome>>> = match merged {
+    let merged: StoreResult<Vec<pipeline::Stored>> =
+        in_tx!(db, |tx| pipeline::ingest_many(&tx, &batches).await?);
+    let result: StoreResult<Vec<PgResult<pipeline::Stored>>> = match merged {
         Ok(outs) => Ok(outs.into_iter().map(Ok).collect()),
-        Err(StoreError::StaleConfig(version)) => {
-            // Nothing stored: every request goes back to its node to be routed again.
-            for r in group {
-                let _ = r.reply.send(Ok(Ingested::Reroute {
-                    version,
-                    batch: r.batch,
-                }));
-            }
-            return;
-        }
         Err(_) if group.len() > 1 => {
             let keys: Vec<i64> = group
                 .iter()
@@ -119,7 +105,7 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
                 lock_keys(&tx, keys.clone()).await?;
                 let mut outs = Vec::with_capacity(group.len());
                 for r in &group {
-                    outs.push(ingest_one(&tx, &r.batch, applied).await?);
+                    outs.push(ingest_one(&tx, &r.batch).await?);
                 }
                 outs
             })
@@ -129,9 +115,16 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     match result {
         Ok(outs) => {
             for (r, out) in group.into_iter().zip(outs) {
-                let _ = r
-                    .reply
-                    .send(out.map(Ingested::Stored).map_err(StoreError::from));
+                let answer = match out {
+                    Ok(pipeline::Stored::Done(out)) => Ok(Ingested::Stored(out)),
+                    // Nothing stored: the request goes back to its node to be routed again.
+                    Ok(pipeline::Stored::Stale(version)) => Ok(Ingested::Reroute {
+                        version,
+                        batch: r.batch,
+                    }),
+                    Err(e) => Err(StoreError::from(e)),
+                };
+                let _ = r.reply.send(answer);
             }
         }
         Err(e) => {

@@ -253,7 +253,7 @@ impl PgStore {
         };
         let (applied, _) = watch::channel(version);
         Ok(PgStore {
-            committers: group::Committers::start(pool.clone(), applied.subscribe()),
+            committers: group::Committers::start(pool.clone()),
             pool,
             instance,
             changes: Mutex::new(Some(changes)),
@@ -500,6 +500,9 @@ impl Store for PgStore {
             }
             newer
         });
+    }
+    fn applied_version(&self) -> Option<i64> {
+        Some(*self.applied.borrow())
     }
     async fn wait_applied(&self, version: i64, within: std::time::Duration) -> bool {
         let mut rx = self.applied.subscribe();

@@ -136,39 +136,70 @@ pub fn ingest_lock_keys(batch: &IngestBatch) -> Vec<i64> {
     keys
 }
 
-pub async fn ingest<C: GenericClient>(
-    c: &C,
-    batch: &IngestBatch,
-    applied: i64,
-) -> PgResult<IngestOutcome> {
-    Ok(ingest_many(c, &[batch], applied)
+pub async fn ingest<C: GenericClient>(c: &C, batch: &IngestBatch) -> PgResult<Stored> {
+    Ok(ingest_many(c, &[batch])
         .await?
         .pop()
-        .unwrap_or_default())
+        .unwrap_or(Stored::Done(IngestOutcome::default())))
+}
+
+/// What became of one ingest request.
+pub enum Stored {
+    Done(IngestOutcome),
+    /// Routed with caches older than the store's configuration, which is at this version:
+    /// nothing of the request was stored.
+    Stale(i64),
 }
 
 /// Stores several ingest requests with the same statements (one insert of all their events,
 /// one of all their deliveries…), as if one after the other; one outcome per request.
 ///
-/// The requests were routed with caches reflecting configuration version `applied`; if the
-/// store's configuration is newer, nothing is stored and the answer is `StaleConfig`, so the
-/// node routes again once its caches follow — an integration disabled or edited on another
-/// node is obeyed from the next event on. (Records built from call states are exempt: their
-/// call's states were just stored with the same caches, and they must not fail after that.)
+/// A request routed with caches older than the store's configuration
+/// ([`IngestBatch::config_version`]) is not stored: the node routes it again once its caches
+/// follow, so an integration disabled or edited on another node is obeyed from the next
+/// event on. The version compared is the one read *before* routing: one read at commit would
+/// pass a request routed just before the node's follower applied the change (seen: a batch
+/// stored with no deliveries, routed before the node knew the new integration).
 pub async fn ingest_many<C: GenericClient>(
     c: &C,
     batches: &[&IngestBatch],
-    applied: i64,
-) -> PgResult<Vec<IngestOutcome>> {
-    if batches.iter().any(|b| b.not_before.is_none()) {
+) -> PgResult<Vec<Stored>> {
+    let mut stale = vec![None; batches.len()];
+    if batches.iter().any(|b| b.config_version.is_some()) {
         let version: i64 = query(c, "SELECT version FROM config_version WHERE id = 1", &[])
             .await?
             .first()
             .map(|r| r.get(0))
             .unwrap_or(0);
-        if version > applied {
-            return Err(StoreError::StaleConfig(version).into());
+        for (s, b) in stale.iter_mut().zip(batches) {
+            if b.config_version.is_some_and(|routed| version > routed) {
+                *s = Some(version);
+            }
         }
+    }
+    let fresh: Vec<&IngestBatch> = batches
+        .iter()
+        .zip(&stale)
+        .filter(|(_, s)| s.is_none())
+        .map(|(b, _)| *b)
+        .collect();
+    let mut stored = store_routed(c, &fresh).await?.into_iter();
+    Ok(stale
+        .into_iter()
+        .map(|s| match s {
+            Some(version) => Stored::Stale(version),
+            None => Stored::Done(stored.next().unwrap_or_default()),
+        })
+        .collect())
+}
+
+/// Stores requests whose routing is current; one outcome per request.
+async fn store_routed<C: GenericClient>(
+    c: &C,
+    batches: &[&IngestBatch],
+) -> PgResult<Vec<IngestOutcome>> {
+    if batches.is_empty() {
+        return Ok(Vec::new());
     }
     let mut outs: Vec<IngestOutcome> = batches.iter().map(|_| IngestOutcome::default()).collect();
     let now = batches.iter().map(|b| b.now).max().unwrap_or_default();
