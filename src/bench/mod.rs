@@ -23,6 +23,10 @@ use serde_json::{json, Value};
 use load::TOKEN;
 use receiver::Receiver;
 
+/// A wait for deliveries gives up when none has arrived for this long: a stall, not a slow
+/// drain (the 1 M backlog takes minutes but never pauses that long).
+const STALL: Duration = Duration::from_secs(60);
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Scenario {
     OneToOne,
@@ -187,15 +191,29 @@ impl Env {
         Ok(v["id"].as_str().unwrap_or_default().to_string())
     }
 
-    async fn wait_for(&self, count: u64, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        while self.recv.count() < count {
-            if Instant::now() > deadline {
+    /// Waits until `count` deliveries have arrived; false once none has arrived for `idle`
+    /// (a stall), however long the whole wait has been.
+    async fn wait_for(&self, count: u64, idle: Duration) -> bool {
+        let (mut seen, mut since) = (self.recv.count(), Instant::now());
+        while seen < count {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let now = self.recv.count();
+            if now > seen {
+                (seen, since) = (now, Instant::now());
+            } else if since.elapsed() > idle {
                 return false;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         true
+    }
+
+    /// Why a wait for `want` deliveries failed, with how far it got.
+    fn stalled(&self, want: u64) -> anyhow::Error {
+        anyhow::anyhow!(
+            "deliveries stalled: {} of {want} arrived, none for {} s",
+            self.recv.count(),
+            STALL.as_secs()
+        )
     }
 
     /// Throughput: `events` as fast as possible, each going to `fan` integrations.
@@ -214,10 +232,9 @@ impl Env {
         .await;
         self.next_event += args.events;
         let want = before + args.events as u64 * fan;
-        anyhow::ensure!(
-            self.wait_for(want, Duration::from_secs(900)).await,
-            "deliveries stalled"
-        );
+        if !self.wait_for(want, STALL).await {
+            return Err(self.stalled(want));
+        }
         let total_s = started.elapsed().as_secs_f64();
         let lat = self.recv.take_latencies();
         Ok(json!({
@@ -244,7 +261,7 @@ impl Env {
         .await;
         self.next_event += sent;
         let done = self
-            .wait_for(before + sent as u64 * fan, Duration::from_secs(60))
+            .wait_for(before + sent as u64 * fan, STALL)
             .await;
         let lat = self.recv.take_latencies();
         json!({"deliveries_per_s": rate, "kept_up": done, "latency_ms": percentiles(&lat)})
@@ -395,11 +412,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 json!({}),
             )
             .await?;
-            anyhow::ensure!(
-                env.wait_for(args.events as u64, Duration::from_secs(1800))
-                    .await,
-                "the backlog did not drain"
-            );
+            if !env.wait_for(args.events as u64, STALL).await {
+                return Err(env.stalled(args.events as u64));
+            }
             let drain_s = started.elapsed().as_secs_f64();
             result["backlog"] = json!({
                 "deliveries_held": args.events,
