@@ -7,7 +7,8 @@
 //! results read as a ratio rather than an absolute that drifts with the machine.
 //!
 //! Scenarios: `one-to-one` (one integration), `fan-out` (100 integrations match each event),
-//! `isolation` (100 healthy endpoints, then the same with one that hangs and ten that answer 500),
+//! `isolation` (100 healthy endpoints alone, then with one that hangs and ten that answer 500,
+//! three times over, each side's latencies pooled),
 //! `backlog` (deliveries held while the integration is disabled, then drained on enable),
 //! `postgres` (one-to-one on PostgreSQL with one node, then two nodes sharing the database).
 
@@ -26,6 +27,9 @@ use receiver::Receiver;
 /// A wait for deliveries gives up when none has arrived for this long: a stall, not a slow
 /// drain (the 1 M backlog takes minutes but never pauses that long).
 const STALL: Duration = Duration::from_secs(60);
+
+/// The isolation scenario alternates this many phases alone and as many with bad endpoints.
+const ISOLATION_ROUNDS: u64 = 3;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Scenario {
@@ -52,7 +56,7 @@ pub struct BenchArgs {
     /// Steady rate of the latency phase, in deliveries per second.
     #[arg(long, default_value_t = 2000)]
     pub rate: u64,
-    /// Seconds of the latency phase.
+    /// Seconds of the latency phase (isolation: of each of its six phases).
     #[arg(long, default_value_t = 10)]
     pub seconds: u64,
     /// Seconds spent measuring the loopback ceiling.
@@ -83,6 +87,25 @@ fn percentiles(sorted: &[u64]) -> Value {
         json!(sorted[i] as f64 / 1000.0)
     };
     json!({"p50": p(0.5), "p99": p(0.99), "p999": p(0.999), "max": p(1.0), "samples": sorted.len()})
+}
+
+/// CPU time this process (server, receiver and load generator) has used, in seconds.
+fn cpu_seconds() -> f64 {
+    // /proc/self/stat: utime and stime are fields 14 and 15, in clock ticks (100 per second on
+    // Linux); counted after the command name, which is in parentheses and may hold spaces.
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i)?.parse::<f64>().ok();
+            Some((ticks(11)? + ticks(12)?) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+fn cores() -> f64 {
+    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
 }
 
 fn peak_rss_mb() -> f64 {
@@ -247,6 +270,13 @@ impl Env {
 
     /// Latency at a steady rate of deliveries per second, each event going to `fan` integrations.
     async fn steady(&mut self, rate: u64, seconds: u64, fan: u64) -> Value {
+        let (done, lat) = self.steady_samples(rate, seconds, fan).await;
+        json!({"deliveries_per_s": rate, "kept_up": done, "latency_ms": percentiles(&lat)})
+    }
+
+    /// [`Env::steady`]'s measurement: whether every delivery arrived, and each one's latency (µs,
+    /// sorted).
+    async fn steady_samples(&mut self, rate: u64, seconds: u64, fan: u64) -> (bool, Vec<u64>) {
         let before = self.recv.count();
         self.recv.take_latencies();
         let events_rate = (rate / fan).max(1);
@@ -260,11 +290,55 @@ impl Env {
         )
         .await;
         self.next_event += sent;
-        let done = self
-            .wait_for(before + sent as u64 * fan, STALL)
-            .await;
-        let lat = self.recv.take_latencies();
-        json!({"deliveries_per_s": rate, "kept_up": done, "latency_ms": percentiles(&lat)})
+        let done = self.wait_for(before + sent as u64 * fan, STALL).await;
+        (done, self.recv.take_latencies())
+    }
+
+    /// One steady phase of the isolation scenario (fan-out to the 100 healthy endpoints); notes
+    /// its p99 and the share of the machine's cores the whole process used (server, receiver
+    /// and load: the bad endpoints' attempts and retries cost CPU too) in `phases`.
+    async fn isolation_phase(
+        &mut self,
+        side: &str,
+        args: &BenchArgs,
+        phases: &mut Vec<Value>,
+    ) -> (bool, Vec<u64>) {
+        let (cpu, wall) = (cpu_seconds(), Instant::now());
+        let (done, lat) = self.steady_samples(args.rate, args.seconds, 100).await;
+        let share = (cpu_seconds() - cpu) / wall.elapsed().as_secs_f64() / cores();
+        phases.push(json!({"side": side, "p99_ms": percentiles(&lat)["p99"],
+                           "cpu_pct_of_machine": (share * 1000.0).round() / 10.0}));
+        (done, lat)
+    }
+
+    /// The isolation scenario's bad endpoints: one that hangs until its 10 s timeout and ten
+    /// that answer 500 (10 % of the healthy ones). Returns their ids.
+    async fn add_bad_endpoints(&self) -> anyhow::Result<Vec<String>> {
+        let mut ids = vec![
+            self.integration(
+                "/hang",
+                json!({"delivery": {"timeout_ms": 10000, "max_in_flight": 8}}),
+            )
+            .await?,
+        ];
+        for _ in 0..10 {
+            ids.push(self.integration("/fail", json!({"delivery": {"retry": {"policy": "linear", "retries": 10}, "max_in_flight": 8}})).await?);
+        }
+        Ok(ids)
+    }
+
+    /// Deletes integrations (their pending deliveries and retries go with them).
+    async fn delete_integrations(&self, ids: &[String]) -> anyhow::Result<()> {
+        for id in ids {
+            let r = self
+                .http
+                .delete(format!("{}/v1/tenants/bench/integrations/{id}", self.base))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?;
+            anyhow::ensure!(r.status().is_success(), "delete {id}: {}", r.status());
+        }
+        Ok(())
     }
 
     /// Stops every node and removes what the run created.
@@ -372,21 +446,36 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             // Warm-up, not measured: the first deliveries to 100 new endpoints open their
             // connections, which would count against "alone" only.
             env.steady(args.rate, args.seconds.min(2), 100).await;
-            let alone = env.steady(args.rate, args.seconds, 100).await;
-            env.integration(
-                "/hang",
-                json!({"delivery": {"timeout_ms": 10000, "max_in_flight": 8}}),
-            )
-            .await?;
-            for _ in 0..10 {
-                env.integration("/fail", json!({"delivery": {"retry": {"policy": "linear", "retries": 10}, "max_in_flight": 8}})).await?;
+            // Phases alternate (alone, with the bad endpoints, alone…) and each side's samples
+            // are pooled: whatever disturbs the machine now and then (a WAL checkpoint, another
+            // process) falls on both sides alike instead of deciding one phase's p99.
+            let (mut alone, mut with_bad) = (Vec::new(), Vec::new());
+            let (mut kept_up_alone, mut kept_up_bad) = (true, true);
+            let mut phases = Vec::new();
+            for _ in 0..ISOLATION_ROUNDS {
+                let (done, lat) = env.isolation_phase("alone", &args, &mut phases).await;
+                kept_up_alone &= done;
+                alone.extend(lat);
+                let bad = env.add_bad_endpoints().await?;
+                let (done, lat) = env.isolation_phase("with_bad", &args, &mut phases).await;
+                kept_up_bad &= done;
+                with_bad.extend(lat);
+                env.delete_integrations(&bad).await?;
             }
-            let with_bad = env.steady(args.rate, args.seconds, 100).await;
+            result["phases"] = json!(phases);
+            alone.sort_unstable();
+            with_bad.sort_unstable();
+            let phase = |kept_up: bool, lat: &[u64]| {
+                json!({"deliveries_per_s": args.rate, "kept_up": kept_up,
+                       "seconds": args.seconds * ISOLATION_ROUNDS, "latency_ms": percentiles(lat)})
+            };
+            let alone = phase(kept_up_alone, &alone);
+            let with_bad = phase(kept_up_bad, &with_bad);
             let p99 = |v: &Value| v["latency_ms"]["p99"].as_f64().unwrap_or(f64::NAN);
-            result["healthy_alone"] = alone.clone();
-            result["healthy_with_bad_endpoints"] = with_bad.clone();
             result["p99_change_pct"] =
                 json!(((p99(&with_bad) / p99(&alone) - 1.0) * 1000.0).round() / 10.0);
+            result["healthy_alone"] = alone;
+            result["healthy_with_bad_endpoints"] = with_bad;
         }
         Scenario::Backlog => {
             let iid = env.integration("/h/0", json!({})).await?;
