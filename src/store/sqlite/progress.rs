@@ -81,10 +81,11 @@ pub fn has_source_record(c: &Connection, e: &Event) -> StoreResult<bool> {
 /// Returns how many were cancelled.
 pub fn supersede_derived(c: &Connection, e: &Event, now: i64) -> StoreResult<u64> {
     let derived = format!("{DERIVED_CDR_PREFIX}{}", e.call_id);
+    // Almost every record finds nothing to supersede: a read answers that for a fraction of
+    // what an UPDATE … RETURNING costs (3.4 % of all CPU on the one-to-one flood, on the writer
+    // thread).
     let seq: Option<i64> = c
-        .prepare_cached(
-            "UPDATE events SET ended_at = NULL WHERE tenant_id = ?1 AND id = ?2 RETURNING seq",
-        )
+        .prepare_cached("SELECT seq FROM events WHERE tenant_id = ?1 AND id = ?2")
         .and_then(|mut st| {
             st.query_row([&e.tenant_id, &derived], |r| r.get(0))
                 .optional()
@@ -93,6 +94,9 @@ pub fn supersede_derived(c: &Connection, e: &Event, now: i64) -> StoreResult<u64
     let Some(seq) = seq else {
         return Ok(0);
     };
+    c.prepare_cached("UPDATE events SET ended_at = NULL WHERE seq = ?1")
+        .and_then(|mut st| st.execute([seq]))
+        .map_err(internal)?;
     c.prepare_cached("DELETE FROM batch_queue WHERE event_seq = ?1")
         .and_then(|mut st| st.execute([seq]))
         .map_err(internal)?;
