@@ -195,18 +195,6 @@ pub enum OwnerKind {
     AnswerGroup,
 }
 
-/// The wire envelope, before validation.
-#[derive(Deserialize)]
-struct RawEvent {
-    id: String,
-    #[serde(rename = "type")]
-    kind: String,
-    tenant_id: String,
-    occurred_at: String,
-    call_id: String,
-    data: Value,
-}
-
 const MAX_ID_LEN: usize = 200;
 
 /// Parses and validates one event. The error names the field and what is expected of it.
@@ -219,8 +207,44 @@ pub fn parse_stored(value: Value) -> Result<Event, String> {
     parse(value, false)
 }
 
+/// The wire envelope, before validation.
+struct RawEvent {
+    id: String,
+    kind: String,
+    tenant_id: String,
+    occurred_at: String,
+    call_id: String,
+    data: Value,
+}
+
+impl RawEvent {
+    /// Takes the envelope's fields out of the object by hand: `serde_json::from_value` would
+    /// rebuild `data` — most of the event — entry by entry (measured: 4 % of all CPU on the
+    /// one-to-one flood); moved out, it costs nothing. Other fields are ignored.
+    fn take(value: Value) -> Result<RawEvent, String> {
+        let Value::Object(mut obj) = value else {
+            return Err("an event must be a JSON object".into());
+        };
+        let mut text = |name: &str| match obj.remove(name) {
+            Some(Value::String(s)) => Ok(s),
+            Some(_) => Err(format!("`{name}` must be a string")),
+            None => Err(format!("missing field `{name}`")),
+        };
+        Ok(RawEvent {
+            id: text("id")?,
+            kind: text("type")?,
+            tenant_id: text("tenant_id")?,
+            occurred_at: text("occurred_at")?,
+            call_id: text("call_id")?,
+            data: obj
+                .remove("data")
+                .ok_or_else(|| "missing field `data`".to_string())?,
+        })
+    }
+}
+
 fn parse(value: Value, from_source: bool) -> Result<Event, String> {
-    let raw: RawEvent = serde_json::from_value(value).map_err(|e| e.to_string())?;
+    let raw = RawEvent::take(value)?;
     for (name, v) in [
         ("id", &raw.id),
         ("tenant_id", &raw.tenant_id),
@@ -550,6 +574,17 @@ mod tests {
             ),
             (ev("call.completed", json!([])), "object"),
             (json!({"id": "x", "type": "call.state"}), "tenant_id"),
+            (
+                json!({"id": 7, "type": "call.state", "tenant_id": "a", "call_id": "c",
+                       "occurred_at": "2026-11-22T10:00:00Z", "data": {}}),
+                "`id` must be a string",
+            ),
+            (
+                json!({"id": "x", "type": "call.completed", "tenant_id": "a", "call_id": "c",
+                       "occurred_at": "2026-11-22T10:00:00Z"}),
+                "`data`",
+            ),
+            (json!(["not", "an", "object"]), "object"),
         ];
         for (input, needle) in cases {
             match parse_event(input) {
