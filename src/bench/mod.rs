@@ -104,8 +104,8 @@ fn cpu_seconds() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-fn cores() -> f64 {
-    std::thread::available_parallelism().map_or(1.0, |n| n.get() as f64)
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 fn peak_rss_mb() -> f64 {
@@ -188,14 +188,25 @@ impl Env {
         Ok(env)
     }
 
+    /// POSTs `body` to the API of the first node.
     async fn api(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let r = self
+        self.request(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = self
             .http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(TOKEN)
-            .json(&body)
-            .send()
-            .await?;
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(TOKEN);
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let r = req.send().await?;
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
         anyhow::ensure!(status.is_success(), "{path}: {status} {v}");
@@ -305,7 +316,7 @@ impl Env {
     ) -> (bool, Vec<u64>) {
         let (cpu, wall) = (cpu_seconds(), Instant::now());
         let (done, lat) = self.steady_samples(args.rate, args.seconds, 100).await;
-        let share = (cpu_seconds() - cpu) / wall.elapsed().as_secs_f64() / cores();
+        let share = (cpu_seconds() - cpu) / wall.elapsed().as_secs_f64() / cores() as f64;
         phases.push(json!({"side": side, "p99_ms": percentiles(&lat)["p99"],
                            "cpu_pct_of_machine": (share * 1000.0).round() / 10.0}));
         (done, lat)
@@ -330,13 +341,8 @@ impl Env {
     /// Deletes integrations (their pending deliveries and retries go with them).
     async fn delete_integrations(&self, ids: &[String]) -> anyhow::Result<()> {
         for id in ids {
-            let r = self
-                .http
-                .delete(format!("{}/v1/tenants/bench/integrations/{id}", self.base))
-                .bearer_auth(TOKEN)
-                .send()
-                .await?;
-            anyhow::ensure!(r.status().is_success(), "delete {id}: {}", r.status());
+            let path = format!("/v1/tenants/bench/integrations/{id}");
+            self.request(reqwest::Method::DELETE, &path, None).await?;
         }
         Ok(())
     }
@@ -410,7 +416,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     env.recv.take_latencies();
     let mut result = json!({
         "scenario": format!("{:?}", args.scenario),
-        "machine": {"cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0)},
+        "machine": {"cpus": cores()},
         "store": args.database_url.as_deref().unwrap_or("sqlite (temp dir)"),
         "loopback_ceiling_per_s": ceiling.round(),
     });

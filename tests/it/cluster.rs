@@ -271,6 +271,15 @@ async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
     let _ = node_b.wait();
 }
 
+/// Two nodes' stores on one new database of `pg` (which must outlive them: it may own the
+/// server).
+async fn two_stores(pg: &Postgres) -> (callhook::store::DynStore, callhook::store::DynStore) {
+    let url = fresh_database(&pg.admin_url).await;
+    let node_a = callhook::store::open(&url).await.expect("open a");
+    let node_b = callhook::store::open(&url).await.expect("open b");
+    (node_a, node_b)
+}
+
 fn queued_call(n: usize) -> IngestItem {
     crate::store::cdr_item(&format!("w-{n}"), "2026-11-22T10:00:30Z", "b1")
 }
@@ -278,9 +287,7 @@ fn queued_call(n: usize) -> IngestItem {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_closing_the_same_window_send_it_once() {
     let pg = Postgres::get();
-    let url = fresh_database(&pg.admin_url).await;
-    let node_a = callhook::store::open(&url).await.expect("open a");
-    let node_b = callhook::store::open(&url).await.expect("open b");
+    let (node_a, node_b) = two_stores(&pg).await;
     let boundary = callhook::time::parse_rfc3339_ms("2026-11-22T10:01:00Z").unwrap_or_default();
     let lease = |owner: &str| Lease {
         owner: Arc::from(owner),
@@ -363,9 +370,7 @@ fn queued_on_b(call: usize, config_version: Option<i64>) -> IngestBatch {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
     let pg = Postgres::get();
-    let url = fresh_database(&pg.admin_url).await;
-    let node_a = callhook::store::open(&url).await.expect("open a");
-    let node_b = callhook::store::open(&url).await.expect("open b");
+    let (node_a, node_b) = two_stores(&pg).await;
     // Node B's follower is "slow": nothing of its notices is applied.
     let mut b_notices = node_b.changes().expect("notices");
     node_b
@@ -406,9 +411,7 @@ async fn a_node_whose_caches_lag_behind_a_change_does_not_route_with_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_routed_before_the_follower_caught_up_is_routed_again() {
     let pg = Postgres::get();
-    let url = fresh_database(&pg.admin_url).await;
-    let node_a = callhook::store::open(&url).await.expect("open a");
-    let node_b = callhook::store::open(&url).await.expect("open b");
+    let (node_a, node_b) = two_stores(&pg).await;
     let mut b_notices = node_b.changes().expect("notices");
     let routed_with = node_b.applied_version();
     assert!(
