@@ -98,6 +98,7 @@ pub async fn apply(state: &AppState, change: Change) {
             state.known_tenants.write().remove(&id);
             state.tokens.forget_tenant(&id);
         }
+        Change::Token(id) => state.tokens.forget_id(&id),
         Change::Resync => {
             state.known_tenants.write().clear();
             state.tokens.forget_all();

@@ -11,7 +11,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall};
 use crate::ingest::{parse_body, plan};
-use crate::model::event::Event;
+use crate::model::event::{Event, EventKind};
 use crate::model::tenancy::Role;
 use crate::store::{IngestBatch, Ingested, StoreError};
 
@@ -93,6 +93,34 @@ async fn store_derived_records(
     Ok(())
 }
 
+/// A recording event may name only files its own tenant uploaded: every file it names becomes a
+/// signed link in the payload, so naming another tenant's file (or one never uploaded) would
+/// hand that file out. File ids are per tenant, so the answer says nothing of other tenants.
+async fn check_recording_files(s: &AppState, events: &[Event]) -> ApiResult<()> {
+    for e in events
+        .iter()
+        .filter(|e| e.kind == EventKind::RecordingCompleted)
+    {
+        let files = e.data.get("files").and_then(Value::as_array);
+        for fid in files
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.get("file_id")?.as_str())
+        {
+            if s.store.get_recording(&e.tenant_id, fid).await?.is_none() {
+                return Err(ApiError::unprocessable(
+                    "unknown_file",
+                    format!(
+                        "event `{}` names recording file `{fid}`, which tenant `{}` has not uploaded; upload it first (PUT /v1/recordings/{fid}), then send the event",
+                        e.id, e.tenant_id
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[utoipa::path(post, path = "/v1/events", tag = "events", request_body = IngestBody,
     responses((status = 202, description = "durable: stored with their deliveries", body = IngestOut),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
@@ -142,6 +170,7 @@ pub(crate) async fn store_events(
             partners.insert(e.tenant_id.clone(), partner);
         }
     }
+    check_recording_files(s, &events).await?;
     let mut events = events;
     order_call_states(&mut events);
     let plan_all = |events: Vec<Event>| -> Vec<_> {

@@ -20,7 +20,7 @@ use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Role};
 use crate::security::links::LinkError;
-use crate::store::{RecordingMeta, StoreError};
+use crate::store::RecordingMeta;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,6 +34,19 @@ fn recordings_dir(s: &AppState) -> PathBuf {
 
 pub fn file_path(s: &AppState, tenant_id: &str, file_id: &str) -> PathBuf {
     crate::retention::recording_path(&s.config.data_dir, tenant_id, file_id)
+}
+
+/// Removes every recording file of a tenant (deleted, or about to be created anew), so no file
+/// outlives its tenant's records.
+pub(crate) async fn remove_tenant_files(s: &AppState, tenant_id: &str) {
+    let dir = recordings_dir(s).join(tenant_id);
+    match tokio::fs::remove_dir_all(&dir).await {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            tracing::warn!(error = %e, dir = %dir.display(), "could not remove a tenant's recording files")
+        }
+    }
 }
 
 /// A file being uploaded: removed when dropped unless kept, so a failed or abandoned upload
@@ -155,20 +168,15 @@ pub(crate) async fn upload(
         sha256: hex::encode(hasher.finalize()),
         created_at: crate::time::now_ms(),
     };
-    s.store
-        .put_recording(meta.clone())
-        .await
-        .map_err(|e| match e {
-            StoreError::Conflict(m) => ApiError::conflict("file_id_taken", m),
-            other => other.into(),
-        })?;
+    s.store.put_recording(meta.clone()).await?;
     partial.0 = None; // kept
     Ok((StatusCode::CREATED, Json(meta)))
 }
 
 /// The link comes signed in a delivery's payload; it needs no token.
 #[utoipa::path(get, path = "/v1/recordings/{file_id}/content", tag = "recordings", security(()),
-    params(("file_id" = String, Path), ("expires" = i64, Query), ("signature" = String, Query)),
+    params(("file_id" = String, Path), ("tenant_id" = String, Query), ("expires" = i64, Query),
+           ("signature" = String, Query)),
     responses((status = 200, description = "the file (Range requests answer 206)", content_type = "application/octet-stream"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 410, body = ErrorBody)))]
@@ -178,9 +186,9 @@ pub(crate) async fn download(
     Query(q): Query<HashMap<String, String>>,
     req: Request,
 ) -> Response {
-    let expires = q.get("expires").and_then(|e| e.parse::<i64>().ok());
-    let signature = q.get("signature");
-    let (Some(expires), Some(signature)) = (expires, signature) else {
+    let (Some(tenant_id), Some(expires), Some(signature)) =
+        (q.get("tenant_id"), q.get("expires"), q.get("signature"))
+    else {
         return ApiError::new(
             StatusCode::FORBIDDEN,
             "invalid_signature",
@@ -188,7 +196,8 @@ pub(crate) async fn download(
         )
         .into_response();
     };
-    match s.links.verify(&file_id, expires, signature, crate::time::now_ms()) {
+    let now = crate::time::now_ms();
+    match s.links.verify(tenant_id, &file_id, expires, signature, now) {
         Ok(()) => {}
         Err(LinkError::BadSignature) => {
             return ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", "the link's signature does not match; use the URL from the delivery as it is")
@@ -199,7 +208,7 @@ pub(crate) async fn download(
                 .into_response()
         }
     }
-    let meta = match s.store.get_recording(&file_id).await {
+    let meta = match s.store.get_recording(tenant_id, &file_id).await {
         Ok(Some(m)) => m,
         Ok(None) => return ApiError::not_found(&format!("recording `{file_id}`")).into_response(),
         Err(e) => return ApiError::from(e).into_response(),

@@ -123,6 +123,9 @@ pub(crate) async fn create(
     });
     check_partner(&s, &p, partner_id.as_deref()).await?;
     let now = crate::time::now_ms();
+    // Files a deleted tenant of this id left behind (the node stopped between its rows and its
+    // files) are not inherited.
+    super::recordings::remove_tenant_files(&s, &id).await;
     let tenant = Tenant {
         id,
         name: check_name(&input.name)?,
@@ -197,6 +200,7 @@ pub(crate) async fn remove(
         "delete tenants",
     )?;
     s.store.delete_tenant(&tid).await?;
+    super::recordings::remove_tenant_files(&s, &tid).await;
     for i in s.cache.for_tenant(&tid).iter() {
         s.cache.remove(&i.id);
         s.dispatcher.integration_changed(&i.id);

@@ -93,6 +93,11 @@ impl Tokens {
         self.cache.write().clear();
     }
 
+    /// Forgets a revoked token, so its next request is looked up (and refused).
+    pub fn forget_id(&self, token_id: &str) {
+        self.cache.write().retain(|_, p| p.token_id != token_id);
+    }
+
     pub fn forget_tenant(&self, tenant_id: &str) {
         self.cache
             .write()

@@ -45,7 +45,7 @@ pub fn render(
                 .iter()
                 .filter_map(|f| f.get("file_id")?.as_str())
                 .map(|id| match ctx.links {
-                    Some(l) => json!(l.url(id, ctx.now_ms)),
+                    Some(l) => json!(l.url(&event.tenant_id, id, ctx.now_ms)),
                     None => json!(id),
                 })
                 .collect()

@@ -49,11 +49,23 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()>;
-    /// Deletes a tenant with its tokens and integrations; their pending deliveries are cancelled.
+    /// Deletes a tenant with its tokens, integrations and recording records (the caller removes
+    /// the files); pending deliveries are cancelled.
     async fn delete_tenant(&self, id: &str) -> StoreResult<bool>;
     async fn create_token(&self, token: TokenRecord) -> StoreResult<()>;
     async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>>;
     async fn has_token_named(&self, name: &str) -> StoreResult<bool>;
+    /// Every stored token (hashes only), oldest first; callers narrow them to their scope.
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>>;
+    /// Revokes a token; the deleted record, so callers can forget it. On a shared store every
+    /// node is told to forget it too.
+    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>>;
+    /// Records that a console session ended (signed out) before its cookie expires.
+    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()>;
+    async fn session_ended(&self, id: &str) -> StoreResult<bool>;
+    /// Stores `value` under `name` unless something is stored there already; returns what is
+    /// stored (the first writer wins, so nodes starting together agree).
+    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
 
     // --- integrations
     /// Inserts unless the tenant already has `max` integrations (then `Conflict`).
@@ -162,9 +174,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u64>;
 
     // --- recordings
-    /// Records an uploaded file; `Conflict` when the id belongs to another tenant.
+    /// Records an uploaded file. File ids are the tenant's own: the same id in two tenants names
+    /// two files, and uploading an id again replaces the tenant's file.
     async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()>;
-    async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>>;
+    async fn get_recording(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+    ) -> StoreResult<Option<RecordingMeta>>;
 
     // --- batch windows and reconciliation
     /// Closes a window: takes the queued calls that ended before the cutoff, stores the batch
@@ -235,6 +252,8 @@ pub enum Change {
     Integration(String),
     /// Edited or deleted (with its tokens and integrations).
     Tenant(String),
+    /// An API token was revoked: forget it.
+    Token(String),
     /// Notices may have been missed (the listening connection was lost): reload everything.
     Resync,
 }

@@ -262,7 +262,7 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
     );
     assert!(
         u1.starts_with(&format!(
-            "{}/v1/recordings/rec-file-1/content?expires=",
+            "{}/v1/recordings/rec-file-1/content?tenant_id=acme&expires=",
             server.base
         )),
         "{u1}"
@@ -319,7 +319,11 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
         &server.base,
         Sealer::from_key(SEAL_KEY).derive_key("recording-urls"),
     );
-    let expired = links.url("rec-file-1", callhook::time::now_ms() - 31 * 60 * 1000);
+    let expired = links.url(
+        "acme",
+        "rec-file-1",
+        callhook::time::now_ms() - 31 * 60 * 1000,
+    );
     assert_eq!(
         http.get(&expired)
             .send()
@@ -328,7 +332,7 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
             .unwrap_or(0),
         410
     );
-    let fresh = links.url("rec-file-1", callhook::time::now_ms());
+    let fresh = links.url("acme", "rec-file-1", callhook::time::now_ms());
     assert_eq!(
         http.get(&fresh)
             .send()

@@ -328,7 +328,11 @@ async fn retention_removes_old_settled_work_and_files_but_never_pending_work() {
     );
     assert!(!callhook::retention::recording_path(&files, "t", "old-file").exists());
     assert!(callhook::retention::recording_path(&files, "t", "new-file").exists());
-    assert!(s.get_recording("old-file").await.expect("get").is_none());
+    assert!(s
+        .get_recording("t", "old-file")
+        .await
+        .expect("get")
+        .is_none());
     // The old pending delivery and its event survive, and can still be sent.
     s.recover(new, 10_000).await.expect("recover");
     let claimed = s

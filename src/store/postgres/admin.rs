@@ -1,13 +1,11 @@
-//! Partners, tenants, tokens, integrations and recordings on PostgreSQL.
+//! Partners, tenants, tokens and integrations on PostgreSQL.
 
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
 use super::{execute, query, query_opt, PgError, PgResult};
 use crate::model::tenancy::{Partner, Role, Tenant, TokenRecord};
-use crate::store::{
-    IntegrationHealth, IntegrationRecord, IntegrationStatus, RecordingMeta, StoreError,
-};
+use crate::store::{IntegrationHealth, IntegrationRecord, IntegrationStatus, StoreError};
 
 fn conflict_on_unique(what: &str) -> impl Fn(PgError) -> PgError + '_ {
     move |e| {
@@ -114,6 +112,9 @@ pub async fn delete_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option
     for iid in &ids {
         delete_integration(c, iid).await?;
     }
+    // Its recordings go with it (the caller removes their files): a new tenant of the same id
+    // inherits nothing.
+    execute(c, "DELETE FROM recordings WHERE tenant_id = $1", &[&id]).await?;
     Ok(Some(ids))
 }
 
@@ -312,58 +313,4 @@ pub async fn set_health<C: GenericClient>(
     )
     .await?;
     Ok(before.as_deref() != Some(h.status.as_str()))
-}
-
-pub async fn put_recording<C: GenericClient>(c: &C, m: &RecordingMeta) -> PgResult<()> {
-    let bytes = m.bytes as i64;
-    let n = execute(
-        c,
-        "INSERT INTO recordings (file_id, tenant_id, content_type, bytes, sha256, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (file_id) DO UPDATE SET content_type = excluded.content_type,
-            bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at
-         WHERE recordings.tenant_id = excluded.tenant_id",
-        &[
-            &m.file_id,
-            &m.tenant_id,
-            &m.content_type,
-            &bytes,
-            &m.sha256,
-            &m.created_at,
-        ],
-    )
-    .await?;
-    if n == 0 {
-        return Err(StoreError::Conflict(format!(
-            "recording file id `{}` is already used by another tenant; file ids are global, choose another",
-            m.file_id
-        ))
-        .into());
-    }
-    Ok(())
-}
-
-pub async fn get_recording<C: GenericClient>(
-    c: &C,
-    file_id: &str,
-) -> PgResult<Option<RecordingMeta>> {
-    Ok(query_opt(
-        c,
-        "SELECT file_id, tenant_id, content_type, bytes, sha256, created_at FROM recordings WHERE file_id = $1",
-        &[&file_id],
-    )
-    .await?
-    .map(|r| recording_row(&r)))
-}
-
-/// Columns `file_id, tenant_id, content_type, bytes, sha256, created_at`.
-pub fn recording_row(r: &Row) -> RecordingMeta {
-    RecordingMeta {
-        file_id: r.get(0),
-        tenant_id: r.get(1),
-        content_type: r.get(2),
-        bytes: r.get::<_, i64>(3) as u64,
-        sha256: r.get(4),
-        created_at: r.get(5),
-    }
 }

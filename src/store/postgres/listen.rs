@@ -19,6 +19,7 @@ pub fn encode(instance: &str, version: i64, change: &Change) -> String {
     match change {
         Change::Integration(id) => format!("{instance} {version} integration {id}"),
         Change::Tenant(id) => format!("{instance} {version} tenant {id}"),
+        Change::Token(id) => format!("{instance} {version} token {id}"),
         Change::Resync => format!("{instance} {version} resync -"),
     }
 }
@@ -32,6 +33,7 @@ pub fn decode(own: &str, payload: &str) -> Option<Notice> {
     let change = match kind {
         "integration" => Change::Integration(id.to_string()),
         "tenant" => Change::Tenant(id.to_string()),
+        "token" => Change::Token(id.to_string()),
         "resync" => Change::Resync,
         _ => return None,
     };

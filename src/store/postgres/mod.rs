@@ -16,6 +16,7 @@
 //! Rows are read with `Row::get`, which panics on a type mismatch: every column read here has
 //! the type this module's own migrations give it, so no input can reach that panic.
 
+mod access;
 mod admin;
 mod listen;
 mod pipeline;
@@ -344,6 +345,30 @@ impl Store for PgStore {
     async fn has_token_named(&self, name: &str) -> StoreResult<bool> {
         on_conn!(self, |c| admin::has_token_named(&c, name).await?)
     }
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        on_conn!(self, |c| access::list_tokens(&c).await?)
+    }
+    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        in_tx!(self, |tx| {
+            let gone = access::delete_token(&tx, id).await?;
+            if gone.is_some() {
+                // Not routing-relevant: other nodes forget the token as the notice arrives.
+                let change = Change::Token(id.to_string());
+                notify_with(&tx, &self.instance, &change, false).await?;
+            }
+            gone
+        })
+    }
+    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        in_tx!(self, |tx| access::end_session(&tx, id, expires_at, now)
+            .await?)
+    }
+    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| access::session_ended(&c, id).await?)
+    }
+    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        in_tx!(self, |tx| access::claim_setting(&tx, name, &value).await?)
+    }
     async fn insert_integration(
         &self,
         rec: IntegrationRecord,
@@ -561,10 +586,15 @@ impl Store for PgStore {
         .await?)
     }
     async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()> {
-        in_tx!(self, |tx| admin::put_recording(&tx, &meta).await?)
+        in_tx!(self, |tx| access::put_recording(&tx, &meta).await?)
     }
-    async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>> {
-        on_conn!(self, |c| admin::get_recording(&c, file_id).await?)
+    async fn get_recording(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+    ) -> StoreResult<Option<RecordingMeta>> {
+        on_conn!(self, |c| access::get_recording(&c, tenant_id, file_id)
+            .await?)
     }
     async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
         let heads = in_tx!(self, |tx| pipeline::close_window(&tx, &window).await?)?;

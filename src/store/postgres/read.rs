@@ -4,7 +4,7 @@ use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::admin::recording_row;
+use super::access::recording_row;
 use super::{execute, query, query_opt, PgResult};
 use crate::model::event::EventKind;
 use crate::store::*;
@@ -286,8 +286,8 @@ pub async fn purge<C: GenericClient>(c: &C, before: i64, limit: u32) -> PgResult
     .await?;
     report.recordings = query(
         c,
-        "DELETE FROM recordings WHERE file_id IN (
-            SELECT file_id FROM recordings WHERE created_at < $1 ORDER BY created_at LIMIT $2)
+        "DELETE FROM recordings WHERE (tenant_id, file_id) IN (
+            SELECT tenant_id, file_id FROM recordings WHERE created_at < $1 ORDER BY created_at LIMIT $2)
          RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
         &[&before, &limit],
     )

@@ -169,6 +169,21 @@ CREATE TABLE config_version (
 );
 INSERT INTO config_version (id, version) VALUES (1, 0);
 "#,
+    // 3: a recording file belongs to one tenant: its id is unique within the tenant only (a
+    // taken id in another tenant reveals nothing). Node settings (the sealing key's check
+    // value), and console sessions ended by signing out.
+    r#"
+ALTER TABLE recordings DROP CONSTRAINT recordings_pkey;
+ALTER TABLE recordings ADD PRIMARY KEY (tenant_id, file_id);
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE TABLE ended_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at BIGINT NOT NULL
+);
+"#,
 ];
 
 pub async fn migrate(client: &mut Client) -> PgResult<()> {

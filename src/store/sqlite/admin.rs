@@ -5,7 +5,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use super::internal;
 use crate::model::tenancy::{Partner, Role, Tenant, TokenRecord};
 use crate::store::{
-    IntegrationHealth, IntegrationRecord, IntegrationStatus, RecordingMeta, StoreError, StoreResult,
+    IntegrationHealth, IntegrationRecord, IntegrationStatus, StoreError, StoreResult,
 };
 
 fn conflict_on_unique(what: &str) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
@@ -114,6 +114,10 @@ pub fn delete_tenant(c: &Connection, id: &str) -> StoreResult<bool> {
     for iid in ids {
         delete_integration(c, &iid)?;
     }
+    // Its recordings go with it (the caller removes their files): a new tenant of the same id
+    // inherits nothing.
+    c.execute("DELETE FROM recordings WHERE tenant_id = ?1", [id])
+        .map_err(internal)?;
     Ok(true)
 }
 
@@ -298,53 +302,4 @@ pub fn set_health(c: &Connection, id: &str, h: &IntegrationHealth) -> StoreResul
     )
     .map_err(internal)?;
     Ok(())
-}
-
-pub fn put_recording(c: &Connection, m: &RecordingMeta) -> StoreResult<()> {
-    let n = c
-        .execute(
-            "INSERT INTO recordings (file_id, tenant_id, content_type, bytes, sha256, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-             ON CONFLICT (file_id) DO UPDATE SET content_type = excluded.content_type,
-                bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at
-             WHERE recordings.tenant_id = excluded.tenant_id",
-            params![
-                m.file_id,
-                m.tenant_id,
-                m.content_type,
-                m.bytes,
-                m.sha256,
-                m.created_at
-            ],
-        )
-        .map_err(internal)?;
-    if n == 0 {
-        return Err(StoreError::Conflict(format!(
-            "recording file id `{}` is already used by another tenant; file ids are global, choose another",
-            m.file_id
-        )));
-    }
-    Ok(())
-}
-
-pub fn get_recording(c: &Connection, file_id: &str) -> StoreResult<Option<RecordingMeta>> {
-    c.query_row(
-        "SELECT file_id, tenant_id, content_type, bytes, sha256, created_at FROM recordings WHERE file_id = ?1",
-        [file_id],
-        recording_row,
-    )
-    .optional()
-    .map_err(internal)
-}
-
-/// Columns `file_id, tenant_id, content_type, bytes, sha256, created_at`.
-pub(super) fn recording_row(r: &Row) -> rusqlite::Result<RecordingMeta> {
-    Ok(RecordingMeta {
-        file_id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        content_type: r.get(2)?,
-        bytes: r.get(3)?,
-        sha256: r.get(4)?,
-        created_at: r.get(5)?,
-    })
 }

@@ -1,6 +1,7 @@
 //! The embedded SQLite store: WAL, one group-committing writer thread ([`writer`]) and a small
 //! pool of read connections used from blocking tasks, so reads never wait behind commits.
 
+mod access;
 mod admin;
 mod pipeline;
 pub use pipeline::ENABLE_STEP;
@@ -163,6 +164,27 @@ impl Store for SqliteStore {
         let name = owned(name);
         self.read(move |c| admin::has_token_named(c, &name)).await
     }
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        self.read(access::list_tokens).await
+    }
+    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        let id = owned(id);
+        self.write(move |c| access::delete_token(c, &id)).await
+    }
+    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        let id = owned(id);
+        self.write(move |c| access::end_session(c, &id, expires_at, now))
+            .await
+    }
+    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
+        let id = owned(id);
+        self.read(move |c| access::session_ended(c, &id)).await
+    }
+    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = owned(name);
+        self.write(move |c| access::claim_setting(c, &name, &value))
+            .await
+    }
     async fn insert_integration(
         &self,
         rec: IntegrationRecord,
@@ -319,11 +341,16 @@ impl Store for SqliteStore {
             .await
     }
     async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()> {
-        self.write(move |c| admin::put_recording(c, &meta)).await
+        self.write(move |c| access::put_recording(c, &meta)).await
     }
-    async fn get_recording(&self, file_id: &str) -> StoreResult<Option<RecordingMeta>> {
-        let id = owned(file_id);
-        self.read(move |c| admin::get_recording(c, &id)).await
+    async fn get_recording(
+        &self,
+        tenant_id: &str,
+        file_id: &str,
+    ) -> StoreResult<Option<RecordingMeta>> {
+        let (tid, id) = (owned(tenant_id), owned(file_id));
+        self.read(move |c| access::get_recording(c, &tid, &id))
+            .await
     }
     async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
         let heads = self

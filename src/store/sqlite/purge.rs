@@ -41,12 +41,12 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
     .map_err(internal)?;
     report.recordings = c
         .prepare_cached(
-            "DELETE FROM recordings WHERE file_id IN (
-                SELECT file_id FROM recordings WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)
+            "DELETE FROM recordings WHERE (tenant_id, file_id) IN (
+                SELECT tenant_id, file_id FROM recordings WHERE created_at < ?1 ORDER BY created_at LIMIT ?2)
              RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
         )
         .and_then(|mut st| {
-            st.query_map(params![before, limit], super::admin::recording_row)?
+            st.query_map(params![before, limit], super::access::recording_row)?
                 .collect()
         })
         .map_err(internal)?;

@@ -156,6 +156,33 @@ CREATE INDEX records_by_call ON events(tenant_id, call_id) WHERE type = 'call.co
 DROP INDEX deliveries_due;
 CREATE INDEX deliveries_due ON deliveries(integration_id, status, lease_until, next_attempt_at);
 "#,
+    // 9: a recording file belongs to one tenant: its id is unique within the tenant only (a
+    // taken id in another tenant reveals nothing). Node settings (the sealing key's check
+    // value), and console sessions ended by signing out.
+    r#"
+CREATE TABLE recordings_scoped (
+    tenant_id TEXT NOT NULL,
+    file_id TEXT NOT NULL,
+    content_type TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant_id, file_id)
+) WITHOUT ROWID;
+INSERT INTO recordings_scoped (tenant_id, file_id, content_type, bytes, sha256, created_at)
+    SELECT tenant_id, file_id, content_type, bytes, sha256, created_at FROM recordings;
+DROP TABLE recordings;
+ALTER TABLE recordings_scoped RENAME TO recordings;
+CREATE INDEX recordings_by_age ON recordings(created_at);
+CREATE TABLE settings (
+    name TEXT PRIMARY KEY,
+    value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE ended_sessions (
+    id TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
