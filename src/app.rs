@@ -110,6 +110,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy,
         links,
         known_tenants: RwLock::new(HashMap::new()),
+        bodies: crate::api::body::BodyBudget::new(
+            config.body_memory_bytes.max(config.max_body_bytes),
+            Duration::from_millis(config.body_timeout_ms),
+        ),
     }));
 
     let shutdown = CancellationToken::new();

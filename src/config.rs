@@ -51,6 +51,15 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Bytes of request bodies held in memory at once, across all requests; a request whose
+    /// body does not fit is answered 503 at once.
+    #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub body_memory_bytes: usize,
+
+    /// How long a request body may take to arrive (a recording upload: between two chunks).
+    #[arg(long, env = "CALLHOOK_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub body_timeout_ms: u64,
+
     /// Largest accepted recording file, in bytes (413 above it).
     #[arg(long, env = "CALLHOOK_MAX_RECORDING_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_recording_bytes: u64,
@@ -113,6 +122,8 @@ impl Config {
             allow_private_destinations: false,
             egress_proxy: None,
             max_body_bytes: 8 * 1024 * 1024,
+            body_memory_bytes: 32 * 1024 * 1024,
+            body_timeout_ms: 30_000,
             max_recording_bytes: 256 * 1024 * 1024,
             seal_key: None,
             notify_url: None,

@@ -114,6 +114,8 @@ impl Metrics {
 pub struct Gauges {
     pub queued_in_memory: u64,
     pub retries_in_memory: u64,
+    /// Bytes of request bodies held against the body budget now.
+    pub body_bytes_held: u64,
     pub pending: u64,
     pub oldest_pending_age_s: f64,
     pub integrations: Vec<(&'static str, u64)>,
@@ -155,6 +157,7 @@ pub fn render(g: &Gauges) -> String {
         "callhook_end_to_end_seconds",
         "Time from ingest to a 2xx from the receiver.",
     );
+    let _ = writeln!(out, "# HELP callhook_request_body_bytes Bytes of request bodies held in memory now (bounded by CALLHOOK_BODY_MEMORY_BYTES).\n# TYPE callhook_request_body_bytes gauge\ncallhook_request_body_bytes {}", g.body_bytes_held);
     let _ = writeln!(out, "# HELP callhook_queue_in_memory Deliveries waiting in this node's memory queues.\n# TYPE callhook_queue_in_memory gauge\ncallhook_queue_in_memory {}", g.queued_in_memory);
     let _ = writeln!(out, "# HELP callhook_retries_in_memory Retries waiting in memory for their time.\n# TYPE callhook_retries_in_memory gauge\ncallhook_retries_in_memory {}", g.retries_in_memory);
     let _ = writeln!(out, "# HELP callhook_deliveries_pending Deliveries not yet settled (store).\n# TYPE callhook_deliveries_pending gauge\ncallhook_deliveries_pending {}", g.pending);

@@ -1,41 +1,246 @@
-//! Request bodies: JSON with clear errors (413 over the limit, 400 for bad JSON).
+//! Request bodies: each route has the limit it needs, a declared `Content-Length` over it is
+//! refused at once (413) before a byte is read, handlers decide who may call them before they
+//! read the body ([`LazyBody`] is read on demand), reading has a deadline, and the bodies held in
+//! memory at once share one budget, so many large bodies cannot add up to the machine's memory.
 
-use axum::body::Bytes;
-use axum::extract::{FromRequest, Request};
-use axum::http::StatusCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::IntoResponse;
+use axum::Router;
+use futures::StreamExt;
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// A JSON body as a `Value`; handlers turn it into their typed input and choose the status
-/// for shape errors (400 for events, 422 for settings).
-pub struct JsonValue(pub Value);
+/// Settings and actions (integrations, tenants, tokens, partners): a generous integration with
+/// every option set is a few KiB.
+pub const SETTINGS_BODY_BYTES: usize = 64 * 1024;
+/// Console forms and the sign-in form.
+pub const FORM_BODY_BYTES: usize = 32 * 1024;
 
-impl<S: Send + Sync> FromRequest<S> for JsonValue {
+/// The largest body a route reads, set by [`limited`] for the routes it wraps.
+#[derive(Clone, Copy, Debug)]
+pub struct BodyLimit(pub usize);
+
+/// Wraps a router's routes in a body limit: a declared length over it is refused at once, and
+/// every extractor (JSON, forms) stops reading past it.
+pub fn limited<S: Clone + Send + Sync + 'static>(router: Router<S>, limit: usize) -> Router<S> {
+    router
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(
+            move |mut req: Request, next: Next| async move {
+                if declared_length(&req).is_some_and(|n| n > limit as u64) {
+                    return too_large(limit).into_response();
+                }
+                req.extensions_mut().insert(BodyLimit(limit));
+                next.run(req).await
+            },
+        ))
+}
+
+fn declared_length(req: &Request) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+pub fn too_large(limit: usize) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("this endpoint takes bodies of at most {limit} bytes; split the request into smaller ones"),
+    )
+}
+
+/// Bytes of request bodies held in memory at once, across all requests.
+#[derive(Clone)]
+pub struct BodyBudget {
+    permits: Arc<Semaphore>,
+    total: usize,
+    /// How long a body may take to arrive.
+    pub deadline: Duration,
+}
+
+impl BodyBudget {
+    pub fn new(total: usize, deadline: Duration) -> BodyBudget {
+        let total = total.clamp(1, Semaphore::MAX_PERMITS);
+        BodyBudget {
+            permits: Arc::new(Semaphore::new(total)),
+            total,
+            deadline,
+        }
+    }
+
+    /// Bytes held against the budget now.
+    pub fn held(&self) -> usize {
+        self.total - self.permits.available_permits()
+    }
+
+    /// A share of `bytes`, or 503 at once when the budget is spent: shedding the request costs
+    /// nothing, while queueing it would hold its connection and socket buffers meanwhile.
+    fn share(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let n = u32::try_from(bytes.clamp(1, self.total)).unwrap_or(u32::MAX);
+        self.permits.clone().try_acquire_many_owned(n).map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                "the server is reading as many request bodies as it can hold; send the request again in a second",
+            )
+        })
+    }
+}
+
+/// A request body, read only when the handler asks for it (after deciding the caller may send
+/// it).
+pub struct LazyBody(Pending);
+
+enum Pending {
+    Unread {
+        body: Body,
+        declared: Option<u64>,
+        limit: usize,
+    },
+    Ready(Value),
+}
+
+/// A body read, holding its share of the budget until dropped.
+pub struct Bytes {
+    pub bytes: Vec<u8>,
+    pub share: Option<OwnedSemaphorePermit>,
+}
+
+/// A body read and parsed, holding its share of the budget until dropped.
+pub struct ReadBody {
+    pub value: Value,
+    _share: Option<OwnedSemaphorePermit>,
+}
+
+impl ReadBody {
+    /// The value and the share of the budget it holds (keep the share while the value lives).
+    pub fn split(self) -> (Value, Option<OwnedSemaphorePermit>) {
+        (self.value, self._share)
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for LazyBody {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "payload_too_large",
-                    "the body is larger than this server accepts (CALLHOOK_MAX_BODY_BYTES); split it into smaller requests",
-                )
-            } else {
-                ApiError::bad_request("unreadable_body", e.body_text())
+    async fn from_request(req: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let declared = declared_length(&req);
+        let limit = req
+            .extensions()
+            .get::<BodyLimit>()
+            .map_or(SETTINGS_BODY_BYTES, |l| l.0);
+        Ok(LazyBody(Pending::Unread {
+            body: req.into_body(),
+            declared,
+            limit,
+        }))
+    }
+}
+
+impl LazyBody {
+    /// A body that is already a value (the console hands its forms to the API handlers).
+    pub fn ready(v: Value) -> LazyBody {
+        LazyBody(Pending::Ready(v))
+    }
+
+    /// Reads the body: 413 past the route's limit, 400 for a body that does not arrive in
+    /// time, 503 when the budget stays spent.
+    pub async fn bytes(self, budget: &BodyBudget) -> Result<Bytes, ApiError> {
+        let (body, declared, limit) = match self.0 {
+            Pending::Ready(value) => {
+                let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+                return Ok(Bytes { bytes, share: None });
             }
-        })?;
+            Pending::Unread {
+                body,
+                declared,
+                limit,
+            } => (body, declared, limit),
+        };
+        if declared.is_some_and(|n| n > limit as u64) {
+            return Err(too_large(limit));
+        }
+        // A body of unknown length may be as long as the limit.
+        let share = budget.share(declared.map_or(limit, |n| n as usize))?;
+        let bytes = tokio::time::timeout(budget.deadline, collect(body, limit))
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "body_timeout",
+                    format!(
+                        "the body did not arrive within {} s; send it whole and promptly",
+                        budget.deadline.as_secs()
+                    ),
+                )
+            })??;
+        Ok(Bytes {
+            bytes,
+            share: Some(share),
+        })
+    }
+
+    /// Reads and parses a JSON body ([`LazyBody::bytes`], then 400 for an empty body or one
+    /// that is not JSON).
+    pub async fn read(self, budget: &BodyBudget) -> Result<ReadBody, ApiError> {
+        if let Pending::Ready(value) = self.0 {
+            return Ok(ReadBody {
+                value,
+                _share: None,
+            });
+        }
+        let Bytes { bytes, share } = self.bytes(budget).await?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(
                 "empty_body",
                 "the body is empty; send a JSON object",
             ));
         }
-        serde_json::from_slice(&bytes).map(JsonValue).map_err(|e| {
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+        })?;
+        drop(bytes);
+        Ok(ReadBody {
+            value,
+            _share: share,
         })
     }
+
+    /// [`LazyBody::read`], where an empty body reads as `{}` (actions whose body is optional).
+    pub async fn read_optional(self, budget: &BodyBudget) -> Result<ReadBody, ApiError> {
+        match self.read(budget).await {
+            Err(e) if e.code == "empty_body" => Ok(ReadBody {
+                value: Value::Object(Default::default()),
+                _share: None,
+            }),
+            other => other,
+        }
+    }
+}
+
+async fn collect(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
+    let mut stream = body.into_data_stream();
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request("unreadable_body", format!("the body stopped: {e}"))
+        })?;
+        if out.len() + chunk.len() > limit {
+            return Err(too_large(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 /// Deserialises a typed input from a body, with `status` for shape errors.
@@ -45,21 +250,6 @@ pub fn typed<T: serde::de::DeserializeOwned>(
     code: &'static str,
 ) -> Result<T, ApiError> {
     serde_json::from_value(v).map_err(|e| ApiError::new(status, code, e.to_string()))
-}
-
-/// Like [`JsonValue`], but an empty body reads as `{}` (for actions whose body is optional).
-pub struct OptionalJson(pub Value);
-
-impl<S: Send + Sync> FromRequest<S> for OptionalJson {
-    type Rejection = ApiError;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match JsonValue::from_request(req, state).await {
-            Ok(JsonValue(v)) => Ok(OptionalJson(v)),
-            Err(e) if e.code == "empty_body" => Ok(OptionalJson(Value::Object(Default::default()))),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.

@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 
 use super::integrations::{manage, owned, param, Params};
-use super::{time_param, AppState, JsonValue};
+use super::{time_param, AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::store::{AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView};
@@ -190,11 +190,12 @@ pub(crate) async fn redeliver_range(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<RangeQueued>)> {
     let (owner, _) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let get = |k: &str| body.get(k).and_then(Value::as_str).map(String::from);
     let since = time_param("since", get("since").as_ref())?;
     let until = time_param("until", get("until").as_ref())?;

@@ -6,7 +6,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::Value;
 
-use super::{AppState, JsonValue};
+use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall};
@@ -129,11 +129,21 @@ async fn check_recording_files(s: &AppState, events: &[Event]) -> ApiResult<()> 
 pub(crate) async fn ingest(
     State(s): State<AppState>,
     p: Principal,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    may_ingest(&p)?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let events = parse_body(body).map_err(|m| ApiError::bad_request("invalid_event", m))?;
     let out = store_events(&s, &p, events).await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
+}
+
+/// Only operators and ingest tokens post events; checked before a body is read.
+pub(crate) fn may_ingest(p: &Principal) -> ApiResult<()> {
+    p.require(
+        matches!(p.role, Role::Operator | Role::Ingest),
+        "post events (use an ingest token)",
+    )
 }
 
 /// Checks the events' tenants against the token, routes them and stores them with their
@@ -143,10 +153,7 @@ pub(crate) async fn store_events(
     p: &Principal,
     events: Vec<Event>,
 ) -> ApiResult<IngestOut> {
-    p.require(
-        matches!(p.role, Role::Operator | Role::Ingest),
-        "post events (use an ingest token)",
-    )?;
+    may_ingest(p)?;
     let mut partners: std::collections::HashMap<String, Option<String>> = Default::default();
     for e in &events {
         if let Some(own) = &p.tenant_id {

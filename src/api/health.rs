@@ -66,6 +66,7 @@ pub(crate) async fn metrics(
     let gauges = crate::metrics::Gauges {
         queued_in_memory: s.dispatcher.queued_in_memory() as u64,
         retries_in_memory: s.dispatcher.retries_in_memory() as u64,
+        body_bytes_held: s.bodies.held() as u64,
         pending,
         oldest_pending_age_s: oldest.map_or(0.0, |t| (now - t).max(0) as f64 / 1000.0),
         integrations: vec![

@@ -9,8 +9,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::body::{merge_patch, typed, OptionalJson};
-use super::{AppState, JsonValue};
+use super::body::{merge_patch, typed};
+use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::cache::{Integration, SigningSecret};
 use crate::deliver::challenge;
@@ -238,10 +238,11 @@ pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
     let owner = owner_of(&s, &p, &params).await?;
     manage(&p, &owner)?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let mut body = object(body)?;
     let secret = take_secret(&mut body)?.flatten();
     match &owner {
@@ -382,11 +383,12 @@ pub(crate) async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<Json<IntegrationOut>> {
     let (owner, current) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let mut patch = object(body)?;
     let secret = match take_secret(&mut patch)? {
         None => current.secret.clone(),
@@ -474,11 +476,12 @@ pub(crate) async fn disable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-    OptionalJson(body): OptionalJson,
+    body: LazyBody,
 ) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
+    let (body, _share) = body.read_optional(&s.bodies).await?.split();
     let reason = match body.get("reason") {
         None | Some(Value::Null) => "disabled by an administrator".to_string(),
         Some(Value::String(r)) if r.len() <= 500 => format!("disabled by an administrator: {r}"),
@@ -510,11 +513,12 @@ pub(crate) async fn enable(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
-    OptionalJson(body): OptionalJson,
+    body: LazyBody,
 ) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
+    let (body, _share) = body.read_optional(&s.bodies).await?.split();
     if let Some(expected) = &i.secret {
         let given = body.get("secret").and_then(Value::as_str).ok_or_else(|| {
             ApiError::unprocessable(

@@ -18,11 +18,10 @@ use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use parking_lot::RwLock;
 
-pub use body::JsonValue;
+pub use body::LazyBody;
 
 use crate::auth::{Principal, Tokens};
 use crate::cache::IntegrationCache;
@@ -34,6 +33,7 @@ use crate::model::tenancy::Tenant;
 use crate::security::seal::Sealer;
 use crate::security::ssrf::{DestinationPolicy, Lookup};
 use crate::store::DynStore;
+use body::BodyBudget;
 
 #[derive(Clone)]
 pub struct AppState(pub Arc<AppInner>);
@@ -53,6 +53,8 @@ pub struct AppInner {
     /// Tenants known to exist, with their partner, so ingest checks them (and routes partner
     /// feeds) without a query per event.
     pub known_tenants: RwLock<HashMap<String, Option<String>>>,
+    /// Request bodies held in memory at once, and how long one may take to arrive.
+    pub bodies: BodyBudget,
 }
 
 impl Deref for AppState {
@@ -109,20 +111,26 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let limit = state.config.max_body_bytes;
-    Router::new()
+    use body::{limited, FORM_BODY_BYTES, SETTINGS_BODY_BYTES};
+    let events_limit = state.config.max_body_bytes;
+    let recording_limit = usize::try_from(state.config.max_recording_bytes).unwrap_or(usize::MAX);
+    let settings = Router::new()
         .merge(health::router())
         .merge(partners::router())
         .merge(tenants::router())
         .merge(tokens::router())
-        .merge(events::router())
-        .merge(sources::router())
         .merge(integrations::router())
         .merge(deliveries::router())
-        .merge(recordings::router())
         .merge(reconciliation::router())
-        .merge(openapi::router())
-        .merge(crate::console::router())
+        .merge(openapi::router());
+    Router::new()
+        .merge(limited(settings, SETTINGS_BODY_BYTES))
+        .merge(limited(
+            events::router().merge(sources::router()),
+            events_limit,
+        ))
+        .merge(limited(recordings::router(), recording_limit))
+        .merge(limited(crate::console::router(), FORM_BODY_BYTES))
         .fallback(|| async {
             ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,
@@ -130,7 +138,6 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; the API lives under /v1 (see /v1/openapi.json)",
             )
         })
-        .layer(DefaultBodyLimit::max(limit))
         .with_state(state)
 }
 

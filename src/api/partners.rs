@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::body::typed;
-use super::{AppState, JsonValue};
+use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Partner, Role};
@@ -47,9 +47,10 @@ fn out(p: &Partner) -> PartnerOut {
 pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<PartnerOut>)> {
     p.require(p.role == Role::Operator, "create partners")?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let input: PartnerIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner")?;
     let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ptn"));
     check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_partner", m))?;

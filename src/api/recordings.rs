@@ -137,7 +137,18 @@ pub(crate) async fn upload(
     let mut hasher = Sha256::new();
     let mut bytes: u64 = 0;
     let limit = s.config.max_recording_bytes;
-    while let Some(chunk) = stream.next().await {
+    let idle = s.bodies.deadline;
+    loop {
+        // A stalled upload is given up (its partial file removed), not held open for ever.
+        let next = tokio::time::timeout(idle, stream.next())
+            .await
+            .map_err(|_| {
+                ApiError::bad_request(
+                    "body_timeout",
+                    format!("the upload stalled for {} s", idle.as_secs()),
+                )
+            })?;
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request("upload_interrupted", format!("the upload stopped: {e}"))
         })?;

@@ -3,14 +3,13 @@
 
 use std::collections::HashMap;
 
-use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 
-use super::events::{store_events, IngestOut};
-use super::AppState;
+use super::events::{may_ingest, store_events, IngestOut};
+use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::ingest::freeswitch;
@@ -32,8 +31,9 @@ pub(crate) async fn freeswitch_cdr(
     p: Principal,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<IngestOut>)> {
+    may_ingest(&p)?;
     let tenant_id = match (&p.tenant_id, q.get("tenant_id")) {
         (Some(own), Some(asked)) if own != asked => {
             return Err(ApiError::forbidden(format!(
@@ -54,7 +54,8 @@ pub(crate) async fn freeswitch_cdr(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
     let bad = |m: String| ApiError::bad_request("invalid_cdr", m);
-    let doc = freeswitch::document(content_type, &body).map_err(bad)?;
+    let body = body.bytes(&s.bodies).await?;
+    let doc = freeswitch::document(content_type, &body.bytes).map_err(bad)?;
     let event = freeswitch::to_event(&doc, &tenant_id).map_err(bad)?;
     let event = parse_event(event).map_err(bad)?;
     let out = store_events(&s, &p, vec![event]).await?;

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::body::typed;
-use super::{AppState, JsonValue};
+use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Role, Tenant};
@@ -107,12 +107,13 @@ async fn check_partner(s: &AppState, p: &Principal, partner_id: Option<&str>) ->
 pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<TenantOut>)> {
     p.require(
         matches!(p.role, Role::Operator | Role::PartnerAdmin),
         "create tenants",
     )?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let input: TenantIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant")?;
     let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ten"));
     check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_tenant", m))?;
@@ -159,13 +160,14 @@ pub(crate) async fn update(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<Json<TenantOut>> {
     let mut tenant = s.visible_tenant(&p, &tid).await?;
     p.require(
         matches!(p.role, Role::Operator | Role::PartnerAdmin),
         "change tenants",
     )?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let patch: TenantPatch = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant")?;
     if let Some(name) = patch.name {
         tenant.name = check_name(&name)?;

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::body::typed;
-use super::{AppState, JsonValue};
+use super::{AppState, LazyBody};
 use crate::auth::{generate_token, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{Role, TokenRecord};
@@ -44,8 +44,16 @@ pub struct TokenOut {
 pub(crate) async fn create(
     State(s): State<AppState>,
     p: Principal,
-    JsonValue(body): JsonValue,
+    body: LazyBody,
 ) -> ApiResult<(StatusCode, Json<TokenOut>)> {
+    p.require(
+        matches!(
+            p.role,
+            Role::Operator | Role::PartnerAdmin | Role::TenantAdmin
+        ),
+        "create tokens",
+    )?;
+    let (body, _share) = body.read(&s.bodies).await?.split();
     let input: TokenIn = typed(
         body,
         StatusCode::UNPROCESSABLE_ENTITY,

@@ -16,7 +16,7 @@ use serde_json::{json, Map, Value};
 use super::form::{self, Fields, PRIVACY_TARGETS};
 use super::session::{self, Session};
 use super::view::{error_page, page, redirect};
-use crate::api::body::{diff_patch, JsonValue, OptionalJson};
+use crate::api::body::{diff_patch, LazyBody};
 use crate::api::integrations::Params;
 use crate::api::{deliveries, integrations, reconciliation, AppState};
 use crate::auth::{principal_for_token, Principal};
@@ -391,7 +391,7 @@ pub async fn create(
         settings.insert("secret".into(), json!(secret));
     }
     let result = as_user(&s, &sess, &owner, &path, |st, p, at| {
-        integrations::create(st, p, at, JsonValue(Value::Object(settings)))
+        integrations::create(st, p, at, LazyBody::ready(Value::Object(settings)))
     })
     .await;
     match result {
@@ -565,7 +565,7 @@ pub async fn edit(
         patch["secret"] = json!(secret);
     }
     let result = as_user(&s, &sess, &owner, &path, |st, p, at| {
-        integrations::update(st, p, at, JsonValue(patch))
+        integrations::update(st, p, at, LazyBody::ready(patch))
     })
     .await;
     match result {
@@ -680,7 +680,7 @@ pub async fn disable(
         None => json!({}),
     };
     let _disabled = as_user(&s, &sess, &owner, &path, |st, p, at| {
-        integrations::disable(st, p, at, OptionalJson(body))
+        integrations::disable(st, p, at, LazyBody::ready(body))
     })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
@@ -701,7 +701,7 @@ pub async fn enable(
         body["secret"] = json!(secret);
     }
     let Json(r) = as_user(&s, &sess, &owner, &path, |st, p, at| {
-        integrations::enable(st, p, at, OptionalJson(body))
+        integrations::enable(st, p, at, LazyBody::ready(body))
     })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
@@ -726,7 +726,7 @@ pub async fn redeliver_range(
         "until": f.get("until").and_then(utc),
     });
     let (_, Json(r)) = as_user(&s, &sess, &owner, &path, |st, p, at| {
-        deliveries::redeliver_range(st, p, at, JsonValue(body))
+        deliveries::redeliver_range(st, p, at, LazyBody::ready(body))
     })
     .await
     .map_err(fail(&sess, &ibase(&owner, &i)))?;
