@@ -129,14 +129,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
     let stop = shutdown.clone();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let limits = crate::serve::Limits {
+        header_timeout: Duration::from_millis(config.header_timeout_ms.max(1)),
+        body_timeout: Duration::from_millis(config.body_timeout_ms.max(1)),
+        write_timeout: Duration::from_millis(config.write_timeout_ms.max(1)),
+        max_connections: config.max_connections,
+        grace,
+    };
     let app = router(state);
     let done = tokio::spawn(async move {
-        let serve =
-            axum::serve(listener, app).with_graceful_shutdown(stop.clone().cancelled_owned());
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "http server stopped");
-        }
-        dispatcher.shutdown(grace).await;
+        let server = tokio::spawn(crate::serve::run(listener, app, limits, stop.clone()));
+        stop.cancelled().await;
+        // One grace for everything: connections drain while deliveries finish.
+        let (_, ()) = tokio::join!(server, dispatcher.shutdown(grace));
         tracing::info!("stopped");
     });
     tracing::info!(%addr, "callhook listening");

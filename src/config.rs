@@ -51,6 +51,10 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Most integrations a tenant may have when its `max_integrations` is not set.
+    #[arg(long, env = "CALLHOOK_DEFAULT_MAX_INTEGRATIONS", default_value_t = 100)]
+    pub default_max_integrations: u32,
+
     /// Bytes of request bodies held in memory at once, across all requests; a request whose
     /// body does not fit is answered 503 at once.
     #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = 32 * 1024 * 1024)]
@@ -85,7 +89,21 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
 
-    /// How long shutdown waits for in-flight deliveries before leaving them to recovery.
+    /// How long a client may take to send a request's headers; also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "CALLHOOK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    pub header_timeout_ms: u64,
+
+    /// How long a response may wait for a client that stopped reading it.
+    #[arg(long, env = "CALLHOOK_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    pub write_timeout_ms: u64,
+
+    /// Most client connections open at once; more are closed as they arrive (logged).
+    #[arg(long, env = "CALLHOOK_MAX_CONNECTIONS", default_value_t = 768)]
+    pub max_connections: usize,
+
+    /// How long shutdown may take in all: open connections and in-flight deliveries get this
+    /// long, then what is left is dropped (deliveries are picked up again at the next start).
     #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
@@ -123,6 +141,7 @@ impl Config {
             egress_proxy: None,
             max_body_bytes: 8 * 1024 * 1024,
             body_memory_bytes: 32 * 1024 * 1024,
+            default_max_integrations: 100,
             body_timeout_ms: 30_000,
             max_recording_bytes: 256 * 1024 * 1024,
             seal_key: None,
@@ -131,6 +150,9 @@ impl Config {
             log: "info".into(),
             log_format: "text".into(),
             shutdown_grace_ms: 10_000,
+            header_timeout_ms: 10_000,
+            write_timeout_ms: 30_000,
+            max_connections: 768,
             derived_cdr_grace_ms: 10_000,
             node_timeout_ms: 10_000,
         }

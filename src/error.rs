@@ -99,3 +99,48 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The last word on every error response: one that left a handler or extractor without the
+/// envelope (axum's own 405, a path that is not UTF-8, a range that cannot be served…) gets it,
+/// keeping its status and its text as the message. HTML pages (the console's) pass untouched.
+pub async fn envelope_every_error(resp: Response) -> Response {
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    if !(status.is_client_error() || status.is_server_error())
+        || content_type.starts_with("application/json")
+        || content_type.starts_with("text/html")
+    {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, fallback) = match status.as_u16() {
+        400 => ("bad_request", "the request is malformed"),
+        403 => ("forbidden", "not allowed"),
+        404 => ("no_route", "no such endpoint; the API lives under /v1 (see /v1/openapi.json)"),
+        405 => ("method_not_allowed", "this endpoint does not take that method; see /v1/openapi.json (the Allow header lists the methods it takes)"),
+        413 => ("payload_too_large", "the body is larger than this endpoint takes"),
+        415 => ("unsupported_media_type", "send the body with the Content-Type this endpoint takes"),
+        416 => ("range_not_satisfiable", "the Range asked for lies outside the file; ask for bytes within its length"),
+        422 => ("unprocessable", "the request could not be processed"),
+        _ if status.is_server_error() => ("internal", "internal error; the server log has the details"),
+        _ => ("error", "the request failed"),
+    };
+    let message = if text.is_empty() || status.is_server_error() {
+        fallback.to_string()
+    } else {
+        text
+    };
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}

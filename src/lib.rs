@@ -37,6 +37,7 @@ pub mod render;
 pub mod retention;
 pub mod route;
 pub mod security;
+pub mod serve;
 pub mod simulate;
 pub mod store;
 pub mod time;

@@ -175,15 +175,7 @@ impl LazyBody {
         let share = budget.share(declared.map_or(limit, |n| n as usize))?;
         let bytes = tokio::time::timeout(budget.deadline, collect(body, limit))
             .await
-            .map_err(|_| {
-                ApiError::bad_request(
-                    "body_timeout",
-                    format!(
-                        "the body did not arrive within {} s; send it whole and promptly",
-                        budget.deadline.as_secs()
-                    ),
-                )
-            })??;
+            .map_err(|_| body_timeout())??;
         Ok(Bytes {
             bytes,
             share: Some(share),
@@ -228,12 +220,24 @@ impl LazyBody {
     }
 }
 
+fn body_timeout() -> ApiError {
+    ApiError::bad_request(
+        "body_timeout",
+        "the body did not arrive in time (CALLHOOK_BODY_TIMEOUT_MS); send it whole and promptly",
+    )
+}
+
 async fn collect(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     let mut stream = body.into_data_stream();
     let mut out = Vec::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
-            ApiError::bad_request("unreadable_body", format!("the body stopped: {e}"))
+            let inner = e.into_inner();
+            if inner.is::<tower_http::timeout::TimeoutError>() {
+                body_timeout()
+            } else {
+                ApiError::bad_request("unreadable_body", format!("the body stopped: {inner}"))
+            }
         })?;
         if out.len() + chunk.len() > limit {
             return Err(too_large(limit));

@@ -138,6 +138,9 @@ pub fn router(state: AppState) -> Router {
                 "no such endpoint; the API lives under /v1 (see /v1/openapi.json)",
             )
         })
+        .layer(axum::middleware::map_response(
+            crate::error::envelope_every_error,
+        ))
         .with_state(state)
 }
 
