@@ -18,9 +18,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
 
-/// Settings and actions (integrations, tenants, tokens, partners): a generous integration with
-/// every option set is a few KiB.
-pub const SETTINGS_BODY_BYTES: usize = 64 * 1024;
+/// Settings and actions (integrations, tenants, tokens, partners): a generous integration is a
+/// few KiB; the largest valid one (32 conditions of 1 000 values) about 200 KiB.
+pub const SETTINGS_BODY_BYTES: usize = 256 * 1024;
 /// Console forms and the sign-in form.
 pub const FORM_BODY_BYTES: usize = 32 * 1024;
 

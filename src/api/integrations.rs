@@ -268,7 +268,10 @@ pub(crate) async fn create(
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     let max = match &owner {
-        Owner::Tenant(t) => t.max_integrations,
+        Owner::Tenant(t) => Some(
+            t.max_integrations
+                .unwrap_or(s.config.default_max_integrations),
+        ),
         Owner::Partner(_) => None,
     };
     if let (Some(max), Owner::Tenant(t)) = (max, &owner) {

@@ -56,7 +56,8 @@ pub struct TenantOut {
     pub id: String,
     pub name: String,
     pub partner_id: Option<String>,
-    /// The most integrations the tenant may have; `null`: unlimited.
+    /// The most integrations the tenant may have (1–10000); `null`: the service's default
+    /// (`CALLHOOK_DEFAULT_MAX_INTEGRATIONS`, 100).
     pub max_integrations: Option<u32>,
     pub created_at: String,
     pub updated_at: String,
@@ -70,6 +71,22 @@ pub(crate) fn out(t: &Tenant) -> TenantOut {
         max_integrations: t.max_integrations,
         created_at: crate::time::format_ms(t.created_at),
         updated_at: crate::time::format_ms(t.updated_at),
+    }
+}
+
+/// The most a tenant's `max_integrations` may be: each integration is evaluated for every
+/// event of the tenant.
+const MAX_INTEGRATIONS_LIMIT: u32 = 10_000;
+
+fn check_max(max: Option<u32>) -> ApiResult<Option<u32>> {
+    match max {
+        Some(n) if !(1..=MAX_INTEGRATIONS_LIMIT).contains(&n) => Err(ApiError::unprocessable(
+            "invalid_tenant",
+            format!(
+                "`max_integrations` must be 1–{MAX_INTEGRATIONS_LIMIT}, or null for the default"
+            ),
+        )),
+        other => Ok(other),
     }
 }
 
@@ -131,7 +148,7 @@ pub(crate) async fn create(
         id,
         name: check_name(&input.name)?,
         partner_id,
-        max_integrations: input.max_integrations,
+        max_integrations: check_max(input.max_integrations)?,
         created_at: now,
         updated_at: now,
     };
@@ -178,7 +195,7 @@ pub(crate) async fn update(
         tenant.partner_id = pid;
     }
     if let Some(max) = patch.max_integrations {
-        tenant.max_integrations = max;
+        tenant.max_integrations = check_max(max)?;
     }
     tenant.updated_at = crate::time::now_ms();
     s.store.update_tenant(tenant.clone()).await?;

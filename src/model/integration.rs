@@ -108,14 +108,32 @@ pub struct OwnerFilter {
     pub mode: OwnerMode,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ids: Vec<String>,
+    /// `ids` as a set: one lookup per event whatever their number.
+    #[serde(skip)]
+    #[schema(ignore)]
+    set: super::Memo<std::collections::HashSet<String>>,
+}
+
+impl OwnerFilter {
+    pub fn new(mode: OwnerMode, ids: Vec<String>) -> Self {
+        Self {
+            mode,
+            ids,
+            set: Default::default(),
+        }
+    }
+
+    /// Whether `id` is one of `ids`.
+    pub fn lists(&self, id: &str) -> bool {
+        self.set
+            .get_or_init(|| self.ids.iter().cloned().collect())
+            .contains(id)
+    }
 }
 
 impl Default for OwnerFilter {
     fn default() -> Self {
-        Self {
-            mode: OwnerMode::All,
-            ids: Vec::new(),
-        }
+        Self::new(OwnerMode::All, Vec::new())
     }
 }
 
@@ -318,6 +336,11 @@ const RESERVED_HEADERS: [&str; 6] = [
     "transfer-encoding",
 ];
 const MAX_HEADERS: usize = 20;
+/// Conditions per integration: each is evaluated for every event of the tenant.
+pub const MAX_CONDITIONS: usize = 32;
+/// Ids in a users / answer-groups filter, and the longest id.
+pub const MAX_OWNER_IDS: usize = 1000;
+const MAX_ID_BYTES: usize = 256;
 const MAX_HEADER_VALUE: usize = 4096;
 const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
 
@@ -367,6 +390,15 @@ pub fn validate(
         ("users", &spec.filters.users),
         ("answer_groups", &spec.filters.answer_groups),
     ] {
+        if f.ids.len() > MAX_OWNER_IDS
+            || f.ids
+                .iter()
+                .any(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
+        {
+            return Err(invalid(format!(
+                "`filters.{field}.ids`: at most {MAX_OWNER_IDS} ids of 1–{MAX_ID_BYTES} bytes each"
+            )));
+        }
         match f.mode {
             OwnerMode::Specific if f.ids.is_empty() => {
                 return Err(invalid(format!(
@@ -380,6 +412,11 @@ pub fn validate(
             }
             _ => {}
         }
+    }
+    if spec.filters.conditions.len() > MAX_CONDITIONS {
+        return Err(invalid(format!(
+            "`filters.conditions`: at most {MAX_CONDITIONS} conditions (each is evaluated for every event)"
+        )));
     }
     for (i, c) in spec.filters.conditions.iter().enumerate() {
         c.check()

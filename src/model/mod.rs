@@ -4,3 +4,26 @@
 pub mod event;
 pub mod integration;
 pub mod tenancy;
+
+/// A value derived from settings on first use and kept with them (a list turned into a set),
+/// invisible to serialisation and comparison: two settings are equal when their fields are.
+#[derive(Clone, Default)]
+pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Memo<T> {
+    pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {
+        self.0.get_or_init(f)
+    }
+}
+
+impl<T> PartialEq for Memo<T> {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl<T> std::fmt::Debug for Memo<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
+}

@@ -1,9 +1,17 @@
 //! Conditions on the call record: a dotted `field` path, an operator and a value.
 
+use std::collections::HashSet;
+
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::model::event::Event;
+use crate::model::Memo;
+
+/// Most values in an `in` / `not_in` list.
+pub const MAX_LIST_VALUES: usize = 1000;
+/// Longest string a condition compares with (each list value too), in bytes.
+pub const MAX_VALUE_BYTES: usize = 1024;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -12,6 +20,78 @@ pub struct Condition {
     pub op: Op,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<Value>,
+    /// `in` / `not_in`: the list as a set, so matching costs one lookup whatever its length.
+    #[serde(skip)]
+    #[schema(ignore)]
+    list: Memo<HashSet<Key>>,
+}
+
+/// A value as `in` compares it: numbers by value (65000 is 65000.0), the rest as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Number(u64),
+    Other(String),
+}
+
+fn key(v: &Value) -> Key {
+    match v.as_f64() {
+        // +0.0 and -0.0 are one number.
+        Some(f) => Key::Number(if f == 0.0 { 0 } else { f.to_bits() }),
+        None => Key::Other(v.to_string()),
+    }
+}
+
+/// What kind of value a field holds, so a condition's value can be checked against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Number,
+    Boolean,
+    /// Strings, times (compared as ISO 8601 strings), or anything (maps such as `tags`).
+    Text,
+}
+
+const NUMBER_FIELDS: [&str; 12] = [
+    "ring_ms",
+    "talk_ms",
+    "hold_ms",
+    "park_ms",
+    "wait_ms",
+    "seq",
+    "score",
+    "talk_listen_ratio",
+    "rally_count",
+    "overlap_count",
+    "silence_count",
+    "rating.cost",
+];
+const BOOLEAN_FIELDS: [&str; 7] = [
+    "answered",
+    "lost",
+    "lost_in_park",
+    "abandoned",
+    "short",
+    "trunk_to_trunk",
+    "rating.rated",
+];
+
+fn kind(path: &str) -> Kind {
+    if NUMBER_FIELDS.contains(&path) {
+        Kind::Number
+    } else if BOOLEAN_FIELDS.contains(&path) {
+        Kind::Boolean
+    } else {
+        Kind::Text
+    }
+}
+
+/// Whether `v` can be compared with a field of `kind` (and is not too long to compare).
+fn fits(kind: Kind, v: &Value) -> bool {
+    match (kind, v) {
+        (_, Value::String(s)) if s.len() > MAX_VALUE_BYTES => false,
+        (Kind::Number, v) => v.is_number(),
+        (Kind::Boolean, v) => v.is_boolean(),
+        (Kind::Text, v) => v.is_string() || v.is_number() || v.is_boolean(),
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
@@ -156,8 +236,15 @@ fn known_path(path: &str) -> bool {
 }
 
 impl Condition {
-    /// Refuses unknown paths and values that do not fit the operator.
+    /// Refuses unknown paths, values that do not fit the operator or the field, and values too
+    /// long or too many to compare cheaply.
     pub fn check(&self) -> Result<(), String> {
+        if self.field.split('.').any(str::is_empty) {
+            return Err(format!(
+                "`field` `{}` has an empty part; name a path such as `tags.vip`",
+                self.field.escape_debug()
+            ));
+        }
         if !known_path(&self.field) {
             return Err(format!(
                 "`field` `{}` is not a path of the call record (e.g. `scope`, `did.number`, `caller.number`, `tags.vip`)",
@@ -165,17 +252,27 @@ impl Condition {
             ));
         }
         let v = self.value.as_ref();
+        let k = kind(&self.field);
+        // Lists (`recording_ids`, `memos` …) are looked into with `contains`.
+        let list_field = matches!(
+            self.field.as_str(),
+            "recording_ids" | "directory_matches" | "memos" | "comments" | "files" | "keywords"
+        );
         let ok = match self.op {
-            Op::Eq | Op::Ne => v.is_some_and(|v| !v.is_null()),
-            Op::In | Op::NotIn => v
-                .and_then(Value::as_array)
-                .is_some_and(|a| !a.is_empty() && a.len() <= 1000),
-            Op::Prefix => v.is_some_and(Value::is_string),
-            Op::Contains => v.is_some_and(|v| !v.is_null() && !v.is_array() && !v.is_object()),
-            Op::Exists => v.is_none_or(Value::is_boolean),
-            Op::Gt | Op::Gte | Op::Lt | Op::Lte => {
-                v.is_some_and(|v| v.is_number() || v.is_string())
+            Op::Eq | Op::Ne => v.is_some_and(|v| fits(k, v)),
+            Op::In | Op::NotIn => v.and_then(Value::as_array).is_some_and(|a| {
+                !a.is_empty() && a.len() <= MAX_LIST_VALUES && a.iter().all(|x| fits(k, x))
+            }),
+            Op::Prefix => k == Kind::Text && v.is_some_and(|v| v.is_string() && fits(k, v)),
+            Op::Contains => {
+                (k == Kind::Text || list_field) && v.is_some_and(|v| fits(Kind::Text, v))
             }
+            Op::Exists => v.is_none_or(Value::is_boolean),
+            Op::Gt | Op::Gte | Op::Lt | Op::Lte => match k {
+                Kind::Number => v.is_some_and(Value::is_number),
+                Kind::Boolean => false,
+                Kind::Text => v.is_some_and(|v| (v.is_number() || v.is_string()) && fits(k, v)),
+            },
         };
         if ok {
             Ok(())
@@ -197,8 +294,8 @@ impl Condition {
             Op::Exists => found.is_some() == want.and_then(Value::as_bool).unwrap_or(true),
             Op::Eq => found.zip(want).is_some_and(|(a, b)| same(a, b)),
             Op::Ne => !found.zip(want).is_some_and(|(a, b)| same(a, b)),
-            Op::In => found.is_some_and(|a| one_of(a, want)),
-            Op::NotIn => !found.is_some_and(|a| one_of(a, want)),
+            Op::In => found.is_some_and(|a| self.in_list(a)),
+            Op::NotIn => !found.is_some_and(|a| self.in_list(a)),
             Op::Prefix => match (found.and_then(Value::as_str), want.and_then(Value::as_str)) {
                 (Some(a), Some(b)) => a.starts_with(b),
                 _ => false,
@@ -223,6 +320,16 @@ impl Condition {
     }
 }
 
+impl Condition {
+    fn in_list(&self, found: &Value) -> bool {
+        let set = self.list.get_or_init(|| {
+            let items = self.value.as_ref().and_then(Value::as_array);
+            items.into_iter().flatten().map(key).collect()
+        });
+        set.contains(&key(found))
+    }
+}
+
 fn op_name(op: Op) -> String {
     serde_json::to_value(op)
         .ok()
@@ -232,12 +339,12 @@ fn op_name(op: Op) -> String {
 
 fn op_hint(op: Op) -> &'static str {
     match op {
-        Op::Eq | Op::Ne => "give a non-null value",
-        Op::In | Op::NotIn => "give a non-empty array of at most 1000 values",
-        Op::Prefix => "give a string",
-        Op::Contains => "give a string or a single value to look for in an array",
+        Op::Eq | Op::Ne => "give a value of the field's kind (a number for `*_ms`, true/false for flags, else a string) of at most 1024 bytes",
+        Op::In | Op::NotIn => "give a non-empty array of at most 1000 values of the field's kind",
+        Op::Prefix => "give a string, on a text field",
+        Op::Contains => "give a string (on a text field) or a single value to look for in a list field",
         Op::Exists => "give true, false or no value",
-        _ => "give a number or a string (timestamps compare as strings)",
+        _ => "give a number for numeric fields, or a string for text and time fields (timestamps compare as strings)",
     }
 }
 
@@ -255,11 +362,6 @@ fn same(a: &Value, b: &Value) -> bool {
         (Some(x), Some(y)) => x == y,
         _ => a == b,
     }
-}
-
-fn one_of(a: &Value, list: Option<&Value>) -> bool {
-    list.and_then(Value::as_array)
-        .is_some_and(|items| items.iter().any(|b| same(a, b)))
 }
 
 fn compare(a: &Value, b: &Value) -> Option<std::cmp::Ordering> {
@@ -332,5 +434,50 @@ mod tests {
         assert!(cond("answered_by.robot", "eq", json!("x")).check().is_err());
         assert!(cond("scope", "in", json!("external")).check().is_err());
         assert!(cond("scope", "prefix", json!(4)).check().is_err());
+    }
+
+    #[test]
+    fn values_that_do_not_fit_the_field_are_refused() {
+        for (field, op, value) in [
+            ("talk_ms", "gt", json!("ten")),
+            ("talk_ms", "eq", json!("65000")),
+            ("talk_ms", "prefix", json!("6")),
+            ("answered", "eq", json!("yes")),
+            ("answered", "gt", json!(true)),
+            ("talk_ms", "in", json!([1, "two"])),
+            ("tags.", "eq", json!("x")),
+            ("caller..number", "eq", json!("x")),
+            ("scope", "eq", json!("x".repeat(MAX_VALUE_BYTES + 1))),
+            ("scope", "in", json!(vec!["x"; MAX_LIST_VALUES + 1])),
+            ("scope", "eq", json!({"an": "object"})),
+        ] {
+            assert!(
+                cond(field, op, value.clone()).check().is_err(),
+                "{field} {op} {value}"
+            );
+        }
+        for (field, op, value) in [
+            ("talk_ms", "gte", json!(1000)),
+            ("answered", "eq", json!(false)),
+            ("recording_ids", "contains", json!("r1")),
+            ("tags.vip", "in", json!(["yes", 1])),
+            ("ended_at", "lt", json!("2026-11-22T10:00:00Z")),
+        ] {
+            assert!(
+                cond(field, op, value.clone()).check().is_ok(),
+                "{field} {op} {value}"
+            );
+        }
+    }
+
+    #[test]
+    fn in_lists_match_by_value_through_their_set() {
+        let e = event();
+        let mut many: Vec<Value> = (0..MAX_LIST_VALUES as i64 - 1).map(|n| json!(n)).collect();
+        many.push(json!(65000.0));
+        assert!(cond("talk_ms", "in", json!(many)).matches(&e));
+        assert!(!cond("talk_ms", "not_in", json!([65000])).matches(&e));
+        assert!(cond("talk_ms", "not_in", json!([1, 2])).matches(&e));
+        assert!(!cond("tags.vip", "in", json!(["no"])).matches(&e));
     }
 }

@@ -45,7 +45,7 @@ fn accepts(filter: &OwnerFilter, id: &str) -> bool {
     match filter.mode {
         OwnerMode::None => false,
         OwnerMode::All => true,
-        OwnerMode::Specific => filter.ids.iter().any(|x| x == id),
+        OwnerMode::Specific => filter.lists(id),
     }
 }
 

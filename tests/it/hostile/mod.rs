@@ -4,6 +4,7 @@
 mod bodies;
 mod connections;
 mod recordings;
+mod routing;
 
 use std::time::Duration;
 
