@@ -61,14 +61,27 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let client = HttpClient::new(policy, lookup.clone(), config.egress_proxy.as_deref())
         .map_err(anyhow::Error::msg)?;
 
+    // Every node of a store seals with one key: the first to start records its fingerprint,
+    // and a node with another key refuses to start rather than accept events it cannot route.
+    let recorded = store
+        .claim_setting(SEAL_FINGERPRINT, sealer.fingerprint())
+        .await?;
+    if !crate::security::constant_time_eq(&recorded, &sealer.fingerprint()) {
+        anyhow::bail!(
+            "CALLHOOK_SEAL_KEY is not the key this database's secrets are sealed with (another node, or an earlier run, used a different one); start every node with the same key"
+        );
+    }
+
     let cache = Arc::new(IntegrationCache::default());
+    let unopened = crate::api::Unopened::default();
     for rec in store.load_integrations().await? {
         match Integration::from_record(&rec, &sealer) {
             Ok(i) => {
                 cache.put(i);
             }
             Err(e) => {
-                tracing::error!(error = %e, "integration could not be loaded (wrong CALLHOOK_SEAL_KEY?)")
+                tracing::error!(error = %e, integration = %rec.id, "an integration could not be opened: this node is not ready and refuses events until it can");
+                unopened.add(&rec.id);
             }
         }
     }
@@ -110,6 +123,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         policy,
         links,
         known_tenants: RwLock::new(HashMap::new()),
+        unopened,
         bodies: crate::api::body::BodyBudget::new(
             config.body_memory_bytes.max(config.max_body_bytes),
             Duration::from_millis(config.body_timeout_ms),
@@ -152,6 +166,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         done,
     })
 }
+
+/// The setting under which the sealing key's fingerprint is recorded.
+const SEAL_FINGERPRINT: &str = "seal_key_fingerprint";
 
 /// With no configured admin token, generates an operator token once, at first start.
 async fn bootstrap_token(

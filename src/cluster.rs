@@ -125,6 +125,7 @@ async fn reload_integration(state: &AppState, id: &str) {
         }
     };
     let Some(rec) = rec else {
+        state.unopened.resolved(id);
         state.cache.remove(id);
         state.dispatcher.integration_changed(id);
         return;
@@ -132,10 +133,12 @@ async fn reload_integration(state: &AppState, id: &str) {
     let integration = match Integration::from_record(&rec, &state.sealer) {
         Ok(i) => i,
         Err(e) => {
-            tracing::error!(error = %e, integration = id, "a changed integration could not be opened (is CALLHOOK_SEAL_KEY the same on every node?)");
+            tracing::error!(error = %e, integration = id, "a changed integration could not be opened (is CALLHOOK_SEAL_KEY the same on every node?): this node refuses events until it can");
+            state.unopened.add(id);
             return;
         }
     };
+    state.unopened.resolved(id);
     // Settings changed: new limits need a new worker. A health change (failing, disabled,
     // re-enabled) only needs the cache and this node's failure count to follow.
     let settings_changed = state

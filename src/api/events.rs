@@ -154,6 +154,7 @@ pub(crate) async fn store_events(
     events: Vec<Event>,
 ) -> ApiResult<IngestOut> {
     may_ingest(p)?;
+    s.unopened.check()?;
     let mut partners: std::collections::HashMap<String, Option<String>> = Default::default();
     for e in &events {
         if let Some(own) = &p.tenant_id {

@@ -26,10 +26,19 @@ pub(crate) async fn healthz() -> Json<Health> {
     })
 }
 
-/// Ready when the store answers a read and a write round trip.
+/// Ready when every integration could be opened and the store answers a round trip.
 #[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
     responses((status = 200, body = Health), (status = 503, description = "the store does not answer", body = Health)))]
 pub(crate) async fn readyz(State(s): State<AppState>) -> (StatusCode, Json<Health>) {
+    if let Err(e) = s.unopened.check() {
+        tracing::warn!(error = %e.message, "not ready");
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Health {
+                status: "integrations cannot be opened".into(),
+            }),
+        );
+    }
     match s.store.ping().await {
         Ok(()) => (
             StatusCode::OK,

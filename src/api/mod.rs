@@ -53,8 +53,42 @@ pub struct AppInner {
     /// Tenants known to exist, with their partner, so ingest checks them (and routes partner
     /// feeds) without a query per event.
     pub known_tenants: RwLock<HashMap<String, Option<String>>>,
+    /// Integrations this node could not open (sealed with another key, or unreadable): while
+    /// there are any, the node is not ready and refuses events rather than drop their
+    /// deliveries.
+    pub unopened: Unopened,
     /// Request bodies held in memory at once, and how long one may take to arrive.
     pub bodies: BodyBudget,
+}
+
+/// Ids of integrations this node could not open.
+#[derive(Default)]
+pub struct Unopened(RwLock<std::collections::BTreeSet<String>>);
+
+impl Unopened {
+    pub fn add(&self, id: &str) {
+        self.0.write().insert(id.to_string());
+    }
+    /// The integration was opened (or is gone).
+    pub fn resolved(&self, id: &str) {
+        self.0.write().remove(id);
+    }
+    /// 503 while any integration cannot be opened: an event accepted now could miss it.
+    pub fn check(&self) -> ApiResult<()> {
+        let ids = self.0.read();
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let list: Vec<&str> = ids.iter().take(5).map(String::as_str).collect();
+        Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "not_ready",
+            format!(
+                "this node cannot open integration(s) {} (is CALLHOOK_SEAL_KEY the same on every node?), so it cannot route events; send them to another node",
+                list.join(", ")
+            ),
+        ))
+    }
 }
 
 impl Deref for AppState {

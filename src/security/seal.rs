@@ -64,6 +64,12 @@ impl Sealer {
         }
     }
 
+    /// A value that names this key without revealing it (a key derived for nothing else), so
+    /// nodes can tell whether they share a key.
+    pub fn fingerprint(&self) -> Vec<u8> {
+        self.derive_key("key-fingerprint").to_vec()
+    }
+
     pub fn seal(&self, plaintext: &[u8]) -> Vec<u8> {
         let nonce_bytes = super::random_bytes::<12>();
         let nonce = Nonce::from_slice(&nonce_bytes);

@@ -2,6 +2,7 @@
 //! hostile client would: each test is named after the hole it closes.
 
 mod bodies;
+mod config;
 mod connections;
 mod recordings;
 mod routing;
