@@ -30,6 +30,8 @@ use super::{
         partners::create, partners::read,
         tenants::create, tenants::read, tenants::update, tenants::remove,
         tokens::create,
+        tokens::list,
+        tokens::revoke,
         events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,

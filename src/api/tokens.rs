@@ -1,8 +1,9 @@
-//! API tokens: created here, shown once, stored hashed.
+//! API tokens: created here, shown once, stored hashed; listed (never their secrets) and
+//! revoked by whoever may create them in that scope.
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -13,7 +14,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{Role, TokenRecord};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/tokens", post(create))
+    Router::new()
+        .route("/v1/tokens", post(create).get(list))
+        .route("/v1/tokens/{id}", delete(revoke))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -36,6 +39,100 @@ pub struct TokenOut {
     pub partner_id: Option<String>,
     pub name: String,
     pub created_at: String,
+}
+
+/// A token as listed: who it acts as, never the token itself.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenView {
+    pub id: String,
+    pub role: String,
+    pub tenant_id: Option<String>,
+    pub partner_id: Option<String>,
+    pub name: String,
+    pub created_at: String,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct TokenList {
+    pub items: Vec<TokenView>,
+}
+
+fn may_manage_tokens(p: &Principal) -> ApiResult<()> {
+    p.require(
+        matches!(
+            p.role,
+            Role::Operator | Role::PartnerAdmin | Role::TenantAdmin
+        ),
+        "list or revoke tokens",
+    )
+}
+
+/// Whether `p` may see (and revoke) token `t`: operators every token, a partner admin its
+/// partner's tokens and those of its partner's tenants, a tenant admin its tenant's.
+async fn sees(s: &AppState, p: &Principal, t: &TokenRecord) -> ApiResult<bool> {
+    Ok(match p.role {
+        Role::Operator => true,
+        Role::PartnerAdmin => {
+            let own = p.partner_id.as_deref();
+            if t.partner_id.is_some() {
+                t.partner_id.as_deref() == own
+            } else if let Some(tid) = &t.tenant_id {
+                own.is_some() && s.tenant_partner(tid).await?.flatten().as_deref() == own
+            } else {
+                false
+            }
+        }
+        Role::TenantAdmin => t.tenant_id.is_some() && t.tenant_id == p.tenant_id,
+        _ => false,
+    })
+}
+
+#[utoipa::path(get, path = "/v1/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub(crate) async fn list(State(s): State<AppState>, p: Principal) -> ApiResult<Json<TokenList>> {
+    may_manage_tokens(&p)?;
+    let mut items = Vec::new();
+    for t in s.store.list_tokens().await? {
+        if sees(&s, &p, &t).await? {
+            items.push(TokenView {
+                id: t.id,
+                role: t.role.as_str().to_string(),
+                tenant_id: t.tenant_id,
+                partner_id: t.partner_id,
+                name: t.name,
+                created_at: crate::time::format_ms(t.created_at),
+            });
+        }
+    }
+    Ok(Json(TokenList { items }))
+}
+
+/// Revokes a token: refused from the next request on, on every node (other nodes as soon as
+/// the change notice reaches them).
+#[utoipa::path(delete, path = "/v1/tokens/{id}", tag = "tokens", params(("id" = String, Path)),
+    responses((status = 204, description = "revoked"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn revoke(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    may_manage_tokens(&p)?;
+    let found = s
+        .store
+        .list_tokens()
+        .await?
+        .into_iter()
+        .find(|t| t.id == id);
+    let visible = match &found {
+        Some(t) => sees(&s, &p, t).await?,
+        None => false,
+    };
+    if !visible {
+        return Err(ApiError::not_found(&format!("token `{id}`")));
+    }
+    s.store.delete_token(&id).await?;
+    s.tokens.forget_id(&id);
+    Ok(StatusCode::NO_CONTENT)
 }
 
 #[utoipa::path(post, path = "/v1/tokens", tag = "tokens", request_body = TokenIn,

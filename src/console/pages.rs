@@ -206,6 +206,11 @@ pub async fn logout(
     Form(f): Form<Vec<(String, String)>>,
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
+    // Ended here for every copy of the cookie, not only in this browser.
+    let now = crate::time::now_ms();
+    if let Err(e) = s.store.end_session(&sess.sid, sess.expires_at, now).await {
+        return Err(error_page(Some(&sess), e.into(), "/console"));
+    }
     let secure = secure_cookies(&s);
     let mut r = redirect("/console/login");
     if let Ok(v) = session::set_cookie(None, secure).parse() {

@@ -1,10 +1,11 @@
 //! Console sessions: the API token sealed into an HttpOnly, SameSite=Strict cookie, and a
 //! CSRF token derived from that cookie for every form.
 //!
-//! The cookie holds the token itself (sealed, so it cannot be read or forged), not a copy of
-//! its rights: every request resolves the token again, so a deleted token or tenant ends the
-//! session at once. Nothing is stored server-side, so sessions survive restarts and work on
-//! every node.
+//! The cookie holds the token itself (sealed, so it cannot be read or forged) and a random
+//! session id, not a copy of its rights: every request resolves the token again, so a revoked
+//! token or a deleted tenant ends the session at once. Signing out records the session id as
+//! ended in the store, so a copy of the cookie stops working too, on every node. Nothing else
+//! is stored server-side, so sessions survive restarts.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -25,9 +26,13 @@ pub const COOKIE: &str = "callhook_session";
 pub const SESSION_MS: i64 = 8 * 3600 * 1000;
 
 #[derive(Serialize, Deserialize)]
-struct Sealed {
-    token: String,
-    expires_at: i64,
+pub struct Sealed {
+    pub token: String,
+    pub expires_at: i64,
+    /// Random; recorded as ended when the user signs out. Cookies made before sessions had
+    /// ids have none and are refused.
+    #[serde(default)]
+    pub sid: String,
 }
 
 /// The cookie value for `token`, valid until `now + SESSION_MS`.
@@ -35,17 +40,23 @@ pub fn seal_cookie(sealer: &Sealer, token: &str, now: i64) -> String {
     let body = serde_json::to_vec(&Sealed {
         token: token.to_string(),
         expires_at: now + SESSION_MS,
+        sid: hex::encode(crate::security::random_bytes::<16>()),
     })
     .unwrap_or_default();
     URL_SAFE_NO_PAD.encode(sealer.seal(&body))
 }
 
-/// The token inside a cookie value, if it was sealed by this key and has not expired.
-pub fn open_cookie(sealer: &Sealer, value: &str, now: i64) -> Option<String> {
+/// The session inside a cookie value, if it was sealed by this key and has not expired.
+pub fn open_session(sealer: &Sealer, value: &str, now: i64) -> Option<Sealed> {
     let sealed = URL_SAFE_NO_PAD.decode(value).ok()?;
     let plain = sealer.open(&sealed).ok()?;
     let s: Sealed = serde_json::from_slice(&plain).ok()?;
-    (s.expires_at > now).then_some(s.token)
+    (s.expires_at > now && !s.sid.is_empty()).then_some(s)
+}
+
+/// The token inside a cookie value, if it was sealed by this key and has not expired.
+pub fn open_cookie(sealer: &Sealer, value: &str, now: i64) -> Option<String> {
+    open_session(sealer, value, now).map(|s| s.token)
 }
 
 /// The CSRF token of a session: an HMAC of its cookie, so it needs no storage and changes
@@ -88,6 +99,9 @@ pub fn set_cookie(value: Option<&str>, secure: bool) -> String {
 pub struct Session {
     pub principal: Principal,
     pub csrf: String,
+    /// The session's id and when its cookie expires (for signing out).
+    pub sid: String,
+    pub expires_at: i64,
 }
 
 impl Session {
@@ -118,9 +132,12 @@ impl FromRequestParts<AppState> for Session {
     ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/console/login").into_response();
         let cookie = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
-        let token =
-            open_cookie(&state.sealer, &cookie, crate::time::now_ms()).ok_or_else(to_login)?;
-        let principal = principal_for_token(state, &token)
+        let sealed =
+            open_session(&state.sealer, &cookie, crate::time::now_ms()).ok_or_else(to_login)?;
+        if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
+            return Err(to_login());
+        }
+        let principal = principal_for_token(state, &sealed.token)
             .await
             .map_err(|_| to_login())?;
         if principal.role == Role::Ingest {
@@ -129,6 +146,8 @@ impl FromRequestParts<AppState> for Session {
         Ok(Session {
             csrf: csrf_for(&state.sealer, &cookie),
             principal,
+            sid: sealed.sid,
+            expires_at: sealed.expires_at,
         })
     }
 }

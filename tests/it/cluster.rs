@@ -169,6 +169,43 @@ async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_revoked_on_one_node_is_refused_by_the_other() {
+    let pg = Postgres::get();
+    let url = fresh_database(&pg.admin_url).await;
+    let on_shared = |c: &mut callhook::config::Config| {
+        c.database_url = Some(url.clone());
+        c.seal_key = Some(SEAL_KEY.into());
+    };
+    let a = TestServer::start_with(on_shared).await;
+    let b = TestServer::start_with(on_shared).await;
+    let on_a = a.tenant("acme").await;
+    let (_, viewer) = on_a
+        .post(
+            "/v1/tokens",
+            json!({"role": "tenant_viewer", "tenant_id": "acme", "name": "v"}),
+        )
+        .await;
+    let viewer_on_b = b.api(viewer["token"].as_str().unwrap_or_default());
+    // B has looked the token up once, so it is in B's cache.
+    let (st, _) = viewer_on_b.get("/v1/tenants/acme").await;
+    assert_eq!(st, 200);
+    let (st, _) = on_a
+        .delete(&format!(
+            "/v1/tokens/{}",
+            viewer["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(st, 204);
+    let took = until("node B to refuse the revoked token", 5, async || {
+        viewer_on_b.get("/v1/tenants/acme").await.0 == 401
+    })
+    .await;
+    eprintln!("revocation reached node B after {took:?}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_one_node_of_two_loses_no_acknowledged_event() {
     let pg = Postgres::get();
     let url = fresh_database(&pg.admin_url).await;
