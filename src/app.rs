@@ -49,7 +49,7 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    std::fs::create_dir_all(&config.data_dir)
+    crate::security::private_dir(&config.data_dir)
         .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
     let store = crate::store::open(&config.database_url()).await?;
     let sealer = Sealer::load_or_create(config.seal_key.as_deref(), &config.data_dir)?;

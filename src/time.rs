@@ -16,11 +16,13 @@ pub fn format_ms(ms: i64) -> String {
     }
 }
 
-/// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds.
+/// Parses an RFC 3339 timestamp (any offset) into epoch milliseconds. Times before 1970 are
+/// refused: no call event happened then, and epoch milliseconds stay non-negative.
 pub fn parse_rfc3339_ms(s: &str) -> Option<i64> {
     DateTime::parse_from_rfc3339(s)
         .ok()
         .map(|t| t.with_timezone(&Utc).timestamp_millis())
+        .filter(|ms| *ms >= 0)
 }
 
 #[cfg(test)]
@@ -32,5 +34,7 @@ mod tests {
         let ms = parse_rfc3339_ms("2026-11-22T11:00:00.123+01:00").unwrap_or_default();
         assert_eq!(format_ms(ms), "2026-11-22T10:00:00.123Z");
         assert_eq!(parse_rfc3339_ms("yesterday"), None);
+        assert_eq!(parse_rfc3339_ms("0000-01-01T00:00:00Z"), None);
+        assert_eq!(parse_rfc3339_ms("1969-12-31T23:59:59Z"), None);
     }
 }

@@ -107,7 +107,25 @@ pub(crate) async fn list(
         status,
         since: time_param("since", q.get("since"))?,
         until: time_param("until", q.get("until"))?,
-        before: q.get("cursor").cloned(),
+        before: match q.get("cursor") {
+            None => None,
+            // A cursor is a delivery id (`next_cursor` of the previous page).
+            Some(c)
+                if c.strip_prefix("dlv_").is_some_and(|u| {
+                    u.len() == 26
+                        && u.bytes()
+                            .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
+                }) =>
+            {
+                Some(c.clone())
+            }
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid_cursor",
+                    "`cursor` must be the `next_cursor` of a previous page, as it was given",
+                ))
+            }
+        },
         limit,
     };
     let items = s.store.list_deliveries(&iid, filter).await?;

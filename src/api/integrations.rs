@@ -16,7 +16,8 @@ use crate::cache::{Integration, SigningSecret};
 use crate::deliver::challenge;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::integration::{
-    check_secret, validate, IntegrationSpec, SettingError, ValidSpec, Verification,
+    check_secret, check_shape, header_hint, validate, IntegrationSpec, SettingError, ValidSpec,
+    Verification,
 };
 use crate::model::tenancy::{Partner, Role, Tenant};
 use crate::render::sign::generate_secret;
@@ -82,7 +83,13 @@ pub(crate) fn out(i: &Integration) -> IntegrationOut {
             None => i.tenant_id.clone(),
         },
         partner_id: i.partner_id.clone(),
-        settings: i.valid.spec.clone(),
+        settings: {
+            let mut spec = i.valid.spec.clone();
+            for v in spec.headers.values_mut() {
+                *v = header_hint(v);
+            }
+            spec
+        },
         status: i.status.as_str().to_string(),
         disabled_reason: i.disabled_reason.clone(),
         secret_hint: i.secret_hint.clone(),
@@ -128,6 +135,28 @@ pub(crate) struct EnableIn {
     secret: Option<String>,
     /// Resend held and failed deliveries (default true).
     resend: Option<bool>,
+}
+
+/// An action's body is an object of the named fields only: a misspelt field is refused, not
+/// ignored.
+fn only_fields(body: &Value, allowed: &[&str]) -> ApiResult<()> {
+    let Some(obj) = body.as_object() else {
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            "the body must be a JSON object",
+        ));
+    };
+    if let Some(k) = obj.keys().find(|k| !allowed.contains(&k.as_str())) {
+        let takes = match allowed {
+            [] => "no fields".to_string(),
+            some => format!("only {}", some.join(", ")),
+        };
+        return Err(ApiError::unprocessable(
+            "invalid_request",
+            format!("unknown field `{k}`: this action takes {takes}"),
+        ));
+    }
+    Ok(())
 }
 
 fn setting(e: SettingError) -> ApiError {
@@ -260,11 +289,9 @@ pub(crate) async fn create(
         }
         Owner::Tenant(_) => {}
     }
-    let spec: IntegrationSpec = typed(
-        Value::Object(body),
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_setting",
-    )?;
+    let body = Value::Object(body);
+    check_shape(&body).map_err(setting)?;
+    let spec: IntegrationSpec = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     let max = match &owner {
@@ -399,6 +426,18 @@ pub(crate) async fn update(
     };
     let mut merged = serde_json::to_value(&current.valid.spec).map_err(ApiError::internal)?;
     merge_patch(&mut merged, Value::Object(patch));
+    // Header values are shown as hints: a hint sent back (a settings object read, edited and
+    // sent whole) keeps the value it stands for.
+    if let Some(Value::Object(headers)) = merged.get_mut("headers") {
+        for (name, v) in headers.iter_mut() {
+            if let Some(old) = current.valid.spec.headers.get(name) {
+                if v.as_str() == Some(header_hint(old).as_str()) {
+                    *v = Value::String(old.clone());
+                }
+            }
+        }
+    }
+    check_shape(&merged).map_err(setting)?;
     let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
@@ -466,9 +505,12 @@ pub(crate) async fn test(
     State(s): State<AppState>,
     p: Principal,
     Path(params): Path<Params>,
+    body: LazyBody,
 ) -> ApiResult<Json<crate::deliver::attempt::TestReport>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     manage(&p, &owner)?;
+    let (body, _share) = body.read_optional(&s.bodies).await?.split();
+    only_fields(&body, &[])?;
     let report = crate::deliver::attempt::send_sample(&s.dispatcher, &i).await;
     Ok(Json(report))
 }
@@ -485,6 +527,7 @@ pub(crate) async fn disable(
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
     let (body, _share) = body.read_optional(&s.bodies).await?.split();
+    only_fields(&body, &["reason"])?;
     let reason = match body.get("reason") {
         None | Some(Value::Null) => "disabled by an administrator".to_string(),
         Some(Value::String(r)) if r.len() <= 500 => format!("disabled by an administrator: {r}"),
@@ -522,6 +565,7 @@ pub(crate) async fn enable(
     let iid = param(&params, "iid").to_string();
     manage(&p, &owner)?;
     let (body, _share) = body.read_optional(&s.bodies).await?.split();
+    only_fields(&body, &["secret", "resend"])?;
     if let Some(expected) = &i.secret {
         let given = body.get("secret").and_then(Value::as_str).ok_or_else(|| {
             ApiError::unprocessable(

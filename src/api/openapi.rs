@@ -151,6 +151,7 @@ mod tests {
         let paths: Vec<String> = doc.paths.paths.keys().cloned().collect();
         for expected in [
             "/v1/events",
+            "/v1/tokens/{id}",
             "/v1/tenants/{tid}/integrations/{iid}/deliveries/{did}/redeliver",
             "/v1/partners/{pid}/integrations/{iid}/deliveries/{did}/redeliver",
             "/v1/partners/{pid}/integrations/{iid}/rotate-signing-secret",
@@ -169,7 +170,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 45);
+        assert_eq!(before, 47);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

@@ -54,13 +54,8 @@ pub(crate) async fn create(
     let input: PartnerIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner")?;
     let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ptn"));
     check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
-    let name = input.name.trim().to_string();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_partner",
-            "`name` must be 1–200 characters",
-        ));
-    }
+    let name = crate::model::tenancy::check_label("name", &input.name)
+        .map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
     let partner = Partner {
         id,
         name,

@@ -123,14 +123,19 @@ pub(crate) async fn upload(
 
     let tmp_dir = recordings_dir(&s).join(".partial");
     let final_dir = recordings_dir(&s).join(&tenant_id);
-    for dir in [&tmp_dir, &final_dir] {
-        tokio::fs::create_dir_all(dir)
+    for dir in [recordings_dir(&s), tmp_dir.clone(), final_dir.clone()] {
+        tokio::task::spawn_blocking(move || crate::security::private_dir(&dir))
             .await
+            .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
     }
     let tmp_path = tmp_dir.join(crate::ingest::new_id("up"));
     let mut partial = PartialFile(Some(tmp_path.clone()));
-    let mut file = tokio::fs::File::create(&tmp_path)
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp_path)
         .await
         .map_err(ApiError::internal)?;
     let mut stream = body.into_data_stream();

@@ -91,14 +91,8 @@ fn check_max(max: Option<u32>) -> ApiResult<Option<u32>> {
 }
 
 fn check_name(name: &str) -> ApiResult<String> {
-    let name = name.trim();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_tenant",
-            "`name` must be 1–200 characters",
-        ));
-    }
-    Ok(name.to_string())
+    crate::model::tenancy::check_label("name", name)
+        .map_err(|m| ApiError::unprocessable("invalid_tenant", m))
 }
 
 async fn check_partner(s: &AppState, p: &Principal, partner_id: Option<&str>) -> ApiResult<()> {

@@ -162,13 +162,8 @@ pub(crate) async fn create(
             "`role` must be one of operator, ingest, partner_admin, tenant_admin, tenant_viewer",
         )
     })?;
-    let name = input.name.trim().to_string();
-    if name.is_empty() || name.len() > 200 {
-        return Err(ApiError::unprocessable(
-            "invalid_token_request",
-            "`name` must be 1–200 characters",
-        ));
-    }
+    let name = crate::model::tenancy::check_label("name", &input.name)
+        .map_err(|m| ApiError::unprocessable("invalid_token_request", m))?;
     let scoped_to_tenant = matches!(role, Role::TenantAdmin | Role::TenantViewer)
         || (role == Role::Ingest && input.tenant_id.is_some());
     match role {
@@ -182,6 +177,12 @@ pub(crate) async fn create(
             p.require(p.role == Role::Operator, "create platform-wide tokens")?;
         }
         Role::PartnerAdmin => {
+            if input.tenant_id.is_some() {
+                return Err(ApiError::unprocessable(
+                    "invalid_token_request",
+                    "a partner_admin token covers all of its partner's tenants; leave `tenant_id` out",
+                ));
+            }
             let pid = input.partner_id.as_deref().ok_or_else(|| {
                 ApiError::unprocessable(
                     "invalid_token_request",

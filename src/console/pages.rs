@@ -616,7 +616,8 @@ pub async fn test_send(
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
     let (owner, i) = load(&s, &sess, &path).await?;
-    let Json(r) = as_user(&s, &sess, &owner, &path, integrations::test)
+    let test = |st, p, at| integrations::test(st, p, at, LazyBody::ready(json!({})));
+    let Json(r) = as_user(&s, &sess, &owner, &path, test)
         .await
         .map_err(fail(&sess, &owner.base()))?;
     let r = value(r);

@@ -19,7 +19,12 @@ pub const MAX_BATCH: usize = 10_000;
 /// named and nothing is stored.
 pub fn parse_body(body: Value) -> Result<Vec<Event>, String> {
     let raw = match body {
-        Value::Object(mut obj) if obj.contains_key("events") && !obj.contains_key("type") => {
+        Value::Object(obj) if obj.contains_key("events") && obj.contains_key("type") => {
+            return Err(
+                "the body is both an event and a batch (`type` and `events`); send one event, or {\"events\": [...]}".into(),
+            )
+        }
+        Value::Object(mut obj) if obj.contains_key("events") => {
             match obj.remove("events") {
                 Some(Value::Array(items)) => items,
                 _ => return Err("`events` must be an array of events".into()),

@@ -482,8 +482,24 @@ fn typed<T: for<'de> Deserialize<'de>>(data: &Map<String, Value>) -> Result<T, S
     T::deserialize(data).map_err(|e| format!("`data`: {e}"))
 }
 
+/// The longest duration a call record may carry (366 days): longer is a unit mistake or
+/// garbage, and would overflow what receivers compute from it.
+pub const MAX_DURATION_MS: u64 = 366 * 24 * 3600 * 1000;
+const CDR_DURATIONS: [&str; 5] = ["ring_ms", "talk_ms", "hold_ms", "park_ms", "wait_ms"];
+
 fn check_cdr(data: &Map<String, Value>, prefix: &str) -> Result<(), String> {
     typed::<CallCompletedData>(data).map_err(|e| e.replacen("`data`", prefix, 1))?;
+    for field in CDR_DURATIONS {
+        if data
+            .get(field)
+            .and_then(Value::as_u64)
+            .is_some_and(|ms| ms > MAX_DURATION_MS)
+        {
+            return Err(format!(
+                "{prefix}.{field} is more than {MAX_DURATION_MS} ms (366 days); durations are milliseconds"
+            ));
+        }
+    }
     for field in CDR_TIMES {
         if let Some(v) = data.get(field).filter(|v| !v.is_null()) {
             let ok = v.as_str().and_then(crate::time::parse_rfc3339_ms).is_some();

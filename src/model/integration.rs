@@ -327,13 +327,24 @@ fn invalid(message: impl Into<String>) -> SettingError {
     }
 }
 
-const RESERVED_HEADERS: [&str; 6] = [
+/// Headers callhook sets, hop-by-hop headers (they describe one connection, not the request)
+/// and headers that change what the body or the request means to the receiver or a proxy.
+const RESERVED_HEADERS: [&str; 15] = [
     "content-type",
     "content-length",
     "user-agent",
     "host",
     "connection",
     "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "expect",
+    "content-encoding",
+    "proxy-authorization",
+    "proxy-connection",
+    "cookie",
 ];
 const MAX_HEADERS: usize = 20;
 /// Conditions per integration: each is evaluated for every event of the tenant.
@@ -344,6 +355,54 @@ const MAX_ID_BYTES: usize = 256;
 const MAX_HEADER_VALUE: usize = 4096;
 const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
 
+/// Settings that are objects must be given as objects: serde would read a struct from an array
+/// (`"options": []` meaning "all defaults"), silently ignoring what the caller meant.
+pub fn check_shape(settings: &Value) -> Result<(), SettingError> {
+    const OBJECTS: [&str; 10] = [
+        "/headers",
+        "/custom_data",
+        "/filters",
+        "/filters/users",
+        "/filters/answer_groups",
+        "/options",
+        "/privacy",
+        "/delivery",
+        "/delivery/retry",
+        "",
+    ];
+    for path in OBJECTS {
+        if let Some(v) = settings.pointer(path) {
+            if !v.is_object() {
+                let name = path.trim_start_matches('/').replace('/', ".");
+                return Err(invalid(format!(
+                    "`{}` must be an object",
+                    if name.is_empty() {
+                        "the settings"
+                    } else {
+                        &name
+                    }
+                )));
+            }
+        }
+    }
+    let conditions = settings
+        .pointer("/filters/conditions")
+        .and_then(Value::as_array);
+    if conditions.into_iter().flatten().any(|c| !c.is_object()) {
+        return Err(invalid(
+            "`filters.conditions` must be a list of {field, op, value} objects",
+        ));
+    }
+    if let Some(Value::Object(rules)) = settings.get("privacy") {
+        if rules.values().any(|r| !r.is_object()) {
+            return Err(invalid(
+                "each `privacy` rule must be an object such as {\"action\": \"remove\"}",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Checks every setting and fills in defaults. `has_secret` decides whether an
 /// `Authorization` header may be set (it may not when callhook sends the secret as bearer).
 pub fn validate(
@@ -351,15 +410,13 @@ pub fn validate(
     has_secret: bool,
     policy: DestinationPolicy,
 ) -> Result<ValidSpec, SettingError> {
-    let name = spec.name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(invalid("`name` must be 1–200 characters"));
-    }
-    spec.name = name.to_string();
+    spec.name = super::tenancy::check_label("name", &spec.name).map_err(invalid)?;
     let url = check_url_form(&spec.url, policy).map_err(|e| SettingError {
         code: "invalid_url",
         message: e.0,
     })?;
+    // The parsed form is what is stored and shown: what is sent to is what the API says.
+    spec.url = url.to_string();
     if spec.event_types.iter().any(|k| !k.is_subscribable()) {
         return Err(invalid(
             "`event_types`: `cdr.batch` is made by callhook; subscribe to call.completed",
@@ -520,7 +577,7 @@ fn check_headers(headers: &BTreeMap<String, String>, has_secret: bool) -> Result
             || lower.starts_with("callhook-")
         {
             return Err(invalid(format!(
-                "`headers`: `{name}` is set by callhook and cannot be overridden"
+                "`headers`: `{name}` is set by callhook, describes the connection, or changes what the request means; it cannot be set"
             )));
         }
         if lower == "authorization" && has_secret {
@@ -528,12 +585,14 @@ fn check_headers(headers: &BTreeMap<String, String>, has_secret: bool) -> Result
                 "`headers`: `Authorization` carries the `secret` as a bearer token; remove the header or the secret",
             ));
         }
+        // Printable ASCII only: other bytes mean different things to different receivers.
         if value.len() > MAX_HEADER_VALUE
-            || value.chars().any(|c| c.is_control() && c != '\t')
-            || reqwest::header::HeaderValue::from_str(value).is_err()
+            || !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
         {
             return Err(invalid(format!(
-                "`headers`: the value of `{name}` must be at most {MAX_HEADER_VALUE} printable characters"
+                "`headers`: the value of `{name}` must be at most {MAX_HEADER_VALUE} printable ASCII characters"
             )));
         }
     }
@@ -551,6 +610,17 @@ pub fn secret_hint(secret: &str) -> String {
         .rev()
         .collect();
     format!("…{tail}")
+}
+
+/// What the API shows of a custom header's value: like the secret, it is write-only (an API
+/// key is as good as a password). The last four characters of a long value help recognise it;
+/// a short one shows nothing.
+pub fn header_hint(value: &str) -> String {
+    if value.chars().count() >= 16 {
+        secret_hint(value)
+    } else {
+        "…".to_string()
+    }
 }
 
 /// A receiver secret must be usable as a bearer token.

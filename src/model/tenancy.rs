@@ -70,6 +70,18 @@ pub struct TokenRecord {
     pub created_at: i64,
 }
 
+/// A name people give (tenant, partner, integration, token): trimmed, 1–200 characters, no
+/// control characters (a NUL, CR or LF in a name breaks logs, headers and CSV exports).
+pub fn check_label(field: &str, name: &str) -> Result<String, String> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(format!(
+            "`{field}` must be 1–200 characters, without control characters (tabs, line breaks, NUL)"
+        ));
+    }
+    Ok(name.to_string())
+}
+
 /// Tenant and partner ids appear in URLs and events: a short slug keeps them unambiguous.
 pub fn check_slug(field: &str, id: &str) -> Result<(), String> {
     // Ids become path segments (recording files live under the tenant's id), so they start with

@@ -41,6 +41,13 @@ fn forbidden_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("IETF protocol assignments (192.0.0.0/24)")
     } else if o[0] == 198 && (o[1] & 0xFE) == 18 {
         Some("benchmarking (198.18.0.0/15)")
+    } else if (o[0], o[1], o[2]) == (192, 0, 2)
+        || (o[0], o[1], o[2]) == (198, 51, 100)
+        || (o[0], o[1], o[2]) == (203, 0, 113)
+    {
+        Some("documentation (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24)")
+    } else if (o[0], o[1], o[2]) == (192, 88, 99) {
+        Some("6to4 relay anycast (192.88.99.0/24)")
     } else {
         None
     }
@@ -62,6 +69,11 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return forbidden_v4(v4).or(Some("IPv4-mapped"));
     }
+    // IPv4-translated (::ffff:0:a.b.c.d, RFC 2765).
+    if s[0..6] == [0, 0, 0, 0, 0xffff, 0] {
+        let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+        return forbidden_v4(v4).or(Some("IPv4-translated"));
+    }
     if s[0..6] == [0, 0, 0, 0, 0, 0] {
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return forbidden_v4(v4).or(Some("IPv4-compatible"));
@@ -69,6 +81,27 @@ fn forbidden_v6(ip: Ipv6Addr) -> Option<&'static str> {
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0] {
         let v4 = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
         return forbidden_v4(v4);
+    }
+    // Local-use NAT64 (64:ff9b:1::/48): the embedded address sits where the operator's prefix
+    // length puts it, so it cannot be judged; no webhook receiver lives there.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        return Some("local-use NAT64 (64:ff9b:1::/48)");
+    }
+    // Teredo (2001::/32) tunnels to an IPv4 address hidden in the address.
+    if s[0] == 0x2001 && s[1] == 0 {
+        return Some("Teredo (2001::/32)");
+    }
+    if s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0010 {
+        return Some("ORCHID (2001:10::/28)");
+    }
+    if s[0] == 0x2001 && (s[1] & 0xfff0) == 0x0020 {
+        return Some("ORCHIDv2 (2001:20::/28)");
+    }
+    if s[0] == 0x2001 && s[1] == 2 && s[2] == 0 {
+        return Some("benchmarking (2001:2::/48)");
+    }
+    if s[0] == 0x100 && s[1..4] == [0, 0, 0] {
+        return Some("discard-only (100::/64)");
     }
     if s[0] == 0x2002 {
         let v4 = Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8);
@@ -102,8 +135,27 @@ pub struct DestinationPolicy {
 pub struct Refused(pub String);
 
 /// Checks a URL's form: scheme, credentials, host. Does not resolve names.
+/// The longest integration URL accepted.
+pub const MAX_URL_BYTES: usize = 2048;
+
 pub fn check_url_form(raw: &str, policy: DestinationPolicy) -> Result<Url, Refused> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err(Refused(format!(
+            "`url` is {} bytes; at most {MAX_URL_BYTES} are accepted",
+            raw.len()
+        )));
+    }
+    // The URL parser drops tabs and line breaks silently; a URL that holds any control
+    // character (or a space) is refused instead, so what is stored is what was meant.
+    if raw.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        return Err(Refused(
+            "`url` contains spaces or control characters; percent-encode them".into(),
+        ));
+    }
     let url = Url::parse(raw).map_err(|e| Refused(format!("`url` is not a valid URL: {e}")))?;
+    if url.port() == Some(0) {
+        return Err(Refused("`url` port 0 is not a port to send to".into()));
+    }
     match url.scheme() {
         "https" => {}
         "http" if policy.allow_insecure_http => {}

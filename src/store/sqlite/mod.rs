@@ -65,6 +65,16 @@ impl SqliteStore {
             }
             let mut conn = open_conn(&path, schema::WRITER_CACHE_KIB)?;
             schema::migrate(&mut conn).map_err(internal)?;
+            // The database and its WAL hold call data: this user's only, whatever the umask.
+            let name = path.file_name().map(|n| n.to_string_lossy().to_string());
+            for suffix in ["", "-wal", "-shm"] {
+                let file =
+                    path.with_file_name(format!("{}{suffix}", name.as_deref().unwrap_or_default()));
+                if file.exists() {
+                    crate::security::private_file(&file)
+                        .map_err(|e| internal(format!("{}: {e}", file.display())))?;
+                }
+            }
             Ok::<_, StoreError>((Writer::start(conn)?, path))
         })
         .await

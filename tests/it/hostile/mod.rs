@@ -6,6 +6,7 @@ mod config;
 mod connections;
 mod recordings;
 mod routing;
+mod settings;
 mod tokens;
 
 use std::time::Duration;
