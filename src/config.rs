@@ -55,9 +55,10 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_DEFAULT_MAX_INTEGRATIONS", default_value_t = 100)]
     pub default_max_integrations: u32,
 
-    /// Bytes of request bodies held in memory at once, across all requests; a request whose
-    /// body does not fit is answered 503 at once.
-    #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = 32 * 1024 * 1024)]
+    /// Memory for request bodies and their parsed JSON at once, across all requests (a body
+    /// counts its size, then about 128 bytes per JSON value while it is parsed and handled); a
+    /// request that does not fit now is answered 503, one that could never fit 413.
+    #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub body_memory_bytes: usize,
 
     /// How long a request body may take to arrive (a recording upload: between two chunks).
@@ -140,7 +141,7 @@ impl Config {
             allow_private_destinations: false,
             egress_proxy: None,
             max_body_bytes: 8 * 1024 * 1024,
-            body_memory_bytes: 32 * 1024 * 1024,
+            body_memory_bytes: 256 * 1024 * 1024,
             default_max_integrations: 100,
             body_timeout_ms: 30_000,
             max_recording_bytes: 256 * 1024 * 1024,

@@ -135,3 +135,33 @@ async fn concurrent_large_bodies_share_one_memory_budget() {
     assert_eq!(st, 202);
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_whose_parsed_form_would_outgrow_the_memory_budget_is_refused() {
+    let server = TestServer::start_with(|c| c.body_memory_bytes = 2 * 1024 * 1024).await;
+    server.tenant("acme").await;
+    // 200 KiB on the wire, but 100 000 values once parsed (~13 MB): more than the budget.
+    let zeros = vec!["0"; 100_000].join(",");
+    let mut e = event("e1", "acme", "ivr.input", "c1", json!({"dtmf": "1"}));
+    e["data"]["junk"] = json!("PLACEHOLDER");
+    let body = e
+        .to_string()
+        .replace("\"PLACEHOLDER\"", &format!("[{zeros}]"));
+    let resp = reqwest::Client::new()
+        .post(format!("{}/v1/events", server.base))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 413);
+    let v: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(v["error"]["code"], "payload_too_complex", "{v}");
+    // The same event without the bulk goes in.
+    let (st, _) = server
+        .ingest(event("e1", "acme", "ivr.input", "c1", json!({"dtmf": "1"})))
+        .await;
+    assert_eq!(st, 202);
+    server.stop().await;
+}
