@@ -107,11 +107,23 @@ pub async fn apply(state: &AppState, change: Change) {
                 Ok(all) => ids.extend(all.into_iter().map(|r| r.id)),
                 Err(e) => tracing::warn!(error = %e, "could not reload integrations"),
             }
+            ids.extend(state.unopened.ids());
             ids.sort();
             ids.dedup();
             for id in ids {
                 reload_integration(state, &id).await;
             }
+        }
+    }
+}
+
+/// Forgets integrations that could not be opened and are gone from the store (deleted with
+/// their tenant, or elsewhere while notices were missed), so they no longer hold the node
+/// not-ready.
+pub async fn recheck_unopened(state: &AppState) {
+    for id in state.unopened.ids() {
+        if let Ok(None) = state.store.get_integration(&id).await {
+            state.unopened.resolved(&id);
         }
     }
 }

@@ -139,7 +139,7 @@ pub async fn envelope_every_error(resp: Response) -> Response {
     let mut out = ApiError::new(status, code, message).into_response();
     for (name, value) in parts.headers.iter() {
         if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
-            out.headers_mut().insert(name.clone(), value.clone());
+            out.headers_mut().append(name.clone(), value.clone());
         }
     }
     out

@@ -93,6 +93,9 @@ async fn store_derived_records(
     Ok(())
 }
 
+/// Files one `recording.completed` may list (each is looked up before the event is stored).
+const MAX_FILES_PER_RECORDING: usize = 32;
+
 /// A recording event may name only files its own tenant uploaded: every file it names becomes a
 /// signed link in the payload, so naming another tenant's file (or one never uploaded) would
 /// hand that file out. File ids are per tenant, so the answer says nothing of other tenants.
@@ -102,11 +105,24 @@ async fn check_recording_files(s: &AppState, events: &[Event]) -> ApiResult<()> 
         .filter(|e| e.kind == EventKind::RecordingCompleted)
     {
         let files = e.data.get("files").and_then(Value::as_array);
-        for fid in files
+        let mut ids: Vec<&str> = files
             .into_iter()
             .flatten()
             .filter_map(|f| f.get("file_id")?.as_str())
-        {
+            .collect();
+        if ids.len() > MAX_FILES_PER_RECORDING {
+            return Err(ApiError::bad_request(
+                "invalid_event",
+                format!(
+                    "event `{}` lists {} files; a recording has at most {MAX_FILES_PER_RECORDING}",
+                    e.id,
+                    ids.len()
+                ),
+            ));
+        }
+        ids.sort_unstable();
+        ids.dedup();
+        for fid in ids {
             if s.store.get_recording(&e.tenant_id, fid).await?.is_none() {
                 return Err(ApiError::unprocessable(
                     "unknown_file",

@@ -69,6 +69,9 @@ impl Unopened {
     pub fn add(&self, id: &str) {
         self.0.write().insert(id.to_string());
     }
+    pub fn ids(&self) -> Vec<String> {
+        self.0.read().iter().cloned().collect()
+    }
     /// The integration was opened (or is gone).
     pub fn resolved(&self, id: &str) {
         self.0.write().remove(id);

@@ -238,7 +238,25 @@ pub(crate) async fn download(
         .oneshot(req)
         .await
     {
-        Ok(resp) => resp.into_response(),
+        Ok(resp) => {
+            // The tenant chose the content type: the file is downloaded, never rendered on
+            // this origin (an uploaded HTML page would otherwise run next to the console).
+            let mut resp = resp.into_response();
+            let h = resp.headers_mut();
+            h.insert(
+                header::CONTENT_DISPOSITION,
+                header::HeaderValue::from_static("attachment"),
+            );
+            h.insert(
+                header::X_CONTENT_TYPE_OPTIONS,
+                header::HeaderValue::from_static("nosniff"),
+            );
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                header::HeaderValue::from_static("sandbox; default-src 'none'"),
+            );
+            resp
+        }
         Err(e) => ApiError::internal(e).into_response(),
     }
 }

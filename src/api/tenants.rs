@@ -135,9 +135,6 @@ pub(crate) async fn create(
     });
     check_partner(&s, &p, partner_id.as_deref()).await?;
     let now = crate::time::now_ms();
-    // Files a deleted tenant of this id left behind (the node stopped between its rows and its
-    // files) are not inherited.
-    super::recordings::remove_tenant_files(&s, &id).await;
     let tenant = Tenant {
         id,
         name: check_name(&input.name)?,
@@ -147,6 +144,9 @@ pub(crate) async fn create(
         updated_at: now,
     };
     s.store.create_tenant(tenant.clone()).await?;
+    // Only once the id is this new tenant's: files a deleted tenant of the id left behind (the
+    // node stopped between its rows and its files) are not inherited.
+    super::recordings::remove_tenant_files(&s, &tenant.id).await;
     s.known_tenants
         .write()
         .insert(tenant.id.clone(), tenant.partner_id.clone());
@@ -214,6 +214,7 @@ pub(crate) async fn remove(
     )?;
     s.store.delete_tenant(&tid).await?;
     super::recordings::remove_tenant_files(&s, &tid).await;
+    crate::cluster::recheck_unopened(&s).await;
     for i in s.cache.for_tenant(&tid).iter() {
         s.cache.remove(&i.id);
         s.dispatcher.integration_changed(&i.id);

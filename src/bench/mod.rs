@@ -183,8 +183,11 @@ impl Env {
             next_event: 0,
             profile: args.profile.clone(),
         };
-        env.api("/v1/tenants", json!({"id": "bench", "name": "Bench"}))
-            .await?;
+        env.api(
+            "/v1/tenants",
+            json!({"id": "bench", "name": "Bench", "max_integrations": 10000}),
+        )
+        .await?;
         Ok(env)
     }
 

@@ -775,6 +775,17 @@ pub async fn delivery(
                 .into_iter()
                 .map(|(k, v)| match k.as_str() {
                     "authorization" => (k, "Bearer ••••••".to_string()),
+                    // Custom header values are write-only, like the secret.
+                    _ if integration
+                        .valid
+                        .spec
+                        .headers
+                        .keys()
+                        .any(|h| h.eq_ignore_ascii_case(&k)) =>
+                    {
+                        let hint = crate::model::integration::header_hint(&v);
+                        (k, hint)
+                    }
                     _ => (k, v),
                 })
                 .chain(

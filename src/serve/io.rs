@@ -4,7 +4,10 @@
 //! error envelope every other error has. hyper offers no hook for those answers; they are
 //! written alone just before hyper closes the connection, so they are recognised on the way
 //! out: a head with status 400, 414 or 431 and `content-length: 0`, which the application
-//! never sends (its errors always carry the envelope).
+//! never sends (its errors always carry the envelope). Only the connection's first write is
+//! looked at: later writes may be response bodies (a recording's bytes are the tenant's own
+//! and could imitate such a head), and rewriting one would corrupt it. A request hyper cannot
+//! parse after others on a kept-alive connection gets hyper's answer as it is.
 
 use std::future::Future;
 use std::io;
@@ -22,6 +25,8 @@ pub struct Guarded<T> {
     /// A rewritten answer still to be written, and how much of it is.
     pending: Vec<u8>,
     written: usize,
+    /// Nothing has been written yet: the next write starts the first response.
+    fresh: bool,
 }
 
 impl<T> Guarded<T> {
@@ -32,6 +37,7 @@ impl<T> Guarded<T> {
             stalled: None,
             pending: Vec::new(),
             written: 0,
+            fresh: true,
         }
     }
 }
@@ -100,7 +106,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
         if !this.pending.is_empty() {
             return Poll::Pending;
         }
-        if let Some(answer) = with_envelope(buf) {
+        if let Some(answer) = this.fresh.then(|| with_envelope(buf)).flatten() {
+            this.fresh = false;
             this.pending = answer;
             this.written = 0;
             return match this.drain(cx) {
@@ -110,7 +117,43 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Guarded<T> {
             };
         }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
-        this.stall(cx, r)
+        let r = this.stall(cx, r);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.fresh = false;
+        }
+        r
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        if self.fresh || !self.pending.is_empty() {
+            // The first response (or a rewritten one still going out): judged whole, as above.
+            if total <= 512 {
+                let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                return self.poll_write(cx, &joined);
+            }
+            if let Poll::Ready(Err(e)) = self.drain(cx) {
+                return Poll::Ready(Err(e));
+            }
+            if !self.pending.is_empty() {
+                return Poll::Pending;
+            }
+        }
+        let this = &mut *self;
+        let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        let r = this.stall(cx, r);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            this.fresh = false;
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -196,5 +239,24 @@ mod tests {
             with_envelope(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}").is_none()
         );
         assert!(with_envelope(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n").is_none());
+    }
+
+    #[tokio::test]
+    async fn only_the_first_write_of_a_connection_is_ever_rewritten() {
+        use tokio::io::AsyncWriteExt;
+        let lookalike: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n";
+        // A body chunk that imitates hyper's answer, after a real head, passes untouched.
+        let mut later = Guarded::new(Vec::new(), Duration::from_secs(1));
+        let head: &[u8] = b"HTTP/1.1 200 OK\r\ncontent-length: 46\r\n\r\n";
+        assert!(later.write_all(head).await.is_ok());
+        assert!(later.write_all(lookalike).await.is_ok());
+        assert!(later.flush().await.is_ok());
+        assert_eq!(later.inner, [head, lookalike].concat());
+        // On a fresh connection it is hyper's own answer, and gets the envelope.
+        let mut first = Guarded::new(Vec::new(), Duration::from_secs(1));
+        assert!(first.write_all(lookalike).await.is_ok());
+        assert!(first.flush().await.is_ok());
+        let out = String::from_utf8_lossy(&first.inner).to_string();
+        assert!(out.ends_with(r#"{"error":{"code":"bad_request","message":"the request is not valid HTTP/1.1 (request line or headers)"}}"#), "{out}");
     }
 }

@@ -128,3 +128,74 @@ async fn a_deleted_tenants_files_are_removed_and_not_inherited_by_a_new_tenant_o
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creating_a_tenant_with_a_taken_id_leaves_that_tenants_files_alone() {
+    let server = TestServer::start().await;
+    server.tenant("globex").await;
+    let ingest = ingest_token(&server, "globex").await;
+    let (st, _) = upload(&server, &ingest, "keep-me", b"globex's audio").await;
+    assert_eq!(st, 201);
+    let (st, _) = server
+        .admin()
+        .post("/v1/tenants", json!({"id": "globex", "name": "again"}))
+        .await;
+    assert_eq!(st, 409);
+    let file = server.data_dir().join("recordings/globex/keep-me");
+    assert!(file.exists(), "a refused create removed nothing");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_downloaded_recording_is_never_rendered_and_arrives_byte_for_byte() {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD.encode([9u8; 32]);
+    let server = TestServer::start_with(|c| c.seal_key = Some(key)).await;
+    server.tenant("acme").await;
+    let ingest = ingest_token(&server, "acme").await;
+    // HTML as its type, and bytes that imitate an HTTP answer: served as they are, as a file.
+    let bytes = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n<script>alert(1)</script>";
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/recordings/page", server.base))
+        .bearer_auth(&ingest)
+        .header("content-type", "text/html")
+        .body(bytes.to_vec())
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), 201);
+    let link = callhook::security::links::Links::new(
+        &server.base,
+        callhook::security::seal::Sealer::from_key([9; 32]).derive_key("recording-urls"),
+    )
+    .url("acme", "page", callhook::time::now_ms());
+    let http = reqwest::Client::new();
+    for _ in 0..2 {
+        // Twice on one kept-alive connection: the second answer is not the connection's first.
+        let resp = http.get(&link).send().await.expect("download");
+        assert_eq!(resp.status(), 200);
+        let h = |n: &str| {
+            resp.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(h("content-disposition"), "attachment");
+        assert_eq!(h("x-content-type-options"), "nosniff");
+        assert!(h("content-security-policy").starts_with("sandbox"));
+        assert_eq!(resp.bytes().await.unwrap_or_default().as_ref(), bytes);
+    }
+    let part = http
+        .get(&link)
+        .header("range", "bytes=0-49")
+        .send()
+        .await
+        .expect("range");
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.bytes().await.unwrap_or_default().as_ref(),
+        &bytes[..50]
+    );
+    server.stop().await;
+}
