@@ -34,8 +34,9 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) -> D
     start.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
+/// Two in-process nodes on one new database (the server is kept alive as long as the first
+/// value lives).
+async fn two_nodes() -> (Postgres, TestServer, TestServer) {
     let pg = Postgres::get();
     let url = fresh_database(&pg.admin_url).await;
     let on_shared = |c: &mut callhook::config::Config| {
@@ -44,6 +45,12 @@ async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
     };
     let a = TestServer::start_with(on_shared).await;
     let b = TestServer::start_with(on_shared).await;
+    (pg, a, b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
+    let (_pg, a, b) = two_nodes().await;
     let on_a = a.tenant("acme").await;
     let on_b = b.api(&on_a.token);
 
@@ -170,14 +177,7 @@ async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_revoked_on_one_node_is_refused_by_the_other() {
-    let pg = Postgres::get();
-    let url = fresh_database(&pg.admin_url).await;
-    let on_shared = |c: &mut callhook::config::Config| {
-        c.database_url = Some(url.clone());
-        c.seal_key = Some(SEAL_KEY.into());
-    };
-    let a = TestServer::start_with(on_shared).await;
-    let b = TestServer::start_with(on_shared).await;
+    let (_pg, a, b) = two_nodes().await;
     let on_a = a.tenant("acme").await;
     let (_, viewer) = on_a
         .post(

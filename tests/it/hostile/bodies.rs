@@ -11,14 +11,7 @@ use crate::support::*;
 async fn a_read_only_token_is_refused_before_its_body_is_read() {
     let server = TestServer::start().await;
     server.tenant("acme").await;
-    let (_, tok) = server
-        .admin()
-        .post(
-            "/v1/tokens",
-            json!({"role": "tenant_viewer", "tenant_id": "acme", "name": "ro"}),
-        )
-        .await;
-    let viewer = tok["token"].as_str().unwrap_or_default();
+    let viewer = super::token(&server, "tenant_viewer", "acme").await;
     // Headers promise a body that never comes: the answer must not wait for it.
     let head = format!(
         "POST /v1/tenants/acme/integrations HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {viewer}\r\nContent-Type: application/json\r\nContent-Length: 60000\r\n\r\n"

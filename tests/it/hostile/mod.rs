@@ -16,17 +16,22 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::*;
 
-/// An ingest token for `tenant`, minted by the operator.
-pub async fn ingest_token(server: &TestServer, tenant: &str) -> String {
+/// A token of `role` for `tenant`, minted by the operator.
+pub async fn token(server: &TestServer, role: &str, tenant: &str) -> String {
     let (st, tok) = server
         .admin()
         .post(
             "/v1/tokens",
-            json!({"role": "ingest", "tenant_id": tenant, "name": "pbx"}),
+            json!({"role": role, "tenant_id": tenant, "name": role}),
         )
         .await;
     assert_eq!(st, 201, "{tok}");
     tok["token"].as_str().unwrap_or_default().to_string()
+}
+
+/// An ingest token for `tenant`.
+pub async fn ingest_token(server: &TestServer, tenant: &str) -> String {
+    token(server, "ingest", tenant).await
 }
 
 /// Sends raw bytes on a new connection and returns what comes back before the server closes

@@ -8,14 +8,7 @@ use crate::support::*;
 async fn header_values_are_write_only_like_the_secret() {
     let server = TestServer::start().await;
     let acme = server.tenant("acme").await;
-    let (_, tok) = server
-        .admin()
-        .post(
-            "/v1/tokens",
-            json!({"role": "tenant_viewer", "tenant_id": "acme", "name": "ro"}),
-        )
-        .await;
-    let viewer = server.api(tok["token"].as_str().unwrap_or_default());
+    let viewer = server.api(&super::token(&server, "tenant_viewer", "acme").await);
     let rx = Receiver::start().await;
     let key = "k3y-0123456789-abcdef";
     let i = acme
