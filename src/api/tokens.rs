@@ -32,13 +32,9 @@ pub(crate) struct TokenIn {
 /// A new API token: `token` is shown here once and stored only as its hash.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TokenOut {
-    pub id: String,
     pub token: String,
-    pub role: String,
-    pub tenant_id: Option<String>,
-    pub partner_id: Option<String>,
-    pub name: String,
-    pub created_at: String,
+    #[serde(flatten)]
+    pub view: TokenView,
 }
 
 /// A token as listed: who it acts as, never the token itself.
@@ -50,6 +46,19 @@ pub struct TokenView {
     pub partner_id: Option<String>,
     pub name: String,
     pub created_at: String,
+}
+
+impl From<TokenRecord> for TokenView {
+    fn from(t: TokenRecord) -> Self {
+        TokenView {
+            id: t.id,
+            role: t.role.as_str().to_string(),
+            tenant_id: t.tenant_id,
+            partner_id: t.partner_id,
+            name: t.name,
+            created_at: crate::time::format_ms(t.created_at),
+        }
+    }
 }
 
 #[derive(serde::Serialize, utoipa::ToSchema)]
@@ -94,14 +103,7 @@ pub(crate) async fn list(State(s): State<AppState>, p: Principal) -> ApiResult<J
     let mut items = Vec::new();
     for t in s.store.list_tokens().await? {
         if sees(&s, &p, &t).await? {
-            items.push(TokenView {
-                id: t.id,
-                role: t.role.as_str().to_string(),
-                tenant_id: t.tenant_id,
-                partner_id: t.partner_id,
-                name: t.name,
-                created_at: crate::time::format_ms(t.created_at),
-            });
+            items.push(TokenView::from(t));
         }
     }
     Ok(Json(TokenList { items }))
@@ -233,13 +235,8 @@ pub(crate) async fn create(
     Ok((
         StatusCode::CREATED,
         Json(TokenOut {
-            id: rec.id,
             token,
-            role: role.as_str().to_string(),
-            tenant_id: rec.tenant_id,
-            partner_id: rec.partner_id,
-            name: rec.name,
-            created_at: crate::time::format_ms(rec.created_at),
+            view: rec.into(),
         }),
     ))
 }
