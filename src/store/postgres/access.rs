@@ -1,17 +1,101 @@
-//! Who may get in and what they may open, on PostgreSQL: tokens (listed, revoked), console
-//! sessions ended by signing out, recording files (each belongs to one tenant) and node
-//! settings.
+//! Who may get in ([`Access`]): API tokens (a revocation is told to every node), console
+//! sessions ended by signing out, and node settings.
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::Row;
 
-use super::{execute, query, query_opt, PgResult};
+use super::*;
 use crate::model::tenancy::{Role, TokenRecord};
-use crate::store::{RecordingMeta, StoreError};
+use crate::store::ports::*;
 
-const TOKEN_COLUMNS: &str = "id, hash, role, tenant_id, partner_id, name, created_at";
+#[async_trait]
+impl Access for PgStore {
+    async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
+        in_tx!(self, |tx| create_token(&tx, &token).await?)
+    }
+    async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        on_conn!(self, |c| find_token(&c, &hash).await?)
+    }
+    async fn has_token_named(&self, name: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| has_token_named(&c, name).await?)
+    }
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        on_conn!(self, |c| list_tokens(&c).await?)
+    }
+    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        in_tx!(self, |tx| {
+            let gone = delete_token(&tx, id).await?;
+            if gone.is_some() {
+                // Not routing-relevant: other nodes forget the token as the notice arrives.
+                let change = Change::Token(id.to_string());
+                notify_with(&tx, &self.instance, &change, false).await?;
+            }
+            gone
+        })
+    }
+    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        in_tx!(self, |tx| end_session(&tx, id, expires_at, now).await?)
+    }
+    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
+        on_conn!(self, |c| session_ended(&c, id).await?)
+    }
+    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        in_tx!(self, |tx| claim_setting(&tx, name, &value).await?)
+    }
+}
 
-fn token_row(r: &Row) -> Option<TokenRecord> {
+pub async fn create_token<C: GenericClient>(c: &C, t: &TokenRecord) -> PgResult<()> {
+    execute(
+        c,
+        "INSERT INTO tokens (id, hash, role, tenant_id, partner_id, name, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &t.id,
+            &&t.hash[..],
+            &t.role.as_str(),
+            &t.tenant_id,
+            &t.partner_id,
+            &t.name,
+            &t.created_at,
+        ],
+    )
+    .await
+    .map_err(conflict_on_unique("this token"))?;
+    Ok(())
+}
+
+pub async fn find_token<C: GenericClient>(c: &C, hash: &[u8; 32]) -> PgResult<Option<TokenRecord>> {
+    let row = query_opt(
+        c,
+        "SELECT id, role, tenant_id, partner_id, name, created_at FROM tokens WHERE hash = $1",
+        &[&&hash[..]],
+    )
+    .await?;
+    Ok(row.and_then(|r| {
+        Some(TokenRecord {
+            id: r.get(0),
+            hash: *hash,
+            role: Role::parse(r.get(1))?,
+            tenant_id: r.get(2),
+            partner_id: r.get(3),
+            name: r.get(4),
+            created_at: r.get(5),
+        })
+    }))
+}
+
+pub async fn has_token_named<C: GenericClient>(c: &C, name: &str) -> PgResult<bool> {
+    Ok(
+        query_opt(c, "SELECT 1 FROM tokens WHERE name = $1 LIMIT 1", &[&name])
+            .await?
+            .is_some(),
+    )
+}
+
+pub(super) const TOKEN_COLUMNS: &str = "id, hash, role, tenant_id, partner_id, name, created_at";
+
+pub(super) fn token_row(r: &Row) -> Option<TokenRecord> {
     let hash: Vec<u8> = r.get(1);
     Some(TokenRecord {
         id: r.get(0),
@@ -82,53 +166,4 @@ pub async fn claim_setting<C: GenericClient>(c: &C, name: &str, value: &[u8]) ->
         .await?
         .map(|r| r.get(0))
         .ok_or_else(|| StoreError::Internal(format!("setting `{name}` vanished")).into())
-}
-
-/// Stores an uploaded file's record; uploading the same id again (same tenant) replaces it.
-pub async fn put_recording<C: GenericClient>(c: &C, m: &RecordingMeta) -> PgResult<()> {
-    let bytes = m.bytes as i64;
-    execute(
-        c,
-        "INSERT INTO recordings (file_id, tenant_id, content_type, bytes, sha256, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (tenant_id, file_id) DO UPDATE SET content_type = excluded.content_type,
-            bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at",
-        &[
-            &m.file_id,
-            &m.tenant_id,
-            &m.content_type,
-            &bytes,
-            &m.sha256,
-            &m.created_at,
-        ],
-    )
-    .await?;
-    Ok(())
-}
-
-pub async fn get_recording<C: GenericClient>(
-    c: &C,
-    tenant_id: &str,
-    file_id: &str,
-) -> PgResult<Option<RecordingMeta>> {
-    Ok(query_opt(
-        c,
-        "SELECT file_id, tenant_id, content_type, bytes, sha256, created_at FROM recordings
-         WHERE tenant_id = $1 AND file_id = $2",
-        &[&tenant_id, &file_id],
-    )
-    .await?
-    .map(|r| recording_row(&r)))
-}
-
-/// Columns `file_id, tenant_id, content_type, bytes, sha256, created_at`.
-pub fn recording_row(r: &Row) -> RecordingMeta {
-    RecordingMeta {
-        file_id: r.get(0),
-        tenant_id: r.get(1),
-        content_type: r.get(2),
-        bytes: r.get::<_, i64>(3) as u64,
-        sha256: r.get(4),
-        created_at: r.get(5),
-    }
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use deadpool_postgres::{GenericClient, Pool};
 use tokio::sync::oneshot;
 
-use super::{lock_keys, pipeline, PgResult, RETRIES};
+use super::{events, ingest, lock_keys, queue, PgResult, RETRIES};
 use crate::store::group::{merge_records, Group, RecordRequest};
 use crate::store::{IngestBatch, Ingested, Lease, Outcome, StoreError, StoreResult};
 
@@ -28,7 +28,7 @@ pub struct IngestRequest {
 /// The group committers of one store.
 pub struct Committers {
     ingest: Group<IngestRequest>,
-    record: Group<RecordRequest<pipeline::Claimed>>,
+    record: Group<RecordRequest<events::Claimed>>,
 }
 
 impl Committers {
@@ -56,7 +56,7 @@ impl Committers {
         &self,
         outcomes: Vec<Outcome>,
         lease: Lease,
-    ) -> StoreResult<Vec<pipeline::Claimed>> {
+    ) -> StoreResult<Vec<events::Claimed>> {
         self.record
             .submit(|reply| RecordRequest {
                 outcomes,
@@ -71,9 +71,9 @@ impl Committers {
 async fn ingest_one<C: GenericClient>(
     c: &C,
     batch: &IngestBatch,
-) -> PgResult<PgResult<pipeline::Stored>> {
+) -> PgResult<PgResult<ingest::Stored>> {
     c.batch_execute("SAVEPOINT ingest_request").await?;
-    match pipeline::ingest(c, batch).await {
+    match ingest::ingest(c, batch).await {
         Ok(out) => {
             c.batch_execute("RELEASE SAVEPOINT ingest_request").await?;
             Ok(Ok(out))
@@ -92,14 +92,14 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     // All requests with the same statements; should that fail for a reason of its own (not a
     // lost race), each request again in its own savepoint so only the bad one fails.
     let batches: Vec<&IngestBatch> = group.iter().map(|r| &r.batch).collect();
-    let merged: StoreResult<Vec<pipeline::Stored>> =
-        in_tx!(db, |tx| pipeline::ingest_many(&tx, &batches).await?);
-    let result: StoreResult<Vec<PgResult<pipeline::Stored>>> = match merged {
+    let merged: StoreResult<Vec<ingest::Stored>> =
+        in_tx!(db, |tx| ingest::ingest_many(&tx, &batches).await?);
+    let result: StoreResult<Vec<PgResult<ingest::Stored>>> = match merged {
         Ok(outs) => Ok(outs.into_iter().map(Ok).collect()),
         Err(_) if group.len() > 1 => {
             let keys: Vec<i64> = group
                 .iter()
-                .flat_map(|r| pipeline::ingest_lock_keys(&r.batch))
+                .flat_map(|r| ingest::ingest_lock_keys(&r.batch))
                 .collect();
             in_tx!(db, |tx| {
                 lock_keys(&tx, keys.clone()).await?;
@@ -116,9 +116,9 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
         Ok(outs) => {
             for (r, out) in group.into_iter().zip(outs) {
                 let answer = match out {
-                    Ok(pipeline::Stored::Done(out)) => Ok(Ingested::Stored(out)),
+                    Ok(ingest::Stored::Done(out)) => Ok(Ingested::Stored(out)),
                     // Nothing stored: the request goes back to its node to be routed again.
-                    Ok(pipeline::Stored::Stale(version)) => Ok(Ingested::Reroute {
+                    Ok(ingest::Stored::Stale(version)) => Ok(Ingested::Reroute {
                         version,
                         batch: r.batch,
                     }),
@@ -135,9 +135,9 @@ async fn commit_ingest(db: Arc<Db>, group: Vec<IngestRequest>) {
     }
 }
 
-async fn commit_record(db: Arc<Db>, group: Vec<RecordRequest<pipeline::Claimed>>) {
+async fn commit_record(db: Arc<Db>, group: Vec<RecordRequest<events::Claimed>>) {
     let (outcomes, lease, replies) = merge_records(group);
-    let result: StoreResult<Vec<(usize, pipeline::Claimed)>> =
-        in_tx!(db, |tx| pipeline::record(&tx, &outcomes, &lease).await?);
+    let result: StoreResult<Vec<(usize, events::Claimed)>> =
+        in_tx!(db, |tx| queue::record(&tx, &outcomes, &lease).await?);
     replies.send(result);
 }

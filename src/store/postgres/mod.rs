@@ -16,18 +16,13 @@
 //! Rows are read with `Row::get`, which panics on a type mismatch: every column read here has
 //! the type this module's own migrations give it, so no input can reach that panic.
 
-mod access;
-mod admin;
 mod listen;
-mod pipeline;
 mod progress;
-mod read;
 mod schema;
 
 use std::str::FromStr;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
 use parking_lot::Mutex;
 use tokio::sync::{mpsc, watch};
@@ -36,7 +31,6 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 use super::*;
-use crate::model::tenancy::{Partner, Tenant, TokenRecord};
 
 /// Connections per node: enough for concurrent ingest, records, claims and reads on a few cores.
 const POOL_SIZE: usize = 16;
@@ -134,9 +128,22 @@ macro_rules! on_conn {
     }};
 }
 
-/// Prepares (once per connection) and runs a query.
+// After the macros above, which they use.
+mod access;
+mod catalog;
+mod events;
+mod files;
 mod group;
+mod ingest;
+mod journal;
+mod membership;
+mod queue;
+mod resend;
+mod tenancy;
+mod upkeep;
+mod windows;
 
+/// Prepares (once per connection) and runs a query.
 pub(super) async fn query<C: GenericClient>(
     c: &C,
     sql: &str,
@@ -298,345 +305,12 @@ pub(super) async fn notify_with<C: GenericClient>(
     Ok(version)
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn create_partner(&self, partner: Partner) -> StoreResult<()> {
-        in_tx!(self, |tx| admin::create_partner(&tx, &partner).await?)
-    }
-    async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>> {
-        on_conn!(self, |c| admin::get_partner(&c, id).await?)
-    }
-    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
-        in_tx!(self, |tx| admin::create_tenant(&tx, &tenant).await?)
-    }
-    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
-        on_conn!(self, |c| admin::get_tenant(&c, id).await?)
-    }
-    async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()> {
-        let v = in_tx!(self, |tx| {
-            admin::update_tenant(&tx, &tenant).await?;
-            notify(&tx, &self.instance, &Change::Tenant(tenant.id.clone())).await?
-        })?;
-        self.own_committed(v, v);
-        Ok(())
-    }
-    async fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
-        let versions = in_tx!(self, |tx| {
-            let mut versions = Vec::new();
-            if let Some(integrations) = admin::delete_tenant(&tx, id).await? {
-                for iid in integrations {
-                    versions.push(notify(&tx, &self.instance, &Change::Integration(iid)).await?);
-                }
-                versions.push(notify(&tx, &self.instance, &Change::Tenant(id.to_string())).await?);
-            }
-            versions
-        })?;
-        if let (Some(first), Some(last)) = (versions.first(), versions.last()) {
-            self.own_committed(*first, *last);
+pub(super) fn conflict_on_unique(what: &str) -> impl Fn(PgError) -> PgError + '_ {
+    move |e| {
+        if e.is_unique_violation() {
+            PgError::Store(StoreError::Conflict(format!("{what} already exists")))
+        } else {
+            e
         }
-        Ok(!versions.is_empty())
-    }
-    async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
-        in_tx!(self, |tx| admin::create_token(&tx, &token).await?)
-    }
-    async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>> {
-        on_conn!(self, |c| admin::find_token(&c, &hash).await?)
-    }
-    async fn has_token_named(&self, name: &str) -> StoreResult<bool> {
-        on_conn!(self, |c| admin::has_token_named(&c, name).await?)
-    }
-    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
-        on_conn!(self, |c| access::list_tokens(&c).await?)
-    }
-    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
-        in_tx!(self, |tx| {
-            let gone = access::delete_token(&tx, id).await?;
-            if gone.is_some() {
-                // Not routing-relevant: other nodes forget the token as the notice arrives.
-                let change = Change::Token(id.to_string());
-                notify_with(&tx, &self.instance, &change, false).await?;
-            }
-            gone
-        })
-    }
-    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()> {
-        in_tx!(self, |tx| access::end_session(&tx, id, expires_at, now)
-            .await?)
-    }
-    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
-        on_conn!(self, |c| access::session_ended(&c, id).await?)
-    }
-    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
-        in_tx!(self, |tx| access::claim_setting(&tx, name, &value).await?)
-    }
-    async fn insert_integration(
-        &self,
-        rec: IntegrationRecord,
-        max: Option<u32>,
-    ) -> StoreResult<()> {
-        let v = in_tx!(self, |tx| {
-            admin::insert_integration(&tx, &rec, max).await?;
-            notify(&tx, &self.instance, &Change::Integration(rec.id.clone())).await?
-        })?;
-        self.own_committed(v, v);
-        Ok(())
-    }
-    async fn update_integration(&self, rec: IntegrationRecord) -> StoreResult<()> {
-        let v = in_tx!(self, |tx| {
-            admin::update_integration(&tx, &rec).await?;
-            notify(&tx, &self.instance, &Change::Integration(rec.id.clone())).await?
-        })?;
-        self.own_committed(v, v);
-        Ok(())
-    }
-    async fn delete_integration(&self, id: &str) -> StoreResult<bool> {
-        let (found, v) = in_tx!(self, |tx| {
-            let found = admin::delete_integration(&tx, id).await?;
-            let v = notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?;
-            (found, v)
-        })?;
-        self.own_committed(v, v);
-        Ok(found)
-    }
-    async fn load_integrations(&self) -> StoreResult<Vec<IntegrationRecord>> {
-        on_conn!(self, |c| admin::load_integrations(&c, None).await?)
-    }
-    async fn get_integration(&self, id: &str) -> StoreResult<Option<IntegrationRecord>> {
-        on_conn!(self, |c| admin::load_integrations(&c, Some(id))
-            .await?
-            .pop())
-    }
-    async fn set_integration_health(&self, id: &str, health: IntegrationHealth) -> StoreResult<()> {
-        let v = in_tx!(self, |tx| {
-            // Disabled or re-activated changes routing (held or sent); failing or recovered not.
-            let status_changed = admin::set_health(&tx, id, &health).await?;
-            let change = Change::Integration(id.to_string());
-            notify_with(&tx, &self.instance, &change, status_changed).await?
-        })?;
-        self.own_committed(v, v);
-        Ok(())
-    }
-    async fn enable_integration(&self, id: &str, resend: bool, now: i64) -> StoreResult<u64> {
-        use crate::store::sqlite::ENABLE_STEP;
-        let since = in_tx!(self, |tx| pipeline::enable_begin(&tx, id).await?)?.unwrap_or(i64::MAX);
-        let mut queued = 0;
-        if resend {
-            loop {
-                let n = in_tx!(self, |tx| pipeline::enable_resend_step(
-                    &tx,
-                    id,
-                    since,
-                    now,
-                    ENABLE_STEP
-                )
-                .await?)?;
-                queued += n;
-                if n == 0 {
-                    break;
-                }
-            }
-        }
-        while in_tx!(self, |tx| pipeline::enable_promote_step(
-            &tx,
-            id,
-            now,
-            ENABLE_STEP
-        )
-        .await?)?
-            > 0
-        {}
-        let v = in_tx!(self, |tx| {
-            pipeline::enable_finish(&tx, id, now).await?;
-            notify(&tx, &self.instance, &Change::Integration(id.to_string())).await?
-        })?;
-        self.own_committed(v, v);
-        Ok(queued)
-    }
-    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
-        match self.committers.ingest(batch).await? {
-            Ingested::Stored(out) => Ok(out),
-            Ingested::Reroute { version, .. } => Err(StoreError::StaleConfig(version)),
-        }
-    }
-    async fn ingest_routed(&self, batch: IngestBatch) -> StoreResult<Ingested> {
-        self.committers.ingest(batch).await
-    }
-    async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
-        let heads = self.committers.record(outcomes, lease).await?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
-            .await?)
-    }
-    async fn claim_due(
-        &self,
-        integration_id: &str,
-        limit: u32,
-        lease: Lease,
-        now: i64,
-        body_only: bool,
-    ) -> StoreResult<Vec<DispatchJob>> {
-        let heads = in_tx!(self, |tx| pipeline::claim_due(
-            &tx,
-            integration_id,
-            limit,
-            &lease,
-            now
-        )
-        .await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, body_only)
-            .await?)
-    }
-    async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
-        on_conn!(self, |c| read::next_due_at(&c, integration_id).await?)
-    }
-    async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()> {
-        in_tx!(self, |tx| pipeline::release(&tx, &delivery_ids).await?)
-    }
-    async fn recover(&self, now: i64, dead_after_ms: i64) -> StoreResult<u64> {
-        // Node ids are new on every start, so a previous run of this node is one of the nodes
-        // no longer heartbeating; live nodes keep their work.
-        in_tx!(self, |tx| pipeline::release_dead(&tx, now - dead_after_ms)
-            .await?)
-    }
-    async fn heartbeat(
-        &self,
-        node: &str,
-        now: i64,
-        dead_after_ms: i64,
-    ) -> StoreResult<Vec<String>> {
-        in_tx!(self, |tx| pipeline::heartbeat(
-            &tx,
-            node,
-            now,
-            dead_after_ms
-        )
-        .await?)
-    }
-    fn shared(&self) -> bool {
-        true
-    }
-    fn changes(&self) -> Option<mpsc::UnboundedReceiver<Notice>> {
-        self.changes.lock().take()
-    }
-    fn applied(&self, version: i64) {
-        self.applied.send_if_modified(|v| {
-            let newer = version > *v;
-            if newer {
-                *v = version;
-            }
-            newer
-        });
-    }
-    fn applied_version(&self) -> Option<i64> {
-        Some(*self.applied.borrow())
-    }
-    async fn wait_applied(&self, version: i64, within: std::time::Duration) -> bool {
-        let mut rx = self.applied.subscribe();
-        tokio::time::timeout(within, rx.wait_for(|v| *v >= version))
-            .await
-            .is_ok_and(|r| r.is_ok())
-    }
-    async fn integrations_with_pending(&self) -> StoreResult<Vec<String>> {
-        on_conn!(self, |c| read::integrations_with_pending(&c).await?)
-    }
-    async fn list_deliveries(
-        &self,
-        integration_id: &str,
-        filter: DeliveryFilter,
-    ) -> StoreResult<Vec<DeliveryView>> {
-        on_conn!(self, |c| read::list_deliveries(&c, integration_id, &filter)
-            .await?)
-    }
-    async fn get_delivery(
-        &self,
-        id: &str,
-    ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
-        on_conn!(self, |c| read::get_delivery(&c, id).await?)
-    }
-    async fn delivery_job(&self, id: &str) -> StoreResult<Option<DispatchJob>> {
-        on_conn!(self, |c| {
-            match pipeline::delivery_head(&c, id).await? {
-                None => None,
-                Some(head) => pipeline::jobs_with_events(&c, vec![head], false)
-                    .await?
-                    .pop(),
-            }
-        })
-    }
-    async fn redeliver(&self, id: &str, lease: Lease, now: i64) -> StoreResult<DispatchJob> {
-        let head = in_tx!(self, |tx| pipeline::redeliver(&tx, id, &lease, now).await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, vec![head], false)
-            .await?
-            .pop())?
-        .ok_or(StoreError::NotFound)
-    }
-    async fn redeliver_failed(
-        &self,
-        integration_id: &str,
-        since: i64,
-        until: i64,
-        now: i64,
-    ) -> StoreResult<u64> {
-        in_tx!(self, |tx| pipeline::redeliver_failed(
-            &tx,
-            integration_id,
-            since,
-            until,
-            now
-        )
-        .await?)
-    }
-    async fn put_recording(&self, meta: RecordingMeta) -> StoreResult<()> {
-        in_tx!(self, |tx| access::put_recording(&tx, &meta).await?)
-    }
-    async fn get_recording(
-        &self,
-        tenant_id: &str,
-        file_id: &str,
-    ) -> StoreResult<Option<RecordingMeta>> {
-        on_conn!(self, |c| access::get_recording(&c, tenant_id, file_id)
-            .await?)
-    }
-    async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
-        let heads = in_tx!(self, |tx| pipeline::close_window(&tx, &window).await?)?;
-        on_conn!(self, |c| pipeline::jobs_with_events(&c, heads, false)
-            .await?)
-    }
-    async fn cdr_counts(
-        &self,
-        scope: CdrScope,
-        start: i64,
-        end: i64,
-        offset: u32,
-        limit: u32,
-    ) -> StoreResult<(Vec<(String, u64)>, u64)> {
-        on_conn!(self, |c| read::cdr_counts(
-            &c, &scope, start, end, offset, limit
-        )
-        .await?)
-    }
-    async fn cdr_records(
-        &self,
-        tenant_id: &str,
-        scope: Option<CdrScope>,
-        start: i64,
-        end: i64,
-        after: Option<(i64, i64)>,
-        limit: u32,
-    ) -> StoreResult<Vec<CdrRow>> {
-        on_conn!(self, |c| read::cdr_records(
-            &c, tenant_id, &scope, start, end, after, limit
-        )
-        .await?)
-    }
-    async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
-        in_tx!(self, |tx| read::purge(&tx, before, limit).await?)
-    }
-    async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
-        on_conn!(self, |c| read::pending_stats(&c).await?)
-    }
-    async fn ping(&self) -> StoreResult<()> {
-        on_conn!(self, |c| {
-            query(&c, "SELECT 1", &[]).await?;
-        })
     }
 }

@@ -1,15 +1,113 @@
-//! Who may get in and what they may open: tokens (listed, revoked), console sessions ended by
-//! signing out, recording files (each belongs to one tenant) and node settings.
+//! Who may get in ([`Access`]): API tokens (created, found, listed, revoked), console sessions
+//! ended by signing out, and node settings.
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::internal;
+use super::*;
 use crate::model::tenancy::{Role, TokenRecord};
-use crate::store::{RecordingMeta, StoreResult};
+use crate::store::ports::*;
+use crate::store::*;
 
-const TOKEN_COLUMNS: &str = "id, hash, role, tenant_id, partner_id, name, created_at";
+#[async_trait]
+impl Access for SqliteStore {
+    async fn create_token(&self, token: TokenRecord) -> StoreResult<()> {
+        self.write(move |c| create_token(c, &token)).await
+    }
+    async fn find_token(&self, hash: [u8; 32]) -> StoreResult<Option<TokenRecord>> {
+        self.read(move |c| find_token(c, &hash)).await
+    }
+    async fn has_token_named(&self, name: &str) -> StoreResult<bool> {
+        let name = owned(name);
+        self.read(move |c| has_token_named(c, &name)).await
+    }
+    async fn list_tokens(&self) -> StoreResult<Vec<TokenRecord>> {
+        self.read(access::list_tokens).await
+    }
+    async fn delete_token(&self, id: &str) -> StoreResult<Option<TokenRecord>> {
+        let id = owned(id);
+        self.write(move |c| delete_token(c, &id)).await
+    }
+    async fn end_session(&self, id: &str, expires_at: i64, now: i64) -> StoreResult<()> {
+        let id = owned(id);
+        self.write(move |c| end_session(c, &id, expires_at, now))
+            .await
+    }
+    async fn session_ended(&self, id: &str) -> StoreResult<bool> {
+        let id = owned(id);
+        self.read(move |c| session_ended(c, &id)).await
+    }
+    async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>> {
+        let name = owned(name);
+        self.write(move |c| claim_setting(c, &name, &value)).await
+    }
+}
 
-fn token_row(r: &Row) -> rusqlite::Result<Option<TokenRecord>> {
+pub fn create_token(c: &Connection, t: &TokenRecord) -> StoreResult<()> {
+    c.execute(
+        "INSERT INTO tokens (id, hash, role, tenant_id, partner_id, name, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            t.id,
+            &t.hash[..],
+            t.role.as_str(),
+            t.tenant_id,
+            t.partner_id,
+            t.name,
+            t.created_at
+        ],
+    )
+    .map_err(conflict_on_unique("this token"))?;
+    Ok(())
+}
+
+pub fn find_token(c: &Connection, hash: &[u8; 32]) -> StoreResult<Option<TokenRecord>> {
+    let row = c
+        .query_row(
+            "SELECT id, role, tenant_id, partner_id, name, created_at FROM tokens WHERE hash = ?1",
+            [&hash[..]],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<String>>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(internal)?;
+    Ok(
+        row.and_then(|(id, role, tenant_id, partner_id, name, created_at)| {
+            Some(TokenRecord {
+                id,
+                hash: *hash,
+                role: Role::parse(&role)?,
+                tenant_id,
+                partner_id,
+                name,
+                created_at,
+            })
+        }),
+    )
+}
+
+pub fn has_token_named(c: &Connection, name: &str) -> StoreResult<bool> {
+    c.query_row(
+        "SELECT 1 FROM tokens WHERE name = ?1 LIMIT 1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .map(|o| o.is_some())
+    .map_err(internal)
+}
+
+pub(super) const TOKEN_COLUMNS: &str = "id, hash, role, tenant_id, partner_id, name, created_at";
+
+pub(super) fn token_row(r: &Row) -> rusqlite::Result<Option<TokenRecord>> {
     let hash: Vec<u8> = r.get(1)?;
     let role: String = r.get(2)?;
     let (Ok(hash), Some(role)) = (<[u8; 32]>::try_from(hash), Role::parse(&role)) else {
@@ -79,51 +177,4 @@ pub fn claim_setting(c: &Connection, name: &str, value: &[u8]) -> StoreResult<Ve
         r.get(0)
     })
     .map_err(internal)
-}
-
-/// Stores an uploaded file's record; uploading the same id again (same tenant) replaces it.
-pub fn put_recording(c: &Connection, m: &RecordingMeta) -> StoreResult<()> {
-    c.execute(
-        "INSERT INTO recordings (file_id, tenant_id, content_type, bytes, sha256, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)
-         ON CONFLICT (tenant_id, file_id) DO UPDATE SET content_type = excluded.content_type,
-            bytes = excluded.bytes, sha256 = excluded.sha256, created_at = excluded.created_at",
-        params![
-            m.file_id,
-            m.tenant_id,
-            m.content_type,
-            m.bytes,
-            m.sha256,
-            m.created_at
-        ],
-    )
-    .map_err(internal)?;
-    Ok(())
-}
-
-pub fn get_recording(
-    c: &Connection,
-    tenant_id: &str,
-    file_id: &str,
-) -> StoreResult<Option<RecordingMeta>> {
-    c.query_row(
-        "SELECT file_id, tenant_id, content_type, bytes, sha256, created_at FROM recordings
-         WHERE tenant_id = ?1 AND file_id = ?2",
-        [tenant_id, file_id],
-        recording_row,
-    )
-    .optional()
-    .map_err(internal)
-}
-
-/// Columns `file_id, tenant_id, content_type, bytes, sha256, created_at`.
-pub(super) fn recording_row(r: &Row) -> rusqlite::Result<RecordingMeta> {
-    Ok(RecordingMeta {
-        file_id: r.get(0)?,
-        tenant_id: r.get(1)?,
-        content_type: r.get(2)?,
-        bytes: r.get(3)?,
-        sha256: r.get(4)?,
-        created_at: r.get(5)?,
-    })
 }

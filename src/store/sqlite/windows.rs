@@ -1,12 +1,23 @@
-//! Closing batch windows: queued calls become the parts of a batch, atomically.
+//! Closing batch windows ([`Windows`]): queued calls become the parts of a batch, atomically.
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::internal;
-use super::pipeline::{load_event, Claimed};
+use super::*;
 use crate::model::event::EventKind;
+use crate::store::ports::*;
+use crate::store::*;
+
+use super::events::*;
 use crate::store::shared::{fresh_head, BATCH_WINDOW_ITEMS};
-use crate::store::{BatchWindow, StoreResult};
+
+#[async_trait]
+impl Windows for SqliteStore {
+    async fn close_window(&self, window: BatchWindow) -> StoreResult<Vec<DispatchJob>> {
+        let heads = self.write(move |c| close_window(c, window)).await?;
+        self.with_events(heads).await
+    }
+}
 
 pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>> {
     let last: Option<i64> = c

@@ -1,35 +1,84 @@
-//! Read-side queries (run on the reader pool).
+//! The read side ([`Journal`]), on the reader pool: the deliveries log, reconciliation
+//! counts and records, the queue depth.
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
-use super::internal;
+use super::*;
 use crate::model::event::EventKind;
+use crate::store::ports::*;
 use crate::store::*;
+
+use super::events::*;
 use crate::time::format_ms;
 
-pub fn next_due_at(c: &Connection, integration_id: &str) -> StoreResult<Option<i64>> {
-    // A row is claimable once it is due and its lease (if any) has run out.
-    c.query_row(
-        "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries
-         WHERE integration_id = ?1 AND status = 'pending'",
-        [integration_id],
-        |r| r.get(0),
-    )
-    .map_err(internal)
+#[async_trait]
+impl Journal for SqliteStore {
+    async fn list_deliveries(
+        &self,
+        integration_id: &str,
+        filter: DeliveryFilter,
+    ) -> StoreResult<Vec<DeliveryView>> {
+        let id = owned(integration_id);
+        self.read(move |c| list_deliveries(c, &id, &filter)).await
+    }
+    async fn get_delivery(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
+        let id = owned(id);
+        self.read(move |c| get_delivery(c, &id)).await
+    }
+    async fn delivery_job(&self, id: &str) -> StoreResult<Option<DispatchJob>> {
+        let id = owned(id);
+        self.read(move |c| match delivery_head(c, &id)? {
+            None => Ok(None),
+            Some(head) => Ok(jobs_with_events(c, vec![head])?.pop()),
+        })
+        .await
+    }
+    async fn cdr_counts(
+        &self,
+        scope: CdrScope,
+        start: i64,
+        end: i64,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, u64)>, u64)> {
+        self.read(move |c| cdr_counts(c, &scope, start, end, offset, limit))
+            .await
+    }
+    async fn cdr_records(
+        &self,
+        tenant_id: &str,
+        scope: Option<CdrScope>,
+        start: i64,
+        end: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<CdrRow>> {
+        let tid = owned(tenant_id);
+        self.read(move |c| cdr_records(c, &tid, &scope, start, end, after, limit))
+            .await
+    }
+    async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
+        self.read(|c| {
+            c.query_row(
+                "SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE status IN ('pending', 'blocked')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(internal)
+        })
+        .await
+    }
 }
 
-pub fn integrations_with_pending(c: &Connection) -> StoreResult<Vec<String>> {
-    let mut st = c
-        .prepare("SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending'")
-        .map_err(internal)?;
-    let rows = st.query_map([], |r| r.get(0)).map_err(internal)?;
-    rows.collect::<Result<_, _>>().map_err(internal)
-}
-
-const VIEW_COLS: &str = "d.id, d.integration_id, e.id, d.trigger, d.call_id, d.status, d.attempts,
+pub(super) const VIEW_COLS: &str =
+    "d.id, d.integration_id, e.id, d.trigger, d.call_id, d.status, d.attempts,
     d.next_attempt_at, d.last_status_code, d.last_error_class, d.created_at, d.updated_at";
 
-fn view_row(r: &Row) -> rusqlite::Result<DeliveryView> {
+pub(super) fn view_row(r: &Row) -> rusqlite::Result<DeliveryView> {
     let status = DeliveryStatus::parse(&r.get::<_, String>(5)?).unwrap_or(DeliveryStatus::Pending);
     let trigger: String = r.get(3)?;
     Ok(DeliveryView {
@@ -118,7 +167,7 @@ pub fn get_delivery(
     Ok(Some((view, attempts)))
 }
 
-fn scope_filter(scope: &Option<CdrScope>) -> (&'static str, Option<String>) {
+pub(super) fn scope_filter(scope: &Option<CdrScope>) -> (&'static str, Option<String>) {
     match scope {
         None => ("", None),
         Some(CdrScope::Analytics { partner_id }) => (

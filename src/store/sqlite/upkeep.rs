@@ -1,9 +1,23 @@
-//! Retention's store side: removing expired rows in bounded steps.
+//! Retention's store side ([`Upkeep`]): removing expired rows in bounded steps; readiness.
 
+use async_trait::async_trait;
 use rusqlite::{params, Connection};
 
-use super::internal;
-use crate::store::{PurgeReport, StoreResult};
+use super::*;
+use crate::store::ports::*;
+use crate::store::*;
+
+#[async_trait]
+impl Upkeep for SqliteStore {
+    async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
+        self.write(move |c| purge(c, before, limit)).await
+    }
+    async fn ping(&self) -> StoreResult<()> {
+        self.read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(internal))
+            .await?;
+        self.write(|_| Ok(())).await
+    }
+}
 
 pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport> {
     let mut report = PurgeReport::default();
@@ -46,7 +60,7 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
              RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
         )
         .and_then(|mut st| {
-            st.query_map(params![before, limit], super::access::recording_row)?
+            st.query_map(params![before, limit], super::files::recording_row)?
                 .collect()
         })
         .map_err(internal)?;

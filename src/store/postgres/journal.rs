@@ -1,63 +1,76 @@
-//! Read-side queries and retention on PostgreSQL.
+//! The read side ([`Journal`]): the deliveries log, reconciliation counts and records, the
+//! queue depth.
 
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::Row;
 
-use super::access::recording_row;
-use super::{execute, query, query_opt, PgResult};
+use super::events::*;
+use super::*;
 use crate::model::event::EventKind;
-use crate::store::*;
+use crate::store::ports::*;
 use crate::time::format_ms;
 
-/// Held while purging: one node purges at a time (the others skip their turn).
-const PURGE_LOCK: i64 = 0x7075_7267_6500_0001;
-
-pub async fn next_due_at<C: GenericClient>(c: &C, integration_id: &str) -> PgResult<Option<i64>> {
-    // Unleased rows in due order (one index step), and leased ones (few: those in some node's
-    // memory) once both due and expired.
-    let unleased: Option<i64> = query_opt(
-        c,
-        "SELECT next_attempt_at FROM deliveries WHERE integration_id = $1 AND status = 'pending'
-           AND lease_until IS NULL ORDER BY next_attempt_at LIMIT 1",
-        &[&integration_id],
-    )
-    .await?
-    .map(|r| r.get(0));
-    let leased: Option<i64> = query(
-        c,
-        "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM deliveries
-         WHERE integration_id = $1 AND status = 'pending' AND lease_until IS NOT NULL",
-        &[&integration_id],
-    )
-    .await?
-    .first()
-    .and_then(|r| r.get(0));
-    Ok(match (unleased, leased) {
-        (Some(a), Some(b)) => Some(a.min(b)),
-        (a, b) => a.or(b),
-    })
+#[async_trait]
+impl Journal for PgStore {
+    async fn list_deliveries(
+        &self,
+        integration_id: &str,
+        filter: DeliveryFilter,
+    ) -> StoreResult<Vec<DeliveryView>> {
+        on_conn!(self, |c| list_deliveries(&c, integration_id, &filter)
+            .await?)
+    }
+    async fn get_delivery(
+        &self,
+        id: &str,
+    ) -> StoreResult<Option<(DeliveryView, Vec<AttemptView>)>> {
+        on_conn!(self, |c| get_delivery(&c, id).await?)
+    }
+    async fn delivery_job(&self, id: &str) -> StoreResult<Option<DispatchJob>> {
+        on_conn!(self, |c| {
+            match delivery_head(&c, id).await? {
+                None => None,
+                Some(head) => jobs_with_events(&c, vec![head], false).await?.pop(),
+            }
+        })
+    }
+    async fn cdr_counts(
+        &self,
+        scope: CdrScope,
+        start: i64,
+        end: i64,
+        offset: u32,
+        limit: u32,
+    ) -> StoreResult<(Vec<(String, u64)>, u64)> {
+        on_conn!(self, |c| cdr_counts(&c, &scope, start, end, offset, limit)
+            .await?)
+    }
+    async fn cdr_records(
+        &self,
+        tenant_id: &str,
+        scope: Option<CdrScope>,
+        start: i64,
+        end: i64,
+        after: Option<(i64, i64)>,
+        limit: u32,
+    ) -> StoreResult<Vec<CdrRow>> {
+        on_conn!(self, |c| cdr_records(
+            &c, tenant_id, &scope, start, end, after, limit
+        )
+        .await?)
+    }
+    async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
+        on_conn!(self, |c| pending_stats(&c).await?)
+    }
 }
 
-pub async fn integrations_with_pending<C: GenericClient>(c: &C) -> PgResult<Vec<String>> {
-    Ok(query(
-        c,
-        // Each half is one of the partial due indexes.
-        "SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NULL
-         UNION
-         SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL",
-        &[],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect())
-}
-
-const VIEW_COLS: &str = "d.id, d.integration_id, e.id, d.trigger, d.call_id, d.status, d.attempts,
+pub(super) const VIEW_COLS: &str =
+    "d.id, d.integration_id, e.id, d.trigger, d.call_id, d.status, d.attempts,
     d.next_attempt_at, d.last_status_code, d.last_error_class, d.created_at, d.updated_at";
 
-fn view_row(r: &Row) -> DeliveryView {
+pub(super) fn view_row(r: &Row) -> DeliveryView {
     let status = DeliveryStatus::parse(r.get(5)).unwrap_or(DeliveryStatus::Pending);
     DeliveryView {
         id: r.get(0),
@@ -233,67 +246,4 @@ pub async fn pending_stats<C: GenericClient>(c: &C) -> PgResult<(u64, Option<i64
         .first()
         .map(|r| (r.get::<_, i64>(0) as u64, r.get(1)))
         .unwrap_or((0, None)))
-}
-
-/// One step of retention, by whichever node holds the purge lock; the others find it taken
-/// and report nothing to do this time.
-pub async fn purge<C: GenericClient>(c: &C, before: i64, limit: u32) -> PgResult<PurgeReport> {
-    let mut report = PurgeReport::default();
-    let got: bool = query(c, "SELECT pg_try_advisory_xact_lock($1)", &[&PURGE_LOCK])
-        .await?
-        .first()
-        .map(|r| r.get(0))
-        .unwrap_or(false);
-    if !got {
-        return Ok(report);
-    }
-    let limit = limit as i64;
-    let bound = crate::store::shared::delivery_id_bound(before);
-    let ids: Vec<String> = query(
-        c,
-        "DELETE FROM deliveries WHERE id IN (
-            SELECT id FROM deliveries WHERE id < $1 AND status NOT IN ('pending', 'blocked') LIMIT $2)
-         RETURNING id",
-        &[&bound, &limit],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-    report.deliveries = ids.len() as u64;
-    report.attempts = execute(
-        c,
-        "DELETE FROM attempts WHERE delivery_id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
-    report.events = execute(
-        c,
-        "DELETE FROM events WHERE seq IN (
-            SELECT seq FROM events e WHERE e.ingested_at < $1
-              AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
-              AND NOT EXISTS (SELECT 1 FROM batch_queue q WHERE q.event_seq = e.seq)
-            ORDER BY e.ingested_at LIMIT $2)",
-        &[&before, &limit],
-    )
-    .await?;
-    execute(
-        c,
-        "DELETE FROM call_progress WHERE (tenant_id, call_id) IN (
-            SELECT tenant_id, call_id FROM call_progress WHERE updated_at < $1 LIMIT $2)",
-        &[&before, &limit],
-    )
-    .await?;
-    report.recordings = query(
-        c,
-        "DELETE FROM recordings WHERE (tenant_id, file_id) IN (
-            SELECT tenant_id, file_id FROM recordings WHERE created_at < $1 ORDER BY created_at LIMIT $2)
-         RETURNING file_id, tenant_id, content_type, bytes, sha256, created_at",
-        &[&before, &limit],
-    )
-    .await?
-    .iter()
-    .map(recording_row)
-    .collect();
-    Ok(report)
 }

@@ -1,128 +1,67 @@
-//! The hot path's writes: ingest, attempt outcomes, claims and ordered hand-over.
+//! The hot path ([`Queue`]): storing routed events with their deliveries (ordering and call
+//! progress decided inside the writer's transaction), recording outcomes, claiming and releasing.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use async_trait::async_trait;
+use rusqlite::{params, Connection, OptionalExtension};
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
-
-use super::internal;
-use crate::ingest::from_states::{TerminatedCall, DERIVED_CDR_PREFIX};
-use crate::model::event::{parse_stored, EventKind, StoredEvent};
+use super::*;
+use crate::model::event::{EventKind, StoredEvent};
+use crate::store::ports::*;
 use crate::store::*;
 
-/// A delivery taken for sending, before its event is attached: (head, event seq).
-pub(super) type Claimed = (DeliveryHead, i64);
+use super::events::*;
+use crate::ingest::from_states::{TerminatedCall, DERIVED_CDR_PREFIX};
 
-const HEAD_COLS: &str =
-    "id, integration_id, call_id, trigger, ordered, manual, attempts, retries_used, created_at, event_seq";
-
-fn head_row(r: &Row) -> rusqlite::Result<(DeliveryHead, i64)> {
-    let trigger: String = r.get(3)?;
-    Ok((
-        DeliveryHead {
-            id: r.get(0)?,
-            integration_id: r.get(1)?,
-            call_id: r.get(2)?,
-            trigger: EventKind::parse(&trigger).unwrap_or(EventKind::CallCompleted),
-            ordered: r.get(4)?,
-            manual: r.get(5)?,
-            attempts: r.get(6)?,
-            retries_used: r.get(7)?,
-            created_at: r.get(8)?,
-        },
-        r.get(9)?,
-    ))
-}
-
-pub(super) fn load_event(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
-    let body: String = c
-        .prepare_cached("SELECT body FROM events WHERE seq = ?1")
-        .and_then(|mut st| st.query_row([seq], |r| r.get(0)))
-        .map_err(internal)?;
-    let value = serde_json::from_str(&body).map_err(internal)?;
-    let event = parse_stored(value).map_err(|e| internal(format!("stored event {seq}: {e}")))?;
-    Ok(Arc::new(StoredEvent { seq, event, body }))
-}
-
-/// An event's envelope and stored body, `data` left unparsed (empty): enough for a payload that
-/// is the stored body itself. Parsing the body is most of the cost of loading an event.
-fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
-    let (body, id, kind, tenant_id, call_id, occurred_at_ms): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-    ) = c
-        .prepare_cached(
-            "SELECT body, id, type, tenant_id, call_id, occurred_at FROM events WHERE seq = ?1",
-        )
-        .and_then(|mut st| {
-            st.query_row([seq], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ))
-            })
-        })
-        .map_err(internal)?;
-    let kind = EventKind::parse(&kind)
-        .ok_or_else(|| internal(format!("stored event {seq}: unknown type {kind}")))?;
-    let event = crate::model::event::Event {
-        id,
-        kind,
-        tenant_id,
-        occurred_at_ms,
-        call_id,
-        data: Default::default(),
-    };
-    Ok(Arc::new(StoredEvent { seq, event, body }))
-}
-
-/// Like [`jobs_with_events`], with events loaded by [`load_event_body`].
-pub(super) fn jobs_with_bodies(
-    c: &Connection,
-    heads: Vec<(DeliveryHead, i64)>,
-) -> StoreResult<Vec<DispatchJob>> {
-    heads
-        .into_iter()
-        .map(|(head, seq)| {
-            Ok(DispatchJob {
-                head,
-                event: load_event_body(c, seq)?,
-            })
-        })
-        .collect()
-}
-
-/// Attaches each head's event. Runs on a reader connection: parsing stored events is work the
-/// single writer must not do.
-pub(super) fn jobs_with_events(
-    c: &Connection,
-    heads: Vec<(DeliveryHead, i64)>,
-) -> StoreResult<Vec<DispatchJob>> {
-    let mut events: HashMap<i64, Arc<StoredEvent>> = HashMap::new();
-    let mut jobs = Vec::with_capacity(heads.len());
-    for (head, seq) in heads {
-        let event = match events.get(&seq) {
-            Some(e) => e.clone(),
-            None => {
-                let e = load_event(c, seq)?;
-                events.insert(seq, e.clone());
-                e
-            }
-        };
-        jobs.push(DispatchJob { head, event });
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        self.write(move |c| ingest(c, batch)).await
     }
-    Ok(jobs)
+    async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
+        let heads = self
+            .records
+            .submit(|reply| RecordRequest {
+                outcomes,
+                lease,
+                reply,
+            })
+            .await?;
+        self.with_events(heads).await
+    }
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        limit: u32,
+        lease: Lease,
+        now: i64,
+        body_only: bool,
+    ) -> StoreResult<Vec<DispatchJob>> {
+        let id = owned(integration_id);
+        let heads = self
+            .write(move |c| claim_due(c, &id, limit, &lease, now))
+            .await?;
+        if !body_only || heads.is_empty() {
+            return self.with_events(heads).await;
+        }
+        self.read(move |c| jobs_with_bodies(c, heads)).await
+    }
+    async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
+        let id = owned(integration_id);
+        self.read(move |c| next_due_at(c, &id)).await
+    }
+    async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()> {
+        self.write(move |c| release(c, &delivery_ids)).await
+    }
+    async fn recover(&self, _now: i64, _dead_after_ms: i64) -> StoreResult<u64> {
+        // One node owns an SQLite file: every lease in it is this node's, from a previous run.
+        self.write(release_all).await
+    }
+    async fn integrations_with_pending(&self) -> StoreResult<Vec<String>> {
+        self.read(integrations_with_pending).await
+    }
 }
 
-fn has_open_ordered(
+pub(super) fn has_open_ordered(
     c: &Connection,
     integration_id: &str,
     call_id: &str,
@@ -346,7 +285,7 @@ pub fn record(
 
 /// Makes the call's next blocked delivery pending (leased to this node) once nothing earlier
 /// of the call is pending.
-fn promote_next(
+pub(super) fn promote_next(
     c: &Connection,
     integration_id: &str,
     call_id: &str,
@@ -444,146 +383,21 @@ pub fn release_all(c: &Connection) -> StoreResult<u64> {
     .map_err(internal)
 }
 
-/// Rows one step of re-enabling changes: a huge backlog is resent in many short writes, so
-/// the writer keeps serving everyone else meanwhile.
-pub const ENABLE_STEP: u32 = 5_000;
-
-/// When the integration started failing (what "failed meanwhile" is measured from).
-pub fn enable_begin(c: &Connection, id: &str) -> StoreResult<Option<i64>> {
+pub fn next_due_at(c: &Connection, integration_id: &str) -> StoreResult<Option<i64>> {
+    // A row is claimable once it is due and its lease (if any) has run out.
     c.query_row(
-        "SELECT failing_since FROM integrations WHERE id = ?1",
-        [id],
+        "SELECT MIN(MAX(next_attempt_at, COALESCE(lease_until, 0))) FROM deliveries
+         WHERE integration_id = ?1 AND status = 'pending'",
+        [integration_id],
         |r| r.get(0),
     )
-    .optional()
-    .map_err(internal)?
-    .ok_or(StoreError::NotFound)
+    .map_err(internal)
 }
 
-/// Queues up to `limit` deliveries held, or failed since `since` and before the enable began
-/// (`now`; later failures are this enable's own resends failing again). Ordered deliveries line
-/// up behind each other again (`blocked`); the rest go straight to pending.
-pub fn enable_resend_step(
-    c: &Connection,
-    id: &str,
-    since: i64,
-    now: i64,
-    limit: u32,
-) -> StoreResult<u64> {
-    // Each pick is one range of the (integration_id, status, next_attempt_at) index, and the
-    // rows it changes leave that range, so a step reads only what it changes. A failed
-    // delivery's next_attempt_at is when it failed.
-    let picks = [
-        "SELECT id, ordered FROM deliveries WHERE integration_id = ?1 AND status = 'held' LIMIT ?4",
-        "SELECT id, ordered FROM deliveries WHERE integration_id = ?1 AND status = 'failed'
-           AND next_attempt_at >= ?2 AND next_attempt_at < ?3 AND manual = 0 LIMIT ?4",
-    ];
-    let mut block = c
-        .prepare_cached("UPDATE deliveries SET status = 'blocked', retries_used = 0, updated_at = ?2 WHERE id = ?1")
+pub fn integrations_with_pending(c: &Connection) -> StoreResult<Vec<String>> {
+    let mut st = c
+        .prepare("SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending'")
         .map_err(internal)?;
-    let mut queue = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, retries_used = 0,
-                lease_owner = NULL, lease_until = NULL, updated_at = ?2 WHERE id = ?1",
-        )
-        .map_err(internal)?;
-    let mut changed = 0u64;
-    for pick in picks {
-        let rows: Vec<(String, bool)> = c
-            .prepare_cached(pick)
-            .and_then(|mut st| {
-                st.query_map(params![id, since, now, limit], |r| {
-                    Ok((r.get(0)?, r.get(1)?))
-                })?
-                .collect()
-            })
-            .map_err(internal)?;
-        for (did, ordered) in rows {
-            let st = if ordered { &mut block } else { &mut queue };
-            changed += st.execute(params![did, now]).map_err(internal)? as u64;
-        }
-    }
-    Ok(changed)
-}
-
-/// Moves the head of up to `limit` blocked calls to pending (also without resend: what waited
-/// behind a held delivery must not wait forever).
-pub fn enable_promote_step(c: &Connection, id: &str, now: i64, limit: u32) -> StoreResult<u64> {
-    // The per-call subqueries are pinned to the per-call index: left to itself the planner may
-    // take the (integration, status) index and read every blocked row once per row.
-    c.execute(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?2, lease_owner = NULL, lease_until = NULL
-         WHERE id IN (SELECT d.id FROM deliveries d WHERE d.integration_id = ?1 AND d.ordered = 1 AND d.status = 'blocked'
-           AND d.event_seq = (SELECT MIN(b.event_seq) FROM deliveries b INDEXED BY deliveries_by_call
-                              WHERE b.integration_id = ?1
-                              AND b.call_id = d.call_id AND b.ordered = 1 AND b.status = 'blocked')
-           AND NOT EXISTS (SELECT 1 FROM deliveries p INDEXED BY deliveries_by_call
-                           WHERE p.integration_id = ?1
-                           AND p.call_id = d.call_id AND p.ordered = 1 AND p.status = 'pending')
-           LIMIT ?3)",
-        params![id, now, limit],
-    )
-    .map(|n| n as u64)
-    .map_err(internal)
-}
-
-pub fn enable_finish(c: &Connection, id: &str, now: i64) -> StoreResult<()> {
-    c.execute(
-        "UPDATE integrations SET status = 'active', disabled_reason = NULL, failing_since = NULL,
-            consecutive_failures = 0, updated_at = ?2 WHERE id = ?1",
-        params![id, now],
-    )
-    .map_err(internal)?;
-    Ok(())
-}
-
-/// One delivery's head and event seq, without changing anything.
-pub fn delivery_head(c: &Connection, id: &str) -> StoreResult<Option<Claimed>> {
-    let sql = format!("SELECT {HEAD_COLS} FROM deliveries WHERE id = ?1");
-    c.query_row(&sql, [id], head_row)
-        .optional()
-        .map_err(internal)
-}
-
-pub fn redeliver(c: &Connection, id: &str, lease: &Lease, now: i64) -> StoreResult<Claimed> {
-    let status: String = c
-        .query_row("SELECT status FROM deliveries WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })
-        .optional()
-        .map_err(internal)?
-        .ok_or(StoreError::NotFound)?;
-    if status == "pending" || status == "blocked" {
-        return Err(StoreError::Conflict(
-            "the delivery is already queued; wait for its attempt, then redeliver".into(),
-        ));
-    }
-    let sql = format!(
-        "UPDATE deliveries SET status = 'pending', manual = 1, ordered = 0, retries_used = 0,
-            next_attempt_at = ?2, lease_owner = ?3, lease_until = ?4, updated_at = ?2
-         WHERE id = ?1 RETURNING {HEAD_COLS}"
-    );
-    c.query_row(
-        &sql,
-        params![id, now, lease.owner.as_ref(), lease.until],
-        head_row,
-    )
-    .map_err(internal)
-}
-
-pub fn redeliver_failed(
-    c: &Connection,
-    integration_id: &str,
-    since: i64,
-    until: i64,
-    now: i64,
-) -> StoreResult<u64> {
-    c.execute(
-        "UPDATE deliveries SET status = 'pending', manual = 1, ordered = 0, retries_used = 0,
-            next_attempt_at = ?4, lease_owner = NULL, lease_until = NULL, updated_at = ?4
-         WHERE integration_id = ?1 AND status = 'failed' AND created_at >= ?2 AND created_at < ?3",
-        params![integration_id, since, until, now],
-    )
-    .map(|n| n as u64)
-    .map_err(internal)
+    let rows = st.query_map([], |r| r.get(0)).map_err(internal)?;
+    rows.collect::<Result<_, _>>().map_err(internal)
 }

@@ -1,0 +1,343 @@
+//! The hot path ([`Queue`]): ingest through the group committer, outcomes, claims
+//! (`FOR UPDATE SKIP LOCKED`), releases and recovery.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+
+use super::events::*;
+use super::*;
+use crate::store::ports::*;
+
+#[async_trait]
+impl Queue for PgStore {
+    async fn ingest(&self, batch: IngestBatch) -> StoreResult<IngestOutcome> {
+        match self.committers.ingest(batch).await? {
+            Ingested::Stored(out) => Ok(out),
+            Ingested::Reroute { version, .. } => Err(StoreError::StaleConfig(version)),
+        }
+    }
+    async fn ingest_routed(&self, batch: IngestBatch) -> StoreResult<Ingested> {
+        self.committers.ingest(batch).await
+    }
+    async fn record(&self, outcomes: Vec<Outcome>, lease: Lease) -> StoreResult<Vec<DispatchJob>> {
+        let heads = self.committers.record(outcomes, lease).await?;
+        on_conn!(self, |c| jobs_with_events(&c, heads, false).await?)
+    }
+    async fn claim_due(
+        &self,
+        integration_id: &str,
+        limit: u32,
+        lease: Lease,
+        now: i64,
+        body_only: bool,
+    ) -> StoreResult<Vec<DispatchJob>> {
+        let heads = in_tx!(self, |tx| claim_due(
+            &tx,
+            integration_id,
+            limit,
+            &lease,
+            now
+        )
+        .await?)?;
+        on_conn!(self, |c| jobs_with_events(&c, heads, body_only).await?)
+    }
+    async fn next_due_at(&self, integration_id: &str) -> StoreResult<Option<i64>> {
+        on_conn!(self, |c| next_due_at(&c, integration_id).await?)
+    }
+    async fn release(&self, delivery_ids: Vec<String>) -> StoreResult<()> {
+        in_tx!(self, |tx| release(&tx, &delivery_ids).await?)
+    }
+    async fn recover(&self, now: i64, dead_after_ms: i64) -> StoreResult<u64> {
+        // Node ids are new on every start, so a previous run of this node is one of the nodes
+        // no longer heartbeating; live nodes keep their work.
+        in_tx!(self, |tx| release_dead(&tx, now - dead_after_ms).await?)
+    }
+    async fn integrations_with_pending(&self) -> StoreResult<Vec<String>> {
+        on_conn!(self, |c| integrations_with_pending(&c).await?)
+    }
+}
+
+/// Records outcomes; returns the deliveries promoted, each with the index of the outcome that
+/// settled the delivery before it.
+pub async fn record<C: GenericClient>(
+    c: &C,
+    outcomes: &[Outcome],
+    lease: &Lease,
+) -> PgResult<Vec<(usize, Claimed)>> {
+    let settles = |o: &Outcome| matches!(o.next, NextStep::Succeeded | NextStep::Failed);
+    let keys: Vec<i64> = outcomes
+        .iter()
+        .filter(|o| settles(o) && o.head.ordered && !o.head.manual)
+        .map(|o| order_lock(&o.head.integration_id, &o.head.call_id))
+        .collect();
+    lock_keys(c, keys).await?;
+
+    let with_attempt: Vec<&Outcome> = outcomes.iter().filter(|o| o.attempt.is_some()).collect();
+    if !with_attempt.is_empty() {
+        let mut a_ids = Vec::new();
+        let mut a_nums = Vec::new();
+        let mut a_started = Vec::new();
+        let mut a_dur = Vec::new();
+        let mut a_code = Vec::new();
+        let mut a_class = Vec::new();
+        let mut a_err = Vec::new();
+        let mut a_excerpt = Vec::new();
+        let mut a_manual = Vec::new();
+        for o in &with_attempt {
+            let Some(a) = &o.attempt else { continue };
+            a_ids.push(o.head.id.as_str());
+            a_nums.push(o.head.attempts as i64 + 1);
+            a_started.push(a.started_at);
+            a_dur.push(a.duration_ms as i64);
+            a_code.push(a.status_code.map(i64::from));
+            a_class.push(a.error_class);
+            a_err.push(a.error.as_deref());
+            a_excerpt.push(a.response_excerpt.as_deref());
+            a_manual.push(o.head.manual);
+        }
+        execute(
+            c,
+            "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                error_class, error, response_excerpt, manual)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
+                                  $6::text[], $7::text[], $8::text[], $9::bool[])
+             ON CONFLICT (delivery_id, attempt) DO UPDATE SET started_at = excluded.started_at,
+                duration_ms = excluded.duration_ms, status_code = excluded.status_code,
+                error_class = excluded.error_class, error = excluded.error,
+                response_excerpt = excluded.response_excerpt, manual = excluded.manual",
+            &[
+                &a_ids, &a_nums, &a_started, &a_dur, &a_code, &a_class, &a_err, &a_excerpt,
+                &a_manual,
+            ],
+        )
+        .await?;
+    }
+
+    let n = outcomes.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut statuses = Vec::with_capacity(n);
+    let mut incs = Vec::with_capacity(n);
+    let mut retries = Vec::with_capacity(n);
+    let mut next_at = Vec::with_capacity(n);
+    let mut owners: Vec<Option<&str>> = Vec::with_capacity(n);
+    let mut until: Vec<Option<i64>> = Vec::with_capacity(n);
+    let mut nows = Vec::with_capacity(n);
+    let mut codes = Vec::with_capacity(n);
+    let mut classes = Vec::with_capacity(n);
+    for o in outcomes {
+        let h = &o.head;
+        let (status, at, keep, retries_used) = match o.next {
+            NextStep::Succeeded => (DeliveryStatus::Succeeded, o.now, false, h.retries_used),
+            NextStep::Failed => (DeliveryStatus::Failed, o.now, false, h.retries_used),
+            NextStep::Held => (DeliveryStatus::Held, o.now, false, h.retries_used),
+            NextStep::Retry { at, keep_lease } => {
+                (DeliveryStatus::Pending, at, keep_lease, h.retries_used + 1)
+            }
+        };
+        ids.push(h.id.as_str());
+        statuses.push(status.as_str());
+        incs.push(o.attempt.is_some() as i64);
+        retries.push(retries_used as i64);
+        next_at.push(at);
+        owners.push(keep.then_some(lease.owner.as_ref()));
+        until.push(keep.then_some(at + (lease.until - o.now).max(0)));
+        nows.push(o.now);
+        codes.push(
+            o.attempt
+                .as_ref()
+                .and_then(|a| a.status_code)
+                .map(i64::from),
+        );
+        classes.push(o.attempt.as_ref().and_then(|a| a.error_class));
+    }
+    // Rows are looked up by key (`d.id = ANY($1)`). "Still pending" is compared with a value
+    // of the array, not a constant: with a constant the planner may read every open delivery
+    // through the partial `deliveries_open` index instead, when its statistics lag behind a
+    // fast-growing table (seen: 3 500 rows read to update 60).
+    let changed: HashSet<String> = query(
+        c,
+        "UPDATE deliveries d SET status = u.st, attempts = d.attempts + u.inc, retries_used = u.ret,
+            next_attempt_at = u.nxt, lease_owner = u.own, lease_until = u.unt, updated_at = u.now,
+            last_status_code = COALESCE(u.code, d.last_status_code),
+            last_error_class = CASE WHEN u.inc = 1 THEN u.cls ELSE d.last_error_class END
+         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
+                     $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[])
+              AS u(id, st, inc, ret, nxt, own, unt, now, code, cls, expect)
+         WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect
+         RETURNING d.id",
+        &[
+            &ids, &statuses, &incs, &retries, &next_at, &owners, &until, &nows, &codes, &classes,
+            &vec!["pending"; n],
+        ],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+
+    let mut promoted = Vec::new();
+    for (i, o) in outcomes.iter().enumerate() {
+        let h = &o.head;
+        if settles(o) && h.ordered && !h.manual && changed.contains(&h.id) {
+            if let Some(next) = promote_next(c, &h.integration_id, &h.call_id, lease, o.now).await?
+            {
+                promoted.push((i, next));
+            }
+        }
+    }
+    Ok(promoted)
+}
+
+/// Makes the call's next blocked delivery pending (leased to this node) once nothing earlier
+/// of the call is pending. The caller holds the call's order lock.
+pub(super) async fn promote_next<C: GenericClient>(
+    c: &C,
+    integration_id: &str,
+    call_id: &str,
+    lease: &Lease,
+    now: i64,
+) -> PgResult<Option<Claimed>> {
+    let pending = query_opt(
+        c,
+        "SELECT 1 FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
+           AND status = 'pending' LIMIT 1",
+        &[&integration_id, &call_id],
+    )
+    .await?;
+    if pending.is_some() {
+        return Ok(None);
+    }
+    let sql = format!(
+        "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = $4, lease_until = $5, updated_at = $3
+         WHERE id = (SELECT id FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
+                     AND status = 'blocked' ORDER BY event_seq LIMIT 1)
+         RETURNING {HEAD_COLS}"
+    );
+    Ok(query_opt(
+        c,
+        &sql,
+        &[
+            &integration_id,
+            &call_id,
+            &now,
+            &lease.owner.as_ref(),
+            &lease.until,
+        ],
+    )
+    .await?
+    .map(|r| head_row(&r)))
+}
+
+pub async fn claim_due<C: GenericClient>(
+    c: &C,
+    integration_id: &str,
+    limit: u32,
+    lease: &Lease,
+    now: i64,
+) -> PgResult<Vec<Claimed>> {
+    // SKIP LOCKED: a row another node is claiming right now is left to it, not waited for.
+    let expired = format!(
+        "UPDATE deliveries SET lease_owner = $2, lease_until = $3
+         WHERE id IN (SELECT id FROM deliveries WHERE integration_id = $1 AND status = 'pending'
+                      AND lease_until IS NOT NULL AND lease_until < $4 AND next_attempt_at <= $4
+                      ORDER BY lease_until LIMIT $5 FOR UPDATE SKIP LOCKED)
+         RETURNING {HEAD_COLS}"
+    );
+    let unleased = format!(
+        "UPDATE deliveries SET lease_owner = $2, lease_until = $3
+         WHERE id IN (SELECT id FROM deliveries WHERE integration_id = $1 AND status = 'pending'
+                      AND lease_until IS NULL AND next_attempt_at <= $4
+                      ORDER BY next_attempt_at LIMIT $5 FOR UPDATE SKIP LOCKED)
+         RETURNING {HEAD_COLS}"
+    );
+    let mut heads: Vec<Claimed> = Vec::new();
+    for sql in [expired, unleased] {
+        let room = limit.saturating_sub(heads.len() as u32) as i64;
+        if room == 0 {
+            break;
+        }
+        let rows = query(
+            c,
+            &sql,
+            &[
+                &integration_id,
+                &lease.owner.as_ref(),
+                &lease.until,
+                &now,
+                &room,
+            ],
+        )
+        .await?;
+        heads.extend(rows.iter().map(head_row));
+    }
+    heads.sort_by_key(|(_, seq)| *seq);
+    Ok(heads)
+}
+
+pub async fn release<C: GenericClient>(c: &C, ids: &[String]) -> PgResult<()> {
+    // By key, "still pending" compared with a value of the array (see `record`).
+    execute(
+        c,
+        "UPDATE deliveries d SET lease_owner = NULL, lease_until = NULL
+         FROM unnest($1::text[], $2::text[]) AS u(id, expect)
+         WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect",
+        &[&ids, &vec!["pending"; ids.len()]],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives up every lease whose owner is not a node heartbeating since `alive_since`.
+pub async fn release_dead<C: GenericClient>(c: &C, alive_since: i64) -> PgResult<u64> {
+    execute(
+        c,
+        "UPDATE deliveries SET lease_owner = NULL, lease_until = NULL
+         WHERE lease_owner IS NOT NULL
+           AND lease_owner NOT IN (SELECT id FROM nodes WHERE heartbeat_at >= $1)",
+        &[&alive_since],
+    )
+    .await
+}
+
+pub async fn next_due_at<C: GenericClient>(c: &C, integration_id: &str) -> PgResult<Option<i64>> {
+    // Unleased rows in due order (one index step), and leased ones (few: those in some node's
+    // memory) once both due and expired.
+    let unleased: Option<i64> = query_opt(
+        c,
+        "SELECT next_attempt_at FROM deliveries WHERE integration_id = $1 AND status = 'pending'
+           AND lease_until IS NULL ORDER BY next_attempt_at LIMIT 1",
+        &[&integration_id],
+    )
+    .await?
+    .map(|r| r.get(0));
+    let leased: Option<i64> = query(
+        c,
+        "SELECT MIN(GREATEST(next_attempt_at, lease_until)) FROM deliveries
+         WHERE integration_id = $1 AND status = 'pending' AND lease_until IS NOT NULL",
+        &[&integration_id],
+    )
+    .await?
+    .first()
+    .and_then(|r| r.get(0));
+    Ok(match (unleased, leased) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    })
+}
+
+pub async fn integrations_with_pending<C: GenericClient>(c: &C) -> PgResult<Vec<String>> {
+    Ok(query(
+        c,
+        // Each half is one of the partial due indexes.
+        "SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NULL
+         UNION
+         SELECT DISTINCT integration_id FROM deliveries WHERE status = 'pending' AND lease_until IS NOT NULL",
+        &[],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect())
+}

@@ -1,0 +1,151 @@
+//! Partners and tenants ([`Tenancy`]); a tenant's edit or deletion is a configuration change
+//! every node is told about.
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+
+use super::catalog::delete_integration;
+use super::*;
+use crate::model::tenancy::{Partner, Tenant};
+use crate::store::ports::*;
+
+#[async_trait]
+impl Tenancy for PgStore {
+    async fn create_partner(&self, partner: Partner) -> StoreResult<()> {
+        in_tx!(self, |tx| create_partner(&tx, &partner).await?)
+    }
+    async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>> {
+        on_conn!(self, |c| get_partner(&c, id).await?)
+    }
+    async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        in_tx!(self, |tx| create_tenant(&tx, &tenant).await?)
+    }
+    async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        on_conn!(self, |c| get_tenant(&c, id).await?)
+    }
+    async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()> {
+        let v = in_tx!(self, |tx| {
+            update_tenant(&tx, &tenant).await?;
+            notify(&tx, &self.instance, &Change::Tenant(tenant.id.clone())).await?
+        })?;
+        self.own_committed(v, v);
+        Ok(())
+    }
+    async fn delete_tenant(&self, id: &str) -> StoreResult<bool> {
+        let versions = in_tx!(self, |tx| {
+            let mut versions = Vec::new();
+            if let Some(integrations) = delete_tenant(&tx, id).await? {
+                for iid in integrations {
+                    versions.push(notify(&tx, &self.instance, &Change::Integration(iid)).await?);
+                }
+                versions.push(notify(&tx, &self.instance, &Change::Tenant(id.to_string())).await?);
+            }
+            versions
+        })?;
+        if let (Some(first), Some(last)) = (versions.first(), versions.last()) {
+            self.own_committed(*first, *last);
+        }
+        Ok(!versions.is_empty())
+    }
+}
+
+pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()> {
+    execute(
+        c,
+        "INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)",
+        &[&p.id, &p.name, &p.created_at],
+    )
+    .await
+    .map_err(conflict_on_unique("a partner with this id"))?;
+    Ok(())
+}
+
+pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Partner>> {
+    Ok(query_opt(
+        c,
+        "SELECT id, name, created_at FROM partners WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .map(|r| Partner {
+        id: r.get(0),
+        name: r.get(1),
+        created_at: r.get(2),
+    }))
+}
+
+pub async fn create_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> {
+    let max = t.max_integrations.map(i64::from);
+    execute(
+        c,
+        "INSERT INTO tenants (id, name, partner_id, max_integrations, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            &t.id,
+            &t.name,
+            &t.partner_id,
+            &max,
+            &t.created_at,
+            &t.updated_at,
+        ],
+    )
+    .await
+    .map_err(conflict_on_unique("a tenant with this id"))?;
+    Ok(())
+}
+
+pub async fn get_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Tenant>> {
+    Ok(query_opt(
+        c,
+        "SELECT id, name, partner_id, max_integrations, created_at, updated_at FROM tenants WHERE id = $1",
+        &[&id],
+    )
+    .await?
+    .map(|r| Tenant {
+        id: r.get(0),
+        name: r.get(1),
+        partner_id: r.get(2),
+        max_integrations: r.get::<_, Option<i64>>(3).map(|m| m as u32),
+        created_at: r.get(4),
+        updated_at: r.get(5),
+    }))
+}
+
+pub async fn update_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> {
+    let max = t.max_integrations.map(i64::from);
+    let n = execute(
+        c,
+        "UPDATE tenants SET name = $2, partner_id = $3, max_integrations = $4, updated_at = $5 WHERE id = $1",
+        &[&t.id, &t.name, &t.partner_id, &max, &t.updated_at],
+    )
+    .await?;
+    if n == 0 {
+        return Err(StoreError::NotFound.into());
+    }
+    Ok(())
+}
+
+/// Deletes a tenant with its tokens and integrations; `None` if there was no such tenant, else
+/// the ids of the integrations deleted with it.
+pub async fn delete_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Vec<String>>> {
+    if execute(c, "DELETE FROM tenants WHERE id = $1", &[&id]).await? == 0 {
+        return Ok(None);
+    }
+    execute(c, "DELETE FROM tokens WHERE tenant_id = $1", &[&id]).await?;
+    let ids: Vec<String> = query(
+        c,
+        "SELECT id FROM integrations WHERE tenant_id = $1",
+        &[&id],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    for iid in &ids {
+        delete_integration(c, iid).await?;
+    }
+    // Its recordings go with it (the caller removes their files): a new tenant of the same id
+    // inherits nothing.
+    execute(c, "DELETE FROM recordings WHERE tenant_id = $1", &[&id]).await?;
+    Ok(Some(ids))
+}
