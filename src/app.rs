@@ -181,7 +181,7 @@ async fn bootstrap_token(
     let (token, hash) = generate_token();
     store
         .create_token(TokenRecord {
-            id: crate::ingest::new_id("tok"),
+            id: crate::model::ids::new_id("tok"),
             hash,
             role: Role::Operator,
             tenant_id: None,

@@ -319,7 +319,7 @@ pub(crate) async fn create(
         Owner::Partner(p) => (None, Some(p.id.clone())),
     };
     let integration = Integration::new(
-        crate::ingest::new_id("int"),
+        crate::model::ids::new_id("int"),
         tenant_id,
         partner_id,
         valid,

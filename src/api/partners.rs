@@ -52,7 +52,7 @@ pub(crate) async fn create(
     p.require(p.role == Role::Operator, "create partners")?;
     let (body, _share) = body.read(&s.bodies).await?.split();
     let input: PartnerIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_partner")?;
-    let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ptn"));
+    let id = input.id.unwrap_or_else(|| crate::model::ids::new_id("ptn"));
     check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
     let name = crate::model::tenancy::check_label("name", &input.name)
         .map_err(|m| ApiError::unprocessable("invalid_partner", m))?;

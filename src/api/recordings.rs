@@ -129,7 +129,7 @@ pub(crate) async fn upload(
             .map_err(ApiError::internal)?
             .map_err(ApiError::internal)?;
     }
-    let tmp_path = tmp_dir.join(crate::ingest::new_id("up"));
+    let tmp_path = tmp_dir.join(crate::model::ids::new_id("up"));
     let mut partial = PartialFile(Some(tmp_path.clone()));
     let mut file = tokio::fs::OpenOptions::new()
         .write(true)

@@ -126,7 +126,7 @@ pub(crate) async fn create(
     )?;
     let (body, _share) = body.read(&s.bodies).await?.split();
     let input: TenantIn = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_tenant")?;
-    let id = input.id.unwrap_or_else(|| crate::ingest::new_id("ten"));
+    let id = input.id.unwrap_or_else(|| crate::model::ids::new_id("ten"));
     check_slug("id", &id).map_err(|m| ApiError::unprocessable("invalid_tenant", m))?;
     let partner_id = input.partner_id.or_else(|| {
         (p.role == Role::PartnerAdmin)

@@ -215,7 +215,7 @@ pub(crate) async fn create(
     }
     let (token, hash) = generate_token();
     let rec = TokenRecord {
-        id: crate::ingest::new_id("tok"),
+        id: crate::model::ids::new_id("tok"),
         hash,
         role,
         tenant_id: if scoped_to_tenant {

@@ -341,7 +341,7 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
     };
     let now = now_ms();
     let event = Event {
-        id: crate::ingest::new_id("sample"),
+        id: crate::model::ids::new_id("sample"),
         kind: if kind == EventKind::CallUnanswered {
             EventKind::CallCompleted
         } else {
@@ -358,7 +358,7 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
         event,
     };
     let head = DeliveryHead {
-        id: crate::ingest::new_id("test"),
+        id: crate::model::ids::new_id("test"),
         integration_id: i.id.clone(),
         call_id: stored.event.call_id.clone(),
         trigger: kind,

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use super::Dispatcher;
 use crate::model::integration::DeliveryMode;
-use crate::store::BatchWindow;
+use crate::store::{BatchWindow, ItemRenderer};
 use crate::time::now_ms;
 
 /// How often boundaries are checked: a window closes at most this late.
@@ -49,7 +49,10 @@ pub async fn run(d: Arc<Dispatcher>) {
                 cutoff: boundary - delay,
                 window_start: boundary - delay - interval,
                 feed: spec.feed,
-                privacy: spec.privacy.clone(),
+                render_item: {
+                    let privacy = spec.privacy.clone();
+                    ItemRenderer::new(move |e| crate::render::cdr::batch_item(e, &privacy))
+                },
                 lease: d.lease(),
                 now,
             };

@@ -45,7 +45,7 @@ impl Notifier {
         now: i64,
     ) -> Value {
         json!({
-            "id": crate::ingest::new_id("ntf"),
+            "id": crate::model::ids::new_id("ntf"),
             "type": kind,
             "occurred_at": crate::time::format_ms(now),
             "data": {

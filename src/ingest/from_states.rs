@@ -11,11 +11,8 @@ use std::collections::HashMap;
 
 use serde_json::{json, Map, Value};
 
+pub use crate::model::call::{TerminatedCall, DERIVED_CDR_PREFIX};
 use crate::model::event::{Event, EventKind};
-
-/// Id prefix of the `call.completed` records callhook builds; a source's own record for the
-/// same call supersedes one not yet sent.
-pub const DERIVED_CDR_PREFIX: &str = "derived-cdr:";
 
 /// Puts the `call.state` events of each call in position order (rank, then `seq`), leaving
 /// every other event where it is: a state's slot in the request is kept, only which state of
@@ -37,17 +34,6 @@ pub fn order_call_states(events: &mut [Event]) {
             events[slot] = e;
         }
     }
-}
-
-/// What the store knows of a call when its terminated state is accepted.
-#[derive(Debug, Clone)]
-pub struct TerminatedCall {
-    /// The terminated state itself.
-    pub event: Event,
-    /// When the call's first state occurred.
-    pub started_at: i64,
-    /// When its confirmed state occurred, if it was answered.
-    pub answered_at: Option<i64>,
 }
 
 fn party(state_side: Option<&Value>) -> Value {

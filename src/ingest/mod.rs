@@ -85,7 +85,7 @@ pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>
             continue;
         }
         deliveries.push(NewDelivery {
-            id: new_id("dlv"),
+            id: crate::model::ids::new_id("dlv"),
             integration_id: i.id.clone(),
             trigger,
             ordered: i.valid.ordered(),
@@ -99,14 +99,6 @@ pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>
         deliveries,
         batch,
     }
-}
-
-/// `prefix_<ULID>`: unique, and sorting by id sorts by creation time.
-pub fn new_id(prefix: &str) -> String {
-    format!(
-        "{prefix}_{}",
-        ulid::Ulid::new().to_string().to_ascii_lowercase()
-    )
 }
 
 #[cfg(test)]

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::event::EventKind;
-use crate::render::Profile;
-use crate::route::Condition;
+use crate::model::condition::Condition;
+use crate::model::profile::Profile;
 use crate::security::ssrf::{check_url_form, DestinationPolicy};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]

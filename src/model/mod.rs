@@ -1,8 +1,13 @@
 //! Domain types. Values of these types are valid by construction: requests are parsed into them
 //! at the API boundary, and deeper code never re-validates.
 
+pub mod call;
+pub mod condition;
 pub mod event;
+pub mod fields;
+pub mod ids;
 pub mod integration;
+pub mod profile;
 pub mod tenancy;
 
 /// A value derived from settings on first use and kept with them (a list turned into a set),

@@ -3,17 +3,12 @@
 //! `{seq_num, call_id, timestamp, state, termination-reason (TERMINATED only), direction,
 //! local_email, local_user_id, local_number, device_type, remote_email, remote_user_id,
 //! remote_number}`. States, directions and device types are UPPERCASE. Calls whose local side
-//! is a function number (IVR, ACD, hunt group) are not sent at all (see [`accepts`]).
+//! is a function number (IVR, ACD, hunt group) are not sent at all (see [`Profile::accepts`](crate::model::profile::Profile::accepts)).
 
 use serde_json::{Map, Value};
 
 use super::fields::{at, put, str_at};
 use crate::model::event::Event;
-
-/// Only users' calls: a call state of a function number is never sent.
-pub fn accepts(event: &Event) -> bool {
-    at(&event.data, "function").is_none()
-}
 
 fn upper(v: Option<&str>) -> Option<Value> {
     v.map(|s| Value::String(s.to_ascii_uppercase()))

@@ -3,9 +3,7 @@
 //! An event matches an integration when its type (or the derived `call.unanswered`) is
 //! subscribed, its owner passes the users / answer-groups filters, and every condition holds.
 
-mod condition;
-
-pub use condition::{Condition, Op};
+pub use crate::model::condition::{Condition, Op};
 
 use crate::model::event::{Event, EventKind, OwnerKind};
 use crate::model::integration::{OwnerFilter, OwnerMode, ValidSpec};

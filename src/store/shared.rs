@@ -14,10 +14,10 @@ pub fn cdr_keys(e: &Event) -> (Option<i64>, Option<String>) {
     if e.kind != EventKind::CallCompleted {
         return (None, None);
     }
-    let ended = crate::render::fields::str_at(&e.data, "ended_at")
+    let ended = crate::model::fields::str_at(&e.data, "ended_at")
         .and_then(crate::time::parse_rfc3339_ms)
         .unwrap_or(e.occurred_at_ms);
-    let licence = crate::render::fields::str_at(&e.data, "license.partner_id").map(String::from);
+    let licence = crate::model::fields::str_at(&e.data, "license.partner_id").map(String::from);
     (Some(ended), licence)
 }
 

@@ -155,7 +155,7 @@ pub struct IngestOutcome {
     /// Call states stored but not routed: not past the call's latest accepted state.
     pub stale: usize,
     /// Calls whose terminated state was accepted and that have no record from the source.
-    pub terminated: Vec<crate::ingest::from_states::TerminatedCall>,
+    pub terminated: Vec<crate::model::call::TerminatedCall>,
     /// Integrations with deliveries waiting for `not_before`.
     pub scheduled: Vec<String>,
 }
@@ -281,6 +281,32 @@ impl PurgeReport {
     }
 }
 
+/// Renders one call record as an item of a batch. The batch scheduler supplies it (the `cdr`
+/// record with the integration's privacy rules), so the store holds no knowledge of payload
+/// shapes: it only runs it over the calls it takes out of the window, in the same step.
+#[derive(Clone)]
+pub struct ItemRenderer(
+    Arc<dyn Fn(&crate::model::event::Event) -> serde_json::Value + Send + Sync>,
+);
+
+impl ItemRenderer {
+    pub fn new(
+        f: impl Fn(&crate::model::event::Event) -> serde_json::Value + Send + Sync + 'static,
+    ) -> ItemRenderer {
+        ItemRenderer(Arc::new(f))
+    }
+
+    pub fn render(&self, event: &crate::model::event::Event) -> serde_json::Value {
+        (self.0)(event)
+    }
+}
+
+impl std::fmt::Debug for ItemRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ItemRenderer")
+    }
+}
+
 /// Closing one window of a batch integration.
 #[derive(Debug, Clone)]
 pub struct BatchWindow {
@@ -294,10 +320,8 @@ pub struct BatchWindow {
     /// The nominal window `[T − delay − interval, T − delay)`, for the payload.
     pub window_start: i64,
     pub feed: Option<crate::model::integration::Feed>,
-    pub privacy: std::collections::BTreeMap<
-        crate::model::integration::PrivacyTarget,
-        crate::model::integration::PrivacyRule,
-    >,
+    /// Turns one queued call into an item of the batch (the caller's profile and privacy rules).
+    pub render_item: ItemRenderer,
     pub lease: Lease,
     pub now: i64,
 }

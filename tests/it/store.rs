@@ -371,7 +371,9 @@ pub fn window_at(boundary: i64) -> BatchWindow {
         cutoff: boundary,
         window_start: boundary - 60_000,
         feed: None,
-        privacy: Default::default(),
+        render_item: ItemRenderer::new(|e| {
+            callhook::render::cdr::batch_item(e, &Default::default())
+        }),
         lease: lease("n", boundary + 600_000),
         now: boundary,
     }

@@ -10,7 +10,7 @@ use deadpool_postgres::GenericClient;
 use super::events::*;
 use super::progress::{self, Advance};
 use super::*;
-use crate::ingest::from_states::{TerminatedCall, DERIVED_CDR_PREFIX};
+use crate::model::call::{TerminatedCall, DERIVED_CDR_PREFIX};
 use crate::model::event::{Event, EventKind, StoredEvent};
 use crate::store::shared::{cdr_keys, fresh_head};
 

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 
 use super::{execute, query, query_opt, PgResult};
-use crate::ingest::from_states::DERIVED_CDR_PREFIX;
+use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 
 pub use crate::store::shared::Advance;

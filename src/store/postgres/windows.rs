@@ -59,12 +59,7 @@ pub async fn close_window<C: GenericClient>(c: &C, w: &BatchWindow) -> PgResult<
     let events = load_events(c, seqs.clone(), false).await?;
     let items = seqs
         .iter()
-        .map(|s| {
-            Ok(crate::render::cdr::batch_item(
-                &event_of(&events, *s)?.event,
-                &w.privacy,
-            ))
-        })
+        .map(|s| Ok(w.render_item.render(&event_of(&events, *s)?.event)))
         .collect::<PgResult<Vec<serde_json::Value>>>()?;
     let mut out = Vec::new();
     for event in crate::store::shared::batch_parts(w, &items) {
@@ -85,7 +80,7 @@ pub async fn close_window<C: GenericClient>(c: &C, w: &BatchWindow) -> PgResult<
         .first()
         .map(|r| r.get(0))
         .ok_or_else(|| StoreError::Internal("batch event not stored".into()))?;
-        let id = crate::ingest::new_id("dlv");
+        let id = crate::model::ids::new_id("dlv");
         execute(
             c,
             "INSERT INTO deliveries (id, integration_id, tenant_id, event_seq, call_id, trigger, ordered,

@@ -4,7 +4,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::internal;
-use crate::ingest::from_states::DERIVED_CDR_PREFIX;
+use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 use crate::store::StoreResult;
 

@@ -10,7 +10,7 @@ use crate::store::ports::*;
 use crate::store::*;
 
 use super::events::*;
-use crate::ingest::from_states::{TerminatedCall, DERIVED_CDR_PREFIX};
+use crate::model::call::{TerminatedCall, DERIVED_CDR_PREFIX};
 
 #[async_trait]
 impl Queue for SqliteStore {

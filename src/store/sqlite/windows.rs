@@ -57,7 +57,7 @@ pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>>
     let mut items = Vec::with_capacity(sorted.len());
     for (_, seq) in &sorted {
         let stored = load_event(c, *seq)?;
-        items.push(crate::render::cdr::batch_item(&stored.event, &w.privacy));
+        items.push(w.render_item.render(&stored.event));
     }
     let mut heads = Vec::new();
     for event in crate::store::shared::batch_parts(&w, &items) {
@@ -69,7 +69,7 @@ pub fn close_window(c: &Connection, w: BatchWindow) -> StoreResult<Vec<Claimed>>
         })
         .map_err(internal)?;
         let seq = c.last_insert_rowid();
-        let id = crate::ingest::new_id("dlv");
+        let id = crate::model::ids::new_id("dlv");
         c.prepare_cached(
             "INSERT INTO deliveries (id, integration_id, tenant_id, event_seq, call_id, trigger, ordered,
                 status, next_attempt_at, lease_owner, lease_until, created_at, updated_at)
