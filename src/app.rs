@@ -12,7 +12,6 @@ use parking_lot::RwLock;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::api::{router, AppInner, AppState};
 use crate::auth::{generate_token, Tokens};
 use crate::cache::{Integration, IntegrationCache};
 use crate::config::Config;
@@ -22,6 +21,7 @@ use crate::model::tenancy::{Role, TokenRecord};
 use crate::security::links::Links;
 use crate::security::seal::Sealer;
 use crate::security::ssrf::{system_lookup, DestinationPolicy};
+use crate::state::{AppInner, AppState};
 
 /// A started server.
 pub struct Running {
@@ -73,7 +73,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     }
 
     let cache = Arc::new(IntegrationCache::default());
-    let unopened = crate::api::Unopened::default();
+    let unopened = crate::state::Unopened::default();
     for rec in store.load_integrations().await? {
         match Integration::from_record(&rec, &sealer) {
             Ok(i) => {
@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         links,
         known_tenants: RwLock::new(HashMap::new()),
         unopened,
-        bodies: crate::api::body::BodyBudget::new(
+        bodies: crate::serve::body::BodyBudget::new(
             config.body_memory_bytes.max(config.max_body_bytes),
             Duration::from_millis(config.body_timeout_ms),
         ),
@@ -150,7 +150,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         max_connections: config.max_connections,
         grace,
     };
-    let app = router(state);
+    let app = routes(state);
     let done = tokio::spawn(async move {
         let server = tokio::spawn(crate::serve::run(listener, app, limits, stop.clone()));
         stop.cancelled().await;
@@ -165,6 +165,26 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         shutdown,
         done,
     })
+}
+
+/// Every route: the API and the console side by side, one fallback, and the error envelope on
+/// every error answer.
+fn routes(state: AppState) -> axum::Router {
+    use crate::serve::body::{limited, FORM_BODY_BYTES};
+    axum::Router::new()
+        .merge(crate::api::router(&state.config))
+        .merge(limited(crate::console::router(), FORM_BODY_BYTES))
+        .fallback(|| async {
+            crate::error::ApiError::new(
+                axum::http::StatusCode::NOT_FOUND,
+                "no_route",
+                "no such endpoint; the API lives under /v1 (see /v1/openapi.json)",
+            )
+        })
+        .layer(axum::middleware::map_response(
+            crate::error::envelope_every_error,
+        ))
+        .with_state(state)
 }
 
 /// The setting under which the sealing key's fingerprint is recorded.

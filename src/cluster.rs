@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::api::AppState;
 use crate::cache::Integration;
+use crate::state::AppState;
 use crate::store::Change;
 use crate::time::now_ms;
 

@@ -39,6 +39,7 @@ pub mod route;
 pub mod security;
 pub mod serve;
 pub mod simulate;
+pub mod state;
 pub mod store;
 pub mod time;
 

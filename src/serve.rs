@@ -4,7 +4,7 @@
 //! - **Headers** must arrive within the header timeout, on a new connection (before the first
 //!   byte too) and between keep-alive requests (so it is also the idle timeout).
 //! - **Bodies**: a pause longer than the body timeout ends the request (routes that buffer a
-//!   body also bound the whole read, see [`crate::api::body`]).
+//!   body also bound the whole read, see [`body`]).
 //! - **Responses**: a client that stops reading for the write timeout loses the connection.
 //! - **Connections** beyond the cap are closed as they arrive, with a warning in the log, so
 //!   file descriptors are left for the store, the receivers and `/healthz`.
@@ -15,6 +15,7 @@
 //! HTTP/1.1 only: HTTP/2 in clear text (prior knowledge) is not served; put a TLS-terminating
 //! proxy in front for HTTP/2.
 
+pub mod body;
 mod io;
 
 use std::net::SocketAddr;

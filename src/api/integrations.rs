@@ -9,7 +9,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Map, Value};
 
-use super::body::{merge_patch, typed};
 use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::cache::{Integration, SigningSecret};
@@ -22,6 +21,7 @@ use crate::model::integration::{
 use crate::model::tenancy::{Partner, Role, Tenant};
 use crate::render::sign::generate_secret;
 use crate::security::ssrf::{resolve_allowed, ResolveError};
+use crate::serve::body::{merge_patch, typed};
 use crate::store::{IntegrationHealth, IntegrationStatus, StoreError};
 use crate::time::{format_ms, now_ms};
 use std::collections::HashMap;

@@ -8,10 +8,10 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 
-use super::events::{may_ingest, store_events, IngestOut};
 use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::ingest::accept::{accept, may_ingest, IngestOut};
 use crate::ingest::freeswitch;
 use crate::model::event::parse_event;
 
@@ -58,6 +58,6 @@ pub(crate) async fn freeswitch_cdr(
     let doc = freeswitch::document(content_type, &body.bytes).map_err(bad)?;
     let event = freeswitch::to_event(&doc, &tenant_id).map_err(bad)?;
     let event = parse_event(event).map_err(bad)?;
-    let out = store_events(&s, &p, vec![event]).await?;
+    let out = accept(&s, &p, vec![event]).await?;
     Ok((StatusCode::ACCEPTED, Json(out)))
 }

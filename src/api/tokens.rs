@@ -7,11 +7,11 @@ use axum::routing::{delete, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 
-use super::body::typed;
 use super::{AppState, LazyBody};
 use crate::auth::{generate_token, Principal};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{Role, TokenRecord};
+use crate::serve::body::typed;
 
 pub fn router() -> Router<AppState> {
     Router::new()

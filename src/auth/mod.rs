@@ -7,16 +7,14 @@
 
 use std::collections::HashMap;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use parking_lot::RwLock;
 use sha2::{Digest, Sha256};
 
-use crate::api::AppState;
 use crate::error::ApiError;
 use crate::model::tenancy::{Role, Tenant};
+use crate::store::Access;
 
 pub fn hash_token(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
@@ -105,47 +103,16 @@ impl Tokens {
     }
 }
 
-impl FromRequestParts<AppState> for Principal {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <api token>`"))?;
-        let token = match header.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-                rest.trim().to_string()
-            }
-            // For sources that can only send Basic (FreeSWITCH's `cred`): the password is the
-            // token, the user name is ignored.
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => STANDARD
-                .decode(rest.trim())
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|up| up.split_once(':').map(|(_, pw)| pw.to_string()))
-                .unwrap_or_default(),
-            _ => String::new(),
-        };
-        if token.is_empty() {
-            return Err(ApiError::unauthorized(
-                "the Authorization header must be `Bearer <api token>` (or Basic with the token as password)",
-            ));
-        }
-        principal_for_token(state, &token).await
-    }
-}
-
 /// Who a token belongs to: the bootstrap operator, a cached token, or one looked up by hash.
 /// Used by the API's `Authorization` header and by the console's session cookie alike, so a
 /// revoked token ends a console session too.
-pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Principal, ApiError> {
+pub async fn principal_for_token(
+    tokens: &Tokens,
+    store: &dyn Access,
+    token: &str,
+) -> Result<Principal, ApiError> {
     let hash = hash_token(token);
-    if let Some(b) = &state.tokens.bootstrap {
+    if let Some(b) = &tokens.bootstrap {
         if crate::security::constant_time_eq(b, &hash) {
             return Ok(Principal {
                 token_id: "bootstrap".into(),
@@ -155,13 +122,12 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Princi
             });
         }
     }
-    if let Some(p) = state.tokens.cache.read().get(&hash) {
+    if let Some(p) = tokens.cache.read().get(&hash) {
         return Ok(p.clone());
     }
     // Looked up by its hash: the comparison that matters happens on a digest the caller
     // cannot steer byte by byte.
-    let rec = state
-        .store
+    let rec = store
         .find_token(hash)
         .await?
         .ok_or_else(|| ApiError::unauthorized("the API token is not valid"))?;
@@ -171,6 +137,6 @@ pub async fn principal_for_token(state: &AppState, token: &str) -> Result<Princi
         tenant_id: rec.tenant_id,
         partner_id: rec.partner_id,
     };
-    state.tokens.cache.write().insert(hash, p.clone());
+    tokens.cache.write().insert(hash, p.clone());
     Ok(p)
 }

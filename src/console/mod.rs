@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-use crate::api::AppState;
+use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     let owner = "/console/{kind}/{oid}";

@@ -16,13 +16,13 @@ use serde_json::{json, Map, Value};
 use super::form::{self, Fields, PRIVACY_TARGETS};
 use super::session::{self, Session};
 use super::view::{error_page, page, redirect};
-use crate::api::body::{diff_patch, LazyBody};
 use crate::api::integrations::Params;
 use crate::api::{deliveries, integrations, reconciliation, AppState};
-use crate::auth::{principal_for_token, Principal};
+use crate::auth::Principal;
 use crate::error::ApiError;
 use crate::model::event::EventKind;
 use crate::model::tenancy::Role;
+use crate::serve::body::{diff_patch, LazyBody};
 use crate::store::{DeliveryFilter, DeliveryStatus};
 
 type Page = Result<Response, Response>;
@@ -180,7 +180,7 @@ pub async fn login(State(s): State<AppState>, Form(f): Form<Vec<(String, String)
             json!({"error": message}),
         )
     };
-    match principal_for_token(&s, token).await {
+    match s.principal(token).await {
         Ok(p) if p.role == Role::Ingest => {
             refused("ingest tokens only send events; sign in with an admin or viewer token")
         }

@@ -16,10 +16,10 @@ use base64::Engine;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 
-use crate::api::AppState;
-use crate::auth::{principal_for_token, Principal};
+use crate::auth::Principal;
 use crate::model::tenancy::Role;
 use crate::security::seal::Sealer;
+use crate::state::AppState;
 
 pub const COOKIE: &str = "callhook_session";
 /// How long a sign-in lasts.
@@ -137,7 +137,8 @@ impl FromRequestParts<AppState> for Session {
         if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
             return Err(to_login());
         }
-        let principal = principal_for_token(state, &sealed.token)
+        let principal = state
+            .principal(&sealed.token)
             .await
             .map_err(|_| to_login())?;
         if principal.role == Role::Ingest {

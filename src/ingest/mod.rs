@@ -1,6 +1,7 @@
 //! Ingest: request bodies become validated events, each with the deliveries routing assigns it.
 //! Pure: the API handler stores the result and hands the ready deliveries to the dispatcher.
 
+pub mod accept;
 pub mod freeswitch;
 pub mod from_states;
 
