@@ -101,6 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         cache.clone(),
         client.clone(),
         Some(links.clone()),
+        config.clock.clone(),
     );
     match (&config.notify_url, &config.notify_secret) {
         (Some(url), Some(secret)) => {
@@ -138,6 +139,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             store.clone(),
             config.data_dir.clone(),
             config.retention_hours,
+            config.clock.clone(),
             shutdown.clone(),
         ));
     }
@@ -207,7 +209,7 @@ async fn bootstrap_token(
             tenant_id: None,
             partner_id: None,
             name: "bootstrap".into(),
-            created_at: crate::time::now_ms(),
+            created_at: config.clock.now_ms(),
         })
         .await?;
     Ok(Some(token))

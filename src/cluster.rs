@@ -13,7 +13,6 @@ use tokio_util::sync::CancellationToken;
 use crate::cache::Integration;
 use crate::state::AppState;
 use crate::store::Change;
-use crate::time::now_ms;
 
 /// Starts the heartbeat (the first one before returning, so this node is known before it
 /// takes any work) and the change follower, when the store is shared.
@@ -24,7 +23,7 @@ pub async fn start(state: &AppState, stop: CancellationToken) -> anyhow::Result<
     let dead_after = state.config.node_timeout_ms.max(1000) as i64;
     state
         .store
-        .heartbeat(state.dispatcher.node_id(), now_ms(), dead_after)
+        .heartbeat(state.dispatcher.node_id(), state.now_ms(), dead_after)
         .await?;
     tokio::spawn(heartbeat(state.clone(), stop.clone()));
     if let Some(mut changes) = state.store.changes() {
@@ -56,7 +55,7 @@ async fn heartbeat(state: AppState, stop: CancellationToken) {
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
-        let now = now_ms();
+        let now = state.now_ms();
         match state
             .store
             .heartbeat(state.dispatcher.node_id(), now, dead_after)
@@ -164,5 +163,5 @@ async fn reload_integration(state: &AppState, id: &str) {
         state.dispatcher.reset_health(id);
     }
     // Re-enabled elsewhere: what it queued again may be claimed here too.
-    state.dispatcher.note_due(id, now_ms());
+    state.dispatcher.note_due(id, state.now_ms());
 }

@@ -117,6 +117,10 @@ pub struct Config {
     /// leased deliveries are sent by the others. Nodes heartbeat five times per period.
     #[arg(long, env = "CALLHOOK_NODE_TIMEOUT_MS", default_value_t = 10_000)]
     pub node_timeout_ms: u64,
+
+    /// The time the server runs on: the system's, or a test's manual clock.
+    #[arg(skip)]
+    pub clock: crate::clock::Clock,
 }
 
 impl Config {
@@ -156,6 +160,7 @@ impl Config {
             max_connections: 768,
             derived_cdr_grace_ms: 10_000,
             node_timeout_ms: 10_000,
+            clock: crate::clock::Clock::system(),
         }
     }
 }

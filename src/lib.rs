@@ -22,6 +22,7 @@ pub mod app;
 pub mod auth;
 pub mod bench;
 pub mod cache;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod console;

@@ -59,11 +59,12 @@ pub async fn run(
     store: DynStore,
     data_dir: PathBuf,
     retention_hours: u32,
+    clock: crate::clock::Clock,
     stop: CancellationToken,
 ) {
     let keep_ms = retention_hours as i64 * 3600 * 1000;
     loop {
-        let before = crate::time::now_ms() - keep_ms;
+        let before = clock.now_ms() - keep_ms;
         match purge_before(&store, &data_dir, before).await {
             Ok(r) if r.total() > 0 => tracing::info!(
                 deliveries = r.deliveries,
@@ -76,7 +77,7 @@ pub async fn run(
             Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),
         }
         tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
+            _ = clock.sleep(EVERY) => {}
             _ = stop.cancelled() => return,
         }
     }

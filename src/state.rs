@@ -91,6 +91,11 @@ impl Deref for AppState {
 }
 
 impl AppState {
+    /// The node's time (its [`crate::clock::Clock`]), in epoch milliseconds.
+    pub fn now_ms(&self) -> i64 {
+        self.config.clock.now_ms()
+    }
+
     /// Who a token belongs to (see [`crate::auth::principal_for_token`]).
     pub async fn principal(&self, token: &str) -> Result<Principal, ApiError> {
         crate::auth::principal_for_token(&self.tokens, &*self.store, token).await

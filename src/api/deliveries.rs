@@ -13,7 +13,6 @@ use super::{time_param, AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::store::{AttemptView, DeliveryFilter, DeliveryStatus, DeliveryView};
-use crate::time::now_ms;
 
 pub fn router() -> Router<AppState> {
     routes("/v1/tenants/{tid}/integrations/{iid}")
@@ -185,7 +184,7 @@ pub(crate) async fn redeliver_one(
     }
     let job = s
         .store
-        .redeliver(&did, s.dispatcher.lease(), now_ms())
+        .redeliver(&did, s.dispatcher.lease(), s.now_ms())
         .await
         .map_err(|e| match e {
             crate::store::StoreError::Conflict(m) => ApiError::conflict("already_queued", m),
@@ -229,7 +228,7 @@ pub(crate) async fn redeliver_range(
             "`since` must be before `until`",
         ));
     }
-    let now = now_ms();
+    let now = s.now_ms();
     let queued = s.store.redeliver_failed(&iid, since, until, now).await?;
     s.dispatcher.note_due(&iid, now);
     Ok((StatusCode::ACCEPTED, Json(RangeQueued { queued })))

@@ -66,7 +66,7 @@ pub(crate) async fn metrics(
     State(s): State<AppState>,
 ) -> Result<([(axum::http::HeaderName, &'static str); 1], String), crate::error::ApiError> {
     let (pending, oldest) = s.store.pending_stats().await?;
-    let now = crate::time::now_ms();
+    let now = s.now_ms();
     let integrations = s.cache.all();
     let disabled = integrations
         .iter()

@@ -23,7 +23,7 @@ use crate::render::sign::generate_secret;
 use crate::security::ssrf::{resolve_allowed, ResolveError};
 use crate::serve::body::{merge_patch, typed};
 use crate::store::{IntegrationHealth, IntegrationStatus, StoreError};
-use crate::time::{format_ms, now_ms};
+use crate::time::format_ms;
 use std::collections::HashMap;
 
 /// How long the previous signing secret keeps signing after a rotation.
@@ -313,7 +313,7 @@ pub(crate) async fn create(
             .map_err(setting)?;
     }
     let signing_secret = generate_secret();
-    let now = now_ms();
+    let now = s.now_ms();
     let (tenant_id, partner_id) = match &owner {
         Owner::Tenant(t) => (Some(t.id.clone()), None),
         Owner::Partner(p) => (None, Some(p.id.clone())),
@@ -458,7 +458,7 @@ pub(crate) async fn update(
     let mut next = (*current).clone();
     next.valid = valid;
     next.set_secret(secret);
-    next.updated_at = now_ms();
+    next.updated_at = s.now_ms();
     s.store
         .update_integration(next.to_record(&s.sealer))
         .await?;
@@ -511,7 +511,7 @@ pub(crate) async fn test(
     manage(&p, &owner)?;
     let (body, _share) = body.read_optional(&s.bodies).await?.split();
     only_fields(&body, &[])?;
-    let report = crate::deliver::attempt::send_sample(&s.dispatcher, &i).await;
+    let report = crate::deliver::attempt::send_sample(&s.dispatcher.sender(), &i, s.now_ms()).await;
     Ok(Json(report))
 }
 
@@ -541,7 +541,7 @@ pub(crate) async fn disable(
     let mut h = i.health();
     h.status = IntegrationStatus::Disabled;
     h.disabled_reason = Some(reason);
-    h.updated_at = now_ms();
+    h.updated_at = s.now_ms();
     let reason = h.disabled_reason.clone();
     s.dispatcher.apply_health(&iid, h).await;
     s.dispatcher
@@ -591,7 +591,7 @@ pub(crate) async fn enable(
             ))
         }
     };
-    let now = now_ms();
+    let now = s.now_ms();
     // Active in memory first: events ingested while the backlog is being re-queued are sent, not
     // held (a held one arriving after the re-queue would otherwise wait for the next enable).
     let h = IntegrationHealth {
@@ -629,7 +629,7 @@ pub(crate) async fn rotate(
 ) -> ApiResult<Json<IntegrationOut>> {
     let (owner, i) = owned(&s, &p, &params).await?;
     manage(&p, &owner)?;
-    let now = now_ms();
+    let now = s.now_ms();
     let fresh = generate_secret();
     let mut keys = vec![SigningSecret {
         secret: fresh.clone(),

@@ -59,7 +59,7 @@ pub(crate) async fn create(
     let partner = Partner {
         id,
         name,
-        created_at: crate::time::now_ms(),
+        created_at: s.now_ms(),
     };
     s.store.create_partner(partner.clone()).await?;
     Ok((StatusCode::CREATED, Json(out(&partner))))

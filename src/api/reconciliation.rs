@@ -144,7 +144,7 @@ pub(crate) async fn counts(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<(HeaderMap, Json<Counts>)> {
     s.visible_partner(&p, &pid).await?;
-    let (start, end) = window(&q, crate::time::now_ms())?;
+    let (start, end) = window(&q, s.now_ms())?;
     let page =
         match q.get("page") {
             None => 1,
@@ -215,7 +215,7 @@ async fn records(
     privacy: &crate::render::privacy::Rules,
     q: &HashMap<String, String>,
 ) -> ApiResult<Json<Records>> {
-    let (start, end) = window(q, crate::time::now_ms())?;
+    let (start, end) = window(q, s.now_ms())?;
     let limit = limit(q)?;
     let rows = s
         .store

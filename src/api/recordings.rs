@@ -182,7 +182,7 @@ pub(crate) async fn upload(
         content_type: mime.to_string(),
         bytes,
         sha256: hex::encode(hasher.finalize()),
-        created_at: crate::time::now_ms(),
+        created_at: s.now_ms(),
     };
     s.store.put_recording(meta.clone()).await?;
     partial.0 = None; // kept
@@ -212,7 +212,7 @@ pub(crate) async fn download(
         )
         .into_response();
     };
-    let now = crate::time::now_ms();
+    let now = s.now_ms();
     match s.links.verify(tenant_id, &file_id, expires, signature, now) {
         Ok(()) => {}
         Err(LinkError::BadSignature) => {

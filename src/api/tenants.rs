@@ -134,7 +134,7 @@ pub(crate) async fn create(
             .flatten()
     });
     check_partner(&s, &p, partner_id.as_deref()).await?;
-    let now = crate::time::now_ms();
+    let now = s.now_ms();
     let tenant = Tenant {
         id,
         name: check_name(&input.name)?,
@@ -191,7 +191,7 @@ pub(crate) async fn update(
     if let Some(max) = patch.max_integrations {
         tenant.max_integrations = check_max(max)?;
     }
-    tenant.updated_at = crate::time::now_ms();
+    tenant.updated_at = s.now_ms();
     s.store.update_tenant(tenant.clone()).await?;
     s.known_tenants
         .write()

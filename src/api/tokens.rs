@@ -229,7 +229,7 @@ pub(crate) async fn create(
             None
         },
         name,
-        created_at: crate::time::now_ms(),
+        created_at: s.now_ms(),
     };
     s.store.create_token(rec.clone()).await?;
     Ok((

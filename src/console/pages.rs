@@ -185,7 +185,7 @@ pub async fn login(State(s): State<AppState>, Form(f): Form<Vec<(String, String)
             refused("ingest tokens only send events; sign in with an admin or viewer token")
         }
         Ok(_) => {
-            let cookie = session::seal_cookie(&s.sealer, token, crate::time::now_ms());
+            let cookie = session::seal_cookie(&s.sealer, token, s.now_ms());
             let secure = secure_cookies(&s);
             let mut r = redirect("/console");
             if let Ok(v) = session::set_cookie(Some(&cookie), secure).parse() {
@@ -207,7 +207,7 @@ pub async fn logout(
 ) -> Page {
     check_csrf(&sess, &Fields(f))?;
     // Ended here for every copy of the cookie, not only in this browser.
-    let now = crate::time::now_ms();
+    let now = s.now_ms();
     if let Err(e) = s.store.end_session(&sess.sid, sess.expires_at, now).await {
         return Err(error_page(Some(&sess), e.into(), "/console"));
     }
@@ -769,7 +769,8 @@ pub async fn delivery(
                 .as_str()
                 .and_then(crate::time::parse_rfc3339_ms)
                 .unwrap_or_else(crate::time::now_ms);
-            let out = crate::deliver::attempt::rebuild(&s.dispatcher, &integration, &job, n, at);
+            let out =
+                crate::deliver::attempt::rebuild(&s.dispatcher.sender(), &integration, &job, n, at);
             let headers: Vec<(String, String)> = out
                 .headers
                 .into_iter()

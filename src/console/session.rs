@@ -132,8 +132,7 @@ impl FromRequestParts<AppState> for Session {
     ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/console/login").into_response();
         let cookie = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
-        let sealed =
-            open_session(&state.sealer, &cookie, crate::time::now_ms()).ok_or_else(to_login)?;
+        let sealed = open_session(&state.sealer, &cookie, state.now_ms()).ok_or_else(to_login)?;
         if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
             return Err(to_login());
         }

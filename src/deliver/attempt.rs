@@ -1,167 +1,110 @@
-//! One attempt: render, sign, send, classify, record, and schedule what comes next.
+//! One attempt: render, sign and send a delivery, and decide from the answer what comes next.
+//! Knows nothing of queues or workers: the dispatcher runs attempts and acts on the decisions.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
-use tokio::sync::OwnedSemaphorePermit;
 
-use super::dispatcher::{Dispatcher, MEMORY_HORIZON_MS};
+use super::client::HttpClient;
 use crate::cache::Integration;
-use crate::model::integration::{HttpMethod, RetryPolicyKind};
-use crate::record::health::AttemptFacts;
+use crate::model::integration::HttpMethod;
 use crate::record::{classify, retry, AttemptResult, Verdict};
+use crate::render::cache::RenderCache;
 use crate::render::{render, sign, RenderContext, Rendered};
-use crate::store::{
-    AttemptRecord, DeliveryHead, DispatchJob, IntegrationStatus, NextStep, Outcome,
-};
-use crate::time::now_ms;
+use crate::security::links::Links;
+use crate::store::{AttemptRecord, DeliveryHead, DispatchJob, NextStep};
 
-/// `slot` is the integration's in-flight slot this attempt holds: it is given back as soon as
-/// the endpoint has answered, so the endpoint's concurrency is not spent waiting for the
-/// outcome's commit (which the writer groups with others).
-pub async fn run(d: &Arc<Dispatcher>, job: DispatchJob, slot: OwnedSemaphorePermit) {
-    let Some(integration) = d.cache.get(&job.head.integration_id) else {
-        return; // deleted while queued; its deliveries were cancelled
-    };
-    if integration.status == IntegrationStatus::Disabled {
-        drop(slot);
-        crate::metrics::METRICS.delivery("held", None);
-        settle(d, &job, None, NextStep::Held, now_ms()).await;
-        return;
+/// Retries due within this horizon wait in memory; later ones give their lease up.
+pub const MEMORY_HORIZON_MS: i64 = 60_000;
+
+/// What an attempt needs of the node besides the integration and the delivery.
+pub struct Sender<'a> {
+    pub client: &'a HttpClient,
+    /// Signs recording URLs in payloads.
+    pub links: Option<&'a Links>,
+    /// Payload parts shared by the integrations an event fans out to (`None`: serialise afresh).
+    pub render_cache: Option<&'a RenderCache>,
+}
+
+/// What came back, and when the request went out.
+pub struct Sent {
+    pub result: AttemptResult,
+    pub sent_at: i64,
+    pub duration_ms: u32,
+}
+
+/// Sends attempt number `job.head.attempts + 1` of a delivery, rendered and signed as at
+/// `sent_at`.
+pub async fn send(s: &Sender<'_>, i: &Integration, job: &DispatchJob, sent_at: i64) -> Sent {
+    let rendered = render_for(s, i, job, sent_at);
+    let request = build_request(s.client, i, &job.head, &rendered, sent_at);
+    let started = Instant::now();
+    let result = s.client.send(request, &i.valid.url).await;
+    let duration_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+    Sent {
+        result,
+        sent_at,
+        duration_ms,
     }
-    let sent_at = now_ms();
-    let rendered = render_for(d, &integration, &job, sent_at);
-    let request = build_request(d, &integration, &job.head, &rendered, sent_at);
-    let clock = Instant::now();
-    let result = d.client.send(request, &integration.valid.url).await;
-    let duration_ms = clock.elapsed().as_millis().min(u32::MAX as u128) as u32;
-    // The slot is handed on once a place among the outcomes waiting for the writer is taken:
-    // if the writer falls behind, endpoints wait for it, and outcomes in memory stay bounded.
-    let _recording = d.recording.clone().acquire_owned().await;
-    drop(slot);
-    let now = now_ms();
+}
 
-    let verdict = classify(&result);
-    let spec = &integration.valid.spec;
+/// What an answer means for its delivery.
+pub struct Decision {
+    pub verdict: Verdict,
+    pub next: NextStep,
+    /// No retry is left, or the endpoint is gone: counts towards disabling the integration.
+    pub exhausted: bool,
+}
+
+/// Decides what follows an answer received at `now`. `may_hold`: a retry due within
+/// [`MEMORY_HORIZON_MS`] may wait in memory with its lease (else it waits in the store).
+/// `jitter` in `[0, 1)` spreads exponential waits.
+pub fn decide(
+    i: &Integration,
+    head: &DeliveryHead,
+    result: &AttemptResult,
+    now: i64,
+    may_hold: bool,
+    jitter: f64,
+) -> Decision {
+    let verdict = classify(result);
     let (next, exhausted) = match &verdict {
         Verdict::Success => (NextStep::Succeeded, false),
         Verdict::Gone => (NextStep::Failed, true),
         // A redelivery asked for by a person is one attempt, never rescheduled.
-        Verdict::Retry { .. } if job.head.manual => (NextStep::Failed, false),
-        Verdict::Retry { retry_after } => {
-            let jitter = rand::random::<f64>();
-            match retry::wait(
-                spec.delivery.retry.policy,
-                integration.valid.retries(),
-                job.head.retries_used,
-                *retry_after,
-                jitter,
-            ) {
-                Some(wait) => {
-                    let wait_ms = wait.as_millis() as i64;
-                    let keep_lease = wait_ms <= MEMORY_HORIZON_MS && d.may_hold_timer();
-                    (
-                        NextStep::Retry {
-                            at: now + wait_ms,
-                            keep_lease,
-                        },
-                        false,
-                    )
-                }
-                None => (NextStep::Failed, true),
+        Verdict::Retry { .. } if head.manual => (NextStep::Failed, false),
+        Verdict::Retry { retry_after } => match retry::wait(
+            i.valid.spec.delivery.retry.policy,
+            i.valid.retries(),
+            head.retries_used,
+            *retry_after,
+            jitter,
+        ) {
+            Some(wait) => {
+                let wait_ms = wait.as_millis() as i64;
+                let keep_lease = wait_ms <= MEMORY_HORIZON_MS && may_hold;
+                (
+                    NextStep::Retry {
+                        at: now + wait_ms,
+                        keep_lease,
+                    },
+                    false,
+                )
             }
-        }
-    };
-
-    let attempt = attempt_record(&result, sent_at, duration_ms);
-    let m = &crate::metrics::METRICS;
-    m.attempt_latency.observe_ms(duration_ms as f64);
-    let label = match &next {
-        NextStep::Succeeded => {
-            m.end_to_end.observe_ms((now - job.head.created_at) as f64);
-            "succeeded"
-        }
-        NextStep::Retry { .. } => "retry",
-        NextStep::Failed => "failed",
-        NextStep::Held => "held",
-    };
-    m.delivery(label, attempt.error_class);
-    let last_error = describe(&result);
-    d.observe_health(
-        &integration.id,
-        &AttemptFacts {
-            success: verdict == Verdict::Success,
-            gone: verdict == Verdict::Gone,
-            exhausted,
-            exponential: spec.delivery.retry.policy == RetryPolicyKind::Exponential,
-            delivery_created_at: job.head.created_at,
-            disable_after_failures: spec.delivery.disable_after_failures,
-            last_error: &last_error,
-            now,
+            None => (NextStep::Failed, true),
         },
-    )
-    .await;
-
-    if !settle(d, &job, Some(attempt), next.clone(), now).await {
-        return;
-    }
-    if let NextStep::Retry { at, keep_lease } = next {
-        if keep_lease {
-            schedule_retry(d, job, at);
-        } else {
-            d.note_due(&integration.id, at);
-        }
-    }
-}
-
-/// Records the outcome; dispatches any delivery it releases. False when it could not be
-/// recorded (the lease then runs out and the delivery is attempted again).
-async fn settle(
-    d: &Arc<Dispatcher>,
-    job: &DispatchJob,
-    attempt: Option<AttemptRecord>,
-    next: NextStep,
-    now: i64,
-) -> bool {
-    let outcome = Outcome {
-        head: job.head.clone(),
-        attempt,
-        next,
-        now,
     };
-    match d.store.record(vec![outcome], d.lease()).await {
-        Ok(promoted) => {
-            d.dispatch(promoted);
-            true
-        }
-        Err(e) => {
-            tracing::error!(error = %e, delivery = %job.head.id, "could not record an attempt");
-            false
-        }
+    Decision {
+        verdict,
+        next,
+        exhausted,
     }
 }
 
-fn schedule_retry(d: &Arc<Dispatcher>, mut job: DispatchJob, at: i64) {
-    job.head.attempts += 1;
-    job.head.retries_used += 1;
-    d.timers.fetch_add(1, Ordering::Relaxed);
-    let d = d.clone();
-    tokio::spawn(async move {
-        let wait = Duration::from_millis((at - now_ms()).max(0) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {
-                d.timers.fetch_sub(1, Ordering::Relaxed);
-                d.dispatch(vec![job]);
-            }
-            // Abandoned on shutdown: the lease is released at the next start.
-            _ = d.shutdown.cancelled() => {
-                d.timers.fetch_sub(1, Ordering::Relaxed);
-            }
-        }
-    });
+/// The attempt as the deliveries log keeps it.
+pub fn record(sent: &Sent) -> AttemptRecord {
+    attempt_record(&sent.result, sent.sent_at, sent.duration_ms)
 }
 
 /// What one attempt sends, before it is handed to the HTTP client. The console shows the same
@@ -224,7 +167,7 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
 }
 
 fn build_request(
-    d: &Dispatcher,
+    client: &HttpClient,
     i: &Integration,
     head: &DeliveryHead,
     r: &Rendered,
@@ -236,8 +179,7 @@ fn build_request(
         HttpMethod::Put => Method::PUT,
         HttpMethod::Get => Method::GET,
     };
-    let mut req = d
-        .client
+    let mut req = client
         .inner
         .request(method, out.url)
         .timeout(Duration::from_millis(i.valid.spec.delivery.timeout_ms));
@@ -251,15 +193,15 @@ fn build_request(
 }
 
 /// The payload of `job` for integration `i`, as sent at `at`.
-fn render_for(d: &Dispatcher, i: &Integration, job: &DispatchJob, at: i64) -> Rendered {
+fn render_for(s: &Sender<'_>, i: &Integration, job: &DispatchJob, at: i64) -> Rendered {
     let ctx = RenderContext {
         integration_id: &i.id,
         delivery_id: &job.head.id,
         trigger: job.head.trigger,
         custom_data: i.valid.spec.custom_data.as_ref(),
-        links: d.links.as_ref(),
+        links: s.links,
         now_ms: at,
-        cache: Some(&d.render_cache),
+        cache: s.render_cache,
     };
     render(&job.event, &i.valid, &ctx)
 }
@@ -267,13 +209,13 @@ fn render_for(d: &Dispatcher, i: &Integration, job: &DispatchJob, at: i64) -> Re
 /// The request a delivery's attempt `attempt` (1-based) sent at `at`, rebuilt from the stored
 /// event with the integration's current settings and keys.
 pub fn rebuild(
-    d: &Dispatcher,
+    s: &Sender<'_>,
     i: &Integration,
     job: &DispatchJob,
     attempt: u32,
     at: i64,
 ) -> OutgoingRequest {
-    let rendered = render_for(d, i, job, at);
+    let rendered = render_for(s, i, job, at);
     let mut head = job.head.clone();
     head.attempts = attempt.saturating_sub(1);
     outgoing(i, &head, &rendered, at)
@@ -303,7 +245,7 @@ fn attempt_record(result: &AttemptResult, started_at: i64, duration_ms: u32) -> 
     }
 }
 
-fn describe(result: &AttemptResult) -> String {
+pub fn describe(result: &AttemptResult) -> String {
     match result {
         AttemptResult::Response { status, .. } => format!("HTTP {status}"),
         AttemptResult::Error { class, message } => format!("{}: {message}", class.as_str()),
@@ -312,7 +254,7 @@ fn describe(result: &AttemptResult) -> String {
 
 /// `…/test`: sends one sample event of the integration's first type and reports the result.
 /// Nothing is stored; the request is signed and shaped exactly like a real delivery.
-pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
+pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestReport {
     use crate::model::event::{Event, EventKind, StoredEvent};
     use serde_json::json;
     let kind = i
@@ -330,7 +272,7 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
         EventKind::AnalysisCompleted => json!({"score": 80, "keywords": []}),
         EventKind::IvrInput => json!({"dtmf": "1", "ivr_number": "+441610000000"}),
         EventKind::CdrBatch => {
-            let end = crate::time::format_ms(now_ms());
+            let end = crate::time::format_ms(now);
             json!({"feed": "analytics", "window": {"start": end, "end": end}, "part": 1, "parts": 1, "items": []})
         }
         EventKind::CallCompleted | EventKind::CallUnanswered => {
@@ -339,7 +281,6 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
             "caller": {"number": "+441610000002"}, "callee": {"number": "+441610000001"}})
         }
     };
-    let now = now_ms();
     let event = Event {
         id: crate::model::ids::new_id("sample"),
         kind: if kind == EventKind::CallUnanswered {
@@ -373,15 +314,15 @@ pub async fn send_sample(d: &Arc<Dispatcher>, i: &Integration) -> TestReport {
         delivery_id: &head.id,
         trigger: kind,
         custom_data: i.valid.spec.custom_data.as_ref(),
-        links: d.links.as_ref(),
+        links: s.links,
         now_ms: now,
         cache: None,
     };
     let rendered = render(&stored, &i.valid, &ctx);
-    let request = build_request(d, i, &head, &rendered, now);
-    let clock = Instant::now();
-    let result = d.client.send(request, &i.valid.url).await;
-    let rec = attempt_record(&result, now, clock.elapsed().as_millis() as u32);
+    let request = build_request(s.client, i, &head, &rendered, now);
+    let started = Instant::now();
+    let result = s.client.send(request, &i.valid.url).await;
+    let rec = attempt_record(&result, now, started.elapsed().as_millis() as u32);
     TestReport {
         success: classify(&result) == Verdict::Success,
         status_code: rec.status_code,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use super::Dispatcher;
 use crate::model::integration::DeliveryMode;
 use crate::store::{BatchWindow, ItemRenderer};
-use crate::time::now_ms;
 
 /// How often boundaries are checked: a window closes at most this late.
 const TICK: Duration = Duration::from_millis(200);
@@ -25,7 +24,7 @@ pub async fn run(d: Arc<Dispatcher>) {
             _ = tick.tick() => {}
             _ = d.shutdown.cancelled() => return,
         }
-        let now = now_ms();
+        let now = d.clock.now_ms();
         for i in d.cache.all() {
             let spec = &i.valid.spec;
             if spec.delivery.mode != DeliveryMode::Batch {

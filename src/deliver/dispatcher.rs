@@ -13,16 +13,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{mpsc, Notify, Semaphore};
+use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::attempt;
 use super::client::HttpClient;
 use crate::cache::IntegrationCache;
+use crate::clock::Clock;
+use crate::model::integration::RetryPolicyKind;
 use crate::record::health::{self, Change};
-use crate::store::{DispatchJob, DynStore, IntegrationHealth, Lease};
-use crate::time::now_ms;
+use crate::record::Verdict;
+use crate::store::{
+    AttemptRecord, DispatchJob, DynStore, IntegrationHealth, IntegrationStatus, Lease, NextStep,
+    Outcome,
+};
 
 /// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
 /// the longest timeout (30 s) a queued delivery is sent within 64 × 30 s = 32 min, well inside
@@ -31,16 +36,10 @@ const QUEUE_PER_SLOT: usize = 64;
 const QUEUE_CAPACITY: usize = 1024;
 /// How long a lease lasts: longer than any queue wait plus the longest timeout.
 pub const LEASE_MS: i64 = 60 * 60 * 1000;
-/// Retries due within this horizon wait in memory; later ones give their lease up.
-pub const MEMORY_HORIZON_MS: i64 = 60_000;
 /// At most this many retries wait in memory at once.
 const MAX_TIMERS: usize = 100_000;
 /// At most this many attempts wait for their outcome's commit at once, past their request.
 const MAX_RECORDING: usize = 8192;
-/// The most deliveries one claim takes.
-const CLAIM_BATCH: usize = 256;
-/// How often the claimer re-reads which integrations have pending work, as a safety net.
-const SWEEP_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Dispatcher {
     pub(super) store: DynStore,
@@ -51,14 +50,16 @@ pub struct Dispatcher {
     /// Payload parts shared by the integrations an event fans out to.
     pub(super) render_cache: crate::render::cache::RenderCache,
     node: Arc<str>,
-    workers: Mutex<HashMap<String, mpsc::Sender<DispatchJob>>>,
+    pub(super) workers: Mutex<HashMap<String, mpsc::Sender<DispatchJob>>>,
     /// Integration → when its store work is next claimable. Entries only ever move earlier
     /// (min-merge), so a note made while a claim runs is never lost.
-    due: Mutex<HashMap<String, i64>>,
+    pub(super) due: Mutex<HashMap<String, i64>>,
     /// Health between persisted changes: consecutive failures, failing since.
     health: Mutex<HashMap<String, IntegrationHealth>>,
-    wake: Notify,
+    pub(super) wake: Notify,
     pub(super) shutdown: CancellationToken,
+    /// The node's time: retry waits, claims and leases follow it.
+    pub(super) clock: Clock,
     tracker: TaskTracker,
     pub(super) timers: AtomicUsize,
     /// Attempts past their request and waiting for their outcome's commit.
@@ -73,6 +74,7 @@ impl Dispatcher {
         cache: Arc<IntegrationCache>,
         client: HttpClient,
         links: Option<crate::security::links::Links>,
+        clock: Clock,
     ) -> Arc<Dispatcher> {
         let node: Arc<str> = Arc::from(format!(
             "node-{}",
@@ -90,6 +92,7 @@ impl Dispatcher {
             health: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             shutdown: CancellationToken::new(),
+            clock,
             tracker: TaskTracker::new(),
             timers: AtomicUsize::new(0),
             recording: Arc::new(Semaphore::new(MAX_RECORDING)),
@@ -110,7 +113,7 @@ impl Dispatcher {
                 &i,
                 reason,
                 last_error,
-                now_ms(),
+                self.clock.now_ms(),
             ));
         }
     }
@@ -124,7 +127,7 @@ impl Dispatcher {
     pub fn lease(&self) -> Lease {
         Lease {
             owner: self.node.clone(),
-            until: now_ms() + LEASE_MS,
+            until: self.clock.now_ms() + LEASE_MS,
         }
     }
 
@@ -133,14 +136,17 @@ impl Dispatcher {
         self: &Arc<Self>,
         node_timeout_ms: i64,
     ) -> Result<(), crate::store::StoreError> {
-        let released = self.store.recover(now_ms(), node_timeout_ms).await?;
+        let released = self
+            .store
+            .recover(self.clock.now_ms(), node_timeout_ms)
+            .await?;
         if released > 0 {
             tracing::info!(
                 released,
                 "recovered deliveries left in flight by the previous run"
             );
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         for iid in self.store.integrations_with_pending().await? {
             self.note_due(&iid, now);
         }
@@ -173,7 +179,7 @@ impl Dispatcher {
                 if let Err(e) = me.store.release(spilled).await {
                     tracing::warn!(error = %e, "could not release overflow; it is claimed when its lease expires");
                 }
-                let now = now_ms();
+                let now = me.clock.now_ms();
                 for iid in spilled_from {
                     me.note_due(&iid, now);
                 }
@@ -219,7 +225,10 @@ impl Dispatcher {
         self.health.lock().remove(integration_id);
     }
 
-    fn worker(self: &Arc<Self>, integration_id: &str) -> Option<mpsc::Sender<DispatchJob>> {
+    pub(super) fn worker(
+        self: &Arc<Self>,
+        integration_id: &str,
+    ) -> Option<mpsc::Sender<DispatchJob>> {
         let mut workers = self.workers.lock();
         if let Some(tx) = workers.get(integration_id) {
             return Some(tx.clone());
@@ -251,7 +260,7 @@ impl Dispatcher {
             let Some(job) = job else { return };
             let me = self.clone();
             self.tracker
-                .spawn(async move { attempt::run(&me, job, permit).await });
+                .spawn(async move { me.attempt(job, permit).await });
         }
         // Shutting down: what is still queued goes back to the store for the next run.
         rx.close();
@@ -264,87 +273,132 @@ impl Dispatcher {
         }
     }
 
-    async fn run_claimer(self: Arc<Self>) {
-        let mut last_sweep = tokio::time::Instant::now();
-        loop {
-            let now = now_ms();
-            let next = self.due.lock().values().min().copied();
-            let wait = next.map_or(1000, |t| (t - now).clamp(0, 1000));
-            if wait > 0 {
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(wait as u64)) => {}
-                    _ = self.wake.notified() => {}
-                    _ = self.shutdown.cancelled() => return,
-                }
+    /// One attempt of `job`, and what follows from its answer. `slot` is the integration's
+    /// in-flight slot: it is given back as soon as the endpoint has answered, so the endpoint's
+    /// concurrency is not spent waiting for the outcome's commit (which the writer groups).
+    async fn attempt(self: &Arc<Self>, job: DispatchJob, slot: OwnedSemaphorePermit) {
+        let Some(integration) = self.cache.get(&job.head.integration_id) else {
+            return; // deleted while queued; its deliveries were cancelled
+        };
+        if integration.status == IntegrationStatus::Disabled {
+            drop(slot);
+            crate::metrics::METRICS.delivery("held", None);
+            self.settle(&job, None, NextStep::Held, self.clock.now_ms())
+                .await;
+            return;
+        }
+        let sent = attempt::send(&self.sender(), &integration, &job, self.clock.now_ms()).await;
+        // The slot is handed on once a place among the outcomes waiting for the writer is
+        // taken: if the writer falls behind, endpoints wait for it, and outcomes in memory stay
+        // bounded.
+        let _recording = self.recording.clone().acquire_owned().await;
+        drop(slot);
+        let now = self.clock.now_ms();
+        let decision = attempt::decide(
+            &integration,
+            &job.head,
+            &sent.result,
+            now,
+            self.may_hold_timer(),
+            rand::random::<f64>(),
+        );
+        let record = attempt::record(&sent);
+        let m = &crate::metrics::METRICS;
+        m.attempt_latency.observe_ms(sent.duration_ms as f64);
+        let label = match &decision.next {
+            NextStep::Succeeded => {
+                m.end_to_end.observe_ms((now - job.head.created_at) as f64);
+                "succeeded"
             }
-            if self.shutdown.is_cancelled() {
-                return;
-            }
-            let now = now_ms();
-            let ready: Vec<String> = self
-                .due
-                .lock()
-                .iter()
-                .filter(|(_, t)| **t <= now)
-                .map(|(k, _)| k.clone())
-                .collect();
-            for iid in ready {
-                self.claim_for(&iid, now).await;
-            }
-            if last_sweep.elapsed() >= SWEEP_EVERY {
-                last_sweep = tokio::time::Instant::now();
-                if let Ok(ids) = self.store.integrations_with_pending().await {
-                    for iid in ids {
-                        self.note_due(&iid, now);
-                    }
-                }
+            NextStep::Retry { .. } => "retry",
+            NextStep::Failed => "failed",
+            NextStep::Held => "held",
+        };
+        m.delivery(label, record.error_class);
+        let last_error = attempt::describe(&sent.result);
+        let spec = &integration.valid.spec;
+        self.observe_health(
+            &integration.id,
+            &health::AttemptFacts {
+                success: decision.verdict == Verdict::Success,
+                gone: decision.verdict == Verdict::Gone,
+                exhausted: decision.exhausted,
+                exponential: spec.delivery.retry.policy == RetryPolicyKind::Exponential,
+                delivery_created_at: job.head.created_at,
+                disable_after_failures: spec.delivery.disable_after_failures,
+                last_error: &last_error,
+                now,
+            },
+        )
+        .await;
+        if !self
+            .settle(&job, Some(record), decision.next.clone(), now)
+            .await
+        {
+            return;
+        }
+        if let NextStep::Retry { at, keep_lease } = decision.next {
+            if keep_lease {
+                self.schedule_retry(job, at);
+            } else {
+                self.note_due(&integration.id, at);
             }
         }
     }
 
-    async fn claim_for(self: &Arc<Self>, iid: &str, now: i64) {
-        self.due.lock().remove(iid);
-        let Some(tx) = self.worker(iid) else { return };
-        let room = tx.capacity();
-        if room == 0 {
-            self.note_due(iid, now + 50);
-            return;
-        }
-        let limit = room.min(CLAIM_BATCH);
-        let body_only = self
-            .cache
-            .get(iid)
-            .is_some_and(|i| crate::render::splices_body(&i.valid));
-        match self
-            .store
-            .claim_due(iid, limit as u32, self.lease(), now, body_only)
-            .await
-        {
-            Ok(jobs) => {
-                let n = jobs.len();
-                let mut back = Vec::new();
-                for job in jobs {
-                    if let Err(e) = tx.try_send(job) {
-                        back.push(e.into_inner().head.id);
-                    }
-                }
-                if !back.is_empty() {
-                    let _ = self.store.release(back).await;
-                }
-                if n >= limit {
-                    self.note_due(iid, now);
-                } else {
-                    match self.store.next_due_at(iid).await {
-                        Ok(Some(t)) => self.note_due(iid, t.max(now + 1)),
-                        Ok(None) => {}
-                        Err(_) => self.note_due(iid, now + 1000),
-                    }
-                }
+    /// Records the outcome; dispatches any delivery it releases. False when it could not be
+    /// recorded (the lease then runs out and the delivery is attempted again).
+    async fn settle(
+        self: &Arc<Self>,
+        job: &DispatchJob,
+        attempt: Option<AttemptRecord>,
+        next: NextStep,
+        now: i64,
+    ) -> bool {
+        let outcome = Outcome {
+            head: job.head.clone(),
+            attempt,
+            next,
+            now,
+        };
+        match self.store.record(vec![outcome], self.lease()).await {
+            Ok(promoted) => {
+                self.dispatch(promoted);
+                true
             }
             Err(e) => {
-                tracing::warn!(error = %e, integration = iid, "claim failed; trying again shortly");
-                self.note_due(iid, now + 1000);
+                tracing::error!(error = %e, delivery = %job.head.id, "could not record an attempt");
+                false
             }
+        }
+    }
+
+    /// A retry due soon waits in memory, with its lease, until its moment on the clock.
+    fn schedule_retry(self: &Arc<Self>, mut job: DispatchJob, at: i64) {
+        job.head.attempts += 1;
+        job.head.retries_used += 1;
+        self.timers.fetch_add(1, Ordering::Relaxed);
+        let d = self.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = d.clock.sleep_until(at) => {
+                    d.timers.fetch_sub(1, Ordering::Relaxed);
+                    d.dispatch(vec![job]);
+                }
+                // Abandoned on shutdown: the lease is released at the next start.
+                _ = d.shutdown.cancelled() => {
+                    d.timers.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        });
+    }
+
+    /// What attempts need of this node: the client, the link signer, the shared render cache.
+    pub fn sender(&self) -> attempt::Sender<'_> {
+        attempt::Sender {
+            client: &self.client,
+            links: self.links.as_ref(),
+            render_cache: Some(&self.render_cache),
         }
     }
 

@@ -11,6 +11,7 @@
 pub mod attempt;
 pub mod batch;
 pub mod challenge;
+pub mod claimer;
 pub mod client;
 pub mod dispatcher;
 pub mod notify;

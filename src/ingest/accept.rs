@@ -156,7 +156,7 @@ pub async fn accept(s: &AppState, p: &Principal, events: Vec<Event>) -> ApiResul
     let mut tries = 0;
     let (outcome, now) = loop {
         tries += 1;
-        let now = crate::time::now_ms();
+        let now = s.now_ms();
         // Read before the caches are: a change applied while routing makes the batch look
         // older than it is (routed again), never newer.
         let config_version = s.store.applied_version();
