@@ -137,6 +137,73 @@ async fn batches_hold_exactly_their_windows_calls_and_late_calls_go_in_the_next(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_feed_sends_every_five_minutes_the_calls_that_ended_ten_to_five_minutes_before() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    server
+        .admin()
+        .post(
+            "/v1/tenants",
+            json!({"id": "t1", "name": "t1", "partner_id": "p1"}),
+        )
+        .await;
+    let rx = server.receiver().await;
+    let (st, integ) = partner
+        .post(
+            "/v1/partners/p1/integrations",
+            json!({"name": "feed", "url": rx.url}),
+        )
+        .await;
+    assert_eq!(st, 201, "{integ}");
+    assert_eq!(
+        (
+            integ["delivery"]["interval_s"].as_u64(),
+            integ["delivery"]["delay_s"].as_u64()
+        ),
+        (Some(300), Some(300)),
+        "seed 003's schedule is the default"
+    );
+    // The next boundary T on the server's clock: its batch holds the calls that ended in
+    // [T − 10 min, T − 5 min).
+    let now = server.clock.now_ms();
+    let t = now - now % (5 * MIN) + 5 * MIN;
+    let ended_at = |id: &str, at: i64| {
+        let mut e = cdr(id, "t1", 0, None);
+        e["data"]["ended_at"] = json!(format_ms(at));
+        e["data"]["started_at"] = json!(format_ms(at));
+        e
+    };
+    let events = json!({"events": [
+        ended_at("in-window", t - 7 * MIN),
+        ended_at("too-recent", t - 2 * MIN),
+    ]});
+    assert_eq!(server.admin().post("/v1/events", events).await.0, 202);
+    server
+        .clock
+        .advance(std::time::Duration::from_millis((t - now) as u64));
+    let got = rx.next(10).await;
+    let batch = got.json();
+    assert_eq!(item_ids(&batch), ["in-window"]);
+    assert_eq!(
+        (
+            batch["window"]["start"].as_str(),
+            batch["window"]["end"].as_str()
+        ),
+        (
+            Some(format_ms(t - 10 * MIN).as_str()),
+            Some(format_ms(t - 5 * MIN).as_str())
+        )
+    );
+    assert!(got.clock_ms >= t, "not sent before its boundary");
+    // Five minutes later on the clock, the other call's window closes.
+    server.clock.advance(std::time::Duration::from_secs(300));
+    let next = rx.next(10).await;
+    assert_eq!(item_ids(&next.json()), ["too-recent"]);
+    assert!(next.clock_ms >= t + 5 * MIN);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn billing_feeds_carry_calls_under_the_partners_licence_and_large_batches_come_in_parts() {
     let server = TestServer::start().await;
     let seller = partner_admin(&server, "seller").await;

@@ -2,6 +2,7 @@ use callhook::render::sign::verify;
 use callhook::security::links::Links;
 use callhook::security::seal::Sealer;
 use serde_json::json;
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -230,7 +231,7 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
         "no partial file left"
     );
 
-    let rx = Receiver::start().await;
+    let rx = server.receiver().await;
     rx.script(vec![Reply::Status(500)], Reply::Status(200));
     api.integration("acme", json!({"name": "rec", "url": rx.url, "profile": "recording.v2", "event_types": ["recording.completed"],
         "delivery": {"retry": {"policy": "linear", "retries": 1}}})).await;
@@ -254,8 +255,16 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
         .map(|r| (r.status().as_u16(), ()))
         .expect("ingest");
     assert_eq!(st, 202);
-    let first = rx.next(10).await.json();
-    let second = rx.next(10).await.json();
+    // The retry comes 2 s later on the server's clock, moved forward rather than waited for.
+    let got = rx
+        .take_advancing(
+            &server.clock,
+            2,
+            Duration::from_millis(50),
+            Duration::from_secs(10),
+        )
+        .await;
+    let (first, second) = (got[0].json(), got[1].json());
     let (u1, u2) = (
         first["fileUrls"][0].as_str().unwrap_or_default(),
         second["fileUrls"][0].as_str().unwrap_or_default(),
@@ -340,6 +349,16 @@ async fn recording_links_download_the_exact_bytes_and_retries_carry_fresh_links(
             .map(|r| r.status().as_u16())
             .unwrap_or(0),
         200
+    );
+    // The link the server sent expires 30 minutes after the attempt, on the server's clock.
+    server.clock.advance(Duration::from_secs(31 * 60));
+    assert_eq!(
+        http.get(u2)
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0),
+        410
     );
     server.stop().await;
 }

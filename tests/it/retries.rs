@@ -9,11 +9,19 @@ fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// How far the test moves the server's clock each time nothing has arrived.
+const STEP: Duration = Duration::from_millis(50);
+
+/// The time between two arrivals, on the server's clock.
+fn clock_gap(a: &Received, b: &Received) -> Duration {
+    Duration::from_millis((b.clock_ms - a.clock_ms).max(0) as u64)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn linear_retries_wait_two_then_four_seconds() {
     let server = TestServer::start().await;
     let api = server.tenant("acme").await;
-    let rx = Receiver::start().await;
+    let rx = server.receiver().await;
     rx.script(
         vec![Reply::Status(500), Reply::Status(503)],
         Reply::Status(200),
@@ -28,8 +36,12 @@ async fn linear_retries_wait_two_then_four_seconds() {
     server
         .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
-    let got = rx.take(3, 15).await;
-    let (g1, g2) = (got[1].at - got[0].at, got[2].at - got[1].at);
+    // The server's clock is moved forward while nothing arrives: the waits pass in
+    // milliseconds, and the gaps are measured on the clock the server schedules with.
+    let got = rx
+        .take_advancing(&server.clock, 3, STEP, Duration::from_secs(15))
+        .await;
+    let (g1, g2) = (clock_gap(&got[0], &got[1]), clock_gap(&got[1], &got[2]));
     assert!((1.9..3.0).contains(&secs(g1)), "first gap {g1:?}");
     assert!((3.9..5.0).contains(&secs(g2)), "second gap {g2:?}");
     let attempts: Vec<String> = got.iter().map(|r| r.header("callhook-attempt")).collect();
@@ -62,7 +74,7 @@ async fn linear_retries_wait_two_then_four_seconds() {
 async fn exponential_retries_honour_retry_after() {
     let server = TestServer::start().await;
     let api = server.tenant("acme").await;
-    let rx = Receiver::start().await;
+    let rx = server.receiver().await;
     // The schedule's first wait is about 5 s; the receiver asks for 7.
     rx.script(vec![Reply::RetryAfter(503, 7)], Reply::Status(200));
     api.integration(
@@ -74,8 +86,10 @@ async fn exponential_retries_honour_retry_after() {
     server
         .ingest(event("e1", "acme", "ivr.input", "c", json!({"dtmf": "1"})))
         .await;
-    let got = rx.take(2, 15).await;
-    let gap = got[1].at - got[0].at;
+    let got = rx
+        .take_advancing(&server.clock, 2, STEP, Duration::from_secs(15))
+        .await;
+    let gap = clock_gap(&got[0], &got[1]);
     assert!(
         (6.9..8.5).contains(&secs(gap)),
         "gap {gap:?} should follow Retry-After: 7"
@@ -87,7 +101,7 @@ async fn exponential_retries_honour_retry_after() {
 async fn one_calls_states_arrive_in_order_even_when_one_is_retried() {
     let server = TestServer::start().await;
     let api = server.tenant("acme").await;
-    let rx = Receiver::start().await;
+    let rx = server.receiver().await;
     rx.script(vec![Reply::Status(500)], Reply::Status(200));
     let integ = api
         .integration(
@@ -111,7 +125,9 @@ async fn one_calls_states_arrive_in_order_even_when_one_is_retried() {
     };
     let batch = json!({"events": [state(1, "trying"), state(2, "early"), state(3, "confirmed"), state(4, "terminated")]});
     server.ingest(batch).await;
-    let got = rx.take(5, 15).await;
+    let got = rx
+        .take_advancing(&server.clock, 5, STEP, Duration::from_secs(15))
+        .await;
     let seqs: Vec<u64> = got
         .iter()
         .map(|r| r.json()["data"]["seq"].as_u64().unwrap_or_default())
@@ -331,7 +347,12 @@ async fn the_operator_is_told_when_an_integration_fails_recovers_and_is_disabled
         (Some("integration.failing"), flaky["id"].as_str())
     );
     assert_eq!(f["data"]["last_error"], "HTTP 500");
-    let recovered = ops.next(10).await.json();
+    // The retry (2 s later on the server's clock) succeeds.
+    let recovered = ops
+        .take_advancing(&server.clock, 1, STEP, Duration::from_secs(10))
+        .await
+        .remove(0)
+        .json();
     assert_eq!(recovered["type"], "integration.recovered");
 
     let gone = Receiver::start().await;

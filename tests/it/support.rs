@@ -14,10 +14,14 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
+pub use callhook::clock::Clock;
+
 pub const ADMIN: &str = "test-operator-token";
 
 pub struct TestServer {
     pub running: Option<callhook::app::Running>,
+    /// The server's clock: manual, so a test moves it past a wait instead of sleeping.
+    pub clock: Clock,
     pub base: String,
     _dir: tempfile::TempDir,
 }
@@ -123,11 +127,14 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = dev_config(dir.path());
         config.database_url = Some(store_url(dir.path()).await);
+        config.clock = Clock::manual();
         tweak(&mut config);
+        let clock = config.clock.clone();
         let running = callhook::app::start(config).await.expect("server starts");
         let base = format!("http://{}", running.addr);
         TestServer {
             running: Some(running),
+            clock,
             base,
             _dir: dir,
         }
@@ -152,6 +159,11 @@ impl TestServer {
 
     pub fn admin(&self) -> Api {
         self.api(ADMIN)
+    }
+
+    /// A receiver that stamps arrivals with this server's clock.
+    pub async fn receiver(&self) -> Receiver {
+        Receiver::start_on(self.clock.clone()).await
     }
 
     pub async fn stop(mut self) {
@@ -299,6 +311,9 @@ pub struct Received {
     /// The raw query string (GET deliveries carry their payload there).
     pub query: String,
     pub at: Instant,
+    /// The arrival on the clock the receiver was started on (the server's, for
+    /// [`TestServer::receiver`]), in epoch milliseconds.
+    pub clock_ms: i64,
     /// The status the receiver answered with.
     pub status: u16,
 }
@@ -327,6 +342,7 @@ struct RecvState {
     script: Arc<Mutex<Script>>,
     tx: mpsc::UnboundedSender<Received>,
     concurrency: Arc<Concurrency>,
+    clock: Clock,
 }
 
 /// Requests being answered right now, and the most there ever were at once.
@@ -363,6 +379,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start() -> Receiver {
+        Self::start_on(Clock::system()).await
+    }
+
+    /// A receiver that stamps arrivals with `clock`.
+    pub async fn start_on(clock: Clock) -> Receiver {
         let (tx, rx) = mpsc::unbounded_channel();
         let script = Arc::new(Mutex::new(Script {
             queue: VecDeque::new(),
@@ -374,6 +395,7 @@ impl Receiver {
             script: script.clone(),
             tx,
             concurrency: concurrency.clone(),
+            clock,
         };
         let app = axum::Router::new().fallback(handle).with_state(state);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -415,6 +437,36 @@ impl Receiver {
         }
     }
 
+    /// The next `n` deliveries, moving `clock` forward by `step` whenever none is waiting:
+    /// retry waits of seconds pass in milliseconds, and arrivals keep their clock times.
+    /// Panics when `n` have not arrived within `max` on the clock.
+    pub async fn take_advancing(
+        &self,
+        clock: &Clock,
+        n: usize,
+        step: Duration,
+        max: Duration,
+    ) -> Vec<Received> {
+        let mut rx = self.rx.lock().await;
+        let until = clock.now_ms() + max.as_millis() as i64;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            match tokio::time::timeout(Duration::from_millis(5), rx.recv()).await {
+                Ok(Some(r)) => out.push(r),
+                Ok(None) => panic!("the receiver stopped"),
+                Err(_) => {
+                    assert!(
+                        clock.now_ms() < until,
+                        "{} of {n} deliveries arrived within {max:?} on the clock",
+                        out.len()
+                    );
+                    clock.advance(step);
+                }
+            }
+        }
+        out
+    }
+
     pub async fn take(&self, n: usize, secs: u64) -> Vec<Received> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
@@ -432,6 +484,7 @@ async fn handle(
 ) -> Response {
     let query = uri.query().unwrap_or_default().to_string();
     let at = Instant::now();
+    let clock_ms = state.clock.now_ms();
     if headers
         .get("callhook-event-type")
         .and_then(|v| v.to_str().ok())
@@ -468,6 +521,7 @@ async fn handle(
         body,
         query,
         at,
+        clock_ms,
         status,
     });
     match reply {
