@@ -4,7 +4,8 @@
 use std::hint::black_box;
 
 use callhook::model::event::{parse_event, StoredEvent};
-use callhook::model::integration::{validate, IntegrationSpec, ValidSpec};
+use callhook::model::integration::{IntegrationSpec, ValidSpec};
+use callhook::model::settings::validate;
 use callhook::render::{render, sign, RenderContext};
 use callhook::route::route;
 use callhook::security::ssrf::DestinationPolicy;

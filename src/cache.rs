@@ -58,9 +58,7 @@ impl Integration {
             valid,
             status: IntegrationStatus::Active,
             disabled_reason: None,
-            secret_hint: secret
-                .as_deref()
-                .map(crate::model::integration::secret_hint),
+            secret_hint: secret.as_deref().map(crate::model::settings::secret_hint),
             secret,
             signing: Vec::new(),
             signing_keys: Vec::new(),
@@ -82,9 +80,7 @@ impl Integration {
     }
 
     pub fn set_secret(&mut self, secret: Option<String>) {
-        self.secret_hint = secret
-            .as_deref()
-            .map(crate::model::integration::secret_hint);
+        self.secret_hint = secret.as_deref().map(crate::model::settings::secret_hint);
         self.secret = secret;
     }
 

@@ -24,39 +24,48 @@ pub fn router() -> Router<AppState> {
     let owner = "/console/{kind}/{oid}";
     let one = "/console/{kind}/{oid}/integrations/{iid}";
     Router::new()
-        .route("/console", get(pages::home))
-        .route("/console/", get(pages::home))
-        .route("/console/open", get(pages::open))
-        .route("/console/login", get(pages::login_form).post(pages::login))
-        .route("/console/logout", post(pages::logout))
+        .route("/console", get(pages::sign_in::home))
+        .route("/console/", get(pages::sign_in::home))
+        .route("/console/open", get(pages::sign_in::open))
+        .route(
+            "/console/login",
+            get(pages::sign_in::login_form).post(pages::sign_in::login),
+        )
+        .route("/console/logout", post(pages::sign_in::logout))
         .route("/console/assets/{file}", get(view::asset))
-        .route(owner, get(pages::integrations))
+        .route(owner, get(pages::integrations::integrations))
         .route(
             &format!("{owner}/reconciliation"),
-            get(pages::reconciliation),
+            get(pages::reconciliation::reconciliation),
         )
         .route(
             &format!("{owner}/integrations/new"),
-            get(pages::new_form).post(pages::create),
+            get(pages::integrations::new_form).post(pages::integrations::create),
         )
-        .route(one, get(pages::integration))
+        .route(one, get(pages::integrations::integration))
         .route(
             &format!("{one}/edit"),
-            get(pages::edit_form).post(pages::edit),
+            get(pages::integrations::edit_form).post(pages::integrations::edit),
         )
         .route(
             &format!("{one}/delete"),
-            get(pages::confirm_delete).post(pages::delete),
+            get(pages::integrations::confirm_delete).post(pages::integrations::delete),
         )
-        .route(&format!("{one}/test"), post(pages::test_send))
-        .route(&format!("{one}/rotate"), post(pages::rotate))
-        .route(&format!("{one}/disable"), post(pages::disable))
-        .route(&format!("{one}/enable"), post(pages::enable))
-        .route(&format!("{one}/redeliver"), post(pages::redeliver_range))
-        .route(&format!("{one}/deliveries/{{did}}"), get(pages::delivery))
+        .route(&format!("{one}/test"), post(pages::actions::test_send))
+        .route(&format!("{one}/rotate"), post(pages::actions::rotate))
+        .route(&format!("{one}/disable"), post(pages::actions::disable))
+        .route(&format!("{one}/enable"), post(pages::actions::enable))
+        .route(
+            &format!("{one}/redeliver"),
+            post(pages::actions::redeliver_range),
+        )
+        .route(
+            &format!("{one}/deliveries/{{did}}"),
+            get(pages::actions::delivery),
+        )
         .route(
             &format!("{one}/deliveries/{{did}}/redeliver"),
-            post(pages::redeliver_one),
+            post(pages::actions::redeliver_one),
         )
         .layer(middleware::from_fn(same_origin_posts))
 }

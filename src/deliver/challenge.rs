@@ -4,7 +4,8 @@
 
 use std::time::Duration;
 
-use crate::model::integration::{SettingError, ValidSpec};
+use crate::model::integration::ValidSpec;
+use crate::model::settings::SettingError;
 use crate::record::ErrorClass;
 
 use super::client::HttpClient;

@@ -4,10 +4,13 @@
 pub mod call;
 pub mod condition;
 pub mod event;
+mod event_data;
+pub mod event_kind;
 pub mod fields;
 pub mod ids;
 pub mod integration;
 pub mod profile;
+pub mod settings;
 pub mod tenancy;
 
 /// A value derived from settings on first use and kept with them (a list turned into a set),

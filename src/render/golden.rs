@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 
 use super::{payload, privacy, render, RenderContext};
 use crate::model::event::{parse_event, EventKind, StoredEvent};
-use crate::model::integration::{validate, IntegrationSpec};
+use crate::model::integration::IntegrationSpec;
+use crate::model::settings::validate;
 use crate::route::route;
 use crate::security::links::Links;
 use crate::security::ssrf::DestinationPolicy;

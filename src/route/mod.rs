@@ -51,7 +51,8 @@ fn accepts(filter: &OwnerFilter, id: &str) -> bool {
 mod tests {
     use super::*;
     use crate::model::event::parse_event;
-    use crate::model::integration::{validate, IntegrationSpec};
+    use crate::model::integration::IntegrationSpec;
+    use crate::model::settings::validate;
     use crate::security::ssrf::DestinationPolicy;
     use serde_json::{json, Value};
 

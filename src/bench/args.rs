@@ -1,0 +1,59 @@
+//! The `bench` command's arguments and scenarios.
+
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+/// A wait for deliveries gives up when none has arrived for this long: a stall, not a slow
+/// drain (the 1 M backlog takes minutes but never pauses that long).
+pub(crate) const STALL: Duration = Duration::from_secs(60);
+
+/// The isolation scenario alternates this many phases alone and as many with bad endpoints.
+pub(crate) const ISOLATION_ROUNDS: u64 = 3;
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Scenario {
+    OneToOne,
+    FanOut,
+    Isolation,
+    Backlog,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    #[arg(long, value_enum, default_value_t = Scenario::OneToOne)]
+    pub scenario: Scenario,
+    /// Events in the throughput (or backlog) phase.
+    #[arg(long, default_value_t = 100_000)]
+    pub events: usize,
+    /// Events per ingest request (1 = one request per event).
+    #[arg(long, default_value_t = 100)]
+    pub batch: usize,
+    /// Concurrent ingest clients.
+    #[arg(long, default_value_t = 8)]
+    pub clients: usize,
+    /// Steady rate of the latency phase, in deliveries per second.
+    #[arg(long, default_value_t = 2000)]
+    pub rate: u64,
+    /// Seconds of the latency phase (isolation: of each of its six phases).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u64,
+    /// Seconds spent measuring the loopback ceiling.
+    #[arg(long, default_value_t = 3)]
+    pub ceiling_seconds: u64,
+    /// Store to use (default: SQLite in a temp dir). A `postgres://` URL names a server the
+    /// bench may create databases on: each run uses a new database, dropped at the end.
+    #[arg(long, env = "CALLHOOK_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Nodes sharing the store (PostgreSQL only), in this process; ingest is spread over them.
+    #[arg(long, default_value_t = 1)]
+    pub nodes: usize,
+    /// Payload profile of the bench's integrations: `canonical` (spliced from the stored
+    /// body) or `cdr` (built per event, its record shared by every integration of the event).
+    #[arg(long, default_value = "canonical")]
+    pub profile: String,
+    /// Print the results as JSON.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,101 @@
+//! Signing in and out, the home page, and single-use portal links.
+
+// A page's error is the page to show instead (`Result<Response, Response>`, as axum handlers
+// return it); boxing it would buy nothing on a console request.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+
+use axum::extract::{Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::Response;
+use axum::Form;
+use serde_json::json;
+
+use super::common::*;
+use crate::console::form::Fields;
+use crate::console::session::{self, Session};
+use crate::console::view::{error_page, page, redirect};
+use crate::model::tenancy::Role;
+use crate::state::AppState;
+
+pub async fn login_form() -> Response {
+    page(StatusCode::OK, "login.html", None, json!({}))
+}
+
+pub async fn login(State(s): State<AppState>, Form(f): Form<Vec<(String, String)>>) -> Response {
+    let f = Fields(f);
+    let token = f.text("token").unwrap_or_default();
+    let refused = |message: &str| {
+        page(
+            StatusCode::UNAUTHORIZED,
+            "login.html",
+            None,
+            json!({"error": message}),
+        )
+    };
+    match s.principal(token).await {
+        Ok(p) if p.role == Role::Ingest => {
+            refused("ingest tokens only send events; sign in with an admin or viewer token")
+        }
+        Ok(_) => {
+            let cookie = session::seal_cookie(&s.sealer, token, s.now_ms());
+            let secure = secure_cookies(&s);
+            let mut r = redirect("/console");
+            if let Ok(v) = session::set_cookie(Some(&cookie), secure).parse() {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Err(e) if e.status == StatusCode::UNAUTHORIZED => {
+            refused("that token is not valid; check it was copied whole (it starts with chk_)")
+        }
+        Err(e) => error_page(None, e, "/console/login"),
+    }
+}
+
+pub async fn logout(
+    State(s): State<AppState>,
+    sess: Session,
+    Form(f): Form<Vec<(String, String)>>,
+) -> Page {
+    check_csrf(&sess, &Fields(f))?;
+    // Ended here for every copy of the cookie, not only in this browser.
+    let now = s.now_ms();
+    if let Err(e) = s.store.end_session(&sess.sid, sess.expires_at, now).await {
+        return Err(error_page(Some(&sess), e.into(), "/console"));
+    }
+    let secure = secure_cookies(&s);
+    let mut r = redirect("/console/login");
+    if let Ok(v) = session::set_cookie(None, secure).parse() {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    Ok(r)
+}
+
+/// Tenant and partner tokens go straight to their integrations; operators choose.
+pub async fn home(sess: Session) -> Response {
+    let p = &sess.principal;
+    match (p.role, &p.tenant_id, &p.partner_id) {
+        (Role::Operator, _, _) => page(StatusCode::OK, "home.html", Some(&sess), json!({})),
+        (_, Some(t), _) => redirect(&format!("/console/t/{}", urlencode(t))),
+        (_, None, Some(pa)) => redirect(&format!("/console/p/{}", urlencode(pa))),
+        _ => page(StatusCode::OK, "home.html", Some(&sess), json!({})),
+    }
+}
+
+pub async fn open(sess: Session, Query(q): Query<HashMap<String, String>>) -> Response {
+    let kind = match q.get("kind").map(String::as_str) {
+        Some("p") => "p",
+        _ => "t",
+    };
+    match q.get("id").map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        Some(id) => redirect(&format!("/console/{kind}/{}", urlencode(id))),
+        None => page(
+            StatusCode::BAD_REQUEST,
+            "home.html",
+            Some(&sess),
+            json!({"error": "enter the id of a tenant or partner"}),
+        ),
+    }
+}

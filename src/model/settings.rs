@@ -1,0 +1,413 @@
+//! Checking an integration's settings: a raw [`IntegrationSpec`] becomes a [`ValidSpec`] or a
+//! [`SettingError`] saying what to fix. Limits are enforced here, before any work is spent on
+//! a setting; write-only values (secrets, header values) are shown back only as hints.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::model::event::EventKind;
+use crate::model::integration::*;
+use crate::model::profile::Profile;
+use crate::security::ssrf::{check_url_form, DestinationPolicy};
+
+/// A setting that cannot be saved: 422 with this code and message.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettingError {
+    pub code: &'static str,
+    pub message: String,
+}
+
+fn invalid(message: impl Into<String>) -> SettingError {
+    SettingError {
+        code: "invalid_setting",
+        message: message.into(),
+    }
+}
+
+/// Headers callhook sets, hop-by-hop headers (they describe one connection, not the request)
+/// and headers that change what the body or the request means to the receiver or a proxy.
+const RESERVED_HEADERS: [&str; 15] = [
+    "content-type",
+    "content-length",
+    "user-agent",
+    "host",
+    "connection",
+    "transfer-encoding",
+    "upgrade",
+    "keep-alive",
+    "te",
+    "trailer",
+    "expect",
+    "content-encoding",
+    "proxy-authorization",
+    "proxy-connection",
+    "cookie",
+];
+
+const MAX_HEADERS: usize = 20;
+
+/// Conditions per integration: each is evaluated for every event of the tenant.
+pub const MAX_CONDITIONS: usize = 32;
+
+/// Ids in a users / answer-groups filter, and the longest id.
+pub const MAX_OWNER_IDS: usize = 1000;
+
+const MAX_ID_BYTES: usize = 256;
+
+const MAX_HEADER_VALUE: usize = 4096;
+
+const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
+
+/// Settings that are objects must be given as objects: serde would read a struct from an array
+/// (`"options": []` meaning "all defaults"), silently ignoring what the caller meant.
+pub fn check_shape(settings: &Value) -> Result<(), SettingError> {
+    const OBJECTS: [&str; 10] = [
+        "/headers",
+        "/custom_data",
+        "/filters",
+        "/filters/users",
+        "/filters/answer_groups",
+        "/options",
+        "/privacy",
+        "/delivery",
+        "/delivery/retry",
+        "",
+    ];
+    for path in OBJECTS {
+        if let Some(v) = settings.pointer(path) {
+            if !v.is_object() {
+                let name = path.trim_start_matches('/').replace('/', ".");
+                return Err(invalid(format!(
+                    "`{}` must be an object",
+                    if name.is_empty() {
+                        "the settings"
+                    } else {
+                        &name
+                    }
+                )));
+            }
+        }
+    }
+    let conditions = settings
+        .pointer("/filters/conditions")
+        .and_then(Value::as_array);
+    if conditions.into_iter().flatten().any(|c| !c.is_object()) {
+        return Err(invalid(
+            "`filters.conditions` must be a list of {field, op, value} objects",
+        ));
+    }
+    if let Some(Value::Object(rules)) = settings.get("privacy") {
+        if rules.values().any(|r| !r.is_object()) {
+            return Err(invalid(
+                "each `privacy` rule must be an object such as {\"action\": \"remove\"}",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks every setting and fills in defaults. `has_secret` decides whether an
+/// `Authorization` header may be set (it may not when callhook sends the secret as bearer).
+pub fn validate(
+    mut spec: IntegrationSpec,
+    has_secret: bool,
+    policy: DestinationPolicy,
+) -> Result<ValidSpec, SettingError> {
+    spec.name = super::tenancy::check_label("name", &spec.name).map_err(invalid)?;
+    let url = check_url_form(&spec.url, policy).map_err(|e| SettingError {
+        code: "invalid_url",
+        message: e.0,
+    })?;
+    // The parsed form is what is stored and shown: what is sent to is what the API says.
+    spec.url = url.to_string();
+    if spec.event_types.iter().any(|k| !k.is_subscribable()) {
+        return Err(invalid(
+            "`event_types`: `cdr.batch` is made by callhook; subscribe to call.completed",
+        ));
+    }
+    if spec.event_types.is_empty() {
+        return Err(invalid(
+            "`event_types` must name at least one of call.state, call.completed, call.unanswered, recording.completed, analysis.completed, ivr.input",
+        ));
+    }
+    spec.event_types.sort();
+    spec.event_types.dedup();
+    spec.profile
+        .check_feeds(&spec.event_types)
+        .map_err(invalid)?;
+    check_headers(&spec.headers, has_secret)?;
+    if let Some(cd) = &spec.custom_data {
+        let size = serde_json::to_vec(cd)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > MAX_CUSTOM_DATA_BYTES {
+            return Err(invalid(format!(
+                "`custom_data` is {size} bytes; at most {MAX_CUSTOM_DATA_BYTES} are allowed"
+            )));
+        }
+    }
+    for (field, f) in [
+        ("users", &spec.filters.users),
+        ("answer_groups", &spec.filters.answer_groups),
+    ] {
+        if f.ids.len() > MAX_OWNER_IDS
+            || f.ids
+                .iter()
+                .any(|id| id.is_empty() || id.len() > MAX_ID_BYTES)
+        {
+            return Err(invalid(format!(
+                "`filters.{field}.ids`: at most {MAX_OWNER_IDS} ids of 1–{MAX_ID_BYTES} bytes each"
+            )));
+        }
+        match f.mode {
+            OwnerMode::Specific if f.ids.is_empty() => {
+                return Err(invalid(format!(
+                    "`filters.{field}.mode` is specific but `ids` is empty; list the ids or use mode all"
+                )))
+            }
+            OwnerMode::None | OwnerMode::All if !f.ids.is_empty() => {
+                return Err(invalid(format!(
+                    "`filters.{field}.ids` is only used with mode specific"
+                )))
+            }
+            _ => {}
+        }
+    }
+    if spec.filters.conditions.len() > MAX_CONDITIONS {
+        return Err(invalid(format!(
+            "`filters.conditions`: at most {MAX_CONDITIONS} conditions (each is evaluated for every event)"
+        )));
+    }
+    for (i, c) in spec.filters.conditions.iter().enumerate() {
+        c.check()
+            .map_err(|m| invalid(format!("`filters.conditions[{i}]`: {m}")))?;
+    }
+    for (target, rule) in &spec.privacy {
+        match (rule.action, rule.digits) {
+            (PrivacyAction::Mask, _) if !target.is_number() => {
+                return Err(invalid(format!(
+                    "`privacy.{}`: only numbers can be masked; use remove",
+                    target.as_str()
+                )))
+            }
+            (PrivacyAction::Mask, Some(1..=15)) => {}
+            (PrivacyAction::Mask, _) => {
+                return Err(invalid(format!(
+                    "`privacy.{}`: mask needs `digits` from 1 to 15",
+                    serde_json::to_value(target)
+                        .ok()
+                        .and_then(|v| v.as_str().map(String::from))
+                        .unwrap_or_default()
+                )))
+            }
+            (_, Some(_)) => {
+                return Err(invalid("`privacy`: `digits` is only used with action mask"))
+            }
+            _ => {}
+        }
+    }
+    let batch_profile = spec.profile == Profile::CdrBatch;
+    let d = &mut spec.delivery;
+    match d.mode {
+        DeliveryMode::Batch if !batch_profile => {
+            return Err(invalid(
+                "`delivery.mode` batch sends `cdr-batch` payloads: set `profile` to cdr-batch",
+            ))
+        }
+        DeliveryMode::Realtime if batch_profile => {
+            return Err(invalid(
+                "profile `cdr-batch` is sent in windows: set `delivery.mode` to batch",
+            ))
+        }
+        DeliveryMode::Realtime if d.interval_s.is_some() || d.delay_s.is_some() => {
+            return Err(invalid(
+                "`delivery.interval_s` and `delay_s` are for mode batch",
+            ))
+        }
+        DeliveryMode::Batch => {
+            let interval = d.interval_s.unwrap_or(300);
+            let delay = d.delay_s.unwrap_or(0);
+            if !(1..=86_400).contains(&interval) || delay > 86_400 {
+                return Err(invalid(
+                    "`delivery.interval_s` must be 1–86400 and `delay_s` 0–86400 seconds",
+                ));
+            }
+            d.interval_s = Some(interval);
+            d.delay_s = Some(delay);
+        }
+        DeliveryMode::Realtime => {}
+    }
+    let max_retries = 10;
+    let retries = d.retry.retries.unwrap_or(match d.retry.policy {
+        RetryPolicyKind::Linear => 1,
+        RetryPolicyKind::Exponential => 10,
+    });
+    if retries > max_retries {
+        return Err(invalid("`delivery.retry.retries` must be 0–10"));
+    }
+    d.retry.retries = Some(retries);
+    if !(1_000..=30_000).contains(&d.timeout_ms) {
+        return Err(invalid("`delivery.timeout_ms` must be 1000–30000"));
+    }
+    if !(1..=256).contains(&d.max_in_flight) {
+        return Err(invalid("`delivery.max_in_flight` must be 1–256"));
+    }
+    if d.disable_after_failures == Some(0) {
+        return Err(invalid(
+            "`delivery.disable_after_failures` must be at least 1 (leave it out for the default)",
+        ));
+    }
+    if d.ordered.is_none() {
+        d.ordered = Some(spec.event_types.contains(&EventKind::CallState));
+    }
+    Ok(ValidSpec { spec, url })
+}
+
+fn check_headers(headers: &BTreeMap<String, String>, has_secret: bool) -> Result<(), SettingError> {
+    if headers.len() > MAX_HEADERS {
+        return Err(invalid(format!("`headers`: at most {MAX_HEADERS} headers")));
+    }
+    for (name, value) in headers {
+        let lower = name.to_ascii_lowercase();
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(invalid(format!(
+                "`headers`: `{}` is not a valid header name",
+                name.escape_debug()
+            )));
+        }
+        if RESERVED_HEADERS.contains(&lower.as_str())
+            || lower.starts_with("webhook-")
+            || lower.starts_with("callhook-")
+        {
+            return Err(invalid(format!(
+                "`headers`: `{name}` is set by callhook, describes the connection, or changes what the request means; it cannot be set"
+            )));
+        }
+        if lower == "authorization" && has_secret {
+            return Err(invalid(
+                "`headers`: `Authorization` carries the `secret` as a bearer token; remove the header or the secret",
+            ));
+        }
+        // Printable ASCII only: other bytes mean different things to different receivers.
+        if value.len() > MAX_HEADER_VALUE
+            || !value
+                .bytes()
+                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
+        {
+            return Err(invalid(format!(
+                "`headers`: the value of `{name}` must be at most {MAX_HEADER_VALUE} printable ASCII characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The last four characters of a secret, for recognising it without revealing it.
+pub fn secret_hint(secret: &str) -> String {
+    let tail: String = secret
+        .chars()
+        .rev()
+        .take(4)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    format!("…{tail}")
+}
+
+/// What the API shows of a custom header's value: like the secret, it is write-only (an API
+/// key is as good as a password). The last four characters of a long value help recognise it;
+/// a short one shows nothing.
+pub fn header_hint(value: &str) -> String {
+    if value.chars().count() >= 16 {
+        secret_hint(value)
+    } else {
+        "…".to_string()
+    }
+}
+
+/// A receiver secret must be usable as a bearer token.
+pub fn check_secret(secret: &str) -> Result<(), SettingError> {
+    if secret.len() < 8 || secret.len() > 512 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "`secret` must be 8–512 printable ASCII characters without spaces",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(v: Value) -> IntegrationSpec {
+        match serde_json::from_value(v) {
+            Ok(s) => s,
+            Err(e) => panic!("spec: {e}"),
+        }
+    }
+
+    fn base() -> Value {
+        json!({"name": "CRM", "url": "https://crm.example.com/h", "event_types": ["call.state", "call.completed"]})
+    }
+
+    #[test]
+    fn defaults_are_made_explicit() {
+        let v = validate(spec(base()), false, DestinationPolicy::default());
+        let v = v.unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(v.spec.delivery.retry.retries, Some(1));
+        assert_eq!(
+            v.spec.delivery.ordered,
+            Some(true),
+            "call.state defaults to ordered"
+        );
+        assert_eq!(v.spec.delivery.timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn reserved_and_malformed_headers_are_refused() {
+        for (headers, has_secret) in [
+            (json!({"User-Agent": "x"}), false),
+            (json!({"content-type": "x"}), false),
+            (json!({"Webhook-Id": "x"}), false),
+            (json!({"callhook-attempt": "1"}), false),
+            (json!({"Authorization": "Bearer x"}), true),
+            (json!({"X-Ok": "a\r\nInjected: 1"}), false),
+            (json!({"Bad Name": "x"}), false),
+        ] {
+            let mut b = base();
+            b["headers"] = headers.clone();
+            assert!(
+                validate(spec(b), has_secret, DestinationPolicy::default()).is_err(),
+                "{headers}"
+            );
+        }
+        let mut b = base();
+        b["headers"] = json!({"Authorization": "Basic abc", "X-Api-Key": "k"});
+        assert!(validate(spec(b), false, DestinationPolicy::default()).is_ok());
+    }
+
+    #[test]
+    fn out_of_range_delivery_settings_are_refused() {
+        for delivery in [
+            json!({"retry": {"policy": "linear", "retries": 11}}),
+            json!({"timeout_ms": 10}),
+            json!({"max_in_flight": 0}),
+            json!({"disable_after_failures": 0}),
+        ] {
+            let mut b = base();
+            b["delivery"] = delivery.clone();
+            assert!(
+                validate(spec(b), false, DestinationPolicy::default()).is_err(),
+                "{delivery}"
+            );
+        }
+    }
+
+    #[test]
+    fn hints_show_only_the_last_four_characters() {
+        assert_eq!(secret_hint("123ExampleCustomer321"), "…r321");
+    }
+}
