@@ -8,6 +8,10 @@ use deadpool_postgres::GenericClient;
 
 use super::events::*;
 use super::*;
+use crate::store::algo::{
+    self,
+    outcomes::{OutcomeSql, Settle},
+};
 use crate::store::ports::*;
 
 #[async_trait]
@@ -59,23 +63,27 @@ impl Queue for PgStore {
     }
 }
 
-/// Records outcomes; returns the deliveries promoted, each with the index of the outcome that
-/// settled the delivery before it.
-pub async fn record<C: GenericClient>(
+/// Records attempt outcomes ([`algo::outcomes::record`] in the caller's transaction); returns
+/// the deliveries they released, each with the index of the outcome that released it.
+pub async fn record<C: GenericClient + Sync>(
     c: &C,
     outcomes: &[Outcome],
     lease: &Lease,
 ) -> PgResult<Vec<(usize, Claimed)>> {
-    let settles = |o: &Outcome| matches!(o.next, NextStep::Succeeded | NextStep::Failed);
-    let keys: Vec<i64> = outcomes
-        .iter()
-        .filter(|o| settles(o) && o.head.ordered && !o.head.manual)
-        .map(|o| order_lock(&o.head.integration_id, &o.head.call_id))
-        .collect();
-    lock_keys(c, keys).await?;
+    Ok(algo::outcomes::record(&mut OutcomeRows(c), outcomes, lease).await?)
+}
 
-    let with_attempt: Vec<&Outcome> = outcomes.iter().filter(|o| o.attempt.is_some()).collect();
-    if !with_attempt.is_empty() {
+/// The outcome primitives on a transaction: whole groups in one statement each.
+struct OutcomeRows<'c, C>(&'c C);
+
+impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
+    /// The calls' order locks, so two nodes never hand over one call at once.
+    async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> StoreResult<()> {
+        let keys = calls.iter().map(|(i, c)| order_lock(i, c)).collect();
+        Ok(lock_keys(self.0, keys).await?)
+    }
+
+    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> StoreResult<()> {
         let mut a_ids = Vec::new();
         let mut a_nums = Vec::new();
         let mut a_started = Vec::new();
@@ -85,7 +93,7 @@ pub async fn record<C: GenericClient>(
         let mut a_err = Vec::new();
         let mut a_excerpt = Vec::new();
         let mut a_manual = Vec::new();
-        for o in &with_attempt {
+        for o in with_attempt {
             let Some(a) = &o.attempt else { continue };
             a_ids.push(o.head.id.as_str());
             a_nums.push(o.head.attempts as i64 + 1);
@@ -98,7 +106,7 @@ pub async fn record<C: GenericClient>(
             a_manual.push(o.head.manual);
         }
         execute(
-            c,
+            self.0,
             "INSERT INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code,
                 error_class, error, response_excerpt, manual)
              SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::int8[],
@@ -113,121 +121,101 @@ pub async fn record<C: GenericClient>(
             ],
         )
         .await?;
+        Ok(())
     }
 
-    let n = outcomes.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut statuses = Vec::with_capacity(n);
-    let mut incs = Vec::with_capacity(n);
-    let mut retries = Vec::with_capacity(n);
-    let mut next_at = Vec::with_capacity(n);
-    let mut owners: Vec<Option<&str>> = Vec::with_capacity(n);
-    let mut until: Vec<Option<i64>> = Vec::with_capacity(n);
-    let mut nows = Vec::with_capacity(n);
-    let mut codes = Vec::with_capacity(n);
-    let mut classes = Vec::with_capacity(n);
-    for o in outcomes {
-        let h = &o.head;
-        let (status, at, keep, retries_used) = match o.next {
-            NextStep::Succeeded => (DeliveryStatus::Succeeded, o.now, false, h.retries_used),
-            NextStep::Failed => (DeliveryStatus::Failed, o.now, false, h.retries_used),
-            NextStep::Held => (DeliveryStatus::Held, o.now, false, h.retries_used),
-            NextStep::Retry { at, keep_lease } => {
-                (DeliveryStatus::Pending, at, keep_lease, h.retries_used + 1)
-            }
-        };
-        ids.push(h.id.as_str());
-        statuses.push(status.as_str());
-        incs.push(o.attempt.is_some() as i64);
-        retries.push(retries_used as i64);
-        next_at.push(at);
-        owners.push(keep.then_some(lease.owner.as_ref()));
-        until.push(keep.then_some(at + (lease.until - o.now).max(0)));
-        nows.push(o.now);
-        codes.push(
-            o.attempt
-                .as_ref()
-                .and_then(|a| a.status_code)
-                .map(i64::from),
-        );
-        classes.push(o.attempt.as_ref().and_then(|a| a.error_class));
-    }
-    // Rows are looked up by key (`d.id = ANY($1)`). "Still pending" is compared with a value
-    // of the array, not a constant: with a constant the planner may read every open delivery
-    // through the partial `deliveries_open` index instead, when its statistics lag behind a
-    // fast-growing table (seen: 3 500 rows read to update 60).
-    let changed: HashSet<String> = query(
-        c,
-        "UPDATE deliveries d SET status = u.st, attempts = d.attempts + u.inc, retries_used = u.ret,
-            next_attempt_at = u.nxt, lease_owner = u.own, lease_until = u.unt, updated_at = u.now,
-            last_status_code = COALESCE(u.code, d.last_status_code),
-            last_error_class = CASE WHEN u.inc = 1 THEN u.cls ELSE d.last_error_class END
-         FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
-                     $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[])
-              AS u(id, st, inc, ret, nxt, own, unt, now, code, cls, expect)
-         WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect
-         RETURNING d.id",
-        &[
-            &ids, &statuses, &incs, &retries, &next_at, &owners, &until, &nows, &codes, &classes,
-            &vec!["pending"; n],
-        ],
-    )
-    .await?
-    .iter()
-    .map(|r| r.get(0))
-    .collect();
-
-    let mut promoted = Vec::new();
-    for (i, o) in outcomes.iter().enumerate() {
-        let h = &o.head;
-        if settles(o) && h.ordered && !h.manual && changed.contains(&h.id) {
-            if let Some(next) = promote_next(c, &h.integration_id, &h.call_id, lease, o.now).await?
-            {
-                promoted.push((i, next));
-            }
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<HashSet<String>> {
+        let n = rows.len();
+        let mut ids = Vec::with_capacity(n);
+        let mut statuses = Vec::with_capacity(n);
+        let mut incs = Vec::with_capacity(n);
+        let mut retries = Vec::with_capacity(n);
+        let mut next_at = Vec::with_capacity(n);
+        let mut owners: Vec<Option<&str>> = Vec::with_capacity(n);
+        let mut until: Vec<Option<i64>> = Vec::with_capacity(n);
+        let mut nows = Vec::with_capacity(n);
+        let mut codes = Vec::with_capacity(n);
+        let mut classes = Vec::with_capacity(n);
+        for r in rows {
+            ids.push(r.id);
+            statuses.push(r.status.as_str());
+            incs.push(r.attempted as i64);
+            retries.push(r.retries_used as i64);
+            next_at.push(r.next_attempt_at);
+            owners.push(r.lease.map(|(owner, _)| owner));
+            until.push(r.lease.map(|(_, until)| until));
+            nows.push(r.now);
+            codes.push(r.status_code.map(i64::from));
+            classes.push(r.error_class);
         }
+        // Rows are looked up by key (`d.id = ANY($1)`). "Still pending" is compared with a
+        // value of the array, not a constant: with a constant the planner may read every open
+        // delivery through the partial `deliveries_open` index instead, when its statistics lag
+        // behind a fast-growing table (seen: 3 500 rows read to update 60).
+        Ok(query(
+            self.0,
+            "UPDATE deliveries d SET status = u.st, attempts = d.attempts + u.inc, retries_used = u.ret,
+                next_attempt_at = u.nxt, lease_owner = u.own, lease_until = u.unt, updated_at = u.now,
+                last_status_code = COALESCE(u.code, d.last_status_code),
+                last_error_class = CASE WHEN u.inc = 1 THEN u.cls ELSE d.last_error_class END
+             FROM unnest($1::text[], $2::text[], $3::int8[], $4::int8[], $5::int8[], $6::text[],
+                         $7::int8[], $8::int8[], $9::int8[], $10::text[], $11::text[])
+                  AS u(id, st, inc, ret, nxt, own, unt, now, code, cls, expect)
+             WHERE d.id = u.id AND d.id = ANY($1) AND d.status = u.expect
+             RETURNING d.id",
+            &[
+                &ids, &statuses, &incs, &retries, &next_at, &owners, &until, &nows, &codes,
+                &classes, &vec!["pending"; n],
+            ],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
     }
-    Ok(promoted)
-}
 
-/// Makes the call's next blocked delivery pending (leased to this node) once nothing earlier
-/// of the call is pending. The caller holds the call's order lock.
-pub(super) async fn promote_next<C: GenericClient>(
-    c: &C,
-    integration_id: &str,
-    call_id: &str,
-    lease: &Lease,
-    now: i64,
-) -> PgResult<Option<Claimed>> {
-    let pending = query_opt(
-        c,
-        "SELECT 1 FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
-           AND status = 'pending' LIMIT 1",
-        &[&integration_id, &call_id],
-    )
-    .await?;
-    if pending.is_some() {
-        return Ok(None);
+    async fn has_pending_ordered(
+        &mut self,
+        integration_id: &str,
+        call_id: &str,
+    ) -> StoreResult<bool> {
+        Ok(query_opt(
+            self.0,
+            "SELECT 1 FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
+               AND status = 'pending' LIMIT 1",
+            &[&integration_id, &call_id],
+        )
+        .await?
+        .is_some())
     }
-    let sql = format!(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = $4, lease_until = $5, updated_at = $3
-         WHERE id = (SELECT id FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
-                     AND status = 'blocked' ORDER BY event_seq LIMIT 1)
-         RETURNING {HEAD_COLS}"
-    );
-    Ok(query_opt(
-        c,
-        &sql,
-        &[
-            &integration_id,
-            &call_id,
-            &now,
-            &lease.owner.as_ref(),
-            &lease.until,
-        ],
-    )
-    .await?
-    .map(|r| head_row(&r)))
+
+    async fn promote_blocked(
+        &mut self,
+        integration_id: &str,
+        call_id: &str,
+        lease: &Lease,
+        now: i64,
+    ) -> StoreResult<Option<Claimed>> {
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = $4, lease_until = $5, updated_at = $3
+             WHERE id = (SELECT id FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
+                         AND status = 'blocked' ORDER BY event_seq LIMIT 1)
+             RETURNING {HEAD_COLS}"
+        );
+        Ok(query_opt(
+            self.0,
+            &sql,
+            &[
+                &integration_id,
+                &call_id,
+                &now,
+                &lease.owner.as_ref(),
+                &lease.until,
+            ],
+        )
+        .await?
+        .map(|r| head_row(&r)))
+    }
 }
 
 pub async fn claim_due<C: GenericClient>(

@@ -1,11 +1,17 @@
 //! The hot path ([`Queue`]): storing routed events with their deliveries (ordering and call
 //! progress decided inside the writer's transaction), recording outcomes, claiming and releasing.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
 use super::*;
 use crate::model::event::{EventKind, StoredEvent};
+use crate::store::algo::{
+    self,
+    outcomes::{OutcomeSql, Settle},
+};
 use crate::store::ports::*;
 use crate::store::*;
 
@@ -207,34 +213,38 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
     Ok(out)
 }
 
-/// Records attempt outcomes; returns the deliveries they released, each with the index of the
-/// outcome that released it.
+/// Records attempt outcomes ([`algo::outcomes::record`] on the writer's connection); returns
+/// the deliveries they released, each with the index of the outcome that released it.
 pub fn record(
     c: &Connection,
     outcomes: &[Outcome],
     lease: &Lease,
 ) -> StoreResult<Vec<(usize, Claimed)>> {
-    let mut promoted = Vec::new();
-    let mut insert_attempt = c
-        .prepare_cached(
-            "INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code,
-                error_class, error, response_excerpt, manual)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )
-        .map_err(internal)?;
-    let mut update = c
-        .prepare_cached(
-            "UPDATE deliveries SET status = ?2, attempts = attempts + ?3, retries_used = ?4,
-                next_attempt_at = ?5, lease_owner = ?6, lease_until = ?7, updated_at = ?8,
-                last_status_code = COALESCE(?9, last_status_code),
-                last_error_class = CASE WHEN ?3 = 1 THEN ?10 ELSE last_error_class END
-             WHERE id = ?1 AND status = 'pending'",
-        )
-        .map_err(internal)?;
-    for (i, o) in outcomes.iter().enumerate() {
-        let h = &o.head;
-        if let Some(a) = &o.attempt {
-            insert_attempt
+    algo::run_now(algo::outcomes::record(&mut OutcomeRows(c), outcomes, lease))
+}
+
+/// The outcome primitives on the writer's connection: one writer, so no locks.
+struct OutcomeRows<'c>(&'c Connection);
+
+impl OutcomeSql for OutcomeRows<'_> {
+    async fn lock_calls(&mut self, _calls: &[(&str, &str)]) -> StoreResult<()> {
+        Ok(())
+    }
+
+    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> StoreResult<()> {
+        let mut insert = self
+            .0
+            .prepare_cached(
+                "INSERT OR REPLACE INTO attempts (delivery_id, attempt, started_at, duration_ms, status_code,
+                    error_class, error, response_excerpt, manual)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )
+            .map_err(internal)?;
+        for o in with_attempt {
+            let (h, Some(a)) = (&o.head, &o.attempt) else {
+                continue;
+            };
+            insert
                 .execute(params![
                     h.id,
                     h.attempts + 1,
@@ -248,74 +258,81 @@ pub fn record(
                 ])
                 .map_err(internal)?;
         }
-        let (status, next_at, keep, retries_used) = match &o.next {
-            NextStep::Succeeded => (DeliveryStatus::Succeeded, o.now, false, h.retries_used),
-            NextStep::Failed => (DeliveryStatus::Failed, o.now, false, h.retries_used),
-            NextStep::Held => (DeliveryStatus::Held, o.now, false, h.retries_used),
-            NextStep::Retry { at, keep_lease } => (
-                DeliveryStatus::Pending,
-                *at,
-                *keep_lease,
-                h.retries_used + 1,
-            ),
-        };
-        let changed = update
-            .execute(params![
-                h.id,
-                status.as_str(),
-                o.attempt.is_some() as i64,
-                retries_used,
-                next_at,
-                keep.then(|| lease.owner.as_ref()),
-                keep.then_some(next_at + (lease.until - o.now).max(0)),
-                o.now,
-                o.attempt.as_ref().and_then(|a| a.status_code),
-                o.attempt.as_ref().and_then(|a| a.error_class),
-            ])
+        Ok(())
+    }
+
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<HashSet<String>> {
+        let mut update = self
+            .0
+            .prepare_cached(
+                "UPDATE deliveries SET status = ?2, attempts = attempts + ?3, retries_used = ?4,
+                    next_attempt_at = ?5, lease_owner = ?6, lease_until = ?7, updated_at = ?8,
+                    last_status_code = COALESCE(?9, last_status_code),
+                    last_error_class = CASE WHEN ?3 = 1 THEN ?10 ELSE last_error_class END
+                 WHERE id = ?1 AND status = 'pending'",
+            )
             .map_err(internal)?;
-        let settled = matches!(status, DeliveryStatus::Succeeded | DeliveryStatus::Failed);
-        if changed > 0 && settled && h.ordered && !h.manual {
-            if let Some(job) = promote_next(c, &h.integration_id, &h.call_id, lease, o.now)? {
-                promoted.push((i, job));
+        let mut changed = HashSet::new();
+        for r in rows {
+            let n = update
+                .execute(params![
+                    r.id,
+                    r.status.as_str(),
+                    r.attempted as i64,
+                    r.retries_used,
+                    r.next_attempt_at,
+                    r.lease.map(|(owner, _)| owner),
+                    r.lease.map(|(_, until)| until),
+                    r.now,
+                    r.status_code,
+                    r.error_class,
+                ])
+                .map_err(internal)?;
+            if n > 0 {
+                changed.insert(r.id.to_string());
             }
         }
+        Ok(changed)
     }
-    Ok(promoted)
-}
 
-/// Makes the call's next blocked delivery pending (leased to this node) once nothing earlier
-/// of the call is pending.
-pub(super) fn promote_next(
-    c: &Connection,
-    integration_id: &str,
-    call_id: &str,
-    lease: &Lease,
-    now: i64,
-) -> StoreResult<Option<Claimed>> {
-    if has_open_ordered(c, integration_id, call_id, "'pending'")? {
-        return Ok(None);
+    async fn has_pending_ordered(
+        &mut self,
+        integration_id: &str,
+        call_id: &str,
+    ) -> StoreResult<bool> {
+        has_open_ordered(self.0, integration_id, call_id, "'pending'")
     }
-    let sql = format!(
-        "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3, lease_owner = ?4, lease_until = ?5, updated_at = ?3
-         WHERE id = (SELECT id FROM deliveries INDEXED BY deliveries_by_call WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
-                     AND status = 'blocked' ORDER BY event_seq LIMIT 1)
-         RETURNING {HEAD_COLS}"
-    );
-    c.prepare_cached(&sql)
-        .and_then(|mut st| {
-            st.query_row(
-                params![
-                    integration_id,
-                    call_id,
-                    now,
-                    lease.owner.as_ref(),
-                    lease.until
-                ],
-                head_row,
-            )
-            .optional()
-        })
-        .map_err(internal)
+
+    async fn promote_blocked(
+        &mut self,
+        integration_id: &str,
+        call_id: &str,
+        lease: &Lease,
+        now: i64,
+    ) -> StoreResult<Option<Claimed>> {
+        let sql = format!(
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3, lease_owner = ?4, lease_until = ?5, updated_at = ?3
+             WHERE id = (SELECT id FROM deliveries INDEXED BY deliveries_by_call WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
+                         AND status = 'blocked' ORDER BY event_seq LIMIT 1)
+             RETURNING {HEAD_COLS}"
+        );
+        self.0
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        integration_id,
+                        call_id,
+                        now,
+                        lease.owner.as_ref(),
+                        lease.until
+                    ],
+                    head_row,
+                )
+                .optional()
+            })
+            .map_err(internal)
+    }
 }
 
 pub fn claim_due(
