@@ -50,65 +50,6 @@ pub fn batch_parts(w: &BatchWindow, items: &[serde_json::Value]) -> Vec<Event> {
         .collect()
 }
 
-/// Where a call state leaves its call.
-pub enum Advance {
-    /// Not past the call's latest accepted state: stored, not routed.
-    Stale,
-    /// Past it; the call goes on.
-    Moved,
-    /// The call ended with this state.
-    Terminated {
-        started_at: i64,
-        answered_at: Option<i64>,
-    },
-}
-
-/// A call's progress as stored: its latest accepted state's (rank, seq), when it started and
-/// when it was answered.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Progress {
-    pub rank: i64,
-    pub seq: i64,
-    pub started_at: i64,
-    pub answered_at: Option<i64>,
-}
-
-const CONFIRMED: u8 = 3;
-const TERMINATED: u8 = 4;
-
-/// Decides a state at `(rank, seq)` occurring at `at` against the call's stored progress: the
-/// progress to store (`None`: the state is stale, store nothing) and what it means.
-pub fn advance_call(
-    known: Option<Progress>,
-    rank: u8,
-    seq: i64,
-    at: i64,
-) -> (Option<Progress>, Advance) {
-    if let Some(k) = known {
-        if (rank as i64, seq) <= (k.rank, k.seq) {
-            return (None, Advance::Stale);
-        }
-    }
-    let started_at = known.map_or(at, |k| k.started_at.min(at));
-    let answered_at = known
-        .and_then(|k| k.answered_at)
-        .or((rank == CONFIRMED).then_some(at));
-    let next = Progress {
-        rank: rank as i64,
-        seq,
-        started_at,
-        answered_at,
-    };
-    let advance = match rank {
-        TERMINATED => Advance::Terminated {
-            started_at,
-            answered_at,
-        },
-        _ => Advance::Moved,
-    };
-    (Some(next), advance)
-}
-
 /// A stored call record read back for reconciliation.
 pub fn cdr_row(
     ended_at: i64,

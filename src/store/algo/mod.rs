@@ -3,10 +3,12 @@
 //! primitives on a pooled transaction; SQLite's complete at once on the writer thread's
 //! connection and the algorithm is driven there with [`run_now`].
 //!
+//! - [`progress`]: call progress (stale states, calls that ended without a record).
 //! - [`outcomes`]: recording attempt outcomes and the ordered hand-over.
 //! - [`windows`]: closing a batch window.
 
 pub mod outcomes;
+pub mod progress;
 pub mod windows;
 
 /// Runs a future whose every await completes at once (SQLite primitives on the writer's

@@ -8,10 +8,11 @@ use std::sync::Arc;
 use deadpool_postgres::GenericClient;
 
 use super::events::*;
-use super::progress::{self, Advance};
+use super::progress;
 use super::*;
-use crate::model::call::{TerminatedCall, DERIVED_CDR_PREFIX};
+use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::{Event, EventKind, StoredEvent};
+use crate::store::algo::progress::{call_state, StateVerdict};
 use crate::store::shared::{cdr_keys, fresh_head};
 
 /// The advisory locks an ingest request needs: each call it records progress or a record for,
@@ -182,24 +183,13 @@ pub(super) async fn store_routed<C: GenericClient>(
         out.accepted += 1;
         out.accepted_kinds.push(e.kind);
         if let Some((rank, state_seq)) = e.call_state_position() {
-            match progress::advance(c, e, rank, state_seq, now).await? {
-                Advance::Stale => {
+            let mut rows = progress::ProgressRows(c);
+            match call_state(&mut rows, e, rank, state_seq, now).await? {
+                StateVerdict::Stale => {
                     out.stale += 1;
                     continue;
                 }
-                Advance::Moved => {}
-                Advance::Terminated {
-                    started_at,
-                    answered_at,
-                } => {
-                    if !progress::has_source_record(c, e).await? {
-                        out.terminated.push(TerminatedCall {
-                            event: e.clone(),
-                            started_at,
-                            answered_at,
-                        });
-                    }
-                }
+                StateVerdict::Route { ended } => out.terminated.extend(ended),
             }
         }
         let (ended_at, _) = cdr_keys(e);

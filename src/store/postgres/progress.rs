@@ -7,54 +7,62 @@ use super::{execute, query, query_opt, PgResult};
 use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 
-pub use crate::store::shared::Advance;
-use crate::store::shared::{advance_call, Progress};
+use crate::store::algo::progress::{Progress, ProgressSql};
+use crate::store::StoreResult;
 
-pub async fn advance<C: GenericClient>(
-    c: &C,
-    e: &Event,
-    rank: u8,
-    seq: i64,
-    now: i64,
-) -> PgResult<Advance> {
-    let known = query_opt(
-        c,
-        "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = $1 AND call_id = $2",
-        &[&e.tenant_id, &e.call_id],
-    )
-    .await?
-    .map(|r| Progress {
-        rank: r.get(0),
-        seq: r.get(1),
-        started_at: r.get(2),
-        answered_at: r.get(3),
-    });
-    let (next, advance) = advance_call(known, rank, seq, e.occurred_at_ms);
-    let Some(p) = next else {
-        return Ok(advance);
-    };
-    execute(
-        c,
-        "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
-         ON CONFLICT (tenant_id, call_id) DO UPDATE SET rank = $3, seq = $4, started_at = $5,
-             answered_at = $6, updated_at = $7",
-        &[&e.tenant_id, &e.call_id, &p.rank, &p.seq, &p.started_at, &p.answered_at, &now],
-    )
-    .await?;
-    Ok(advance)
-}
+/// The progress primitives on the ingest transaction.
+pub(super) struct ProgressRows<'c, C>(pub(super) &'c C);
 
-pub async fn has_source_record<C: GenericClient>(c: &C, e: &Event) -> PgResult<bool> {
-    let pattern = format!("{DERIVED_CDR_PREFIX}%");
-    Ok(query_opt(
-        c,
-        "SELECT 1 FROM events WHERE tenant_id = $1 AND call_id = $2 AND type = 'call.completed'
-           AND id NOT LIKE $3 LIMIT 1",
-        &[&e.tenant_id, &e.call_id, &pattern],
-    )
-    .await?
-    .is_some())
+impl<C: GenericClient + Sync> ProgressSql for ProgressRows<'_, C> {
+    async fn load_progress(
+        &mut self,
+        tenant_id: &str,
+        call_id: &str,
+    ) -> StoreResult<Option<Progress>> {
+        Ok(query_opt(
+            self.0,
+            "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = $1 AND call_id = $2",
+            &[&tenant_id, &call_id],
+        )
+        .await?
+        .map(|r| Progress {
+            rank: r.get(0),
+            seq: r.get(1),
+            started_at: r.get(2),
+            answered_at: r.get(3),
+        }))
+    }
+
+    async fn save_progress(
+        &mut self,
+        tenant_id: &str,
+        call_id: &str,
+        p: &Progress,
+        now: i64,
+    ) -> StoreResult<()> {
+        execute(
+            self.0,
+            "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (tenant_id, call_id) DO UPDATE SET rank = $3, seq = $4, started_at = $5,
+                 answered_at = $6, updated_at = $7",
+            &[&tenant_id, &call_id, &p.rank, &p.seq, &p.started_at, &p.answered_at, &now],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn has_source_record(&mut self, e: &Event) -> StoreResult<bool> {
+        let pattern = format!("{DERIVED_CDR_PREFIX}%");
+        Ok(query_opt(
+            self.0,
+            "SELECT 1 FROM events WHERE tenant_id = $1 AND call_id = $2 AND type = 'call.completed'
+               AND id NOT LIKE $3 LIMIT 1",
+            &[&e.tenant_id, &e.call_id, &pattern],
+        )
+        .await?
+        .is_some())
+    }
 }
 
 /// Sources' own records arrived for these calls: the records built from their states stop

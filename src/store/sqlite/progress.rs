@@ -1,5 +1,6 @@
-//! Call progress in the writer's transaction: which state each call has reached, so a late or
-//! repeated state is not sent, and a source's own call record supersedes one built from states.
+//! Call progress in the writer's transaction: the SQL of
+//! [`algo::progress`](crate::store::algo::progress), and the supersede of a record built from
+//! states when the source's own arrives.
 
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -8,72 +9,85 @@ use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 use crate::store::StoreResult;
 
-pub use crate::store::shared::Advance;
-use crate::store::shared::{advance_call, Progress};
+use crate::store::algo::progress::{Progress, ProgressSql};
 
-/// Records the state at `(rank, seq)` if it moves the call forward.
-pub fn advance(c: &Connection, e: &Event, rank: u8, seq: i64, now: i64) -> StoreResult<Advance> {
-    let known: Option<Progress> = c
-        .prepare_cached(
-            "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = ?1 AND call_id = ?2",
-        )
-        .and_then(|mut st| {
-            st.query_row([&e.tenant_id, &e.call_id], |r| {
-                Ok(Progress {
-                    rank: r.get(0)?,
-                    seq: r.get(1)?,
-                    started_at: r.get(2)?,
-                    answered_at: r.get(3)?,
+/// The progress primitives on the writer's connection.
+pub(super) struct ProgressRows<'c>(pub(super) &'c Connection);
+
+impl ProgressSql for ProgressRows<'_> {
+    async fn load_progress(
+        &mut self,
+        tenant_id: &str,
+        call_id: &str,
+    ) -> StoreResult<Option<Progress>> {
+        self.0
+            .prepare_cached(
+                "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = ?1 AND call_id = ?2",
+            )
+            .and_then(|mut st| {
+                st.query_row([tenant_id, call_id], |r| {
+                    Ok(Progress {
+                        rank: r.get(0)?,
+                        seq: r.get(1)?,
+                        started_at: r.get(2)?,
+                        answered_at: r.get(3)?,
+                    })
                 })
+                .optional()
             })
-            .optional()
-        })
-        .map_err(internal)?;
-    let (next, advance) = advance_call(known, rank, seq, e.occurred_at_ms);
-    let Some(p) = next else {
-        return Ok(advance);
-    };
-    c.prepare_cached(
-        "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (tenant_id, call_id) DO UPDATE SET rank = ?3, seq = ?4, started_at = ?5,
-             answered_at = ?6, updated_at = ?7",
-    )
-    .and_then(|mut st| {
-        st.execute(params![
-            e.tenant_id,
-            e.call_id,
-            p.rank,
-            p.seq,
-            p.started_at,
-            p.answered_at,
-            now
-        ])
-    })
-    .map_err(internal)?;
-    Ok(advance)
-}
+            .map_err(internal)
+    }
 
-/// Whether the source sent its own `call.completed` for the call.
-pub fn has_source_record(c: &Connection, e: &Event) -> StoreResult<bool> {
-    c.prepare_cached(
-        "SELECT 1 FROM events WHERE tenant_id = ?1 AND call_id = ?2 AND type = 'call.completed'
-           AND substr(id, 1, ?3) <> ?4 LIMIT 1",
-    )
-    .and_then(|mut st| {
-        st.query_row(
-            params![
-                e.tenant_id,
-                e.call_id,
-                DERIVED_CDR_PREFIX.len(),
-                DERIVED_CDR_PREFIX
-            ],
-            |_| Ok(()),
-        )
-        .optional()
-    })
-    .map(|o| o.is_some())
-    .map_err(internal)
+    async fn save_progress(
+        &mut self,
+        tenant_id: &str,
+        call_id: &str,
+        p: &Progress,
+        now: i64,
+    ) -> StoreResult<()> {
+        self.0
+            .prepare_cached(
+                "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (tenant_id, call_id) DO UPDATE SET rank = ?3, seq = ?4, started_at = ?5,
+                     answered_at = ?6, updated_at = ?7",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    tenant_id,
+                    call_id,
+                    p.rank,
+                    p.seq,
+                    p.started_at,
+                    p.answered_at,
+                    now
+                ])
+            })
+            .map(drop)
+            .map_err(internal)
+    }
+
+    async fn has_source_record(&mut self, e: &Event) -> StoreResult<bool> {
+        self.0
+            .prepare_cached(
+                "SELECT 1 FROM events WHERE tenant_id = ?1 AND call_id = ?2 AND type = 'call.completed'
+                   AND substr(id, 1, ?3) <> ?4 LIMIT 1",
+            )
+            .and_then(|mut st| {
+                st.query_row(
+                    params![
+                        e.tenant_id,
+                        e.call_id,
+                        DERIVED_CDR_PREFIX.len(),
+                        DERIVED_CDR_PREFIX
+                    ],
+                    |_| Ok(()),
+                )
+                .optional()
+            })
+            .map(|o| o.is_some())
+            .map_err(internal)
+    }
 }
 
 /// A source's own record arrived: the one built from states stops counting as the call's

@@ -16,7 +16,8 @@ use crate::store::ports::*;
 use crate::store::*;
 
 use super::events::*;
-use crate::model::call::{TerminatedCall, DERIVED_CDR_PREFIX};
+use crate::model::call::DERIVED_CDR_PREFIX;
+use crate::store::algo::progress::{call_state, StateVerdict};
 
 #[async_trait]
 impl Queue for SqliteStore {
@@ -126,24 +127,13 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
         out.accepted += 1;
         out.accepted_kinds.push(e.kind);
         if let Some((rank, state_seq)) = e.call_state_position() {
-            match super::progress::advance(c, e, rank, state_seq, now)? {
-                super::progress::Advance::Stale => {
+            let mut rows = super::progress::ProgressRows(c);
+            match algo::run_now(call_state(&mut rows, e, rank, state_seq, now))? {
+                StateVerdict::Stale => {
                     out.stale += 1;
                     continue;
                 }
-                super::progress::Advance::Moved => {}
-                super::progress::Advance::Terminated {
-                    started_at,
-                    answered_at,
-                } => {
-                    if !super::progress::has_source_record(c, e)? {
-                        out.terminated.push(TerminatedCall {
-                            event: e.clone(),
-                            started_at,
-                            answered_at,
-                        });
-                    }
-                }
+                StateVerdict::Route { ended } => out.terminated.extend(ended),
             }
         } else if e.kind == EventKind::CallCompleted && !e.id.starts_with(DERIVED_CDR_PREFIX) {
             super::progress::supersede_derived(c, e, now)?;
