@@ -1,21 +1,22 @@
 //! callhook — a call-event webhook service.
 //!
-//! A tour of the crate, in the order an event travels:
+//! A tour of the crate, in the order an event travels (imports point only down this list):
 //!
-//! - [`ingest`] turns request bodies into typed, validated [`model::event::Event`]s.
-//! - [`store`] keeps events, deliveries and attempts durably behind one [`store::Store`] trait
-//!   (SQLite with a single group-committing writer thread today; PostgreSQL fits the same trait).
-//! - [`route`] decides, as a pure function, which integrations an event goes to.
-//! - [`render`] shapes the payload of a delivery for an integration's profile and signs it.
-//! - [`deliver`] sends deliveries over HTTPS: per-integration workers, retries, ordering, the
-//!   SSRF-guarded client and the challenge handshake.
-//! - [`record`] classifies each attempt's outcome and decides what happens next (retry, give up,
-//!   disable the integration).
+//! - [`api`] and [`console`]: the HTTP faces (one file per resource; the console's pages call
+//!   the same handlers), wired together in [`app`] over the shared [`state`], served by
+//!   [`serve`].
+//! - [`ingest`]: the ingest use case ([`ingest::accept`]) — request bodies become validated
+//!   [`model::event::Event`]s, are routed, stored with their deliveries, and dispatched.
+//! - [`deliver`]: per-integration workers send deliveries over HTTPS (the SSRF-guarded client),
+//!   [`record`] classifies each answer and decides what follows (retry, give up, disable).
+//! - [`route`] and [`render`]: pure functions — which integrations an event goes to, and the
+//!   payload, privacy rules and signature of each delivery.
+//! - [`store`]: small storage ports ([`store::ports`]), algorithms written once over them
+//!   ([`store::algo`]), SQLite (one node) and PostgreSQL (several nodes) behind them.
+//! - [`model`]: the domain, valid by construction.
 //!
-//! Around the pipeline: [`api`] (one file per HTTP resource), [`console`] (the web pages, over
-//! the same handlers), [`auth`] (tokens and roles),
-//! [`security`] (SSRF guard, sealing of secrets), [`cache`] (integrations in memory), [`config`]
-//! and [`app`], which wires everything together and owns shutdown.
+//! Under everything: [`clock`] (the node's one time source), [`security`], [`config`],
+//! [`metrics`], [`error`] (the one place errors become HTTP answers).
 
 pub mod api;
 pub mod app;

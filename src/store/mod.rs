@@ -12,7 +12,7 @@
 //! path needs no extra write; a retry far in the future gives its lease up; anything whose lease
 //! expired is claimed again with [`Queue::claim_due`].
 
-pub(crate) mod algo;
+pub mod algo;
 pub(crate) mod group;
 pub mod ports;
 pub mod postgres;

@@ -32,20 +32,15 @@ pub async fn test_send(
     let Json(r) = as_user(&s, &sess, &owner, &path, test)
         .await
         .map_err(fail(&sess, &owner.base()))?;
-    let r = value(r);
-    let success = r["success"].as_bool().unwrap_or(false);
-    let show = |v: &Value| match v {
-        Value::Null => "—".to_string(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
+    let success = r.success;
+    let show = |v: Option<String>| v.unwrap_or_else(|| "—".to_string());
     let facts = vec![
-        ("Event type", show(&r["event_type"])),
-        ("Response", show(&r["status_code"])),
-        ("Time", format!("{} ms", show(&r["duration_ms"]))),
-        ("Error class", show(&r["error_class"])),
-        ("Error", show(&r["error"])),
-        ("Response excerpt", show(&r["response_excerpt"])),
+        ("Event type", r.event_type),
+        ("Response", show(r.status_code.map(|c| c.to_string()))),
+        ("Time", format!("{} ms", r.duration_ms)),
+        ("Error class", show(r.error_class)),
+        ("Error", show(r.error)),
+        ("Response excerpt", show(r.response_excerpt)),
     ];
     Ok(page(
         StatusCode::OK,
@@ -78,7 +73,7 @@ pub async fn rotate(
         json!({
             "heading": "Signing secret rotated",
             "notice": "The previous secret keeps signing alongside the new one for 24 hours.",
-            "secret": value(r)["signing_secret"], "secret_label": "New signing secret",
+            "secret": r.signing_secret, "secret_label": "New signing secret",
             "next": ibase(&owner, &i),
         }),
     ))
@@ -162,25 +157,23 @@ pub async fn delivery(
     let Json(d) = as_user(&s, &sess, &owner, &path, deliveries::read)
         .await
         .map_err(fail(&sess, &ib))?;
-    let d = value(d);
-    let did = d["id"].as_str().unwrap_or_default().to_string();
-    let iid = i["id"].as_str().unwrap_or_default().to_string();
     let job = s
         .store
-        .delivery_job(&did)
+        .delivery_job(&d.delivery.id)
         .await
         .map_err(|e| error_page(Some(&sess), e.into(), &ib))?;
-    let integration = s.cache.get(&iid);
-    let mut attempts = d["attempts_log"].as_array().cloned().unwrap_or_default();
+    let integration = s.cache.get(&i.id);
+    let mut attempts: Vec<Value> = d.attempts_log.iter().map(value).collect();
     if let (Some(job), Some(integration)) = (job, integration) {
-        for a in &mut attempts {
-            let n = a["attempt"].as_u64().unwrap_or(1) as u32;
-            let at = a["started_at"]
-                .as_str()
-                .and_then(crate::time::parse_rfc3339_ms)
-                .unwrap_or_else(crate::time::now_ms);
-            let out =
-                crate::deliver::attempt::rebuild(&s.dispatcher.sender(), &integration, &job, n, at);
+        for (a, shown) in d.attempts_log.iter().zip(&mut attempts) {
+            let at = crate::time::parse_rfc3339_ms(&a.started_at).unwrap_or_else(|| s.now_ms());
+            let out = crate::deliver::attempt::rebuild(
+                &s.dispatcher.sender(),
+                &integration,
+                &job,
+                a.attempt,
+                at,
+            );
             let headers: Vec<(String, String)> = out
                 .headers
                 .into_iter()
@@ -204,7 +197,7 @@ pub async fn delivery(
                         .map(|ct| ("content-type".into(), ct.into())),
                 )
                 .collect();
-            a["request"] = json!({
+            shown["request"] = json!({
                 "method": format!("{:?}", out.method).to_uppercase(),
                 "url": out.url.as_str(),
                 "headers": headers,
@@ -217,7 +210,7 @@ pub async fn delivery(
         "delivery.html",
         Some(&sess),
         json!({
-            "i": i, "ibase": ib, "d": d, "attempts": attempts,
+            "i": value(&i), "ibase": ib, "d": value(&d), "attempts": attempts,
             "can_manage": can_manage(&sess, &owner),
         }),
     ))

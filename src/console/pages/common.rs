@@ -13,7 +13,7 @@ use axum::Json;
 use serde_json::Value;
 
 use crate::api::integrations;
-use crate::api::integrations::Params;
+use crate::api::integrations::{IntegrationOut, Params};
 use crate::auth::Principal;
 use crate::console::form::Fields;
 use crate::console::session::Session;
@@ -107,7 +107,7 @@ where
 }
 
 /// Back to the integration's page, with a line saying what happened.
-pub(crate) fn back_with_notice(owner: &OwnerPath, i: &Value, notice: &str) -> Response {
+pub(crate) fn back_with_notice(owner: &OwnerPath, i: &IntegrationOut, notice: &str) -> Response {
     redirect(&format!("{}?notice={}", ibase(owner, i), urlencode(notice)))
 }
 
@@ -173,20 +173,16 @@ pub(crate) async fn load(
     s: &AppState,
     sess: &Session,
     path: &HashMap<String, String>,
-) -> Result<(OwnerPath, Value), Response> {
+) -> Result<(OwnerPath, IntegrationOut), Response> {
     let owner = OwnerPath::from(path).map_err(fail(sess, "/console"))?;
     let Json(i) = as_user(s, sess, &owner, path, integrations::read)
         .await
         .map_err(fail(sess, &owner.base()))?;
-    Ok((owner, value(i)))
+    Ok((owner, i))
 }
 
-pub(crate) fn ibase(owner: &OwnerPath, i: &Value) -> String {
-    format!(
-        "{}/integrations/{}",
-        owner.base(),
-        i["id"].as_str().unwrap_or_default()
-    )
+pub(crate) fn ibase(owner: &OwnerPath, i: &IntegrationOut) -> String {
+    format!("{}/integrations/{}", owner.base(), i.id)
 }
 
 pub(crate) fn has_secret(s: &AppState, iid: &str) -> bool {

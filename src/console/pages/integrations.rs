@@ -14,6 +14,7 @@ use axum::{Form, Json};
 use serde_json::{json, Map, Value};
 
 use super::common::*;
+use crate::api::integrations::IntegrationOut;
 use crate::api::{deliveries, integrations};
 use crate::console::form::{self, Fields, PRIVACY_TARGETS};
 use crate::console::session::Session;
@@ -33,16 +34,11 @@ pub async fn integrations(
         .await
         .map_err(fail(&sess, "/console"))?;
     let mut items = Vec::new();
-    for i in value(listed)["items"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-    {
-        let iid = i["id"].as_str().unwrap_or_default().to_string();
+    for i in listed.items {
         let recent = s
             .store
             .list_deliveries(
-                &iid,
+                &i.id,
                 DeliveryFilter {
                     status: None,
                     since: None,
@@ -62,7 +58,7 @@ pub async fn integrations(
             .filter(|d| d.status == DeliveryStatus::Failed)
             .count();
         let rate = (ok + failed > 0).then(|| (ok * 100) / (ok + failed));
-        let mut row = i.clone();
+        let mut row = value(&i);
         row["last"] = json!(recent.first());
         row["rate"] = json!(rate);
         items.push(row);
@@ -171,23 +167,26 @@ pub async fn create(
     })
     .await;
     match result {
-        Ok((_, Json(created))) => Ok(created_page(&sess, &owner, &value(created))),
+        Ok((_, Json(created))) => Ok(created_page(&sess, &owner, &created)),
         Err(e) if e.status.is_client_error() => Err(again(e.message)),
         Err(e) => Err(error_page(Some(&sess), e, &owner.base())),
     }
 }
 
-pub(crate) fn created_page(sess: &Session, owner: &OwnerPath, created: &Value) -> Response {
-    let iid = created["id"].as_str().unwrap_or_default();
+pub(crate) fn created_page(
+    sess: &Session,
+    owner: &OwnerPath,
+    created: &IntegrationOut,
+) -> Response {
     page(
         StatusCode::CREATED,
         "result.html",
         Some(sess),
         json!({
-            "heading": format!("Created {}", created["name"].as_str().unwrap_or_default()),
+            "heading": format!("Created {}", created.settings.name),
             "notice": "The integration is active. Verify signatures with this signing secret.",
-            "secret": created["signing_secret"], "secret_label": "Signing secret",
-            "next": format!("{}/integrations/{iid}", owner.base()),
+            "secret": created.signing_secret, "secret_label": "Signing secret",
+            "next": format!("{}/integrations/{}", owner.base(), created.id),
         }),
     )
 }
@@ -233,14 +232,13 @@ pub async fn integration(
         "failed",
         "cancelled",
     ];
-    let iid = i["id"].as_str().unwrap_or_default().to_string();
     Ok(page(
         StatusCode::OK,
         "integration.html",
         Some(&sess),
         json!({
-            "i": i, "base": owner.base(), "ibase": ib, "can_manage": can_manage(&sess, &owner),
-            "has_secret": has_secret(&s, &iid), "deliveries": items, "next_cursor": next_cursor,
+            "i": value(&i), "base": owner.base(), "ibase": ib, "can_manage": can_manage(&sess, &owner),
+            "has_secret": has_secret(&s, &i.id), "deliveries": items, "next_cursor": next_cursor,
             "statuses": statuses, "filter": q, "filter_query": filter_query, "error": error,
             "notice": q.get("notice"),
         }),
@@ -253,37 +251,21 @@ pub async fn edit_form(
     Path(path): Path<HashMap<String, String>>,
 ) -> Page {
     let (owner, i) = load(&s, &sess, &path).await?;
-    let iid = i["id"].as_str().unwrap_or_default();
-    let values = form::values_from_settings(&i);
+    let values = form::values_from_settings(&settings_of(&i));
     Ok(form_page(
         StatusCode::OK,
         &sess,
         &owner,
         values,
-        Some((iid, has_secret(&s, iid))),
+        Some((&i.id, has_secret(&s, &i.id))),
         None,
     ))
 }
 
-/// The stored settings of an integration as the API shows them, without its state.
-pub(crate) fn settings_of(i: &Value) -> Value {
-    let mut v = i.clone();
-    if let Value::Object(m) = &mut v {
-        for k in [
-            "id",
-            "tenant_id",
-            "partner_id",
-            "status",
-            "disabled_reason",
-            "secret_hint",
-            "failing_since",
-            "created_at",
-            "updated_at",
-        ] {
-            m.shift_remove(k);
-        }
-    }
-    v
+/// The stored settings of an integration as the API shows them, without its state: the JSON
+/// the form maps to and from.
+pub(crate) fn settings_of(i: &IntegrationOut) -> Value {
+    value(&i.settings)
 }
 
 pub async fn edit(
@@ -295,7 +277,7 @@ pub async fn edit(
     let f = Fields(f);
     check_csrf(&sess, &f)?;
     let (owner, i) = load(&s, &sess, &path).await?;
-    let iid = i["id"].as_str().unwrap_or_default().to_string();
+    let iid = i.id.clone();
     let values = form::values_from_fields(&f);
     let had_secret = has_secret(&s, &iid);
     let again = |e: String| {
@@ -336,7 +318,7 @@ pub async fn confirm_delete(
         StatusCode::OK,
         "confirm_delete.html",
         Some(&sess),
-        json!({"i": i, "ibase": ibase(&owner, &i)}),
+        json!({"i": value(&i), "ibase": ibase(&owner, &i)}),
     ))
 }
 
