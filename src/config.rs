@@ -1,9 +1,45 @@
-//! Configuration: every setting is a `CALLHOOK_*` environment variable with a matching flag.
+//! Configuration: every setting is a `CALLHOOK_*` environment variable with a matching flag,
+//! parsed once into typed values (a bad value stops the start with clap's message naming the
+//! setting); the defaults live in [`defaults`].
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::Args;
+
+/// Every default in one place: the flags' and [`Config::for_data_dir`]'s alike.
+pub mod defaults {
+    pub const RETENTION_HOURS: u32 = 48;
+    pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+    pub const DEFAULT_MAX_INTEGRATIONS: u32 = 100;
+    pub const BODY_MEMORY_BYTES: usize = 256 * 1024 * 1024;
+    pub const BODY_TIMEOUT_MS: u64 = 30_000;
+    pub const MAX_RECORDING_BYTES: u64 = 256 * 1024 * 1024;
+    pub const HEADER_TIMEOUT_MS: u64 = 10_000;
+    pub const WRITE_TIMEOUT_MS: u64 = 30_000;
+    pub const MAX_CONNECTIONS: usize = 768;
+    pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
+    pub const DERIVED_CDR_GRACE_MS: u64 = 10_000;
+    pub const NODE_TIMEOUT_MS: u64 = 10_000;
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A `CALLHOOK_LOG` filter, checked when the configuration is read: a typo stops the start
+/// with a message instead of silently logging at another level.
+fn log_filter(s: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::try_new(s)
+        .map(|_| s.to_string())
+        .map_err(|e| {
+            format!("`{s}` is not a log filter ({e}); e.g. `info` or `callhook=debug,info`")
+        })
+}
 
 #[derive(Debug, Clone, Args)]
 pub struct Config {
@@ -28,7 +64,7 @@ pub struct Config {
     pub public_url: Option<String>,
 
     /// How long call data, deliveries and recordings are kept.
-    #[arg(long, env = "CALLHOOK_RETENTION_HOURS", default_value_t = 48)]
+    #[arg(long, env = "CALLHOOK_RETENTION_HOURS", default_value_t = defaults::RETENTION_HOURS)]
     pub retention_hours: u32,
 
     /// Accept `http://` integration URLs. For development and tests only.
@@ -48,25 +84,25 @@ pub struct Config {
     pub egress_proxy: Option<String>,
 
     /// Largest accepted request body, in bytes (413 above it).
-    #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = 8 * 1024 * 1024)]
+    #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
     pub max_body_bytes: usize,
 
     /// Most integrations a tenant may have when its `max_integrations` is not set.
-    #[arg(long, env = "CALLHOOK_DEFAULT_MAX_INTEGRATIONS", default_value_t = 100)]
+    #[arg(long, env = "CALLHOOK_DEFAULT_MAX_INTEGRATIONS", default_value_t = defaults::DEFAULT_MAX_INTEGRATIONS)]
     pub default_max_integrations: u32,
 
     /// Memory for request bodies and their parsed JSON at once, across all requests (a body
     /// counts its size, then about 128 bytes per JSON value while it is parsed and handled); a
     /// request that does not fit now is answered 503, one that could never fit 413.
-    #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = "CALLHOOK_BODY_MEMORY_BYTES", default_value_t = defaults::BODY_MEMORY_BYTES)]
     pub body_memory_bytes: usize,
 
     /// How long a request body may take to arrive (a recording upload: between two chunks).
-    #[arg(long, env = "CALLHOOK_BODY_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "CALLHOOK_BODY_TIMEOUT_MS", default_value_t = defaults::BODY_TIMEOUT_MS)]
     pub body_timeout_ms: u64,
 
     /// Largest accepted recording file, in bytes (413 above it).
-    #[arg(long, env = "CALLHOOK_MAX_RECORDING_BYTES", default_value_t = 256 * 1024 * 1024)]
+    #[arg(long, env = "CALLHOOK_MAX_RECORDING_BYTES", default_value_t = defaults::MAX_RECORDING_BYTES)]
     pub max_recording_bytes: u64,
 
     /// Base64 of a 32-byte key sealing integration secrets. When unset, a key file in the data
@@ -83,39 +119,39 @@ pub struct Config {
     pub notify_secret: Option<String>,
 
     /// Log filter (`info`, `callhook=debug`, …).
-    #[arg(long, env = "CALLHOOK_LOG", default_value = "info")]
+    #[arg(long, env = "CALLHOOK_LOG", default_value = "info", value_parser = log_filter)]
     pub log: String,
 
     /// `text` or `json` log lines.
-    #[arg(long, env = "CALLHOOK_LOG_FORMAT", default_value = "text")]
-    pub log_format: String,
+    #[arg(long, env = "CALLHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 
     /// How long a client may take to send a request's headers; also how long an idle
     /// keep-alive connection stays open.
-    #[arg(long, env = "CALLHOOK_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CALLHOOK_HEADER_TIMEOUT_MS", default_value_t = defaults::HEADER_TIMEOUT_MS)]
     pub header_timeout_ms: u64,
 
     /// How long a response may wait for a client that stopped reading it.
-    #[arg(long, env = "CALLHOOK_WRITE_TIMEOUT_MS", default_value_t = 30_000)]
+    #[arg(long, env = "CALLHOOK_WRITE_TIMEOUT_MS", default_value_t = defaults::WRITE_TIMEOUT_MS)]
     pub write_timeout_ms: u64,
 
     /// Most client connections open at once; more are closed as they arrive (logged).
-    #[arg(long, env = "CALLHOOK_MAX_CONNECTIONS", default_value_t = 768)]
+    #[arg(long, env = "CALLHOOK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
 
     /// How long shutdown may take in all: open connections and in-flight deliveries get this
     /// long, then what is left is dropped (deliveries are picked up again at the next start).
-    #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CALLHOOK_SHUTDOWN_GRACE_MS", default_value_t = defaults::SHUTDOWN_GRACE_MS)]
     pub shutdown_grace_ms: u64,
 
     /// How long a call record built from call states waits before it is sent, so that a
     /// source sending its own `call.completed` for the call supersedes it.
-    #[arg(long, env = "CALLHOOK_DERIVED_CDR_GRACE_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CALLHOOK_DERIVED_CDR_GRACE_MS", default_value_t = defaults::DERIVED_CDR_GRACE_MS)]
     pub derived_cdr_grace_ms: u64,
 
     /// With several nodes on PostgreSQL: a node silent for this long is taken for dead and its
     /// leased deliveries are sent by the others. Nodes heartbeat five times per period.
-    #[arg(long, env = "CALLHOOK_NODE_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(long, env = "CALLHOOK_NODE_TIMEOUT_MS", default_value_t = defaults::NODE_TIMEOUT_MS)]
     pub node_timeout_ms: u64,
 
     /// The time the server runs on: the system's, or a test's manual clock.
@@ -140,26 +176,26 @@ impl Config {
             data_dir,
             admin_token: None,
             public_url: None,
-            retention_hours: 48,
+            retention_hours: defaults::RETENTION_HOURS,
             allow_insecure_http: false,
             allow_private_destinations: false,
             egress_proxy: None,
-            max_body_bytes: 8 * 1024 * 1024,
-            body_memory_bytes: 256 * 1024 * 1024,
-            default_max_integrations: 100,
-            body_timeout_ms: 30_000,
-            max_recording_bytes: 256 * 1024 * 1024,
+            max_body_bytes: defaults::MAX_BODY_BYTES,
+            body_memory_bytes: defaults::BODY_MEMORY_BYTES,
+            default_max_integrations: defaults::DEFAULT_MAX_INTEGRATIONS,
+            body_timeout_ms: defaults::BODY_TIMEOUT_MS,
+            max_recording_bytes: defaults::MAX_RECORDING_BYTES,
             seal_key: None,
             notify_url: None,
             notify_secret: None,
             log: "info".into(),
-            log_format: "text".into(),
-            shutdown_grace_ms: 10_000,
-            header_timeout_ms: 10_000,
-            write_timeout_ms: 30_000,
-            max_connections: 768,
-            derived_cdr_grace_ms: 10_000,
-            node_timeout_ms: 10_000,
+            log_format: LogFormat::Text,
+            shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
+            header_timeout_ms: defaults::HEADER_TIMEOUT_MS,
+            write_timeout_ms: defaults::WRITE_TIMEOUT_MS,
+            max_connections: defaults::MAX_CONNECTIONS,
+            derived_cdr_grace_ms: defaults::DERIVED_CDR_GRACE_MS,
+            node_timeout_ms: defaults::NODE_TIMEOUT_MS,
             clock: crate::clock::Clock::system(),
         }
     }

@@ -32,14 +32,15 @@ enum Command {
     Bench(callhook::bench::BenchArgs),
 }
 
-fn init_logs(filter: &str, format: &str) {
+fn init_logs(filter: &str, format: callhook::config::LogFormat) {
+    // Checked when the configuration was read; the fallback is for the commands without one.
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    if format == "json" {
+    if format == callhook::config::LogFormat::Json {
         builder.json().init();
     } else {
         builder.init();
@@ -50,7 +51,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(config) => {
-            init_logs(&config.log, &config.log_format);
+            init_logs(&config.log, config.log_format);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -63,7 +64,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(callhook::listen::run(args))
         }
         Command::Demo(args) => {
-            init_logs("warn", "text");
+            init_logs("warn", callhook::config::LogFormat::Text);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
@@ -76,7 +77,7 @@ fn main() -> anyhow::Result<()> {
             rt.block_on(callhook::simulate::run(args, false))
         }
         Command::Bench(args) => {
-            init_logs("warn", "text");
+            init_logs("warn", callhook::config::LogFormat::Text);
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
