@@ -105,7 +105,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     match (&config.notify_url, &config.notify_secret) {
         (Some(url), Some(secret)) => {
-            let n = crate::deliver::notify::Notifier::new(url, secret, client.clone()).map_err(anyhow::Error::msg)?;
+            let n = crate::deliver::notify::Notifier::new(url, secret, client.clone(), config.clock.clone()).map_err(anyhow::Error::msg)?;
             dispatcher.set_notifier(n);
         }
         (Some(_), None) => anyhow::bail!("CALLHOOK_NOTIFY_URL needs CALLHOOK_NOTIFY_SECRET (a whsec_ secret) to sign notifications"),

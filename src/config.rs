@@ -123,7 +123,7 @@ pub struct Config {
     pub log: String,
 
     /// `text` or `json` log lines.
-    #[arg(long, env = "CALLHOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, env = "CALLHOOK_LOG_FORMAT", value_enum, ignore_case = true, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
     /// How long a client may take to send a request's headers; also how long an idle

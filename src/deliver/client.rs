@@ -83,6 +83,8 @@ impl HttpClient {
                     .headers()
                     .get(reqwest::header::RETRY_AFTER)
                     .and_then(|v| v.to_str().ok())
+                    // An HTTP date is the receiver's wall time: compared with the wall clock,
+                    // it becomes a wait, which the attempt adds to the node's clock.
                     .and_then(|v| parse_retry_after(v, crate::time::now_ms()));
                 let excerpt = read_excerpt(resp).await;
                 AttemptResult::Response {

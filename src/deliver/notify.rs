@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 
 use super::client::HttpClient;
 use crate::cache::Integration;
+use crate::clock::Clock;
 use crate::record::{classify, Verdict};
 use crate::render::sign;
 
@@ -25,15 +26,28 @@ pub struct Notifier {
     url: url::Url,
     key: Vec<u8>,
     client: HttpClient,
+    /// The node's clock: the retry waits and the signature's timestamp follow it, like every
+    /// delivery's.
+    clock: Clock,
 }
 
 impl Notifier {
-    pub fn new(url: &str, secret: &str, client: HttpClient) -> Result<Notifier, String> {
+    pub fn new(
+        url: &str,
+        secret: &str,
+        client: HttpClient,
+        clock: Clock,
+    ) -> Result<Notifier, String> {
         let url = url::Url::parse(url).map_err(|e| format!("CALLHOOK_NOTIFY_URL: {e}"))?;
         let key = sign::decode_secret(secret)
             .filter(|k| secret.starts_with("whsec_") && k.len() >= 16)
             .ok_or("CALLHOOK_NOTIFY_SECRET must be a whsec_ secret (whsec_ and base64 of at least 16 bytes)")?;
-        Ok(Notifier { url, key, client })
+        Ok(Notifier {
+            url,
+            key,
+            client,
+            clock,
+        })
     }
 
     /// Builds the event for a change of an integration's state.
@@ -61,13 +75,14 @@ impl Notifier {
     /// Sends in the background, retrying a few times.
     pub fn send(&self, event: Value) {
         let (url, key, client) = (self.url.clone(), self.key.clone(), self.client.clone());
+        let clock = self.clock.clone();
         tokio::spawn(async move {
             let body = serde_json::to_vec(&event).unwrap_or_default();
             let id = event["id"].as_str().unwrap_or_default().to_string();
             let kind = event["type"].as_str().unwrap_or_default().to_string();
             for (n, wait) in std::iter::once(Duration::ZERO).chain(WAITS).enumerate() {
-                tokio::time::sleep(wait).await;
-                let now = crate::time::now_ms();
+                clock.sleep(wait).await;
+                let now = clock.now_ms();
                 let ts = now / 1000;
                 let req = client
                     .inner

@@ -20,7 +20,10 @@ pub const ADMIN: &str = "test-operator-token";
 
 pub struct TestServer {
     pub running: Option<callhook::app::Running>,
-    /// The server's clock: manual, so a test moves it past a wait instead of sleeping.
+    /// The server's clock: manual, so a test moves it past a wait instead of sleeping. Leases
+    /// (1 h) and node heartbeats follow it too: moving it past a lease makes deliveries still
+    /// queued in memory claimable again, and nodes of one database with separate clocks would
+    /// take each other for dead — move it by the waits a test means, no further.
     pub clock: Clock,
     pub base: String,
     _dir: tempfile::TempDir,

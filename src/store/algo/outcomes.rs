@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 
-use crate::store::{DeliveryHead, DeliveryStatus, Lease, NextStep, Outcome, StoreResult};
+use crate::store::{DeliveryHead, DeliveryStatus, Lease, NextStep, Outcome, StoreError};
 
 /// A delivery's row after its outcome: what [`OutcomeSql::settle`] writes, only where the
 /// delivery is still pending (a delivery settled meanwhile, e.g. by another node's redelivery,
@@ -27,19 +27,23 @@ pub struct Settle<'a> {
 /// What a backend supplies, inside the transaction that records a group of outcomes.
 #[allow(async_fn_in_trait)] // used with concrete backends only, never as a trait object
 pub trait OutcomeSql {
+    /// The backend's own error, kept whole so that its transaction can tell a retryable
+    /// failure (a deadlock) from a final one.
+    type Error: From<StoreError>;
+
     /// Serialises hand-overs of these `(integration, call)` pairs against other nodes (nothing
     /// to do where one writer does everything).
-    async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> StoreResult<()>;
+    async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> Result<(), Self::Error>;
     /// Stores the attempts the outcomes carry (an attempt stored again is replaced).
-    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> StoreResult<()>;
+    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> Result<(), Self::Error>;
     /// Writes the rows; the ids of the deliveries that were still pending and changed.
-    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<HashSet<String>>;
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> Result<HashSet<String>, Self::Error>;
     /// Whether an ordered delivery of the call is pending.
     async fn has_pending_ordered(
         &mut self,
         integration_id: &str,
         call_id: &str,
-    ) -> StoreResult<bool>;
+    ) -> Result<bool, Self::Error>;
     /// Makes the call's oldest blocked ordered delivery pending, leased to `lease`.
     async fn promote_blocked(
         &mut self,
@@ -47,7 +51,7 @@ pub trait OutcomeSql {
         call_id: &str,
         lease: &Lease,
         now: i64,
-    ) -> StoreResult<Option<(DeliveryHead, i64)>>;
+    ) -> Result<Option<(DeliveryHead, i64)>, Self::Error>;
 }
 
 fn settles(o: &Outcome) -> bool {
@@ -90,7 +94,7 @@ pub async fn record<S: OutcomeSql>(
     sql: &mut S,
     outcomes: &[Outcome],
     lease: &Lease,
-) -> StoreResult<Vec<(usize, (DeliveryHead, i64))>> {
+) -> Result<Vec<(usize, (DeliveryHead, i64))>, S::Error> {
     // A manual redelivery is outside the call's order: it hands nothing over.
     let hands_over = |o: &Outcome| settles(o) && o.head.ordered && !o.head.manual;
     let calls: Vec<(&str, &str)> = outcomes

@@ -4,25 +4,29 @@
 
 use crate::model::call::TerminatedCall;
 use crate::model::event::Event;
-use crate::store::StoreResult;
+use crate::store::StoreError;
 
 /// What a backend supplies, inside the ingest transaction.
 #[allow(async_fn_in_trait)] // used with concrete backends only, never as a trait object
 pub trait ProgressSql {
+    /// The backend's own error, kept whole so that its transaction can tell a retryable
+    /// failure (a deadlock) from a final one.
+    type Error: From<StoreError>;
+
     async fn load_progress(
         &mut self,
         tenant_id: &str,
         call_id: &str,
-    ) -> StoreResult<Option<Progress>>;
+    ) -> Result<Option<Progress>, Self::Error>;
     async fn save_progress(
         &mut self,
         tenant_id: &str,
         call_id: &str,
         progress: &Progress,
         now: i64,
-    ) -> StoreResult<()>;
+    ) -> Result<(), Self::Error>;
     /// Whether the source sent its own `call.completed` for the event's call.
-    async fn has_source_record(&mut self, e: &Event) -> StoreResult<bool>;
+    async fn has_source_record(&mut self, e: &Event) -> Result<bool, Self::Error>;
 }
 
 /// What a stored call state means for routing it.
@@ -40,7 +44,7 @@ pub async fn call_state<S: ProgressSql>(
     rank: u8,
     seq: i64,
     now: i64,
-) -> StoreResult<StateVerdict> {
+) -> Result<StateVerdict, S::Error> {
     let known = sql.load_progress(&e.tenant_id, &e.call_id).await?;
     let (next, advance) = advance_call(known, rank, seq, e.occurred_at_ms);
     let Some(p) = next else {

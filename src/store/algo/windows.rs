@@ -7,15 +7,23 @@ use std::sync::Arc;
 
 use crate::model::event::{Event, EventKind, StoredEvent};
 use crate::store::shared::{batch_parts, fresh_head, BATCH_WINDOW_ITEMS};
-use crate::store::{BatchWindow, DeliveryHead, StoreResult};
+use crate::store::{BatchWindow, DeliveryHead, StoreError};
 
 /// What a backend supplies, inside the transaction that closes the window.
 #[allow(async_fn_in_trait)] // used with concrete backends only, never as a trait object
 pub trait WindowSql {
+    /// The backend's own error, kept whole so that its transaction can tell a retryable
+    /// failure (a deadlock) from a final one.
+    type Error: From<StoreError>;
+
     /// The last boundary closed for the integration (after taking its window lock, where
     /// several nodes may close windows).
-    async fn last_boundary(&mut self, integration_id: &str) -> StoreResult<Option<i64>>;
-    async fn record_boundary(&mut self, integration_id: &str, boundary: i64) -> StoreResult<()>;
+    async fn last_boundary(&mut self, integration_id: &str) -> Result<Option<i64>, Self::Error>;
+    async fn record_boundary(
+        &mut self,
+        integration_id: &str,
+        boundary: i64,
+    ) -> Result<(), Self::Error>;
     /// Removes and returns up to `limit` queued calls of the integration that ended before
     /// `cutoff`, as `(ended_at, event seq)`.
     async fn take_queued(
@@ -23,23 +31,23 @@ pub trait WindowSql {
         integration_id: &str,
         cutoff: i64,
         limit: u32,
-    ) -> StoreResult<Vec<(i64, i64)>>;
+    ) -> Result<Vec<(i64, i64)>, Self::Error>;
     /// The stored events, in the order of `seqs`.
-    async fn events(&mut self, seqs: &[i64]) -> StoreResult<Vec<Arc<StoredEvent>>>;
+    async fn events(&mut self, seqs: &[i64]) -> Result<Vec<Arc<StoredEvent>>, Self::Error>;
     /// Stores a batch part and its delivery (pending, leased to `w.lease`); the part's seq.
     async fn insert_part(
         &mut self,
         w: &BatchWindow,
         part: &Event,
         delivery_id: &str,
-    ) -> StoreResult<i64>;
+    ) -> Result<i64, Self::Error>;
 }
 
 /// Closes `w`; the parts' deliveries, each with its event's seq, ready to dispatch.
 pub async fn close_window<S: WindowSql>(
     sql: &mut S,
     w: &BatchWindow,
-) -> StoreResult<Vec<(DeliveryHead, i64)>> {
+) -> Result<Vec<(DeliveryHead, i64)>, S::Error> {
     if sql
         .last_boundary(&w.integration_id)
         .await?

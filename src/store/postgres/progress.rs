@@ -3,22 +3,23 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{execute, query, query_opt, PgResult};
+use super::{execute, query, query_opt, PgError, PgResult};
 use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
 
 use crate::store::algo::progress::{Progress, ProgressSql};
-use crate::store::StoreResult;
 
 /// The progress primitives on the ingest transaction.
 pub(super) struct ProgressRows<'c, C>(pub(super) &'c C);
 
 impl<C: GenericClient + Sync> ProgressSql for ProgressRows<'_, C> {
+    type Error = PgError;
+
     async fn load_progress(
         &mut self,
         tenant_id: &str,
         call_id: &str,
-    ) -> StoreResult<Option<Progress>> {
+    ) -> PgResult<Option<Progress>> {
         Ok(query_opt(
             self.0,
             "SELECT rank, seq, started_at, answered_at FROM call_progress WHERE tenant_id = $1 AND call_id = $2",
@@ -39,7 +40,7 @@ impl<C: GenericClient + Sync> ProgressSql for ProgressRows<'_, C> {
         call_id: &str,
         p: &Progress,
         now: i64,
-    ) -> StoreResult<()> {
+    ) -> PgResult<()> {
         execute(
             self.0,
             "INSERT INTO call_progress (tenant_id, call_id, rank, seq, started_at, answered_at, updated_at)
@@ -52,7 +53,7 @@ impl<C: GenericClient + Sync> ProgressSql for ProgressRows<'_, C> {
         Ok(())
     }
 
-    async fn has_source_record(&mut self, e: &Event) -> StoreResult<bool> {
+    async fn has_source_record(&mut self, e: &Event) -> PgResult<bool> {
         let pattern = format!("{DERIVED_CDR_PREFIX}%");
         Ok(query_opt(
             self.0,

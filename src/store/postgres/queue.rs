@@ -70,20 +70,22 @@ pub async fn record<C: GenericClient + Sync>(
     outcomes: &[Outcome],
     lease: &Lease,
 ) -> PgResult<Vec<(usize, Claimed)>> {
-    Ok(algo::outcomes::record(&mut OutcomeRows(c), outcomes, lease).await?)
+    algo::outcomes::record(&mut OutcomeRows(c), outcomes, lease).await
 }
 
 /// The outcome primitives on a transaction: whole groups in one statement each.
 struct OutcomeRows<'c, C>(&'c C);
 
 impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
+    type Error = PgError;
+
     /// The calls' order locks, so two nodes never hand over one call at once.
-    async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> StoreResult<()> {
+    async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> PgResult<()> {
         let keys = calls.iter().map(|(i, c)| order_lock(i, c)).collect();
-        Ok(lock_keys(self.0, keys).await?)
+        lock_keys(self.0, keys).await
     }
 
-    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> StoreResult<()> {
+    async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> PgResult<()> {
         let mut a_ids = Vec::new();
         let mut a_nums = Vec::new();
         let mut a_started = Vec::new();
@@ -124,7 +126,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         Ok(())
     }
 
-    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<HashSet<String>> {
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> PgResult<HashSet<String>> {
         let n = rows.len();
         let mut ids = Vec::with_capacity(n);
         let mut statuses = Vec::with_capacity(n);
@@ -174,11 +176,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         .collect())
     }
 
-    async fn has_pending_ordered(
-        &mut self,
-        integration_id: &str,
-        call_id: &str,
-    ) -> StoreResult<bool> {
+    async fn has_pending_ordered(&mut self, integration_id: &str, call_id: &str) -> PgResult<bool> {
         Ok(query_opt(
             self.0,
             "SELECT 1 FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
@@ -195,7 +193,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         call_id: &str,
         lease: &Lease,
         now: i64,
-    ) -> StoreResult<Option<Claimed>> {
+    ) -> PgResult<Option<Claimed>> {
         let sql = format!(
             "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = $4, lease_until = $5, updated_at = $3
              WHERE id = (SELECT id FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered

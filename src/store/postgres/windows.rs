@@ -25,7 +25,9 @@ impl Windows for PgStore {
 struct Sql<'c, C>(&'c C);
 
 impl<C: GenericClient + Sync> WindowSql for Sql<'_, C> {
-    async fn last_boundary(&mut self, integration_id: &str) -> StoreResult<Option<i64>> {
+    type Error = PgError;
+
+    async fn last_boundary(&mut self, integration_id: &str) -> PgResult<Option<i64>> {
         let c = self.0;
         lock_keys(c, vec![lock_key("window", integration_id, "")]).await?;
         Ok(query_opt(
@@ -37,7 +39,7 @@ impl<C: GenericClient + Sync> WindowSql for Sql<'_, C> {
         .map(|r| r.get(0)))
     }
 
-    async fn record_boundary(&mut self, integration_id: &str, boundary: i64) -> StoreResult<()> {
+    async fn record_boundary(&mut self, integration_id: &str, boundary: i64) -> PgResult<()> {
         execute(
             self.0,
             "INSERT INTO batch_windows (integration_id, last_boundary) VALUES ($1, $2)
@@ -53,7 +55,7 @@ impl<C: GenericClient + Sync> WindowSql for Sql<'_, C> {
         integration_id: &str,
         cutoff: i64,
         limit: u32,
-    ) -> StoreResult<Vec<(i64, i64)>> {
+    ) -> PgResult<Vec<(i64, i64)>> {
         Ok(query(
             self.0,
             "DELETE FROM batch_queue WHERE integration_id = $1 AND (ended_at, event_seq) IN (
@@ -68,12 +70,9 @@ impl<C: GenericClient + Sync> WindowSql for Sql<'_, C> {
         .collect())
     }
 
-    async fn events(&mut self, seqs: &[i64]) -> StoreResult<Vec<Arc<StoredEvent>>> {
+    async fn events(&mut self, seqs: &[i64]) -> PgResult<Vec<Arc<StoredEvent>>> {
         let events = load_events(self.0, seqs.to_vec(), false).await?;
-        Ok(seqs
-            .iter()
-            .map(|s| event_of(&events, *s))
-            .collect::<PgResult<Vec<_>>>()?)
+        seqs.iter().map(|s| event_of(&events, *s)).collect()
     }
 
     async fn insert_part(
@@ -81,7 +80,7 @@ impl<C: GenericClient + Sync> WindowSql for Sql<'_, C> {
         w: &BatchWindow,
         part: &Event,
         delivery_id: &str,
-    ) -> StoreResult<i64> {
+    ) -> PgResult<i64> {
         let c = self.0;
         let seq: i64 = query(
             c,

@@ -7,7 +7,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use super::internal;
 use crate::model::call::DERIVED_CDR_PREFIX;
 use crate::model::event::Event;
-use crate::store::StoreResult;
+use crate::store::{StoreError, StoreResult};
 
 use crate::store::algo::progress::{Progress, ProgressSql};
 
@@ -15,6 +15,8 @@ use crate::store::algo::progress::{Progress, ProgressSql};
 pub(super) struct ProgressRows<'c>(pub(super) &'c Connection);
 
 impl ProgressSql for ProgressRows<'_> {
+    type Error = StoreError;
+
     async fn load_progress(
         &mut self,
         tenant_id: &str,

@@ -217,6 +217,8 @@ pub fn record(
 struct OutcomeRows<'c>(&'c Connection);
 
 impl OutcomeSql for OutcomeRows<'_> {
+    type Error = StoreError;
+
     async fn lock_calls(&mut self, _calls: &[(&str, &str)]) -> StoreResult<()> {
         Ok(())
     }

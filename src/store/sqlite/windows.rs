@@ -26,6 +26,8 @@ impl Windows for SqliteStore {
 struct Sql<'c>(&'c Connection);
 
 impl WindowSql for Sql<'_> {
+    type Error = StoreError;
+
     async fn last_boundary(&mut self, integration_id: &str) -> StoreResult<Option<i64>> {
         self.0
             .query_row(
