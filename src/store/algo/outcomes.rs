@@ -3,8 +3,6 @@
 //! node — unless something of the call is still pending. Decided in the transaction that
 //! records the outcomes, so no per-call state lives in memory.
 
-use std::collections::HashSet;
-
 use crate::store::{DeliveryHead, DeliveryStatus, Lease, NextStep, Outcome, StoreError};
 
 /// A delivery's row after its outcome: what [`OutcomeSql::settle`] writes, only where the
@@ -36,8 +34,8 @@ pub trait OutcomeSql {
     async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> Result<(), Self::Error>;
     /// Stores the attempts the outcomes carry (an attempt stored again is replaced).
     async fn insert_attempts(&mut self, with_attempt: &[&Outcome]) -> Result<(), Self::Error>;
-    /// Writes the rows; the ids of the deliveries that were still pending and changed.
-    async fn settle(&mut self, rows: &[Settle<'_>]) -> Result<HashSet<String>, Self::Error>;
+    /// Writes the rows; for each row, whether its delivery was still pending and changed.
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> Result<Vec<bool>, Self::Error>;
     /// Whether an ordered delivery of the call is pending.
     async fn has_pending_ordered(
         &mut self,
@@ -110,10 +108,10 @@ pub async fn record<S: OutcomeSql>(
     let rows: Vec<Settle> = outcomes.iter().map(|o| settle_row(o, lease)).collect();
     let changed = sql.settle(&rows).await?;
     let mut promoted = Vec::new();
-    for (i, o) in outcomes.iter().enumerate() {
+    for (i, (o, changed)) in outcomes.iter().zip(changed).enumerate() {
         let h = &o.head;
         if hands_over(o)
-            && changed.contains(&h.id)
+            && changed
             && !sql
                 .has_pending_ordered(&h.integration_id, &h.call_id)
                 .await?

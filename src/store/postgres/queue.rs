@@ -126,7 +126,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         Ok(())
     }
 
-    async fn settle(&mut self, rows: &[Settle<'_>]) -> PgResult<HashSet<String>> {
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> PgResult<Vec<bool>> {
         let n = rows.len();
         let mut ids = Vec::with_capacity(n);
         let mut statuses = Vec::with_capacity(n);
@@ -154,7 +154,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         // value of the array, not a constant: with a constant the planner may read every open
         // delivery through the partial `deliveries_open` index instead, when its statistics lag
         // behind a fast-growing table (seen: 3 500 rows read to update 60).
-        Ok(query(
+        let changed: HashSet<String> = query(
             self.0,
             "UPDATE deliveries d SET status = u.st, attempts = d.attempts + u.inc, retries_used = u.ret,
                 next_attempt_at = u.nxt, lease_owner = u.own, lease_until = u.unt, updated_at = u.now,
@@ -173,7 +173,8 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         .await?
         .iter()
         .map(|r| r.get(0))
-        .collect())
+        .collect();
+        Ok(rows.iter().map(|r| changed.contains(r.id)).collect())
     }
 
     async fn has_pending_ordered(&mut self, integration_id: &str, call_id: &str) -> PgResult<bool> {

@@ -1,8 +1,6 @@
 //! The hot path ([`Queue`]): storing routed events with their deliveries (ordering and call
 //! progress decided inside the writer's transaction), recording outcomes, claiming and releasing.
 
-use std::collections::HashSet;
-
 use async_trait::async_trait;
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -253,7 +251,7 @@ impl OutcomeSql for OutcomeRows<'_> {
         Ok(())
     }
 
-    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<HashSet<String>> {
+    async fn settle(&mut self, rows: &[Settle<'_>]) -> StoreResult<Vec<bool>> {
         let mut update = self
             .0
             .prepare_cached(
@@ -264,7 +262,7 @@ impl OutcomeSql for OutcomeRows<'_> {
                  WHERE id = ?1 AND status = 'pending'",
             )
             .map_err(internal)?;
-        let mut changed = HashSet::new();
+        let mut changed = Vec::with_capacity(rows.len());
         for r in rows {
             let n = update
                 .execute(params![
@@ -280,9 +278,7 @@ impl OutcomeSql for OutcomeRows<'_> {
                     r.error_class,
                 ])
                 .map_err(internal)?;
-            if n > 0 {
-                changed.insert(r.id.to_string());
-            }
+            changed.push(n > 0);
         }
         Ok(changed)
     }
