@@ -265,10 +265,10 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
     let mode = f.text("delivery_mode").unwrap_or("realtime");
     delivery.insert("mode".into(), json!(mode));
     let mut retry = Map::new();
-    retry.insert(
-        "policy".into(),
-        json!(f.text("retry_policy").unwrap_or("linear")),
-    );
+    // Empty: the profile's default.
+    if let Some(p) = f.text("retry_policy") {
+        retry.insert("policy".into(), json!(p));
+    }
     if let Some(n) = number(f, "retries", "Retries")? {
         retry.insert("retries".into(), n);
     }

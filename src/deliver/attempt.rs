@@ -75,7 +75,7 @@ pub fn decide(
         // A redelivery asked for by a person is one attempt, never rescheduled.
         Verdict::Retry { .. } if head.manual => (NextStep::Failed, false),
         Verdict::Retry { retry_after } => match retry::wait(
-            i.valid.spec.delivery.retry.policy,
+            i.valid.retry_policy(),
             i.valid.retries(),
             head.retries_used,
             *retry_after,

@@ -323,7 +323,7 @@ impl Dispatcher {
                 success: decision.verdict == Verdict::Success,
                 gone: decision.verdict == Verdict::Gone,
                 exhausted: decision.exhausted,
-                exponential: spec.delivery.retry.policy == RetryPolicyKind::Exponential,
+                exponential: integration.valid.retry_policy() == RetryPolicyKind::Exponential,
                 delivery_created_at: job.head.created_at,
                 disable_after_failures: spec.delivery.disable_after_failures,
                 last_error: &last_error,

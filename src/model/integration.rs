@@ -217,7 +217,26 @@ pub struct PrivacyRule {
 pub enum PrivacyAction {
     Keep,
     Remove,
+    /// Replace the last `digits` digits with `X` (seed 004's "mascherare").
     Mask,
+    /// Drop the last `digits` digits (seed 004's "rimuovere le ultime X cifre").
+    Truncate,
+}
+
+impl PrivacyAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PrivacyAction::Keep => "keep",
+            PrivacyAction::Remove => "remove",
+            PrivacyAction::Mask => "mask",
+            PrivacyAction::Truncate => "truncate",
+        }
+    }
+
+    /// Whether the action takes `digits` (and so applies to numbers only).
+    pub fn takes_digits(self) -> bool {
+        matches!(self, PrivacyAction::Mask | PrivacyAction::Truncate)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -279,8 +298,10 @@ pub enum DeliveryMode {
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySpec {
-    #[serde(default)]
-    pub policy: RetryPolicyKind,
+    /// Unset: the profile's default, made explicit when the settings are saved (seed 000's
+    /// exponential back-off for `recording.*`, seed 002's linear waits for everything else).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<RetryPolicyKind>,
     /// Retries after the first attempt: 0–10 (default 1 for linear, 10 for exponential).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
@@ -306,6 +327,9 @@ pub struct ValidSpec {
 impl ValidSpec {
     pub fn ordered(&self) -> bool {
         self.spec.delivery.ordered.unwrap_or(false)
+    }
+    pub fn retry_policy(&self) -> RetryPolicyKind {
+        self.spec.delivery.retry.policy.unwrap_or_default()
     }
     pub fn retries(&self) -> u32 {
         self.spec.delivery.retry.retries.unwrap_or(0)

@@ -184,27 +184,31 @@ pub fn validate(
             .map_err(|m| invalid(format!("`filters.conditions[{i}]`: {m}")))?;
     }
     for (target, rule) in &spec.privacy {
-        match (rule.action, rule.digits) {
-            (PrivacyAction::Mask, _) if !target.is_number() => {
+        let (action, name) = (rule.action, target.as_str());
+        match rule.digits {
+            _ if action.takes_digits() && !target.is_number() => {
                 return Err(invalid(format!(
-                    "`privacy.{}`: only numbers can be masked; use remove",
-                    target.as_str()
+                    "`privacy.{name}`: only numbers can be {}ed; use remove",
+                    if action == PrivacyAction::Mask {
+                        "mask"
+                    } else {
+                        "truncat"
+                    }
                 )))
             }
-            (PrivacyAction::Mask, Some(1..=15)) => {}
-            (PrivacyAction::Mask, _) => {
+            Some(1..=15) if action.takes_digits() => {}
+            _ if action.takes_digits() => {
                 return Err(invalid(format!(
-                    "`privacy.{}`: mask needs `digits` from 1 to 15",
-                    serde_json::to_value(target)
-                        .ok()
-                        .and_then(|v| v.as_str().map(String::from))
-                        .unwrap_or_default()
+                    "`privacy.{name}`: {} needs `digits` from 1 to 15",
+                    action.as_str()
                 )))
             }
-            (_, Some(_)) => {
-                return Err(invalid("`privacy`: `digits` is only used with action mask"))
+            Some(_) => {
+                return Err(invalid(format!(
+                    "`privacy.{name}`: `digits` is only used with action mask or truncate"
+                )))
             }
-            _ => {}
+            None => {}
         }
     }
     let batch_profile = spec.profile == Profile::CdrBatch;
@@ -239,7 +243,8 @@ pub fn validate(
         DeliveryMode::Realtime => {}
     }
     let max_retries = 10;
-    let retries = d.retry.retries.unwrap_or(match d.retry.policy {
+    let policy = *d.retry.policy.get_or_insert(spec.profile.default_retry());
+    let retries = d.retry.retries.unwrap_or(match policy {
         RetryPolicyKind::Linear => 1,
         RetryPolicyKind::Exponential => 10,
     });
@@ -364,6 +369,44 @@ mod tests {
             "call.state defaults to ordered"
         );
         assert_eq!(v.spec.delivery.timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn recording_integrations_back_off_exponentially_by_default_and_cdr_retries_linearly_once() {
+        for (profile, kinds, policy, retries) in [
+            (
+                "recording.v2",
+                json!(["recording.completed"]),
+                RetryPolicyKind::Exponential,
+                10,
+            ),
+            (
+                "recording.v1",
+                json!(["recording.completed"]),
+                RetryPolicyKind::Exponential,
+                10,
+            ),
+            ("cdr", json!(["call.completed"]), RetryPolicyKind::Linear, 1),
+            (
+                "canonical",
+                json!(["call.completed"]),
+                RetryPolicyKind::Linear,
+                1,
+            ),
+        ] {
+            let mut b = base();
+            b["profile"] = json!(profile);
+            b["event_types"] = kinds;
+            let v = validate(spec(b.clone()), false, DestinationPolicy::default())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(v.spec.delivery.retry.policy, Some(policy), "{profile}");
+            assert_eq!(v.spec.delivery.retry.retries, Some(retries), "{profile}");
+            // A policy named in the settings wins.
+            b["delivery"] = json!({"retry": {"policy": "linear"}});
+            let v = validate(spec(b), false, DestinationPolicy::default())
+                .unwrap_or_else(|e| panic!("{e:?}"));
+            assert_eq!(v.retry_policy(), RetryPolicyKind::Linear, "{profile}");
+        }
     }
 
     #[test]

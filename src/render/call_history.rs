@@ -29,6 +29,14 @@ fn call_type(t: Option<&str>) -> Value {
     json!(name)
 }
 
+/// An outgoing call by its type, or by its direction where the type is not given.
+fn is_outgoing(call: &Map<String, Value>) -> bool {
+    match str_at(call, "call_type") {
+        Some(t) => matches!(t, "outgoing" | "outgoing_transfer" | "predictive_dial"),
+        None => str_at(call, "direction") == Some("outbound"),
+    }
+}
+
 fn or_null(v: Option<&Value>) -> Value {
     v.cloned().unwrap_or(Value::Null)
 }
@@ -82,7 +90,13 @@ pub fn render(
     detail.insert("call_type".into(), call_type(str_at(call, "call_type")));
     detail.insert("circuit_number".into(), or_null(at(call, "circuit.number")));
     detail.insert("circuit_name".into(), or_null(at(call, "circuit.name")));
-    detail.insert("from_number".into(), or_null(at(call, "caller.number")));
+    // Seed 001: "null for the outgoing call", whose origin is `circuit_number`.
+    let from = if is_outgoing(call) {
+        Value::Null
+    } else {
+        or_null(at(call, "caller.number"))
+    };
+    detail.insert("from_number".into(), from);
     detail.insert("to_number".into(), or_null(at(call, "callee.number")));
     detail.insert("previous_id".into(), or_null(at(call, "previous_call_id")));
     detail.insert(

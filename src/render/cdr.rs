@@ -15,7 +15,7 @@ use crate::model::event::Event;
 
 pub fn render(event: &Event, ctx: &RenderContext) -> Map<String, Value> {
     let mut out = Map::new();
-    out.insert("triggerId".into(), json!(ctx.integration_id));
+    out.insert("triggerId".into(), json!(trigger_id(ctx.integration_id)));
     out.insert("id".into(), json!(event.tenant_id));
     out.insert("tenantId".into(), json!(event.tenant_id));
     out.insert(
@@ -60,7 +60,7 @@ pub fn splice(
     let text = |s: &str| serde_json::to_string(s).unwrap_or_default();
     let mut out = Vec::with_capacity(record.len() + 128);
     out.extend_from_slice(b"{\"triggerId\":");
-    out.extend_from_slice(text(integration_id).as_bytes());
+    out.extend_from_slice(text(&trigger_id(integration_id)).as_bytes());
     out.extend_from_slice(b",\"id\":");
     out.extend_from_slice(text(tenant_id).as_bytes());
     out.extend_from_slice(b",\"tenantId\":");
@@ -73,6 +73,11 @@ pub fn splice(
     }
     out.push(b'}');
     Bytes::from(out)
+}
+
+/// Seed 002's `triggerId` is a GUID: the integration's id in that form.
+fn trigger_id(integration_id: &str) -> String {
+    crate::model::ids::guid(integration_id).unwrap_or_else(|| integration_id.to_string())
 }
 
 fn direction_code(d: Option<&str>) -> i64 {

@@ -16,6 +16,8 @@ use crate::security::ssrf::DestinationPolicy;
 /// Fixed inputs so that signed URLs and ids are reproducible.
 pub const NOW_MS: i64 = 1_795_341_600_000;
 pub const LINK_KEY: [u8; 32] = [7; 32];
+/// A real integration id, so that `triggerId` shows its GUID form.
+pub const INTEGRATION_ID: &str = "int_01kbqh8n3m5d9w6x7y8z0a1b2c";
 
 fn golden_files() -> Vec<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden");
@@ -46,7 +48,7 @@ pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
     };
     let links = Links::new("https://callhook.example.com", LINK_KEY);
     let ctx = RenderContext {
-        integration_id: "int_golden",
+        integration_id: INTEGRATION_ID,
         delivery_id: "dlv_golden",
         trigger,
         custom_data: valid.spec.custom_data.as_ref(),
@@ -102,20 +104,27 @@ pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
     Some(value)
 }
 
+/// `CALLHOOK_GOLDEN_BLESS=1` writes what renders into each case's `expected` instead of
+/// comparing; review the diff before committing it.
 #[test]
 fn every_golden_payload_renders_exactly() {
     let files = golden_files();
     assert!(!files.is_empty(), "golden files are missing: {files:?}");
+    let bless = std::env::var("CALLHOOK_GOLDEN_BLESS").is_ok_and(|v| v == "1");
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap_or_default();
-        let golden: Value =
+        let mut golden: Value =
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let cases = golden["cases"].as_array().cloned().unwrap_or_default();
         assert!(!cases.is_empty(), "{}: no cases", file.display());
         for (i, case) in cases.iter().enumerate() {
             let got = render_case(&golden["integration"], &case["event"]);
-            let want = &case["expected"];
             let got = got.unwrap_or(Value::Null);
+            if bless {
+                golden["cases"][i]["expected"] = got;
+                continue;
+            }
+            let want = &case["expected"];
             assert_eq!(
                 &got,
                 want,
@@ -123,6 +132,14 @@ fn every_golden_payload_renders_exactly() {
                 file.display(),
                 serde_json::to_string_pretty(&got).unwrap_or_default()
             );
+        }
+        if bless {
+            // The files' own layout: one-space indent, no final newline.
+            let mut out = Vec::new();
+            let fmt = serde_json::ser::PrettyFormatter::with_indent(b" ");
+            let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+            serde::Serialize::serialize(&golden, &mut ser).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::write(&file, out).unwrap_or_else(|e| panic!("{e}"));
         }
     }
 }

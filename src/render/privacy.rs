@@ -31,6 +31,27 @@ pub fn mask(s: &str, digits: u8) -> String {
     chars.into_iter().collect()
 }
 
+/// Drops the last `digits` digits, with the separators between them, and any separator left
+/// trailing: `+44 161 000 0001` less 4 digits is `+44 161 000`.
+pub fn truncate(s: &str, digits: u8) -> String {
+    let mut left = digits as usize;
+    let mut chars: Vec<char> = s.chars().collect();
+    while left > 0 {
+        match chars.pop() {
+            Some(c) if c.is_ascii_digit() => left -= 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    while chars
+        .last()
+        .is_some_and(|c| !c.is_ascii_digit() && *c != '+')
+    {
+        chars.pop();
+    }
+    chars.into_iter().collect()
+}
+
 #[derive(Clone, Copy, PartialEq)]
 enum Side {
     Local,
@@ -232,7 +253,8 @@ pub fn apply(
     if rules.values().all(|r| r.action == PrivacyAction::Keep) {
         return;
     }
-    // Removals last, so that a remove and a mask on the same field end removed.
+    // Masks first, then truncations, removals last: where two rules reach one field (the
+    // direction does not tell the parties apart) both apply, so the stricter one wins.
     let mut actions: Vec<(String, &PrivacyRule)> = fields(profile, event, trigger)
         .into_iter()
         .filter_map(|(path, t)| {
@@ -242,7 +264,11 @@ pub fn apply(
                 .map(|r| (path, r))
         })
         .collect();
-    actions.sort_by_key(|(_, r)| r.action == PrivacyAction::Remove);
+    actions.sort_by_key(|(_, r)| match r.action {
+        PrivacyAction::Keep | PrivacyAction::Mask => 0,
+        PrivacyAction::Truncate => 1,
+        PrivacyAction::Remove => 2,
+    });
     for (path, rule) in actions {
         edit(payload, &path, rule);
     }
@@ -265,6 +291,11 @@ fn edit_in(map: &mut Map<String, Value>, parts: &[&str], rule: &PrivacyRule) {
             PrivacyAction::Mask => {
                 if let Some(Value::String(s)) = map.get_mut(*first) {
                     *s = mask(s, rule.digits.unwrap_or(0));
+                }
+            }
+            PrivacyAction::Truncate => {
+                if let Some(Value::String(s)) = map.get_mut(*first) {
+                    *s = truncate(s, rule.digits.unwrap_or(0));
                 }
             }
         }
@@ -292,5 +323,14 @@ mod tests {
         assert_eq!(mask("+358942720001", 4), "+35894272XXXX");
         assert_eq!(mask("+44 161 000 0001", 5), "+44 161 00X XXXX");
         assert_eq!(mask("123", 15), "XXX");
+    }
+
+    #[test]
+    fn truncating_drops_only_the_last_digits_and_the_separators_left_trailing() {
+        assert_eq!(truncate("+358942720001", 4), "+35894272");
+        assert_eq!(truncate("+44 161 000 0001", 5), "+44 161 00");
+        assert_eq!(truncate("+44 161 000 0001", 4), "+44 161 000");
+        assert_eq!(truncate("123", 15), "");
+        assert_eq!(truncate("+1", 1), "+");
     }
 }

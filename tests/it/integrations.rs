@@ -370,3 +370,34 @@ async fn rotation_signs_with_both_secrets_and_edits_apply_to_the_next_event() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_defaults_of_each_profile_are_the_seeds_and_the_answer_says_them() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    for (profile, kinds, policy, retries) in [
+        (
+            "recording.v2",
+            json!(["recording.completed"]),
+            "exponential",
+            10,
+        ),
+        ("cdr", json!(["call.completed"]), "linear", 1),
+    ] {
+        let created = api
+            .integration(
+                "acme",
+                json!({"name": profile, "url": rx.url, "profile": profile, "event_types": kinds}),
+            )
+            .await;
+        assert_eq!(
+            (
+                created["delivery"]["retry"]["policy"].as_str(),
+                created["delivery"]["retry"]["retries"].as_u64()
+            ),
+            (Some(policy), Some(retries)),
+            "{profile}: {created}"
+        );
+    }
+}

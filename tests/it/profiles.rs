@@ -50,7 +50,22 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
 
     let got = cdr.next(10).await;
     let body = got.json();
-    assert_eq!(body["triggerId"], cdr_i["id"]);
+    // Seed 002's triggerId is a GUID: the integration's id in that form, which the API takes
+    // in place of the id.
+    let guid = cdr_i["trigger_id"].as_str().unwrap_or_default().to_string();
+    assert_eq!(body["triggerId"], json!(guid));
+    assert_eq!(guid.len(), 36, "{guid}");
+    let (status, by_guid) = api
+        .get(&format!("/v1/tenants/acme/integrations/{guid}"))
+        .await;
+    assert_eq!((status, &by_guid["id"]), (200, &cdr_i["id"]));
+    let (status, _) = api
+        .get(&format!("/v1/tenants/acme/integrations/{guid}/deliveries"))
+        .await;
+    assert_eq!(
+        status, 200,
+        "deliveries of the integration named by its GUID"
+    );
     assert_eq!(body["cdr"]["ring"], 12, "durations are seconds");
     assert_eq!(
         (

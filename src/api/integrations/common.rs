@@ -24,6 +24,9 @@ pub(crate) const ROTATION_GRACE_MS: i64 = 24 * 3600 * 1000;
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct IntegrationOut {
     pub id: String,
+    /// The id in GUID form, as `cdr` payloads carry it in `triggerId` (seed 002); the API
+    /// accepts it wherever it accepts the id.
+    pub trigger_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -47,6 +50,7 @@ pub struct IntegrationOut {
 pub(crate) fn out(i: &Integration) -> IntegrationOut {
     IntegrationOut {
         id: i.id.clone(),
+        trigger_id: crate::model::ids::guid(&i.id),
         tenant_id: match &i.partner_id {
             Some(_) => None,
             None => i.tenant_id.clone(),
@@ -151,8 +155,14 @@ impl Owner {
 
 pub(crate) type Params = HashMap<String, String>;
 
-pub(crate) fn param<'a>(params: &'a Params, name: &str) -> &'a str {
-    params.get(name).map(String::as_str).unwrap_or_default()
+/// A path parameter. An integration (`iid`) may be named by its id or by the GUID form of it
+/// that `cdr` payloads carry as `triggerId`.
+pub(crate) fn param<'a>(params: &'a Params, name: &str) -> std::borrow::Cow<'a, str> {
+    let value = params.get(name).map(String::as_str).unwrap_or_default();
+    if name == "iid" && value.len() == 36 {
+        return std::borrow::Cow::Owned(crate::model::ids::from_guid("int", value));
+    }
+    std::borrow::Cow::Borrowed(value)
 }
 
 /// The owner named by the path, if the caller may see it; 404 otherwise.
@@ -161,7 +171,7 @@ pub(crate) async fn owner_of(s: &AppState, p: &Principal, params: &Params) -> Ap
         return Ok(Owner::Tenant(s.visible_tenant(p, tid).await?));
     }
     let pid = param(params, "pid");
-    Ok(Owner::Partner(s.visible_partner(p, pid).await?))
+    Ok(Owner::Partner(s.visible_partner(p, &pid).await?))
 }
 
 /// The owner and its integration `iid`; 404 for anything else.
@@ -174,7 +184,7 @@ pub(crate) async fn owned(
     let iid = param(params, "iid");
     let i = s
         .cache
-        .get(iid)
+        .get(&iid)
         .filter(|i| owner.holds(i))
         .ok_or_else(|| ApiError::not_found(&format!("integration `{iid}`")))?;
     Ok((owner, i))

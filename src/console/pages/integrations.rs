@@ -87,7 +87,7 @@ pub(crate) fn form_page(
         .iter()
         .map(|t| {
             let actions: &[&str] = if t.is_number() {
-                &["keep", "remove", "mask"]
+                &["keep", "remove", "mask", "truncate"]
             } else {
                 &["keep", "remove"]
             };
