@@ -144,6 +144,7 @@ pub fn values_from_settings(s: &Value) -> Map<String, Value> {
         ("max_in_flight", "max_in_flight"),
         ("disable_after_failures", "disable_after_failures"),
         ("retry_policy", "retry.policy"),
+        ("egress", "egress"),
         ("retries", "retry.retries"),
     ] {
         v.insert(field.into(), json!(d(key)));
@@ -264,6 +265,7 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
     let mut delivery = Map::new();
     let mode = f.text("delivery_mode").unwrap_or("realtime");
     delivery.insert("mode".into(), json!(mode));
+    delivery.insert("egress".into(), json!(f.text("egress").unwrap_or("direct")));
     let mut retry = Map::new();
     // Empty: the profile's default.
     if let Some(p) = f.text("retry_policy") {
@@ -399,7 +401,8 @@ mod tests {
             "options": {"include_transcript": true, "include_keywords": false, "include_summary": true},
             "privacy": {"remote_number": {"action": "mask", "digits": 3}},
             "delivery": {"mode": "realtime", "retry": {"policy": "linear", "retries": 1},
-                         "timeout_ms": 10000, "ordered": false, "max_in_flight": 16}
+                         "timeout_ms": 10000, "ordered": false, "max_in_flight": 16,
+                         "egress": "fixed"}
         });
         let values = values_from_settings(&stored);
         let pairs: Vec<(String, String)> = values

@@ -38,9 +38,15 @@ pub struct Sent {
 /// `sent_at`.
 pub async fn send(s: &Sender<'_>, i: &Integration, job: &DispatchJob, sent_at: i64) -> Sent {
     let rendered = render_for(s, i, job, sent_at);
-    let request = build_request(s.client, i, &job.head, &rendered, sent_at);
     let started = Instant::now();
-    let result = s.client.send(request, &i.valid.url).await;
+    let result = match build_request(s.client, i, &job.head, &rendered, sent_at) {
+        Some(request) => {
+            s.client
+                .send(request, &i.valid.url, i.valid.spec.delivery.egress)
+                .await
+        }
+        None => HttpClient::no_fixed_egress(),
+    };
     let duration_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
     Sent {
         result,
@@ -166,30 +172,31 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
     }
 }
 
+/// The request on the client of the integration's egress; `None` when this node lacks it.
 fn build_request(
     client: &HttpClient,
     i: &Integration,
     head: &DeliveryHead,
     r: &Rendered,
     now: i64,
-) -> reqwest::RequestBuilder {
+) -> Option<reqwest::RequestBuilder> {
+    let via = client.via(i.valid.spec.delivery.egress)?;
     let out = outgoing(i, head, r, now);
     let method = match out.method {
         HttpMethod::Post => Method::POST,
         HttpMethod::Put => Method::PUT,
         HttpMethod::Get => Method::GET,
     };
-    let mut req = client
-        .inner
+    let mut req = via
         .request(method, out.url)
         .timeout(Duration::from_millis(i.valid.spec.delivery.timeout_ms));
     for (k, v) in out.headers {
         req = req.header(k, v);
     }
-    match out.content_type {
+    Some(match out.content_type {
         Some(ct) => req.header(CONTENT_TYPE, ct).body(out.body),
         None => req,
-    }
+    })
 }
 
 /// The payload of `job` for integration `i`, as sent at `at`.
@@ -319,9 +326,15 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         cache: None,
     };
     let rendered = render(&stored, &i.valid, &ctx);
-    let request = build_request(s.client, i, &head, &rendered, now);
     let started = Instant::now();
-    let result = s.client.send(request, &i.valid.url).await;
+    let result = match build_request(s.client, i, &head, &rendered, now) {
+        Some(request) => {
+            s.client
+                .send(request, &i.valid.url, i.valid.spec.delivery.egress)
+                .await
+        }
+        None => HttpClient::no_fixed_egress(),
+    };
     let rec = attempt_record(&result, now, started.elapsed().as_millis() as u32);
     TestReport {
         success: classify(&result) == Verdict::Success,

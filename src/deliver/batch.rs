@@ -27,7 +27,9 @@ pub async fn run(d: Arc<Dispatcher>) {
         let now = d.clock.now_ms();
         for i in d.cache.all() {
             let spec = &i.valid.spec;
-            if spec.delivery.mode != DeliveryMode::Batch {
+            // Profiles that send one record per request hold each delivery until its
+            // window's boundary instead (`ValidSpec::held_until`): no window to close.
+            if spec.delivery.mode != DeliveryMode::Batch || !spec.profile.collects() {
                 continue;
             }
             let interval = spec.delivery.interval_s.unwrap_or(300).max(1) as i64 * 1000;

@@ -21,8 +21,15 @@ pub async fn verify(
         body.extend(cd.clone());
     }
     body.insert("challenge".into(), serde_json::Value::String(token.clone()));
-    let mut req = client
-        .inner
+    // From the addresses the deliveries will come from: a receiver that allow-lists them
+    // answers this too.
+    let Some(via) = client.via(spec.spec.delivery.egress) else {
+        return Err(SettingError {
+            code: "egress_unavailable",
+            message: "`delivery.egress` fixed needs an egress proxy, and this node has none (CALLHOOK_EGRESS_PROXY)".into(),
+        });
+    };
+    let mut req = via
         .post(spec.url.clone())
         .timeout(Duration::from_millis(spec.spec.delivery.timeout_ms))
         .header(reqwest::header::CONTENT_TYPE, crate::render::JSON)

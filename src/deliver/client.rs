@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use reqwest::redirect::Policy;
 
+use crate::model::integration::Egress;
 use crate::record::{parse_retry_after, AttemptResult, ErrorClass};
 use crate::security::ssrf::{
     check_url_host, resolve_allowed, DestinationPolicy, GuardedResolver, Lookup, ResolveError,
@@ -16,11 +17,14 @@ pub const EXCERPT_BYTES: usize = 1024;
 
 #[derive(Clone)]
 pub struct HttpClient {
+    /// From the node's own addresses.
     pub inner: reqwest::Client,
+    /// Through the egress proxy, for integrations with `delivery.egress: fixed`.
+    fixed: Option<reqwest::Client>,
     pub policy: DestinationPolicy,
     /// Through an egress proxy the proxy resolves the target, so the guard resolves and checks
     /// it here before each send (checked, though not pinned: the proxy resolves again).
-    proxied: Option<Lookup>,
+    lookup: Lookup,
 }
 
 impl HttpClient {
@@ -29,7 +33,45 @@ impl HttpClient {
         lookup: Lookup,
         egress_proxy: Option<&str>,
     ) -> Result<Self, String> {
-        let mut b = reqwest::Client::builder()
+        let inner = Self::builder(policy, &lookup)
+            .no_proxy()
+            .build()
+            .map_err(|e| format!("http client: {e}"))?;
+        let fixed = match egress_proxy {
+            Some(p) => Some(
+                Self::builder(policy, &lookup)
+                    .proxy(
+                        reqwest::Proxy::all(p)
+                            .map_err(|e| format!("CALLHOOK_EGRESS_PROXY: {e}"))?,
+                    )
+                    .build()
+                    .map_err(|e| format!("http client: {e}"))?,
+            ),
+            None => None,
+        };
+        Ok(HttpClient {
+            inner,
+            fixed,
+            policy,
+            lookup,
+        })
+    }
+
+    /// Whether this node can send from fixed addresses (an egress proxy is configured).
+    pub fn has_fixed_egress(&self) -> bool {
+        self.fixed.is_some()
+    }
+
+    /// The client for an integration's egress; `None` for `fixed` on a node without a proxy.
+    pub fn via(&self, egress: Egress) -> Option<&reqwest::Client> {
+        match egress {
+            Egress::Direct => Some(&self.inner),
+            Egress::Fixed => self.fixed.as_ref(),
+        }
+    }
+
+    fn builder(policy: DestinationPolicy, lookup: &Lookup) -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .dns_resolver(Arc::new(GuardedResolver {
                 lookup: lookup.clone(),
                 policy,
@@ -39,24 +81,27 @@ impl HttpClient {
             .tcp_nodelay(true)
             .pool_idle_timeout(Duration::from_secs(90))
             .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(10));
-        b = match egress_proxy {
-            Some(p) => {
-                b.proxy(reqwest::Proxy::all(p).map_err(|e| format!("CALLHOOK_EGRESS_PROXY: {e}"))?)
-            }
-            None => b.no_proxy(),
-        };
-        let inner = b.build().map_err(|e| format!("http client: {e}"))?;
-        let proxied = egress_proxy.map(|_| lookup);
-        Ok(HttpClient {
-            inner,
-            policy,
-            proxied,
-        })
+            .connect_timeout(Duration::from_secs(10))
     }
 
-    /// Sends a request and classifies the outcome; never returns an error.
-    pub async fn send(&self, req: reqwest::RequestBuilder, url: &url::Url) -> AttemptResult {
+    /// The attempt's result when an integration asks for an egress this node does not have
+    /// (a node started without the proxy its integrations were saved with): retried like any
+    /// failure, so nothing is lost while the configuration is put right.
+    pub fn no_fixed_egress() -> AttemptResult {
+        AttemptResult::Error {
+            class: ErrorClass::Connect,
+            message: "the integration sends from fixed addresses (`delivery.egress: fixed`) but this node has no egress proxy; set CALLHOOK_EGRESS_PROXY".into(),
+        }
+    }
+
+    /// Sends a request built with [`Self::via`]`(egress)` and classifies the outcome; never
+    /// returns an error.
+    pub async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        url: &url::Url,
+        egress: Egress,
+    ) -> AttemptResult {
         // IP-literal URLs do not pass through the resolver: check them here, on every send.
         if let Err(e) = check_url_host(url, self.policy) {
             return AttemptResult::Error {
@@ -64,8 +109,8 @@ impl HttpClient {
                 message: e.0,
             };
         }
-        if let (Some(lookup), Some(url::Host::Domain(host))) = (&self.proxied, url.host()) {
-            if let Err(e) = resolve_allowed(lookup, host, self.policy).await {
+        if let (Egress::Fixed, Some(url::Host::Domain(host))) = (egress, url.host()) {
+            if let Err(e) = resolve_allowed(&self.lookup, host, self.policy).await {
                 let class = match e {
                     ResolveError::Refused(_) => ErrorClass::RefusedDestination,
                     ResolveError::Dns(_) => ErrorClass::Dns,
@@ -200,7 +245,9 @@ mod tests {
         };
         let url = url::Url::parse(&format!("http://crm.example.com:{port}/hook")).ok();
         let Some(url) = url else { panic!("url") };
-        let result = client.send(client.inner.post(url.clone()), &url).await;
+        let result = client
+            .send(client.inner.post(url.clone()), &url, Egress::Direct)
+            .await;
         match result {
             AttemptResult::Error { class, message } => {
                 assert_eq!(class, ErrorClass::RefusedDestination, "{message}");
@@ -214,7 +261,7 @@ mod tests {
             panic!("url")
         };
         let result = client
-            .send(client.inner.post(literal.clone()), &literal)
+            .send(client.inner.post(literal.clone()), &literal, Egress::Direct)
             .await;
         assert!(matches!(
             result,

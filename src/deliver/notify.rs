@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::client::HttpClient;
 use crate::cache::Integration;
 use crate::clock::Clock;
+use crate::model::integration::Egress;
 use crate::record::{classify, Verdict};
 use crate::render::sign;
 
@@ -98,7 +99,7 @@ impl Notifier {
                     .header("callhook-event-type", kind.as_str())
                     .header("callhook-attempt", (n + 1).to_string())
                     .body(body.clone());
-                if classify(&client.send(req, &url).await) == Verdict::Success {
+                if classify(&client.send(req, &url, Egress::Direct).await) == Verdict::Success {
                     return;
                 }
             }

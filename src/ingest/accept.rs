@@ -29,10 +29,10 @@ pub struct IngestOut {
 async fn store_derived_records(
     s: &AppState,
     ended: &[TerminatedCall],
-    plan_all: &impl Fn(Vec<Event>) -> Vec<crate::store::IngestItem>,
+    plan_all: &impl Fn(Vec<Event>, i64) -> Vec<crate::store::IngestItem>,
     now: i64,
 ) -> ApiResult<()> {
-    let mut items = plan_all(ended.iter().map(derived_cdr).collect());
+    let mut items = plan_all(ended.iter().map(derived_cdr).collect(), now);
     // Sent after the grace, apart from the call's states: not held up behind them.
     for d in items.iter_mut().flat_map(|i| i.deliveries.iter_mut()) {
         d.ordered = false;
@@ -51,8 +51,8 @@ async fn store_derived_records(
     for kind in &outcome.accepted_kinds {
         crate::metrics::METRICS.ingested(*kind);
     }
-    for iid in &outcome.scheduled {
-        s.dispatcher.note_due(iid, not_before);
+    for (iid, due) in &outcome.scheduled {
+        s.dispatcher.note_due(iid, *due);
     }
     Ok(())
 }
@@ -140,12 +140,12 @@ pub async fn accept(s: &AppState, p: &Principal, events: Vec<Event>) -> ApiResul
     check_recording_files(s, &events).await?;
     let mut events = events;
     order_call_states(&mut events);
-    let plan_all = |events: Vec<Event>| -> Vec<_> {
+    let plan_all = |events: Vec<Event>, now: i64| -> Vec<_> {
         events
             .into_iter()
             .map(|e| {
                 let partner = partners.get(&e.tenant_id).cloned().flatten();
-                plan(e, &s.cache, partner.as_deref())
+                plan(e, &s.cache, partner.as_deref(), now)
             })
             .collect()
     };
@@ -160,7 +160,7 @@ pub async fn accept(s: &AppState, p: &Principal, events: Vec<Event>) -> ApiResul
         // Read before the caches are: a change applied while routing makes the batch look
         // older than it is (routed again), never newer.
         let config_version = s.store.applied_version();
-        let mut items = plan_all(events);
+        let mut items = plan_all(events, now);
         s.dispatcher.defer_beyond_room(&mut items);
         let batch = IngestBatch {
             items,
@@ -190,11 +190,13 @@ pub async fn accept(s: &AppState, p: &Principal, events: Vec<Event>) -> ApiResul
         crate::metrics::METRICS.stale_state();
     }
     s.dispatcher.dispatch(outcome.ready);
-    // Deliveries stored for the claimer (no room in this node's queue): it looks now.
+    // Deliveries stored for the claimer (no room in this node's queue, or held for a batch
+    // window's boundary): it looks when the first is due.
     let mut scheduled = outcome.scheduled;
-    scheduled.dedup();
-    for iid in &scheduled {
-        s.dispatcher.note_due(iid, now);
+    scheduled.sort_unstable();
+    scheduled.dedup_by(|later, first| later.0 == first.0);
+    for (iid, due) in &scheduled {
+        s.dispatcher.note_due(iid, *due);
     }
     if !outcome.terminated.is_empty() {
         store_derived_records(s, &outcome.terminated, &plan_all, now).await?;

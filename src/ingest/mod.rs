@@ -68,8 +68,15 @@ fn in_feed(i: &Integration, event: &Event, tenant_partner: Option<&str>) -> bool
 }
 
 /// Routes an event to its tenant's integrations and to the partner feeds that carry it, and
-/// serialises it once. Batch integrations get the call queued for their next window.
-pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>) -> IngestItem {
+/// serialises it once, at `now`. Batch integrations whose profile collects a window's calls get
+/// the call queued for their next window; other batch integrations get a delivery held until
+/// the window's boundary.
+pub fn plan(
+    event: Event,
+    cache: &IntegrationCache,
+    tenant_partner: Option<&str>,
+    now: i64,
+) -> IngestItem {
     let own = cache.for_tenant(&event.tenant_id);
     let partners = cache.partner_integrations();
     let mut deliveries = Vec::new();
@@ -81,7 +88,8 @@ pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>
         let Some(trigger) = route(&event, &i.valid) else {
             continue;
         };
-        if i.valid.spec.delivery.mode == DeliveryMode::Batch {
+        let spec = &i.valid.spec;
+        if spec.delivery.mode == DeliveryMode::Batch && spec.profile.collects() {
             batch.push(i.id.clone());
             continue;
         }
@@ -92,6 +100,7 @@ pub fn plan(event: Event, cache: &IntegrationCache, tenant_partner: Option<&str>
             ordered: i.valid.ordered(),
             held: i.status == IntegrationStatus::Disabled,
             defer: false,
+            not_before: i.valid.held_until(now),
         });
     }
     IngestItem {

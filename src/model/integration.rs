@@ -263,6 +263,21 @@ pub struct DeliverySpec {
     pub interval_s: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_s: Option<u32>,
+    /// Which addresses the requests come from (seed 001's "Source IP address" box).
+    #[serde(default)]
+    pub egress: Egress,
+}
+
+/// Where an integration's requests leave from.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Egress {
+    /// The node's own addresses.
+    #[default]
+    Direct,
+    /// Through the node's egress proxy (`CALLHOOK_EGRESS_PROXY`), whose addresses the
+    /// receiver can allow-list.
+    Fixed,
 }
 
 fn default_timeout_ms() -> u64 {
@@ -283,6 +298,7 @@ impl Default for DeliverySpec {
             disable_after_failures: None,
             interval_s: None,
             delay_s: None,
+            egress: Egress::Direct,
         }
     }
 }
@@ -328,6 +344,19 @@ impl ValidSpec {
     pub fn ordered(&self) -> bool {
         self.spec.delivery.ordered.unwrap_or(false)
     }
+    /// For a batch integration whose profile sends one record per request: when a delivery
+    /// created at `now` goes out — the boundary that closes the window `now` falls in
+    /// (windows are `[T − delay − interval, T − delay)`, sent at T). `None`: at once.
+    pub fn held_until(&self, now: i64) -> Option<i64> {
+        let d = &self.spec.delivery;
+        if d.mode != DeliveryMode::Batch || self.spec.profile.collects() {
+            return None;
+        }
+        let interval = d.interval_s.unwrap_or(300).max(1) as i64 * 1000;
+        let delay = d.delay_s.unwrap_or(0) as i64 * 1000;
+        Some(((now + delay).div_euclid(interval) + 1) * interval)
+    }
+
     pub fn retry_policy(&self) -> RetryPolicyKind {
         self.spec.delivery.retry.policy.unwrap_or_default()
     }

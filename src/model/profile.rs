@@ -75,6 +75,12 @@ impl Profile {
         }
     }
 
+    /// Whether, in batch mode, a window's calls are collected into one body (`items`), rather
+    /// than each record held and sent on its own at the window's boundary.
+    pub fn collects(self) -> bool {
+        matches!(self, Profile::CdrBatch)
+    }
+
     /// The retry schedule an integration gets when its settings name none: seed 000 backs off
     /// exponentially before disabling a recording integration; seed 002 (and the rest) retry
     /// linearly, once by default.

@@ -211,15 +211,10 @@ pub fn validate(
             None => {}
         }
     }
-    let batch_profile = spec.profile == Profile::CdrBatch;
+    let batch_only = spec.profile == Profile::CdrBatch;
     let d = &mut spec.delivery;
     match d.mode {
-        DeliveryMode::Batch if !batch_profile => {
-            return Err(invalid(
-                "`delivery.mode` batch sends `cdr-batch` payloads: set `profile` to cdr-batch",
-            ))
-        }
-        DeliveryMode::Realtime if batch_profile => {
+        DeliveryMode::Realtime if batch_only => {
             return Err(invalid(
                 "profile `cdr-batch` is sent in windows: set `delivery.mode` to batch",
             ))

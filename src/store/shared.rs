@@ -50,6 +50,14 @@ pub fn batch_parts(w: &BatchWindow, items: &[serde_json::Value]) -> Vec<Event> {
         .collect()
 }
 
+/// When a new delivery may first be sent: the later of its own hold and the request's.
+pub fn not_before(d: &crate::store::NewDelivery, request: Option<i64>) -> Option<i64> {
+    match (d.not_before, request) {
+        (Some(a), Some(b)) => Some(a.max(b)),
+        (a, b) => a.or(b),
+    }
+}
+
 /// A stored call record read back for reconciliation.
 pub fn cdr_row(
     ended_at: i64,

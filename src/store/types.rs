@@ -118,6 +118,9 @@ pub struct NewDelivery {
     /// This node's queue for the integration is full: stored unleased for the claimer, rather
     /// than leased now and given back (one write instead of two).
     pub defer: bool,
+    /// Held in the store until then (a batch integration sending one record per request
+    /// holds its window's deliveries until the window's boundary).
+    pub not_before: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -156,8 +159,8 @@ pub struct IngestOutcome {
     pub stale: usize,
     /// Calls whose terminated state was accepted and that have no record from the source.
     pub terminated: Vec<crate::model::call::TerminatedCall>,
-    /// Integrations with deliveries waiting for `not_before`.
-    pub scheduled: Vec<String>,
+    /// Integrations with deliveries stored for the claimer, and when the first is due.
+    pub scheduled: Vec<(String, i64)>,
 }
 
 /// What the delivery stage needs to know about a delivery to attempt it.

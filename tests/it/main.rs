@@ -11,6 +11,7 @@ mod integrations;
 mod partners;
 mod profiles;
 mod retries;
+mod seeds;
 mod store;
 mod support;
 mod telephony;

@@ -41,6 +41,7 @@ fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
         ordered,
         held,
         defer: false,
+        not_before: None,
     }
 }
 

@@ -10,7 +10,7 @@ use crate::api::AppState;
 use crate::auth::Principal;
 use crate::cache::Integration;
 use crate::error::{ApiError, ApiResult};
-use crate::model::integration::{IntegrationSpec, ValidSpec};
+use crate::model::integration::{Egress, IntegrationSpec, ValidSpec};
 use crate::model::settings::{check_secret, header_hint, SettingError};
 use crate::model::tenancy::{Partner, Role, Tenant};
 use crate::security::ssrf::{resolve_allowed, ResolveError};
@@ -214,6 +214,18 @@ pub(crate) fn take_secret(body: &mut Map<String, Value>) -> ApiResult<Option<Opt
             "`secret` must be a string (or null to remove it)",
         )),
     }
+}
+
+/// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
+/// rather than saved and never sent.
+pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
+    if v.spec.delivery.egress == Egress::Fixed && !s.client.has_fixed_egress() {
+        return Err(ApiError::unprocessable(
+            "egress_unavailable",
+            "`delivery.egress` fixed sends through the egress proxy, and this node has none; ask the operator to set CALLHOOK_EGRESS_PROXY, or use direct",
+        ));
+    }
+    Ok(())
 }
 
 /// The save-time half of the SSRF guard: every address the host resolves to must be allowed.

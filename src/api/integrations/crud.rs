@@ -62,6 +62,7 @@ pub(crate) async fn create(
             return Err(limit_reached(&t.id, max));
         }
     }
+    check_egress(&s, &valid)?;
     check_destination(&s, &valid).await?;
     if valid.spec.verification == Verification::Challenge {
         challenge::verify(&s.client, &valid, secret.as_deref())
@@ -197,6 +198,7 @@ pub(crate) async fn update(
     let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
+    check_egress(&s, &valid)?;
     let old = &current.valid.spec;
     let moved = valid.spec.url != old.url;
     if moved {
@@ -205,6 +207,7 @@ pub(crate) async fn update(
     let rechallenge = valid.spec.verification == Verification::Challenge
         && (moved
             || valid.spec.headers != old.headers
+            || valid.spec.delivery.egress != old.delivery.egress
             || old.verification != Verification::Challenge);
     if rechallenge {
         challenge::verify(&s.client, &valid, secret.as_deref())

@@ -263,15 +263,17 @@ pub(super) async fn store_routed<C: GenericClient>(
         } else {
             DeliveryStatus::Pending
         };
-        let leased = status == DeliveryStatus::Pending && batch.not_before.is_none() && !d.defer;
+        let not_before = crate::store::shared::not_before(d, batch.not_before);
+        let leased = status == DeliveryStatus::Pending && not_before.is_none() && !d.defer;
         if !leased && status == DeliveryStatus::Pending {
-            out.scheduled.push(d.integration_id.clone());
+            out.scheduled
+                .push((d.integration_id.clone(), not_before.unwrap_or(batch.now)));
         }
         cols.push(
             d,
             &p.stored,
             status,
-            (batch.now, batch.not_before.unwrap_or(batch.now)),
+            (batch.now, not_before.unwrap_or(batch.now)),
             leased.then_some(&batch.lease),
         );
         if leased {

@@ -162,10 +162,11 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
             } else {
                 DeliveryStatus::Pending
             };
-            let leased =
-                status == DeliveryStatus::Pending && batch.not_before.is_none() && !d.defer;
+            let not_before = crate::store::shared::not_before(&d, batch.not_before);
+            let leased = status == DeliveryStatus::Pending && not_before.is_none() && !d.defer;
             if !leased && status == DeliveryStatus::Pending {
-                out.scheduled.push(d.integration_id.clone());
+                out.scheduled
+                    .push((d.integration_id.clone(), not_before.unwrap_or(now)));
             }
             insert_delivery
                 .execute(params![
@@ -180,7 +181,7 @@ pub fn ingest(c: &Connection, batch: IngestBatch) -> StoreResult<IngestOutcome> 
                     now,
                     leased.then(|| batch.lease.owner.as_ref()),
                     leased.then_some(batch.lease.until),
-                    batch.not_before.unwrap_or(now),
+                    not_before.unwrap_or(now),
                 ])
                 .map_err(internal)?;
             if leased {
