@@ -187,12 +187,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     let feed = call(
         format!("{api}/v1/partners/demo-partner/integrations"),
-        json!({"name": "Partner CDR feed", "url": format!("{receiver_url}/cdr-batch"), "delivery": {"interval_s": 10, "delay_s": 0}}),
+        json!({"name": "Partner CDR feed", "url": format!("{receiver_url}/webex-cdr"), "delivery": {"interval_s": 10, "delay_s": 0}}),
         admin.clone(),
     )
     .await?;
     secrets.lock().insert(
-        "cdr-batch".into(),
+        "webex-cdr".into(),
         feed["signing_secret"]
             .as_str()
             .unwrap_or_default()
@@ -206,7 +206,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  OpenAPI        {api}/v1/openapi.json");
     println!("  try            curl -s {api}/v1/tenants/demo/integrations -H 'Authorization: Bearer {tenant_token}'");
     println!("  metrics        {api}/metrics");
-    println!("  receiver       {receiver_url}/<profile>  (canonical, call-state, cdr, call-history, recording-v2, cdr-batch every 10 s)");
+    println!("  receiver       {receiver_url}/<profile>  (canonical, call-state, cdr, call-history, recording-v2, webex-cdr every 10 s)");
     println!("  data           {} (removed on exit)\n", dir.display());
 
     let sim = crate::simulate::SimulateArgs {
@@ -222,7 +222,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             r?;
             // Let the last deliveries and one batch window arrive.
             let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            while tokio::time::Instant::now() < deadline && !seen.lock().contains_key("cdr-batch") {
+            while tokio::time::Instant::now() < deadline && !seen.lock().contains_key("webex-cdr") {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
             tokio::time::sleep(Duration::from_secs(1)).await;

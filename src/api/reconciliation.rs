@@ -2,12 +2,16 @@
 //! themselves, so a receiver can find what its webhook listener missed.
 //!
 //! Times are `YYYY-MM-DDTHH:MM:SS.mmmZ` and refer to when the call ended. A window must satisfy
-//! `start < end`, `end − start ≤ 1 h`, and lie between 48 h and 5 min ago; each rule broken has
-//! its own error code.
+//! `start < end` and lie between 48 h and 5 min ago; the counts also `end − start ≤ 1 h` (seed
+//! 003 caps only the counts). Each rule broken has its own error code.
+//!
+//! Records come as `{"items": […]}` in the feed's format — Webex Calling records (`webex-cdr`)
+//! unless the partner's feed sends `cdr-batch` items — up to `max` (1–500) a page, the next page
+//! named by a `Link: <…>; rel="next"` header as Webex's records API does, and by `next_cursor`.
 
 use std::collections::HashMap;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -19,6 +23,7 @@ use super::AppState;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::integration::Feed;
+use crate::model::profile::Profile;
 use crate::store::CdrScope;
 
 /// Tenants per page of counts.
@@ -56,8 +61,9 @@ fn parse_time(name: &str, v: Option<&String>) -> Result<i64, ApiError> {
         .map_err(|_| bad())
 }
 
-/// Checks a reconciliation window against the rules; `[start, end)` in epoch ms.
-pub fn window(q: &HashMap<String, String>, now: i64) -> Result<(i64, i64), ApiError> {
+/// Checks a reconciliation window against the rules; `[start, end)` in epoch ms. `capped`: at
+/// most an hour long (the counts).
+pub fn window(q: &HashMap<String, String>, now: i64, capped: bool) -> Result<(i64, i64), ApiError> {
     let start = parse_time("startTime", q.get("startTime"))?;
     let end = parse_time("endTime", q.get("endTime"))?;
     if start >= end {
@@ -66,7 +72,7 @@ pub fn window(q: &HashMap<String, String>, now: i64) -> Result<(i64, i64), ApiEr
             "`startTime` must be before `endTime`",
         ));
     }
-    if end - start > MAX_WINDOW_MS {
+    if capped && end - start > MAX_WINDOW_MS {
         return Err(ApiError::bad_request(
             "window_too_long",
             "`endTime` may be at most 1 hour after `startTime`; query one hour at a time",
@@ -124,10 +130,12 @@ pub struct Counts {
     pub cdr_counts: Vec<OrgCount>,
 }
 
-/// CDR records, shaped as the `cdr-batch` items the webhook sends.
+/// Call records, as the feed's webhook sends them: Webex Calling records, or `cdr-batch` items.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Records {
-    pub items: Vec<serde_json::Map<String, Value>>,
+    pub items: Vec<Value>,
+    /// Also in the `Link: <…>; rel="next"` header; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub next_cursor: Option<String>,
 }
 
@@ -144,7 +152,7 @@ pub(crate) async fn counts(
     Query(q): Query<HashMap<String, String>>,
 ) -> ApiResult<(HeaderMap, Json<Counts>)> {
     s.visible_partner(&p, &pid).await?;
-    let (start, end) = window(&q, s.now_ms())?;
+    let (start, end) = window(&q, s.now_ms(), true)?;
     let page =
         match q.get("page") {
             None => 1,
@@ -195,33 +203,76 @@ fn cursor(q: &HashMap<String, String>) -> ApiResult<Option<(i64, i64)>> {
     )))
 }
 
-fn limit(q: &HashMap<String, String>) -> ApiResult<u32> {
-    match q.get("limit") {
+/// Records per page: `max` (Webex's name; `limit` is taken too), 1–500, default 500.
+fn page_size(q: &HashMap<String, String>) -> ApiResult<u32> {
+    match q.get("max").or_else(|| q.get("limit")) {
         None => Ok(500),
         Some(v) => v
             .parse::<u32>()
             .ok()
-            .filter(|n| (1..=1000).contains(n))
+            .filter(|n| (1..=500).contains(n))
             .ok_or_else(|| {
-                ApiError::bad_request("invalid_limit", "`limit` must be a number from 1 to 1000")
+                ApiError::bad_request("invalid_max", "`max` must be a number from 1 to 500")
             }),
     }
 }
 
+/// The record format: `profile=webex-cdr|cdr-batch`, else the feed's.
+fn record_profile(q: &HashMap<String, String>, feed: Option<Profile>) -> ApiResult<Profile> {
+    match q.get("profile").map(String::as_str) {
+        Some("webex-cdr") => Ok(Profile::WebexCdr),
+        Some("cdr-batch") => Ok(Profile::CdrBatch),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_profile",
+            "`profile` is webex-cdr or cdr-batch",
+        )),
+        None => Ok(match feed {
+            Some(Profile::CdrBatch) => Profile::CdrBatch,
+            _ => Profile::WebexCdr,
+        }),
+    }
+}
+
+/// `<url of this request with cursor=next>; rel="next"`, absolute on the node's public URL.
+fn next_link(
+    s: &AppState,
+    uri: &axum::http::Uri,
+    q: &HashMap<String, String>,
+    next: &str,
+) -> String {
+    let mut pairs: Vec<(&str, &str)> = q
+        .iter()
+        .filter(|(k, _)| k.as_str() != "cursor")
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    pairs.sort_unstable();
+    pairs.push(("cursor", next));
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    format!("<{}{}?{query}>; rel=\"next\"", s.links.base(), uri.path())
+}
+
+struct RecordQuery<'a> {
+    tenant_id: &'a str,
+    scope: Option<CdrScope>,
+    profile: Profile,
+    privacy: &'a crate::render::privacy::Rules,
+}
+
 async fn records(
     s: &AppState,
-    tenant_id: &str,
-    scope: Option<CdrScope>,
-    privacy: &crate::render::privacy::Rules,
+    r: RecordQuery<'_>,
+    uri: &axum::http::Uri,
     q: &HashMap<String, String>,
-) -> ApiResult<Json<Records>> {
-    let (start, end) = window(q, s.now_ms())?;
-    let limit = limit(q)?;
+) -> ApiResult<(HeaderMap, Json<Records>)> {
+    let (start, end) = window(q, s.now_ms(), false)?;
+    let max = page_size(q)?;
     let rows = s
         .store
-        .cdr_records(tenant_id, scope, start, end, cursor(q)?, limit)
+        .cdr_records(r.tenant_id, r.scope, start, end, cursor(q)?, max)
         .await?;
-    let next = (rows.len() == limit as usize)
+    let next = (rows.len() == max as usize)
         .then(|| {
             rows.last()
                 .map(|r| URL_SAFE_NO_PAD.encode(format!("{}:{}", r.ended_at, r.seq)))
@@ -229,31 +280,40 @@ async fn records(
         .flatten();
     let items = rows
         .iter()
-        .map(
-            |r| match crate::render::cdr::batch_item(&r.event.event, privacy) {
-                Value::Object(m) => m,
-                _ => Default::default(),
-            },
-        )
+        .map(|row| match r.profile {
+            Profile::CdrBatch => crate::render::cdr::batch_item(&row.event.event, r.privacy),
+            _ => crate::render::webex::batch_item(&row.event.event, r.privacy),
+        })
         .collect();
-    Ok(Json(Records {
-        items,
-        next_cursor: next,
-    }))
+    let mut headers = HeaderMap::new();
+    if let Some(n) = &next {
+        if let Ok(v) = HeaderValue::from_str(&next_link(s, uri, q, n)) {
+            headers.insert(axum::http::header::LINK, v);
+        }
+    }
+    Ok((
+        headers,
+        Json(Records {
+            items,
+            next_cursor: next,
+        }),
+    ))
 }
 
 #[utoipa::path(get, path = "/v1/partners/{pid}/reconciliation/records", tag = "reconciliation",
     params(("pid" = String, Path), ("orgId" = String, Query, description = "the tenant"), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
-        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
-        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1–1000, default 500"),
+        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; after startTime, at least 5 min ago"),
+        ("cursor" = Option<String>, Query, description = "a page's `next_cursor` (the `Link` header carries it)"), ("max" = Option<u32>, Query, description = "records a page, 1–500, default 500"),
+        ("profile" = Option<String>, Query, description = "webex-cdr or cdr-batch; default: the feed's"),
         ("feed" = Option<String>, Query)),
-    responses((status = 200, body = Records), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = Records, headers(("link" = String, description = "the next page: <…>; rel=\"next\""))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn partner_records(
     State(s): State<AppState>,
     p: Principal,
     Path(pid): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Records>> {
+) -> ApiResult<(HeaderMap, Json<Records>)> {
     s.visible_partner(&p, &pid).await?;
     let org = q.get("orgId").ok_or_else(|| {
         ApiError::bad_request(
@@ -262,29 +322,43 @@ pub(crate) async fn partner_records(
         )
     })?;
     let scope = scope(&s, &pid, &q)?;
-    // The feed's own privacy rules apply here too: the records are what the webhook would send.
-    let privacy = s
-        .cache
-        .for_partner(&pid)
-        .first()
+    // The feed's own format and privacy rules apply here too: the records are what the
+    // webhook would send.
+    let feed = s.cache.for_partner(&pid).first().cloned();
+    let profile = record_profile(&q, feed.as_ref().map(|i| i.valid.spec.profile))?;
+    let privacy = feed
         .map(|i| i.valid.spec.privacy.clone())
         .unwrap_or_default();
-    records(&s, org, Some(scope), &privacy, &q).await
+    let query = RecordQuery {
+        tenant_id: org,
+        scope: Some(scope),
+        profile,
+        privacy: &privacy,
+    };
+    records(&s, query, &uri, &q).await
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tid}/reconciliation/records", tag = "reconciliation",
     params(("tid" = String, Path), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
-        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
-        ("cursor" = Option<String>, Query), ("limit" = Option<u32>, Query, description = "1–1000, default 500")),
-    responses((status = 200, body = Records), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+        ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; after startTime, at least 5 min ago"),
+        ("cursor" = Option<String>, Query, description = "a page's `next_cursor` (the `Link` header carries it)"), ("max" = Option<u32>, Query, description = "records a page, 1–500, default 500"),
+        ("profile" = Option<String>, Query, description = "webex-cdr (default) or cdr-batch")),
+    responses((status = 200, body = Records, headers(("link" = String, description = "the next page: <…>; rel=\"next\""))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn tenant_records(
     State(s): State<AppState>,
     p: Principal,
     Path(tid): Path<String>,
+    OriginalUri(uri): OriginalUri,
     Query(q): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Records>> {
+) -> ApiResult<(HeaderMap, Json<Records>)> {
     s.visible_tenant(&p, &tid).await?;
-    records(&s, &tid, None, &Default::default(), &q).await
+    let query = RecordQuery {
+        tenant_id: &tid,
+        scope: None,
+        profile: record_profile(&q, None)?,
+        privacy: &Default::default(),
+    };
+    records(&s, query, &uri, &q).await
 }
 
 #[cfg(test)]
@@ -301,7 +375,7 @@ mod tests {
     #[test]
     fn each_window_rule_is_refused_with_its_own_code() {
         let now = crate::time::parse_rfc3339_ms("2026-11-22T12:00:00Z").unwrap_or_default();
-        let code = |start: &str, end: &str| window(&q(start, end), now).err().map(|e| e.code);
+        let code = |start: &str, end: &str| window(&q(start, end), now, true).err().map(|e| e.code);
         assert_eq!(
             code("2026-11-22T10:00:00.000Z", "2026-11-22T11:00:00.000Z"),
             None
@@ -326,5 +400,12 @@ mod tests {
             code("2026-11-22T11:30:00.000Z", "2026-11-22T11:55:00.001Z"),
             Some("window_too_recent")
         );
+        // Records take any window in the 48 hours; only the counts are capped at an hour.
+        let records = window(
+            &q("2026-11-20T12:00:00.000Z", "2026-11-22T11:55:00.000Z"),
+            now,
+            false,
+        );
+        assert!(records.is_ok(), "{:?}", records.err().map(|e| e.code));
     }
 }

@@ -75,6 +75,7 @@ pub fn values_from_settings(s: &Value) -> Map<String, Value> {
         "format",
         "profile",
         "verification",
+        "secret_use",
         "feed",
     ] {
         v.insert(key.into(), json!(text(at(key))));
@@ -183,7 +184,15 @@ fn id_list(text: Option<&str>) -> Vec<String> {
 /// error names the field and says how to fix it.
 pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Value>, String> {
     let mut s = Map::new();
-    for key in ["name", "url", "method", "format", "profile", "verification"] {
+    for key in [
+        "name",
+        "url",
+        "method",
+        "format",
+        "profile",
+        "verification",
+        "secret_use",
+    ] {
         if let Some(v) = f.text(key) {
             s.insert(key.into(), json!(v));
         }
@@ -393,7 +402,8 @@ mod tests {
     fn settings_survive_a_round_trip_through_the_form() {
         let stored = json!({
             "name": "Feed", "url": "https://x.example/h", "method": "PUT", "format": "form",
-            "profile": "cdr", "verification": "none", "event_types": ["call.completed"],
+            "profile": "cdr", "verification": "none", "secret_use": "webex-signature",
+            "event_types": ["call.completed"],
             "headers": {"X-A": "1"}, "custom_data": {"k": [1, 2]},
             "filters": {"users": {"mode": "specific", "ids": ["a", "b"]},
                         "answer_groups": {"mode": "none"},

@@ -8,7 +8,7 @@ use reqwest::Method;
 
 use super::client::HttpClient;
 use crate::cache::Integration;
-use crate::model::integration::HttpMethod;
+use crate::model::integration::{HttpMethod, SecretUse};
 use crate::record::{classify, retry, AttemptResult, Verdict};
 use crate::render::cache::RenderCache;
 use crate::render::{render, sign, RenderContext, Rendered};
@@ -129,6 +129,8 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
     let ts = now / 1000;
     let mut url = i.valid.url.clone();
     // GET carries the payload in the query string, and the signature covers it exactly as sent.
+    // The exact bytes signed: the query string as sent for GET, else the body.
+    let mut signed_query = None;
     let signature = match &r.query {
         Some(q) => {
             let full = match url.query().filter(|e| !e.is_empty()) {
@@ -136,6 +138,7 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
                 None => q.clone(),
             };
             url.set_query(Some(&full));
+            signed_query = url.query().map(str::to_string);
             sign::signature_header(
                 i.signing_keys(now),
                 &head.id,
@@ -157,11 +160,25 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
         "callhook-attempt".to_string(),
         (head.attempts + 1).to_string(),
     ));
+    for (k, v) in &r.headers {
+        headers.push((k.to_string(), v.clone()));
+    }
     for (k, v) in &spec.headers {
         headers.push((k.clone(), v.clone()));
     }
     if let Some(secret) = &i.secret {
-        headers.push(("authorization".to_string(), format!("Bearer {secret}")));
+        match spec.secret_use {
+            SecretUse::Bearer => {
+                headers.push(("authorization".to_string(), format!("Bearer {secret}")))
+            }
+            SecretUse::WebexSignature => {
+                let signed = signed_query.as_deref().map_or(r.signed(), str::as_bytes);
+                headers.push((
+                    "x-spark-signature".to_string(),
+                    sign::spark_signature(secret, signed),
+                ));
+            }
+        }
     }
     OutgoingRequest {
         method: spec.method,

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use super::Dispatcher;
 use crate::model::integration::DeliveryMode;
+use crate::model::profile::Profile;
 use crate::store::{BatchWindow, ItemRenderer};
 
 /// How often boundaries are checked: a window closes at most this late.
@@ -52,7 +53,14 @@ pub async fn run(d: Arc<Dispatcher>) {
                 feed: spec.feed,
                 render_item: {
                     let privacy = spec.privacy.clone();
-                    ItemRenderer::new(move |e| crate::render::cdr::batch_item(e, &privacy))
+                    match spec.profile {
+                        Profile::WebexCdr => ItemRenderer::new(move |e| {
+                            crate::render::webex::batch_item(e, &privacy)
+                        }),
+                        _ => {
+                            ItemRenderer::new(move |e| crate::render::cdr::batch_item(e, &privacy))
+                        }
+                    }
                 },
                 lease: d.lease(),
                 now,

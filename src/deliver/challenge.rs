@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use crate::model::integration::ValidSpec;
+use crate::model::integration::{SecretUse, ValidSpec};
 use crate::model::settings::SettingError;
 use crate::record::ErrorClass;
 
@@ -33,14 +33,22 @@ pub async fn verify(
         .post(spec.url.clone())
         .timeout(Duration::from_millis(spec.spec.delivery.timeout_ms))
         .header(reqwest::header::CONTENT_TYPE, crate::render::JSON)
-        .header("callhook-event-type", "challenge")
-        .body(serde_json::to_vec(&body).unwrap_or_default());
+        .header("callhook-event-type", "challenge");
     for (k, v) in &spec.spec.headers {
         req = req.header(k.as_str(), v.as_str());
     }
-    if let Some(s) = secret {
-        req = req.bearer_auth(s);
+    let body_bytes = serde_json::to_vec(&body).unwrap_or_default();
+    match (secret, spec.spec.secret_use) {
+        (Some(s), SecretUse::Bearer) => req = req.bearer_auth(s),
+        (Some(s), SecretUse::WebexSignature) => {
+            req = req.header(
+                "x-spark-signature",
+                crate::render::sign::spark_signature(s, &body_bytes),
+            )
+        }
+        (None, _) => {}
     }
+    let req = req.body(body_bytes);
     let fail = |code: &'static str, message: String| SettingError { code, message };
     if let Err(e) = crate::security::ssrf::check_url_host(&spec.url, client.policy) {
         return Err(fail("invalid_url", e.0));

@@ -32,6 +32,9 @@ pub struct IntegrationSpec {
     pub custom_data: Option<Map<String, Value>>,
     #[serde(default)]
     pub verification: Verification,
+    /// How the receiver's `secret` is used. Partner feeds default to Webex's way.
+    #[serde(default)]
+    pub secret_use: SecretUse,
     #[serde(default)]
     pub filters: Filters,
     #[serde(default)]
@@ -79,6 +82,18 @@ pub enum Format {
     #[default]
     Json,
     Form,
+}
+
+/// What callhook does with the receiver's secret.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SecretUse {
+    /// Sent as `Authorization: Bearer <secret>` (seed 000).
+    #[default]
+    Bearer,
+    /// Never sent: the body is signed with it, `X-Spark-Signature: <hex HMAC-SHA1>` (seed 003,
+    /// as Webex does).
+    WebexSignature,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]

@@ -29,6 +29,10 @@ pub enum Profile {
     /// Seed 003's windowed CDR feed: `{feed, window, part, parts, items}`.
     #[serde(rename = "cdr-batch")]
     CdrBatch,
+    /// Seed 003's records in Webex Calling's Detailed Call History format, as
+    /// `{"items": [records]}`: one record in real time, a window's in batch mode.
+    #[serde(rename = "webex-cdr")]
+    WebexCdr,
 }
 
 impl Profile {
@@ -41,6 +45,7 @@ impl Profile {
             Profile::Cdr => "cdr",
             Profile::CallState => "call-state",
             Profile::CdrBatch => "cdr-batch",
+            Profile::WebexCdr => "webex-cdr",
         }
     }
 
@@ -53,7 +58,7 @@ impl Profile {
             Profile::CallHistory => &[AnalysisCompleted, IvrInput, CallUnanswered],
             Profile::Cdr => &[CallCompleted, CallUnanswered],
             Profile::CallState => &[CallState],
-            Profile::CdrBatch => &[CallCompleted, CallUnanswered],
+            Profile::CdrBatch | Profile::WebexCdr => &[CallCompleted, CallUnanswered],
         }
     }
 
@@ -78,7 +83,7 @@ impl Profile {
     /// Whether, in batch mode, a window's calls are collected into one body (`items`), rather
     /// than each record held and sent on its own at the window's boundary.
     pub fn collects(self) -> bool {
-        matches!(self, Profile::CdrBatch)
+        matches!(self, Profile::CdrBatch | Profile::WebexCdr)
     }
 
     /// The retry schedule an integration gets when its settings name none: seed 000 backs off

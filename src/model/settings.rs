@@ -27,7 +27,8 @@ fn invalid(message: impl Into<String>) -> SettingError {
 
 /// Headers callhook sets, hop-by-hop headers (they describe one connection, not the request)
 /// and headers that change what the body or the request means to the receiver or a proxy.
-const RESERVED_HEADERS: [&str; 15] = [
+const RESERVED_HEADERS: [&str; 16] = [
+    "x-spark-signature",
     "content-type",
     "content-length",
     "user-agent",
@@ -136,7 +137,11 @@ pub fn validate(
     spec.profile
         .check_feeds(&spec.event_types)
         .map_err(invalid)?;
-    check_headers(&spec.headers, has_secret)?;
+    // The secret takes `Authorization` only when it is sent as a bearer token.
+    check_headers(
+        &spec.headers,
+        has_secret && spec.secret_use == SecretUse::Bearer,
+    )?;
     if let Some(cd) = &spec.custom_data {
         let size = serde_json::to_vec(cd)
             .map(|v| v.len())

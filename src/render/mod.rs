@@ -18,6 +18,7 @@ mod golden;
 pub mod privacy;
 pub mod recording;
 pub mod sign;
+pub mod webex;
 
 use bytes::Bytes;
 use serde_json::{Map, Value};
@@ -48,6 +49,9 @@ pub struct Rendered {
     pub body: Bytes,
     pub content_type: Option<&'static str>,
     pub query: Option<String>,
+    /// Headers the profile adds (a `webex-cdr` window's span and part, whose body is Webex's
+    /// bare `{"items": […]}`).
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Rendered {
@@ -95,6 +99,16 @@ pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ma
         Profile::CallState => call_state::render(e),
         // The batch object was assembled when its window closed; it is sent as it is.
         Profile::CdrBatch => e.data.clone(),
+        // A window's records were rendered when it closed; a single call's are rendered now.
+        Profile::WebexCdr if e.kind == EventKind::CdrBatch => {
+            let mut out = Map::new();
+            out.insert(
+                "items".into(),
+                e.data.get("items").cloned().unwrap_or(Value::Array(vec![])),
+            );
+            out
+        }
+        Profile::WebexCdr => webex::render(e),
     }
 }
 
@@ -111,12 +125,39 @@ pub fn splices_body(spec: &ValidSpec) -> bool {
 
 /// Renders `event` for one attempt to an integration with `spec`.
 pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
+    let mut r = render_body(event, spec, ctx);
+    if spec.spec.profile == Profile::WebexCdr && event.event.kind == EventKind::CdrBatch {
+        r.headers = window_headers(&event.event.data);
+    }
+    r
+}
+
+/// `callhook-window: <start>/<end>` (ISO 8601 interval: calls that ended in it),
+/// `callhook-part: <n>/<parts>` and, for partner feeds, `callhook-feed`.
+fn window_headers(batch: &Map<String, Value>) -> Vec<(&'static str, String)> {
+    let text = |path: &str| fields::str_at(batch, path).unwrap_or_default().to_string();
+    let num = |key: &str| batch.get(key).and_then(Value::as_u64).unwrap_or(1);
+    let mut out = vec![
+        (
+            "callhook-window",
+            format!("{}/{}", text("window.start"), text("window.end")),
+        ),
+        ("callhook-part", format!("{}/{}", num("part"), num("parts"))),
+    ];
+    if let Some(feed) = fields::str_at(batch, "feed") {
+        out.push(("callhook-feed", feed.to_string()));
+    }
+    out
+}
+
+fn render_body(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
     let s = &spec.spec;
     if splices_body(spec) {
         return Rendered {
             body: canonical::render(&event.body, ctx.delivery_id),
             content_type: Some(JSON),
             query: None,
+            headers: Vec::new(),
         };
     }
     // An event claimed for a splicing integration comes without `data`; if the integration
@@ -145,6 +186,7 @@ pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ren
             ),
             content_type: Some(JSON),
             query: None,
+            headers: Vec::new(),
         };
     }
     let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
@@ -157,6 +199,7 @@ pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ren
             body: Bytes::new(),
             content_type: None,
             query: Some(form::encode(&out)),
+            headers: Vec::new(),
         };
     }
     match s.format {
@@ -164,11 +207,13 @@ pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ren
             body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
             content_type: Some(JSON),
             query: None,
+            headers: Vec::new(),
         },
         Format::Form => Rendered {
             body: Bytes::from(form::encode(&out)),
             content_type: Some(FORM),
             query: None,
+            headers: Vec::new(),
         },
     }
 }

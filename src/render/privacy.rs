@@ -112,6 +112,32 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
         // Batch items had their rules applied one by one when the window closed (see
         // `batch_item`): each item has its own direction.
         Profile::CdrBatch => {}
+        Profile::WebexCdr if event.kind == EventKind::CdrBatch => {}
+        Profile::WebexCdr => {
+            let dir = str_at(d, "direction");
+            // "User …" is the tenant's party whichever way the call went.
+            let local = &[Side::Local][..];
+            party(
+                &mut out,
+                caller_sides(dir),
+                "number",
+                "items.Calling number".into(),
+            );
+            party(
+                &mut out,
+                caller_sides(dir),
+                "number",
+                "items.Caller ID number".into(),
+            );
+            party(
+                &mut out,
+                callee_sides(dir),
+                "number",
+                "items.Called number".into(),
+            );
+            party(&mut out, local, "number", "items.User number".into());
+            party(&mut out, local, "user_id", "items.User UUID".into());
+        }
         Profile::CallState => {
             for (key, t) in [
                 ("local_user_id", PrivacyTarget::LocalUserId),

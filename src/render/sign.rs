@@ -63,9 +63,29 @@ pub fn verify(secret: &str, msg_id: &str, timestamp: i64, body: &[u8], header: &
         .any(|sig| crate::security::constant_time_eq(sig.as_bytes(), expected.as_bytes()))
 }
 
+/// Webex's `X-Spark-Signature`: the hex HMAC-SHA1 of the raw body, keyed with the receiver's
+/// secret as it was given (Webex never sends the secret itself).
+pub fn spark_signature(secret: &str, body: &[u8]) -> String {
+    // HMAC accepts keys of any length, so this cannot fail.
+    let Ok(mut mac) = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()) else {
+        return String::new();
+    };
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn spark_signatures_match_the_hmac_sha1_reference_vector() {
+        // RFC 2202, test case 2.
+        assert_eq!(
+            spark_signature("Jefe", b"what do ya want for nothing?"),
+            "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79"
+        );
+    }
 
     #[test]
     fn matches_the_standard_webhooks_reference_vector() {

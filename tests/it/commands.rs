@@ -27,7 +27,7 @@ fn demo_runs_every_profile_end_to_end_and_exits() {
         .lines()
         .find(|l| l.starts_with("delivered:"))
         .unwrap_or_default();
-    for path in ["canonical", "call-state", "cdr ", "cdr-batch"] {
+    for path in ["canonical", "call-state", "cdr ", "webex-cdr"] {
         assert!(
             summary.contains(path),
             "no {path} deliveries in `{summary}`"

@@ -412,7 +412,8 @@ async fn a_partner_admin_sets_up_its_batch_feed_from_the_console() {
         form.html.contains("name=\"feed\""),
         "partners choose a feed"
     );
-    // The form comes with the feed's defaults: cdr-batch, batch mode every 300 s after 300 s.
+    // The form comes with the feed's defaults: Webex records signed the Webex way, batch mode
+    // every 300 s after 300 s.
     let mut fields = form_fields(&form.html);
     for (k, v) in fields.iter_mut() {
         match k.as_str() {
@@ -431,7 +432,8 @@ async fn a_partner_admin_sets_up_its_batch_feed_from_the_console() {
     let (_, list) = admin.get("/v1/partners/resell/integrations").await;
     let feed = &list["items"][0];
     assert_eq!(feed["feed"], "billing");
-    assert_eq!(feed["profile"], "cdr-batch");
+    assert_eq!(feed["profile"], "webex-cdr");
+    assert_eq!(feed["secret_use"], "webex-signature");
     assert_eq!(feed["delivery"]["mode"], "batch");
     assert_eq!(feed["delivery"]["interval_s"], json!(300));
     // Its reconciliation page is there too.

@@ -66,7 +66,7 @@ async fn batches_hold_exactly_their_windows_calls_and_late_calls_go_in_the_next(
     let (st, integ) = partner
         .post(
             "/v1/partners/p1/integrations",
-            json!({"name": "feed", "url": rx.url,
+            json!({"name": "feed", "url": rx.url, "profile": "cdr-batch",
         "delivery": {"interval_s": 1, "delay_s": 0}}),
         )
         .await;
@@ -151,7 +151,7 @@ async fn a_partner_feed_sends_every_five_minutes_the_calls_that_ended_ten_to_fiv
     let (st, integ) = partner
         .post(
             "/v1/partners/p1/integrations",
-            json!({"name": "feed", "url": rx.url}),
+            json!({"name": "feed", "url": rx.url, "profile": "cdr-batch"}),
         )
         .await;
     assert_eq!(st, 201, "{integ}");
@@ -224,7 +224,7 @@ async fn billing_feeds_carry_calls_under_the_partners_licence_and_large_batches_
     let (st, _) = seller
         .post(
             "/v1/partners/seller/integrations",
-            json!({"name": "billing", "url": rx.url, "feed": "billing",
+            json!({"name": "billing", "url": rx.url, "feed": "billing", "profile": "cdr-batch",
         "delivery": {"mode": "batch", "interval_s": 1, "delay_s": 0}}),
         )
         .await;
@@ -339,11 +339,11 @@ async fn reconciliation_counts_page_over_201_orgs_and_records_page_by_cursor() {
     assert_eq!(b2["cdr_counts"], json!([{"orgId": "org-200", "count": 1}]));
 
     // Records of one org, one per page.
-    let (st, p) = partner.get(&format!("/v1/partners/big/reconciliation/records?orgId=org-000&startTime={start}&endTime={end}&limit=1")).await;
+    let (st, p) = partner.get(&format!("/v1/partners/big/reconciliation/records?orgId=org-000&startTime={start}&endTime={end}&limit=1&profile=cdr-batch")).await;
     assert_eq!(st, 200, "{p}");
     assert_eq!(p["items"][0]["id"], "second", "oldest end first");
     let cursor = p["next_cursor"].as_str().unwrap_or_default().to_string();
-    let (_, p2) = partner.get(&format!("/v1/partners/big/reconciliation/records?orgId=org-000&startTime={start}&endTime={end}&limit=1&cursor={cursor}")).await;
+    let (_, p2) = partner.get(&format!("/v1/partners/big/reconciliation/records?orgId=org-000&startTime={start}&endTime={end}&limit=1&profile=cdr-batch&cursor={cursor}")).await;
     assert_eq!(
         (
             p2["items"][0]["id"].as_str(),

@@ -115,14 +115,16 @@ pub(crate) fn check_feed(owner: &Owner, spec: &IntegrationSpec) -> ApiResult<()>
     }
 }
 
-/// A partner feed is, unless the request says otherwise, seed 003's: analytics, `cdr-batch` of
-/// calls that ended 10–5 minutes before each 5-minute boundary.
+/// A partner feed is, unless the request says otherwise, seed 003's: analytics, Webex Calling
+/// records (`webex-cdr`) of the calls that ended 10–5 minutes before each 5-minute boundary.
 pub(crate) fn partner_defaults(body: &mut Map<String, Value>) {
     body.entry("feed").or_insert(json!("analytics"));
+    // Webex signs with the partner's secret and never sends it.
+    body.entry("secret_use").or_insert(json!("webex-signature"));
     body.entry("event_types")
         .or_insert(json!(["call.completed"]));
-    let profile = body.entry("profile").or_insert(json!("cdr-batch")).clone();
-    if profile == json!("cdr-batch") {
+    let profile = body.entry("profile").or_insert(json!("webex-cdr")).clone();
+    if profile == json!("cdr-batch") || profile == json!("webex-cdr") {
         let delivery = body.entry("delivery").or_insert(json!({}));
         if let Value::Object(d) = delivery {
             d.entry("mode").or_insert(json!("batch"));

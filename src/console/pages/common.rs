@@ -27,13 +27,14 @@ pub(crate) type Page = Result<Response, Response>;
 /// Settled deliveries the success rate on the list page is taken over.
 pub(crate) const RATE_WINDOW: u32 = 100;
 
-pub(crate) const PROFILES: [(&str, &str); 7] = [
+pub(crate) const PROFILES: [(&str, &str); 8] = [
     ("canonical", "canonical (callhook's own event)"),
     ("recording.v2", "recording.v2"),
     ("recording.v1", "recording.v1"),
     ("call-history", "call-history"),
     ("cdr", "cdr"),
     ("call-state", "call-state"),
+    ("webex-cdr", "webex-cdr (Webex Calling records)"),
     ("cdr-batch", "cdr-batch (batch mode)"),
 ];
 

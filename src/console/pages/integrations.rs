@@ -123,7 +123,7 @@ pub async fn new_form(sess: Session, Path(path): Path<HashMap<String, String>>) 
         "options": {},
     }));
     if owner.partner() {
-        defaults.insert("profile".into(), json!("cdr-batch"));
+        defaults.insert("profile".into(), json!("webex-cdr"));
         defaults.insert("delivery_mode".into(), json!("batch"));
         defaults.insert("interval_s".into(), json!("300"));
         defaults.insert("delay_s".into(), json!("300"));
