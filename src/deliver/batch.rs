@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use super::Dispatcher;
 use crate::model::integration::DeliveryMode;
-use crate::model::profile::Profile;
-use crate::store::{BatchWindow, ItemRenderer};
+use crate::store::BatchWindow;
 
 /// How often boundaries are checked: a window closes at most this late.
 const TICK: Duration = Duration::from_millis(200);
@@ -51,17 +50,7 @@ pub async fn run(d: Arc<Dispatcher>) {
                 cutoff: boundary - delay,
                 window_start: boundary - delay - interval,
                 feed: spec.feed,
-                render_item: {
-                    let privacy = spec.privacy.clone();
-                    match spec.profile {
-                        Profile::WebexCdr => ItemRenderer::new(move |e| {
-                            crate::render::webex::batch_item(e, &privacy)
-                        }),
-                        _ => {
-                            ItemRenderer::new(move |e| crate::render::cdr::batch_item(e, &privacy))
-                        }
-                    }
-                },
+                render_item: crate::render::window_item(spec),
                 lease: d.lease(),
                 now,
             };

@@ -1,5 +1,7 @@
 //! Golden tests: every `tests/golden/*.json` file holds integration settings and cases of a
-//! canonical event with the exact payload expected for it. Adding a file adds a test case.
+//! canonical event with the exact payload expected for it — or, for batch integrations, of a
+//! window (`{"boundary", "events"}`) with the headers and body of its first part. Adding a file
+//! adds a test case.
 
 use std::path::PathBuf;
 
@@ -7,11 +9,12 @@ use serde_json::{json, Value};
 
 use super::{payload, privacy, render, RenderContext};
 use crate::model::event::{parse_event, EventKind, StoredEvent};
-use crate::model::integration::IntegrationSpec;
+use crate::model::integration::{IntegrationSpec, ValidSpec};
 use crate::model::settings::validate;
 use crate::route::route;
 use crate::security::links::Links;
 use crate::security::ssrf::DestinationPolicy;
+use crate::store::{BatchWindow, Lease};
 
 /// Fixed inputs so that signed URLs and ids are reproducible.
 pub const NOW_MS: i64 = 1_795_341_600_000;
@@ -29,16 +32,80 @@ fn golden_files() -> Vec<PathBuf> {
     files
 }
 
-/// Renders a case: `None` when routing does not send the event at all.
-pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
+fn valid_spec(settings: &Value) -> ValidSpec {
     let mut spec = json!({"name": "golden", "url": "https://crm.example.com/hook"});
     if let (Some(s), Some(extra)) = (spec.as_object_mut(), settings.as_object()) {
         s.extend(extra.clone());
     }
     let spec: IntegrationSpec =
         serde_json::from_value(spec).unwrap_or_else(|e| panic!("settings: {e}"));
-    let valid = validate(spec, false, DestinationPolicy::default())
-        .unwrap_or_else(|e| panic!("settings: {e:?}"));
+    validate(spec, false, DestinationPolicy::default())
+        .unwrap_or_else(|e| panic!("settings: {e:?}"))
+}
+
+/// Renders a batch case: the window closing at `boundary` over `events` (the calls queued for
+/// it), as its first part is sent — `{"headers": {profile headers}, "body": …}`.
+pub fn render_window(settings: &Value, case: &Value) -> Value {
+    let valid = valid_spec(settings);
+    let boundary = crate::time::parse_rfc3339_ms(case["boundary"].as_str().unwrap_or_default())
+        .unwrap_or_else(|| panic!("boundary"));
+    let d = &valid.spec.delivery;
+    let (interval, delay) = (
+        d.interval_s.unwrap_or(300) as i64 * 1000,
+        d.delay_s.unwrap_or(0) as i64 * 1000,
+    );
+    let window = BatchWindow {
+        integration_id: INTEGRATION_ID.into(),
+        owner: "partner:golden".into(),
+        boundary,
+        cutoff: boundary - delay,
+        window_start: boundary - delay - interval,
+        feed: valid.spec.feed,
+        render_item: super::window_item(&valid.spec),
+        lease: Lease {
+            owner: "golden".into(),
+            until: 0,
+        },
+        now: NOW_MS,
+    };
+    let items: Vec<Value> = case["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| parse_event(e.clone()).unwrap_or_else(|e| panic!("event: {e}")))
+        .map(|e| window.render_item.render(&e))
+        .collect();
+    let part = crate::store::shared::batch_parts(&window, &items)
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| panic!("no part"));
+    let stored = StoredEvent {
+        seq: 1,
+        body: part.canonical_json(),
+        event: part,
+    };
+    let links = Links::new("https://callhook.example.com", LINK_KEY);
+    let ctx = RenderContext {
+        integration_id: INTEGRATION_ID,
+        delivery_id: "dlv_golden",
+        trigger: EventKind::CdrBatch,
+        custom_data: None,
+        links: Some(&links),
+        now_ms: NOW_MS,
+        cache: None,
+    };
+    let rendered = render(&stored, &valid, &ctx);
+    let headers: serde_json::Map<String, Value> = rendered
+        .headers
+        .iter()
+        .map(|(k, v)| (k.to_string(), json!(v)))
+        .collect();
+    json!({"headers": headers, "body": serde_json::from_slice::<Value>(&rendered.body).unwrap_or(Value::Null)})
+}
+
+/// Renders a case: `None` when routing does not send the event at all.
+pub fn render_case(settings: &Value, event: &Value) -> Option<Value> {
+    let valid = valid_spec(settings);
     let event = parse_event(event.clone()).unwrap_or_else(|e| panic!("event: {e}"));
     let trigger: EventKind = route(&event, &valid)?;
     let stored = StoredEvent {
@@ -118,8 +185,11 @@ fn every_golden_payload_renders_exactly() {
         let cases = golden["cases"].as_array().cloned().unwrap_or_default();
         assert!(!cases.is_empty(), "{}: no cases", file.display());
         for (i, case) in cases.iter().enumerate() {
-            let got = render_case(&golden["integration"], &case["event"]);
-            let got = got.unwrap_or(Value::Null);
+            let got = if case.get("window").is_some() {
+                render_window(&golden["integration"], &case["window"])
+            } else {
+                render_case(&golden["integration"], &case["event"]).unwrap_or(Value::Null)
+            };
             if bless {
                 golden["cases"][i]["expected"] = got;
                 continue;

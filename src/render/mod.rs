@@ -112,6 +112,20 @@ pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Ma
     }
 }
 
+/// How a batch integration's window turns each call into an item: a `webex-cdr` record or a
+/// `cdr-batch` CDR, with the integration's privacy rules applied item by item.
+pub fn window_item(
+    spec: &crate::model::integration::IntegrationSpec,
+) -> crate::store::ItemRenderer {
+    let privacy = spec.privacy.clone();
+    match spec.profile {
+        Profile::WebexCdr => {
+            crate::store::ItemRenderer::new(move |e| webex::batch_item(e, &privacy))
+        }
+        _ => crate::store::ItemRenderer::new(move |e| cdr::batch_item(e, &privacy)),
+    }
+}
+
 /// Whether the payload for `spec` is the stored body spliced — the common case, canonical JSON
 /// without privacy rules: no parse and no serialisation per attempt, and the event's `data`
 /// is not needed at all.

@@ -19,7 +19,7 @@ fn cdr(id: &str, tenant: &str, ended_ms_ago: i64, licence: Option<&str>) -> Valu
     event(id, tenant, "call.completed", id, data)
 }
 
-async fn partner_admin(server: &TestServer, pid: &str) -> Api {
+pub(crate) async fn partner_admin(server: &TestServer, pid: &str) -> Api {
     let admin = server.admin();
     assert_eq!(
         admin

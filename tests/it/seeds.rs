@@ -197,3 +197,203 @@ async fn fixed_egress_is_refused_without_a_proxy_and_sends_through_it_with_one()
         "the fixed integration's deliveries, and only those, came through the proxy"
     );
 }
+
+/// A call of tenant `t1` that ended `ago_ms` before `now`.
+fn ended(id: &str, now: i64, ago_ms: i64) -> serde_json::Value {
+    let at = callhook::time::format_ms(now - ago_ms);
+    event(
+        id,
+        "t1",
+        "call.completed",
+        &format!("call-{id}"),
+        json!({"answered": true, "direction": "inbound", "scope": "external",
+               "started_at": at, "ended_at": at, "caller": {"number": "+441610000001"},
+               "callee": {"number": "+441610000002"}}),
+    )
+}
+
+async fn partner_with_tenant(server: &TestServer) -> Api {
+    let partner = crate::partners::partner_admin(server, "p1").await;
+    let (st, _) = server
+        .admin()
+        .post(
+            "/v1/tenants",
+            json!({"id": "t1", "name": "t1", "partner_id": "p1"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    partner
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_feed_sends_webex_records_signed_with_x_spark_signature_and_never_the_secret() {
+    use hmac::{Hmac, Mac};
+    let server = TestServer::start().await;
+    let partner = partner_with_tenant(&server).await;
+    let rx = server.receiver().await;
+    let secret = "partner-secret-0001";
+    let (st, feed) = partner
+        .post(
+            "/v1/partners/p1/integrations",
+            json!({"name": "feed", "url": rx.url, "secret": secret}),
+        )
+        .await;
+    assert_eq!(st, 201, "{feed}");
+    assert_eq!(
+        (
+            feed["profile"].as_str(),
+            feed["secret_use"].as_str(),
+            feed["delivery"]["interval_s"].as_u64(),
+            feed["delivery"]["delay_s"].as_u64()
+        ),
+        (
+            Some("webex-cdr"),
+            Some("webex-signature"),
+            Some(300),
+            Some(300)
+        ),
+        "seed 003's defaults"
+    );
+    let now = server.clock.now_ms();
+    let body = json!({"events": [ended("a", now, 60_000), ended("b", now, 90_000)]});
+    assert_eq!(server.ingest(body).await.0, 202);
+    let got = rx
+        .take_advancing(
+            &server.clock,
+            1,
+            Duration::from_secs(10),
+            Duration::from_secs(15 * 60),
+        )
+        .await;
+    let r = &got[0];
+    // Verified here with HMAC-SHA1 over the bytes received, independently of callhook's code.
+    let mut mac = Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("hmac key");
+    mac.update(&r.body);
+    let expected = hex::encode(mac.finalize().into_bytes());
+    assert_eq!(r.header("x-spark-signature"), expected);
+    assert_eq!(
+        r.header("authorization"),
+        "",
+        "the secret itself is never sent"
+    );
+    assert!(
+        !String::from_utf8_lossy(&r.body).contains(secret),
+        "nor is it in the body"
+    );
+    assert!(
+        r.header("webhook-signature").starts_with("v1,"),
+        "Standard Webhooks headers stay"
+    );
+    let batch = r.json();
+    assert_eq!(
+        batch
+            .as_object()
+            .map(|o| o.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["items".to_string()]),
+        "Webex's bare body: {batch}"
+    );
+    let mut calls: Vec<&str> = batch["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|i| i["Correlation ID"].as_str().unwrap_or_default())
+        .collect();
+    calls.sort_unstable();
+    assert_eq!(calls, ["call-a", "call-b"]);
+    assert_eq!(batch["items"][0]["Org UUID"], "t1");
+    assert_eq!(batch["items"][0]["Direction"], "TERMINATING");
+    assert_eq!(r.header("callhook-part"), "1/1");
+    let window = r.header("callhook-window");
+    let (start, end) = window.split_once('/').unwrap_or_default();
+    let (start, end) = (
+        callhook::time::parse_rfc3339_ms(start).unwrap_or(0),
+        callhook::time::parse_rfc3339_ms(end).unwrap_or(0),
+    );
+    assert_eq!(end - start, 300_000, "{window}");
+    assert!(
+        r.clock_ms >= end + 300_000,
+        "calls that ended 10–5 minutes before the send"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
+    let server = TestServer::start().await;
+    let partner = partner_with_tenant(&server).await;
+    let now = server.clock.now_ms();
+    let min = 60_000;
+    let body = json!({"events": [ended("old", now, 100 * min), ended("mid", now, 60 * min),
+                                 ended("new", now, 30 * min), ended("too-new", now, 2 * min)]});
+    assert_eq!(server.ingest(body).await.0, 202);
+    let (start, end) = (
+        callhook::time::format_ms(now - 120 * min),
+        callhook::time::format_ms(now - 10 * min),
+    );
+    let (st, v) = partner
+        .get(&format!(
+            "/v1/partners/p1/reconciliation/counts?startTime={start}&endTime={end}"
+        ))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("window_too_long")),
+        "the counts keep seed 003's one-hour cap"
+    );
+    let (st, v) = partner
+        .get(&format!(
+            "/v1/partners/p1/reconciliation/records?orgId=t1&startTime={start}&endTime={end}&max=501"
+        ))
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (400, Some("invalid_max"))
+    );
+
+    let mut url = format!(
+        "{}/v1/partners/p1/reconciliation/records?orgId=t1&startTime={start}&endTime={end}&max=2",
+        server.base
+    );
+    let mut pages = Vec::new();
+    loop {
+        let resp = partner
+            .http
+            .get(&url)
+            .bearer_auth(&partner.token)
+            .send()
+            .await
+            .expect("records");
+        assert_eq!(resp.status(), 200);
+        let link = resp
+            .headers()
+            .get("link")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body: serde_json::Value = resp.json().await.unwrap_or_default();
+        let ids: Vec<String> = body["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|i| i["Correlation ID"].as_str().unwrap_or_default().to_string())
+            .collect();
+        pages.push(ids);
+        match link {
+            Some(l) => {
+                let (target, rel) = l.split_once(';').unwrap_or_default();
+                assert_eq!(rel.trim(), "rel=\"next\"");
+                url = target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string();
+                assert!(url.starts_with("http"), "an absolute link: {url}");
+            }
+            None => break,
+        }
+        assert!(pages.len() < 5, "paging does not end: {pages:?}");
+    }
+    assert_eq!(
+        pages,
+        [vec!["call-old", "call-mid"], vec!["call-new"]],
+        "oldest end first, two a page, the call of two minutes ago outside the window"
+    );
+}
