@@ -375,6 +375,15 @@ async fn viewers_see_but_cannot_change() {
         !page.html.contains("id=\"edit\""),
         "no edit action for viewers"
     );
+    // Seed 002's trigger id: the GUID form `cdr` payloads carry, and which names the page too.
+    let guid = i["trigger_id"].as_str().unwrap_or_default();
+    assert!(
+        page.html
+            .contains(&format!("<dd id=\"trigger-id\">{guid}</dd>")),
+        "the trigger id is shown"
+    );
+    let by_guid = b.get(&format!("/console/t/acme/integrations/{guid}")).await;
+    assert_eq!(by_guid.status, 200);
     let token = csrf(&page.html);
     let page = b
         .post(
