@@ -470,6 +470,25 @@ impl Receiver {
         out
     }
 
+    /// Moves `clock` forward in `step`s up to `until`, panicking if a delivery arrives on the way
+    /// (each step leaves the node a few milliseconds to send what it would).
+    pub async fn none_until(&self, clock: &Clock, until: i64, step: Duration) {
+        let mut rx = self.rx.lock().await;
+        loop {
+            if let Ok(Some(r)) = tokio::time::timeout(Duration::from_millis(5), rx.recv()).await {
+                panic!(
+                    "a delivery arrived at {} on the clock, before {until}",
+                    r.clock_ms
+                );
+            }
+            let now = clock.now_ms();
+            if now >= until {
+                return;
+            }
+            clock.advance(step.min(Duration::from_millis((until - now) as u64)));
+        }
+    }
+
     pub async fn take(&self, n: usize, secs: u64) -> Vec<Received> {
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
