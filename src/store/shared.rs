@@ -1,7 +1,7 @@
 //! What both backends compute the same way, kept out of their SQL.
 
 use crate::model::event::{Event, EventKind};
-use crate::store::{BatchWindow, DeliveryHead};
+use crate::store::{BatchWindow, CdrScope, DeliveryHead};
 
 /// Calls in one batch part: a request stays well under a few megabytes.
 pub const BATCH_PART_ITEMS: usize = 1000;
@@ -55,6 +55,34 @@ pub fn not_before(d: &crate::store::NewDelivery, request: Option<i64>) -> Option
     match (d.not_before, request) {
         (Some(a), Some(b)) => Some(a.max(b)),
         (a, b) => a.or(b),
+    }
+}
+
+/// The reconciliation counts' SQL for a scope, in `?N` placeholders (PostgreSQL turns them into
+/// `$N`): the partner id, the statement counting the orgs listed (`?1` = partner; billing also
+/// `?2`, `?3` = the window), and the page of `(org, count)` rows (`?1`–`?3`, then `?4` = limit,
+/// `?5` = offset).
+///
+/// Analytics lists every tenant of the partner, those without a call in the window with 0 (a
+/// partner reconciling needs the zero to know nothing is missing). Billing counts calls made
+/// under the partner's licences in any tenant, so it can list only the orgs that have some.
+pub fn cdr_count_sql(scope: &CdrScope) -> (&String, &'static str, &'static str) {
+    match scope {
+        CdrScope::Analytics { partner_id } => (
+            partner_id,
+            "SELECT COUNT(*) FROM tenants WHERE partner_id = ?1",
+            "SELECT t.id, COUNT(e.ended_at) FROM tenants t
+             LEFT JOIN events e ON e.tenant_id = t.id AND e.ended_at >= ?2 AND e.ended_at < ?3
+             WHERE t.partner_id = ?1 GROUP BY t.id ORDER BY t.id LIMIT ?4 OFFSET ?5",
+        ),
+        CdrScope::Billing { partner_id } => (
+            partner_id,
+            "SELECT COUNT(DISTINCT tenant_id) FROM events
+             WHERE license_partner = ?1 AND ended_at >= ?2 AND ended_at < ?3",
+            "SELECT tenant_id, COUNT(*) FROM events
+             WHERE license_partner = ?1 AND ended_at >= ?2 AND ended_at < ?3
+             GROUP BY tenant_id ORDER BY tenant_id LIMIT ?4 OFFSET ?5",
+        ),
     }
 }
 

@@ -73,6 +73,24 @@ async fn each_challenge_outcome_has_its_own_error_and_saves_nothing() {
         )
         .await;
     assert_eq!((st, v["name"].as_str()), (200, Some("renamed")));
+    // The additional payload goes out with the challenge token (seed 001), and the secret with
+    // it: changing either challenges again.
+    for patch in [
+        json!({"custom_data": {"params_key": "new"}}),
+        json!({"secret": "a-new-secret-1234"}),
+    ] {
+        let (st, v) = api
+            .patch(
+                &format!("/v1/tenants/acme/integrations/{iid}"),
+                patch.clone(),
+            )
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (422, Some("challenge_mismatch")),
+            "{patch}"
+        );
+    }
     let (st, v) = api
         .post(
             &format!("/v1/tenants/acme/integrations/{iid}/verify"),

@@ -49,9 +49,9 @@ async fn a_call_history_integration_in_batch_mode_sends_each_record_at_the_windo
     // and then only by real time, both records arrive.
     rx.none_until(&server.clock, boundary - 2_000, Duration::from_secs(20))
         .await;
-    server
-        .clock
-        .advance(Duration::from_millis((boundary - server.clock.now_ms()).max(0) as u64));
+    server.clock.advance(Duration::from_millis(
+        (boundary - server.clock.now_ms()).max(0) as u64,
+    ));
     let got = rx.take(2, 10).await;
     let mut ids = Vec::new();
     for r in &got {
@@ -338,6 +338,26 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
         (st, v["error"]["code"].as_str()),
         (400, Some("window_too_long")),
         "the counts keep seed 003's one-hour cap"
+    );
+    // A tenant of the partner without a call in the window is counted, with 0.
+    let (st, _) = server
+        .admin()
+        .post(
+            "/v1/tenants",
+            json!({"id": "t0-quiet", "name": "quiet", "partner_id": "p1"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let hour = callhook::time::format_ms(now - 70 * min);
+    let (st, counts) = partner
+        .get(&format!(
+            "/v1/partners/p1/reconciliation/counts?startTime={hour}&endTime={end}"
+        ))
+        .await;
+    assert_eq!(st, 200, "{counts}");
+    assert_eq!(
+        counts["cdr_counts"],
+        json!([{"orgId": "t0-quiet", "count": 0}, {"orgId": "t1", "count": 2}])
     );
     let (st, v) = partner
         .get(&format!(

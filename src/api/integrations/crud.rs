@@ -206,10 +206,16 @@ pub(crate) async fn update(
     if moved {
         check_destination(&s, &valid).await?;
     }
+    // Seed 001 sends the challenge on saving: run again whenever what the receiver sees with
+    // it changed — where it goes and from where, its headers, the additional payload that comes
+    // with the token, and the secret or how it is used.
     let rechallenge = valid.spec.verification == Verification::Challenge
         && (moved
             || valid.spec.headers != old.headers
             || valid.spec.delivery.egress != old.delivery.egress
+            || valid.spec.custom_data != old.custom_data
+            || valid.spec.secret_use != old.secret_use
+            || secret != current.secret
             || old.verification != Verification::Challenge);
     if rechallenge {
         challenge::verify(&s.client, &valid, secret.as_deref())

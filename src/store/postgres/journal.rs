@@ -161,31 +161,18 @@ pub async fn cdr_counts<C: GenericClient>(
     offset: u32,
     limit: u32,
 ) -> PgResult<(Vec<(String, u64)>, u64)> {
-    let (from, pid) = match scope {
-        CdrScope::Analytics { partner_id } => (
-            "FROM events e JOIN tenants t ON t.id = e.tenant_id
-             WHERE t.partner_id = $1 AND e.ended_at >= $2 AND e.ended_at < $3",
-            partner_id,
-        ),
-        CdrScope::Billing { partner_id } => (
-            "FROM events e WHERE e.license_partner = $1 AND e.ended_at >= $2 AND e.ended_at < $3",
-            partner_id,
-        ),
-    };
-    let total: i64 = query(
-        c,
-        &format!("SELECT COUNT(DISTINCT e.tenant_id) {from}"),
-        &[pid, &start, &end],
-    )
-    .await?
+    let (pid, total_sql, rows_sql) = crate::store::shared::cdr_count_sql(scope);
+    let (total_sql, rows_sql) = (total_sql.replace('?', "$"), rows_sql.replace('?', "$"));
+    let total: i64 = match scope {
+        CdrScope::Analytics { .. } => query(c, &total_sql, &[pid]).await?,
+        CdrScope::Billing { .. } => query(c, &total_sql, &[pid, &start, &end]).await?,
+    }
     .first()
     .map(|r| r.get(0))
     .unwrap_or(0);
     let rows = query(
         c,
-        &format!(
-            "SELECT e.tenant_id, COUNT(*) {from} GROUP BY e.tenant_id ORDER BY e.tenant_id LIMIT $4 OFFSET $5"
-        ),
+        &rows_sql,
         &[pid, &start, &end, &(limit as i64), &(offset as i64)],
     )
     .await?;

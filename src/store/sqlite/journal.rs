@@ -188,31 +188,13 @@ pub fn cdr_counts(
     offset: u32,
     limit: u32,
 ) -> StoreResult<(Vec<(String, u64)>, u64)> {
-    // Analytics joins the partner's tenants; billing uses the licence index. Both read only
-    // the call records that ended in the window (at most an hour).
-    let (from, pid) = match scope {
-        CdrScope::Analytics { partner_id } => (
-            "FROM events e JOIN tenants t ON t.id = e.tenant_id
-             WHERE t.partner_id = ?1 AND e.ended_at >= ?2 AND e.ended_at < ?3",
-            partner_id,
-        ),
-        CdrScope::Billing { partner_id } => (
-            "FROM events e WHERE e.license_partner = ?1 AND e.ended_at >= ?2 AND e.ended_at < ?3",
-            partner_id,
-        ),
-    };
-    let total: u64 = c
-        .query_row(
-            &format!("SELECT COUNT(DISTINCT e.tenant_id) {from}"),
-            params![pid, start, end],
-            |r| r.get(0),
-        )
-        .map_err(internal)?;
-    let mut st = c
-        .prepare_cached(&format!(
-            "SELECT e.tenant_id, COUNT(*) {from} GROUP BY e.tenant_id ORDER BY e.tenant_id LIMIT ?4 OFFSET ?5"
-        ))
-        .map_err(internal)?;
+    let (pid, total_sql, rows_sql) = crate::store::shared::cdr_count_sql(scope);
+    let total: u64 = match scope {
+        CdrScope::Analytics { .. } => c.query_row(total_sql, params![pid], |r| r.get(0)),
+        CdrScope::Billing { .. } => c.query_row(total_sql, params![pid, start, end], |r| r.get(0)),
+    }
+    .map_err(internal)?;
+    let mut st = c.prepare_cached(rows_sql).map_err(internal)?;
     let rows = st
         .query_map(params![pid, start, end, limit, offset], |r| {
             Ok((r.get(0)?, r.get(1)?))
