@@ -95,7 +95,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             async move {
                 let path = uri.path().trim_start_matches('/').to_string();
                 let secret = secrets.lock().get(&path).cloned();
-                let s = inspect(&method, &uri, &headers, &body, secret.as_deref());
+                let secrets = crate::listen::Secrets {
+                    signing: secret.as_deref(),
+                    webex: None,
+                };
+                let s = inspect(&method, &uri, &headers, &body, secrets);
                 if let Some(token) = s.challenge {
                     return ([(axum::http::header::CONTENT_TYPE, "text/plain")], token)
                         .into_response();

@@ -18,6 +18,19 @@ pub struct ListenArgs {
     /// The integration's signing secret (`whsec_…`), to verify signatures.
     #[arg(long, env = "CALLHOOK_SIGNING_SECRET")]
     pub signing_secret: Option<String>,
+    /// The receiver secret of an integration with `secret_use: webex-signature` (partner
+    /// feeds), to verify `X-Spark-Signature`.
+    #[arg(long, env = "CALLHOOK_WEBEX_SECRET")]
+    pub webex_secret: Option<String>,
+}
+
+/// What the listener checks signatures with.
+#[derive(Default, Clone, Copy)]
+pub struct Secrets<'a> {
+    /// The `whsec_` signing secret (Standard Webhooks).
+    pub signing: Option<&'a str>,
+    /// The receiver secret Webex-style signatures are made with.
+    pub webex: Option<&'a str>,
 }
 
 /// What the listener makes of one request: the reply, and the lines to print.
@@ -44,7 +57,7 @@ pub fn inspect(
     uri: &Uri,
     headers: &HeaderMap,
     body: &[u8],
-    secret: Option<&str>,
+    secrets: Secrets,
 ) -> Seen {
     if header(headers, "callhook-event-type") == "challenge" {
         let token = serde_json::from_slice::<Value>(body)
@@ -62,27 +75,34 @@ pub fn inspect(
     } else {
         body
     };
-    let signature = match secret {
-        None => Signature::Unchecked,
-        Some(s) => {
-            let ts = header(headers, "webhook-timestamp").parse().unwrap_or(0);
-            if crate::render::sign::verify(
-                s,
-                header(headers, "webhook-id"),
-                ts,
-                signed,
-                header(headers, "webhook-signature"),
-            ) {
-                Signature::Valid
-            } else {
-                Signature::Invalid
-            }
-        }
+    let standard = secrets.signing.map(|s| {
+        let ts = header(headers, "webhook-timestamp").parse().unwrap_or(0);
+        crate::render::sign::verify(
+            s,
+            header(headers, "webhook-id"),
+            ts,
+            signed,
+            header(headers, "webhook-signature"),
+        )
+    });
+    let webex = secrets.webex.map(|s| {
+        crate::security::constant_time_eq(
+            crate::render::sign::spark_signature(s, signed).as_bytes(),
+            header(headers, "x-spark-signature").as_bytes(),
+        )
+    });
+    // Every signature checked must hold.
+    let signature = match (standard, webex) {
+        (None, None) => Signature::Unchecked,
+        (a, b) if a.unwrap_or(true) && b.unwrap_or(true) => Signature::Valid,
+        _ => Signature::Invalid,
     };
     let sig = match signature {
         Signature::Valid => "signature valid",
         Signature::Invalid => "SIGNATURE INVALID",
-        Signature::Unchecked => "signature not checked (pass --signing-secret)",
+        Signature::Unchecked => {
+            "signature not checked (pass --signing-secret, or --webex-secret for X-Spark-Signature)"
+        }
     };
     let payload = if *method == Method::GET {
         url::form_urlencoded::parse(query.as_bytes())
@@ -115,12 +135,16 @@ pub fn inspect(
 }
 
 pub async fn run(args: ListenArgs) -> anyhow::Result<()> {
-    let secret = args.signing_secret.clone();
+    let (signing, webex) = (args.signing_secret.clone(), args.webex_secret.clone());
     let app = axum::Router::new().fallback(
         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
-            let secret = secret.clone();
+            let (signing, webex) = (signing.clone(), webex.clone());
             async move {
-                let seen = inspect(&method, &uri, &headers, &body, secret.as_deref());
+                let secrets = Secrets {
+                    signing: signing.as_deref(),
+                    webex: webex.as_deref(),
+                };
+                let seen = inspect(&method, &uri, &headers, &body, secrets);
                 println!("{}", seen.text);
                 let resp: Response = match (seen.challenge, seen.signature) {
                     (Some(token), _) => {
@@ -162,7 +186,7 @@ mod tests {
             &uri,
             &headers(&[("callhook-event-type", "challenge".into())]),
             br#"{"challenge":"abc"}"#,
-            None,
+            Secrets::default(),
         );
         assert_eq!(c.challenge.as_deref(), Some("abc"));
 
@@ -177,11 +201,36 @@ mod tests {
             ("webhook-timestamp", "1700000000".into()),
             ("webhook-signature", sig),
         ]);
-        let seen = inspect(&Method::POST, &uri, &h, body, Some(&secret));
+        let signing = Secrets {
+            signing: Some(&secret),
+            webex: None,
+        };
+        let seen = inspect(&Method::POST, &uri, &h, body, signing);
         assert_eq!(seen.signature, Signature::Valid);
         assert!(seen.text.contains("\"id\": \"e1\""));
         assert_eq!(
-            inspect(&Method::POST, &uri, &h, b"{}", Some(&secret)).signature,
+            inspect(&Method::POST, &uri, &h, b"{}", signing).signature,
+            Signature::Invalid
+        );
+        // X-Spark-Signature, checked with the receiver secret.
+        let mut h = h;
+        let spark = crate::render::sign::spark_signature("partner-secret", body);
+        h.insert(
+            "x-spark-signature",
+            spark
+                .parse()
+                .unwrap_or(axum::http::HeaderValue::from_static("")),
+        );
+        let webex = Secrets {
+            signing: None,
+            webex: Some("partner-secret"),
+        };
+        assert_eq!(
+            inspect(&Method::POST, &uri, &h, body, webex).signature,
+            Signature::Valid
+        );
+        assert_eq!(
+            inspect(&Method::POST, &uri, &h, b"{}", webex).signature,
             Signature::Invalid
         );
     }
