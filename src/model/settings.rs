@@ -410,6 +410,42 @@ mod tests {
     }
 
     #[test]
+    fn truncation_needs_digits_and_a_number() {
+        for (privacy, ok) in [
+            (
+                json!({"remote_number": {"action": "truncate", "digits": 4}}),
+                true,
+            ),
+            (
+                json!({"local_number": {"action": "truncate", "digits": 15}}),
+                true,
+            ),
+            (json!({"remote_number": {"action": "truncate"}}), false),
+            (
+                json!({"remote_number": {"action": "truncate", "digits": 16}}),
+                false,
+            ),
+            (
+                json!({"remote_number": {"action": "truncate", "digits": 0}}),
+                false,
+            ),
+            (
+                json!({"local_email": {"action": "truncate", "digits": 2}}),
+                false,
+            ),
+            (
+                json!({"remote_number": {"action": "remove", "digits": 2}}),
+                false,
+            ),
+        ] {
+            let mut b = base();
+            b["privacy"] = privacy.clone();
+            let got = validate(spec(b), false, DestinationPolicy::default());
+            assert_eq!(got.is_ok(), ok, "{privacy}: {:?}", got.err());
+        }
+    }
+
+    #[test]
     fn reserved_and_malformed_headers_are_refused() {
         for (headers, has_secret) in [
             (json!({"User-Agent": "x"}), false),
