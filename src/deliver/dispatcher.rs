@@ -364,6 +364,14 @@ impl Dispatcher {
         match self.store.record(vec![outcome], self.lease()).await {
             Ok(promoted) => {
                 self.dispatch(promoted);
+                // The call's next delivery may have been handed over still held for its batch
+                // window's boundary (the store leaves it for the claimer): look then.
+                let iid = &job.head.integration_id;
+                if job.head.ordered {
+                    if let Some(at) = self.cache.get(iid).and_then(|i| i.valid.next_boundary(now)) {
+                        self.note_due(iid, at);
+                    }
+                }
                 true
             }
             Err(e) => {

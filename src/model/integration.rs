@@ -372,6 +372,14 @@ impl ValidSpec {
         Some(((now + delay).div_euclid(interval) + 1) * interval)
     }
 
+    /// For an integration that holds deliveries (see [`Self::held_until`]): the first boundary
+    /// after `now`, when the next held delivery can fall due.
+    pub fn next_boundary(&self, now: i64) -> Option<i64> {
+        self.held_until(now)?;
+        let interval = self.spec.delivery.interval_s.unwrap_or(300).max(1) as i64 * 1000;
+        Some((now.div_euclid(interval) + 1) * interval)
+    }
+
     pub fn retry_policy(&self) -> RetryPolicyKind {
         self.spec.delivery.retry.policy.unwrap_or_default()
     }

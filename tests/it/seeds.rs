@@ -417,3 +417,65 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
         "oldest end first, two a page, the call of two minutes ago outside the window"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordered_delivery_handed_over_early_still_waits_for_its_own_window() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    // call.state is ordered per call by default.
+    api.integration(
+        "acme",
+        json!({"name": "states", "url": rx.url, "profile": "call-state", "event_types": ["call.state"],
+               "delivery": {"mode": "batch", "interval_s": 600, "delay_s": 0}}),
+    )
+    .await;
+    let state = |seq: u64, state: &str| {
+        event(
+            &format!("s{seq}"),
+            "acme",
+            "call.state",
+            "call-1",
+            json!({"seq": seq, "state": state, "direction": "inbound",
+                   "local": {"user_id": "u1", "number": "+441610000001"}}),
+        )
+    };
+    let first = (server.clock.now_ms().div_euclid(TEN_MIN) + 1) * TEN_MIN;
+    assert_eq!(server.ingest(state(1, "early")).await.0, 202);
+    rx.script(vec![Reply::Status(500)], Reply::Status(200));
+    rx.none_until(&server.clock, first - 2_000, Duration::from_secs(20))
+        .await;
+    server.clock.advance(Duration::from_millis(
+        (first - server.clock.now_ms()).max(0) as u64,
+    ));
+    assert_eq!(
+        rx.next(10).await.status,
+        500,
+        "the first state, at its boundary"
+    );
+    // The next state arrives in the next window, while the first waits for its retry.
+    let second = first + TEN_MIN;
+    assert_eq!(server.ingest(state(2, "confirmed")).await.0, 202);
+    let retried = rx
+        .take_advancing(
+            &server.clock,
+            1,
+            Duration::from_millis(500),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert_eq!(retried[0].json()["seq_num"], 1);
+    // Handed over when the first succeeded, the second still waits for its own boundary.
+    rx.none_until(&server.clock, second - 2_000, Duration::from_secs(20))
+        .await;
+    server.clock.advance(Duration::from_millis(
+        (second - server.clock.now_ms()).max(0) as u64,
+    ));
+    let got = rx.next(10).await;
+    assert_eq!(got.json()["seq_num"], 2);
+    assert!(
+        got.clock_ms >= second,
+        "sent at {} for {second}",
+        got.clock_ms
+    );
+}

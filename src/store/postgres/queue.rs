@@ -195,11 +195,15 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         lease: &Lease,
         now: i64,
     ) -> PgResult<Option<Claimed>> {
+        // A delivery held for a batch window's boundary stays held: pending and unleased until
+        // then, for the claimer (on the right of SET, `next_attempt_at` is the old value).
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = $3, lease_owner = $4, lease_until = $5, updated_at = $3
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = GREATEST(next_attempt_at, $3),
+                lease_owner = CASE WHEN next_attempt_at <= $3 THEN $4 END,
+                lease_until = CASE WHEN next_attempt_at <= $3 THEN $5::BIGINT END, updated_at = $3
              WHERE id = (SELECT id FROM deliveries WHERE integration_id = $1 AND call_id = $2 AND ordered
                          AND status = 'blocked' ORDER BY event_seq LIMIT 1)
-             RETURNING {HEAD_COLS}"
+             RETURNING {HEAD_COLS}, next_attempt_at"
         );
         Ok(query_opt(
             self.0,
@@ -213,6 +217,7 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
             ],
         )
         .await?
+        .filter(|r| r.get::<_, i64>(10) <= now)
         .map(|r| head_row(&r)))
     }
 }

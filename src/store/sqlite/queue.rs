@@ -299,13 +299,18 @@ impl OutcomeSql for OutcomeRows<'_> {
         lease: &Lease,
         now: i64,
     ) -> StoreResult<Option<Claimed>> {
+        // A delivery held for a batch window's boundary stays held: pending and unleased until
+        // then, for the claimer (on the right of SET, `next_attempt_at` is the old value).
         let sql = format!(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?3, lease_owner = ?4, lease_until = ?5, updated_at = ?3
+            "UPDATE deliveries SET status = 'pending', next_attempt_at = MAX(next_attempt_at, ?3),
+                lease_owner = CASE WHEN next_attempt_at <= ?3 THEN ?4 END,
+                lease_until = CASE WHEN next_attempt_at <= ?3 THEN ?5 END, updated_at = ?3
              WHERE id = (SELECT id FROM deliveries INDEXED BY deliveries_by_call WHERE integration_id = ?1 AND call_id = ?2 AND ordered = 1
                          AND status = 'blocked' ORDER BY event_seq LIMIT 1)
-             RETURNING {HEAD_COLS}"
+             RETURNING {HEAD_COLS}, next_attempt_at"
         );
-        self.0
+        let row = self
+            .0
             .prepare_cached(&sql)
             .and_then(|mut st| {
                 st.query_row(
@@ -316,11 +321,12 @@ impl OutcomeSql for OutcomeRows<'_> {
                         lease.owner.as_ref(),
                         lease.until
                     ],
-                    head_row,
+                    |r| Ok((head_row(r)?, r.get::<_, i64>(10)?)),
                 )
                 .optional()
             })
-            .map_err(internal)
+            .map_err(internal)?;
+        Ok(row.and_then(|(head, due)| (due <= now).then_some(head)))
     }
 }
 
