@@ -14,9 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::{generate_token, Tokens};
 use crate::cache::{Integration, IntegrationCache};
-use crate::config::Config;
+use crate::config::{Config, EgressDefault};
 use crate::deliver::client::HttpClient;
 use crate::deliver::Dispatcher;
+use crate::model::integration::Egress;
 use crate::model::tenancy::{Role, TokenRecord};
 use crate::security::links::Links;
 use crate::security::seal::Sealer;
@@ -58,8 +59,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         allow_private: config.allow_private_destinations,
     };
     let lookup = system_lookup();
-    let client = HttpClient::new(policy, lookup.clone(), config.egress_proxy.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let egress_default = match (config.egress_default, &config.egress_proxy) {
+        (Some(EgressDefault::Fixed), None) => anyhow::bail!(
+            "CALLHOOK_EGRESS_DEFAULT=fixed sends through the egress proxy: set CALLHOOK_EGRESS_PROXY too, or use direct"
+        ),
+        (Some(EgressDefault::Fixed), Some(_)) | (None, Some(_)) => Egress::Fixed,
+        (Some(EgressDefault::Direct), _) | (None, None) => Egress::Direct,
+    };
+    let client = HttpClient::new(
+        policy,
+        lookup.clone(),
+        config.egress_proxy.as_deref(),
+        egress_default,
+    )
+    .map_err(anyhow::Error::msg)?;
 
     // Every node of a store seals with one key: the first to start records its fingerprint,
     // and a node with another key refuses to start rather than accept events it cannot route.

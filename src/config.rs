@@ -31,6 +31,13 @@ pub enum LogFormat {
     Json,
 }
 
+/// Where integrations that name no `delivery.egress` send from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum EgressDefault {
+    Direct,
+    Fixed,
+}
+
 /// A `CALLHOOK_LOG` filter, checked when the configuration is read: a typo stops the start
 /// with a message instead of silently logging at another level.
 fn log_filter(s: &str) -> Result<String, String> {
@@ -79,9 +86,15 @@ pub struct Config {
     )]
     pub allow_private_destinations: bool,
 
-    /// Send every delivery through this HTTP CONNECT proxy (fixed source addresses for allow-lists).
+    /// The proxy integrations with `delivery.egress: fixed` send through (fixed source addresses
+    /// for allow-lists).
     #[arg(long, env = "CALLHOOK_EGRESS_PROXY")]
     pub egress_proxy: Option<String>,
+
+    /// Where integrations that name no `delivery.egress` send from: `fixed` (through the proxy)
+    /// when a proxy is set, as every delivery did before integrations could choose; else `direct`.
+    #[arg(long, env = "CALLHOOK_EGRESS_DEFAULT", value_enum, ignore_case = true)]
+    pub egress_default: Option<EgressDefault>,
 
     /// Largest accepted request body, in bytes (413 above it).
     #[arg(long, env = "CALLHOOK_MAX_BODY_BYTES", default_value_t = defaults::MAX_BODY_BYTES)]
@@ -180,6 +193,7 @@ impl Config {
             allow_insecure_http: false,
             allow_private_destinations: false,
             egress_proxy: None,
+            egress_default: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             body_memory_bytes: defaults::BODY_MEMORY_BYTES,
             default_max_integrations: defaults::DEFAULT_MAX_INTEGRATIONS,

@@ -134,8 +134,7 @@ pub struct Counts {
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Records {
     pub items: Vec<Value>,
-    /// Also in the `Link: <…>; rel="next"` header; absent on the last page.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Also in the `Link: <…>; rel="next"` header; null on the last page.
     pub next_cursor: Option<String>,
 }
 
@@ -203,17 +202,18 @@ fn cursor(q: &HashMap<String, String>) -> ApiResult<Option<(i64, i64)>> {
     )))
 }
 
-/// Records per page: `max` (Webex's name; `limit` is taken too), 1–500, default 500.
+/// Records per page: `max` (Webex's name), 1–500, default 500. `limit`, its earlier name, is
+/// still taken as it was (1–1000), and pages of more than 500 are cut to 500.
 fn page_size(q: &HashMap<String, String>) -> ApiResult<u32> {
-    match q.get("max").or_else(|| q.get("limit")) {
-        None => Ok(500),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_max", "`max` must be a number from 1 to 500")
-            }),
+    let parse = |v: &String, most: u32| v.parse::<u32>().ok().filter(|n| (1..=most).contains(n));
+    match (q.get("max"), q.get("limit")) {
+        (None, None) => Ok(500),
+        (Some(v), _) => parse(v, 500).ok_or_else(|| {
+            ApiError::bad_request("invalid_max", "`max` must be a number from 1 to 500")
+        }),
+        (None, Some(v)) => parse(v, 1000).map(|n| n.min(500)).ok_or_else(|| {
+            ApiError::bad_request("invalid_limit", "`limit` must be a number from 1 to 1000")
+        }),
     }
 }
 

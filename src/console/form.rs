@@ -263,7 +263,7 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
         }
         let mut rule = Map::new();
         rule.insert("action".into(), json!(action));
-        let label = format!("Digits kept for {t}");
+        let label = format!("Last digits ({action}) for {t}");
         if let Some(d) = number(f, &format!("privacy_{t}_digits"), &label)? {
             rule.insert("digits".into(), d);
         }
@@ -274,7 +274,10 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
     let mut delivery = Map::new();
     let mode = f.text("delivery_mode").unwrap_or("realtime");
     delivery.insert("mode".into(), json!(mode));
-    delivery.insert("egress".into(), json!(f.text("egress").unwrap_or("direct")));
+    // Empty: the node's default.
+    if let Some(e) = f.text("egress") {
+        delivery.insert("egress".into(), json!(e));
+    }
     let mut retry = Map::new();
     // Empty: the profile's default.
     if let Some(p) = f.text("retry_policy") {
@@ -291,6 +294,10 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
         ("interval_s", "Batch interval"),
         ("delay_s", "Batch delay"),
     ] {
+        // The window fields are hidden, not emptied, in real-time mode.
+        if mode != "batch" && (field == "interval_s" || field == "delay_s") {
+            continue;
+        }
         if let Some(n) = number(f, field, label)? {
             delivery.insert(field.into(), n);
         }

@@ -53,6 +53,12 @@ pub async fn verify(
     if let Err(e) = crate::security::ssrf::check_url_host(&spec.url, client.policy) {
         return Err(fail("invalid_url", e.0));
     }
+    if let Err(e) = client
+        .check_proxied(&spec.url, spec.spec.delivery.egress)
+        .await
+    {
+        return Err(fail("invalid_url", e.to_string()));
+    }
     let resp = match req.send().await {
         Ok(r) => r,
         Err(e) if e.is_timeout() => {

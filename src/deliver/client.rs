@@ -21,6 +21,8 @@ pub struct HttpClient {
     pub inner: reqwest::Client,
     /// Through the egress proxy, for integrations with `delivery.egress: fixed`.
     fixed: Option<reqwest::Client>,
+    /// For integrations that name no egress.
+    default_egress: Egress,
     pub policy: DestinationPolicy,
     /// Through an egress proxy the proxy resolves the target, so the guard resolves and checks
     /// it here before each send (checked, though not pinned: the proxy resolves again).
@@ -32,6 +34,7 @@ impl HttpClient {
         policy: DestinationPolicy,
         lookup: Lookup,
         egress_proxy: Option<&str>,
+        default_egress: Egress,
     ) -> Result<Self, String> {
         let inner = Self::builder(policy, &lookup)
             .no_proxy()
@@ -52,6 +55,7 @@ impl HttpClient {
         Ok(HttpClient {
             inner,
             fixed,
+            default_egress,
             policy,
             lookup,
         })
@@ -62,9 +66,10 @@ impl HttpClient {
         self.fixed.is_some()
     }
 
-    /// The client for an integration's egress; `None` for `fixed` on a node without a proxy.
-    pub fn via(&self, egress: Egress) -> Option<&reqwest::Client> {
-        match egress {
+    /// The client for an integration's egress (unset: the node's default); `None` for `fixed`
+    /// on a node without a proxy.
+    pub fn via(&self, egress: Option<Egress>) -> Option<&reqwest::Client> {
+        match egress.unwrap_or(self.default_egress) {
             Egress::Direct => Some(&self.inner),
             Egress::Fixed => self.fixed.as_ref(),
         }
@@ -84,6 +89,23 @@ impl HttpClient {
             .connect_timeout(Duration::from_secs(10))
     }
 
+    /// Through the proxy the proxy resolves the target, past the pinned resolver: every address
+    /// the host has now must be allowed. Direct sends are checked by the resolver itself.
+    pub async fn check_proxied(
+        &self,
+        url: &url::Url,
+        egress: Option<Egress>,
+    ) -> Result<(), ResolveError> {
+        match (egress.unwrap_or(self.default_egress), url.host()) {
+            (Egress::Fixed, Some(url::Host::Domain(host))) => {
+                resolve_allowed(&self.lookup, host, self.policy)
+                    .await
+                    .map(drop)
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// The attempt's result when an integration asks for an egress this node does not have
     /// (a node started without the proxy its integrations were saved with): retried like any
     /// failure, so nothing is lost while the configuration is put right.
@@ -100,7 +122,7 @@ impl HttpClient {
         &self,
         req: reqwest::RequestBuilder,
         url: &url::Url,
-        egress: Egress,
+        egress: Option<Egress>,
     ) -> AttemptResult {
         // IP-literal URLs do not pass through the resolver: check them here, on every send.
         if let Err(e) = check_url_host(url, self.policy) {
@@ -109,17 +131,15 @@ impl HttpClient {
                 message: e.0,
             };
         }
-        if let (Egress::Fixed, Some(url::Host::Domain(host))) = (egress, url.host()) {
-            if let Err(e) = resolve_allowed(&self.lookup, host, self.policy).await {
-                let class = match e {
-                    ResolveError::Refused(_) => ErrorClass::RefusedDestination,
-                    ResolveError::Dns(_) => ErrorClass::Dns,
-                };
-                return AttemptResult::Error {
-                    class,
-                    message: e.to_string(),
-                };
-            }
+        if let Err(e) = self.check_proxied(url, egress).await {
+            let class = match e {
+                ResolveError::Refused(_) => ErrorClass::RefusedDestination,
+                ResolveError::Dns(_) => ErrorClass::Dns,
+            };
+            return AttemptResult::Error {
+                class,
+                message: e.to_string(),
+            };
         }
         match req.send().await {
             Ok(resp) => {
@@ -239,14 +259,14 @@ mod tests {
             allow_insecure_http: true,
             allow_private: false,
         };
-        let client = match HttpClient::new(policy, rebinding(), None) {
+        let client = match HttpClient::new(policy, rebinding(), None, Egress::Direct) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };
         let url = url::Url::parse(&format!("http://crm.example.com:{port}/hook")).ok();
         let Some(url) = url else { panic!("url") };
         let result = client
-            .send(client.inner.post(url.clone()), &url, Egress::Direct)
+            .send(client.inner.post(url.clone()), &url, None)
             .await;
         match result {
             AttemptResult::Error { class, message } => {
@@ -261,7 +281,7 @@ mod tests {
             panic!("url")
         };
         let result = client
-            .send(client.inner.post(literal.clone()), &literal, Egress::Direct)
+            .send(client.inner.post(literal.clone()), &literal, None)
             .await;
         assert!(matches!(
             result,

@@ -99,7 +99,8 @@ impl Notifier {
                     .header("callhook-event-type", kind.as_str())
                     .header("callhook-attempt", (n + 1).to_string())
                     .body(body.clone());
-                if classify(&client.send(req, &url, Egress::Direct).await) == Verdict::Success {
+                if classify(&client.send(req, &url, Some(Egress::Direct)).await) == Verdict::Success
+                {
                     return;
                 }
             }

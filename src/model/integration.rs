@@ -278,9 +278,10 @@ pub struct DeliverySpec {
     pub interval_s: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delay_s: Option<u32>,
-    /// Which addresses the requests come from (seed 001's "Source IP address" box).
-    #[serde(default)]
-    pub egress: Egress,
+    /// Which addresses the requests come from (seed 001's "Source IP address" box). Unset: the
+    /// node's default (`CALLHOOK_EGRESS_DEFAULT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<Egress>,
 }
 
 /// Where an integration's requests leave from.
@@ -313,7 +314,7 @@ impl Default for DeliverySpec {
             disable_after_failures: None,
             interval_s: None,
             delay_s: None,
-            egress: Egress::Direct,
+            egress: None,
         }
     }
 }

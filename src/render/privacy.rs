@@ -32,13 +32,14 @@ pub fn mask(s: &str, digits: u8) -> String {
 }
 
 /// Drops the last `digits` digits, with the separators between them, and any separator left
-/// trailing: `+44 161 000 0001` less 4 digits is `+44 161 000`.
+/// trailing: `+44 161 000 0001` less 4 digits is `+44 161 000`. A digit a mask turned into `X`
+/// counts as a digit.
 pub fn truncate(s: &str, digits: u8) -> String {
     let mut left = digits as usize;
     let mut chars: Vec<char> = s.chars().collect();
     while left > 0 {
         match chars.pop() {
-            Some(c) if c.is_ascii_digit() => left -= 1,
+            Some(c) if c.is_ascii_digit() || c == 'X' => left -= 1,
             Some(_) => {}
             None => break,
         }
@@ -358,5 +359,6 @@ mod tests {
         assert_eq!(truncate("+44 161 000 0001", 4), "+44 161 000");
         assert_eq!(truncate("123", 15), "");
         assert_eq!(truncate("+1", 1), "+");
+        assert_eq!(truncate(&mask("+358942720001", 4), 4), "+35894272");
     }
 }

@@ -44,12 +44,12 @@ impl Links {
         hex::encode(mac.finalize().into_bytes())
     }
 
-    /// A URL for the tenant's `file_id`, valid until `now_ms + LINK_TTL_MS`.
     /// The public base URL the node is reached at (`CALLHOOK_PUBLIC_URL`).
     pub fn base(&self) -> &str {
         &self.base
     }
 
+    /// A URL for the tenant's `file_id`, valid until `now_ms + LINK_TTL_MS`.
     pub fn url(&self, tenant_id: &str, file_id: &str, now_ms: i64) -> String {
         let expires = (now_ms + LINK_TTL_MS) / 1000;
         let enc = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();

@@ -178,7 +178,7 @@ async fn fixed_egress_is_refused_without_a_proxy_and_sends_through_it_with_one()
         .integration(
             "acme",
             json!({"name": "direct", "url": direct_rx.url, "profile": "call-history",
-                   "event_types": ["call.unanswered"]}),
+                   "event_types": ["call.unanswered"], "delivery": {"egress": "direct"}}),
         )
         .await;
     assert_eq!(direct["delivery"]["egress"], "direct");
@@ -195,6 +195,59 @@ async fn fixed_egress_is_refused_without_a_proxy_and_sends_through_it_with_one()
         through(&seen, "call.unanswered"),
         2,
         "the fixed integration's deliveries, and only those, came through the proxy"
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrations_that_name_no_egress_keep_the_proxy_a_node_was_started_with() {
+    // Before integrations could choose, a node with a proxy sent everything through it: that
+    // stays the default there, so an upgrade changes no receiver's allow-list.
+    let (proxy, seen) = egress_proxy().await;
+    let server = TestServer::start_with(|c| c.egress_proxy = Some(proxy.clone())).await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    let unnamed = api
+        .integration(
+            "acme",
+            json!({"name": "old", "url": rx.url, "profile": "call-history",
+                   "event_types": ["call.unanswered"]}),
+        )
+        .await;
+    assert!(unnamed["delivery"].get("egress").is_none(), "{unnamed}");
+    assert_eq!(server.ingest(missed("m1", "+81901234567")).await.0, 202);
+    rx.next(10).await;
+    assert_eq!(through(&seen, "call.unanswered"), 1);
+    server.stop().await;
+
+    // CALLHOOK_EGRESS_DEFAULT=direct makes the proxy opt-in; `fixed` without a proxy does not
+    // start.
+    let (proxy, seen) = egress_proxy().await;
+    let server = TestServer::start_with(|c| {
+        c.egress_proxy = Some(proxy.clone());
+        c.egress_default = Some(callhook::config::EgressDefault::Direct);
+    })
+    .await;
+    let api = server.tenant("acme").await;
+    api.integration(
+        "acme",
+        json!({"name": "new", "url": rx.url, "profile": "call-history",
+               "event_types": ["call.unanswered"]}),
+    )
+    .await;
+    assert_eq!(server.ingest(missed("m2", "+81901234567")).await.0, 202);
+    rx.next(10).await;
+    assert_eq!(through(&seen, "call.unanswered"), 0);
+    server.stop().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = callhook::config::Config::for_data_dir(dir.path().to_path_buf());
+    config.egress_default = Some(callhook::config::EgressDefault::Fixed);
+    let refused = callhook::app::start(config).await;
+    assert!(
+        refused
+            .err()
+            .is_some_and(|e| e.to_string().contains("CALLHOOK_EGRESS_PROXY")),
+        "a fixed default without a proxy stops the start"
     );
 }
 
@@ -367,6 +420,33 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
     assert_eq!(
         (st, v["error"]["code"].as_str()),
         (400, Some("invalid_max"))
+    );
+    // `limit`, the earlier name, keeps its range; a page is 500 at most.
+    let (st, v) = partner
+        .get(&format!(
+            "/v1/partners/p1/reconciliation/records?orgId=t1&startTime={start}&endTime={end}&limit=1000"
+        ))
+        .await;
+    assert_eq!(
+        (st, v["items"].as_array().map(Vec::len), &v["next_cursor"]),
+        (200, Some(3), &serde_json::Value::Null)
+    );
+    // A feed asked for in real time gets Webex records as they come, with no window.
+    let rx = Receiver::start().await;
+    let (st, feed) = partner
+        .post(
+            "/v1/partners/p1/integrations",
+            json!({"name": "live", "url": rx.url, "delivery": {"mode": "realtime"}}),
+        )
+        .await;
+    assert_eq!(st, 201, "{feed}");
+    assert_eq!(
+        (
+            feed["profile"].as_str(),
+            feed["delivery"]["mode"].as_str(),
+            feed["delivery"].get("interval_s")
+        ),
+        (Some("webex-cdr"), Some("realtime"), None)
     );
 
     let mut url = format!(

@@ -219,7 +219,7 @@ pub(crate) fn take_secret(body: &mut Map<String, Value>) -> ApiResult<Option<Opt
 /// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
 /// rather than saved and never sent.
 pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
-    if v.spec.delivery.egress == Egress::Fixed && !s.client.has_fixed_egress() {
+    if v.spec.delivery.egress == Some(Egress::Fixed) && !s.client.has_fixed_egress() {
         return Err(ApiError::unprocessable(
             "egress_unavailable",
             "`delivery.egress` fixed sends through the egress proxy, and this node has none; ask the operator to set CALLHOOK_EGRESS_PROXY, or use direct",

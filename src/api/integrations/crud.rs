@@ -127,9 +127,11 @@ pub(crate) fn partner_defaults(body: &mut Map<String, Value>) {
     if profile == json!("cdr-batch") || profile == json!("webex-cdr") {
         let delivery = body.entry("delivery").or_insert(json!({}));
         if let Value::Object(d) = delivery {
-            d.entry("mode").or_insert(json!("batch"));
-            d.entry("interval_s").or_insert(json!(300));
-            d.entry("delay_s").or_insert(json!(300));
+            // A feed asked for in real time gets no window.
+            if d.entry("mode").or_insert(json!("batch")) == &json!("batch") {
+                d.entry("interval_s").or_insert(json!(300));
+                d.entry("delay_s").or_insert(json!(300));
+            }
         }
     }
 }
