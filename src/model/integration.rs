@@ -349,6 +349,18 @@ pub enum RetryPolicyKind {
     Exponential,
 }
 
+impl RetryPolicyKind {
+    /// The schedule an integration of `profile` gets when its settings name none: seed 000
+    /// backs off exponentially before disabling a recording integration; seed 002 (and the
+    /// rest) retry linearly, once by default.
+    pub fn default_for(profile: Profile) -> RetryPolicyKind {
+        match profile {
+            Profile::RecordingV1 | Profile::RecordingV2 => RetryPolicyKind::Exponential,
+            _ => RetryPolicyKind::Linear,
+        }
+    }
+}
+
 /// A spec that passed every check, with its defaults made explicit.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ValidSpec {

@@ -86,17 +86,6 @@ impl Profile {
         matches!(self, Profile::CdrBatch | Profile::WebexCdr)
     }
 
-    /// The retry schedule an integration gets when its settings name none: seed 000 backs off
-    /// exponentially before disabling a recording integration; seed 002 (and the rest) retry
-    /// linearly, once by default.
-    pub fn default_retry(self) -> crate::model::integration::RetryPolicyKind {
-        use crate::model::integration::RetryPolicyKind;
-        match self {
-            Profile::RecordingV1 | Profile::RecordingV2 => RetryPolicyKind::Exponential,
-            _ => RetryPolicyKind::Linear,
-        }
-    }
-
     /// Events a profile never sends although the type matches.
     pub fn accepts(self, event: &Event) -> bool {
         match self {

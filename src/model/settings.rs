@@ -243,7 +243,10 @@ pub fn validate(
         DeliveryMode::Realtime => {}
     }
     let max_retries = 10;
-    let policy = *d.retry.policy.get_or_insert(spec.profile.default_retry());
+    let policy = *d
+        .retry
+        .policy
+        .get_or_insert(RetryPolicyKind::default_for(spec.profile));
     let retries = d.retry.retries.unwrap_or(match policy {
         RetryPolicyKind::Linear => 1,
         RetryPolicyKind::Exponential => 10,
