@@ -13,15 +13,20 @@ pub fn new_id(prefix: &str) -> String {
 pub fn guid(id: &str) -> Option<String> {
     let (_, ulid) = id.split_once('_')?;
     let bits = u128::from(ulid::Ulid::from_string(ulid).ok()?);
+    Some(guid_form(bits))
+}
+
+/// 128 bits as a GUID: `8-4-4-4-12` lower-case hex.
+pub fn guid_form(bits: u128) -> String {
     let hex = format!("{bits:032x}");
-    Some(format!(
+    format!(
         "{}-{}-{}-{}-{}",
         &hex[..8],
         &hex[8..12],
         &hex[12..16],
         &hex[16..20],
         &hex[20..]
-    ))
+    )
 }
 
 /// The `prefix_<ULID>` id a GUID stands for; anything that is not a GUID is returned as it is,

@@ -40,15 +40,7 @@ pub fn report_id(tenant_id: &str, event_id: &str) -> String {
     let mut b: [u8; 16] = h.finalize()[..16].try_into().unwrap_or([0; 16]);
     b[6] = (b[6] & 0x0f) | 0x80;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex = hex::encode(b);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..]
-    )
+    crate::model::ids::guid_form(u128::from_be_bytes(b))
 }
 
 /// `Call outcome` and its reason, from the answer and the hang-up cause (Q.850 names as
