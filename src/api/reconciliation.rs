@@ -268,11 +268,14 @@ async fn records(
 ) -> ApiResult<(HeaderMap, Json<Records>)> {
     let (start, end) = window(q, s.now_ms(), false)?;
     let max = page_size(q)?;
-    let rows = s
+    // One row more than the page says whether another page follows: a full last page names none.
+    let mut rows = s
         .store
-        .cdr_records(r.tenant_id, r.scope, start, end, cursor(q)?, max)
+        .cdr_records(r.tenant_id, r.scope, start, end, cursor(q)?, max + 1)
         .await?;
-    let next = (rows.len() == max as usize)
+    let more = rows.len() > max as usize;
+    rows.truncate(max as usize);
+    let next = more
         .then(|| {
             rows.last()
                 .map(|r| URL_SAFE_NO_PAD.encode(format!("{}:{}", r.ended_at, r.seq)))

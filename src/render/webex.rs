@@ -73,6 +73,18 @@ fn call_type(d: &Map<String, Value>, inbound: bool) -> &'static str {
     }
 }
 
+/// `Site timezone`: the offset from UTC in minutes, as Webex writes it (`"-300"`), read from the
+/// offset the source gave the call's start; `None` for a time in `Z` (UTC says nothing of the
+/// site).
+fn site_offset(d: &Map<String, Value>) -> Option<String> {
+    let start = str_at(d, "started_at")?;
+    if start.ends_with('Z') || start.ends_with('z') {
+        return None;
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(start).ok()?;
+    Some((t.offset().local_minus_utc() / 60).to_string())
+}
+
 /// One record from a canonical call record (`data` of `call.completed`).
 pub fn record(event: &Event) -> Map<String, Value> {
     let d = &event.data;
@@ -107,7 +119,14 @@ pub fn record(event: &Event) -> Map<String, Value> {
     } else {
         str_at(d, "circuit.number").or_else(|| str_at(d, "caller.number"))
     };
+    // A workspace's licence (seed 003's billing feed includes them) makes it a place.
+    let workspace = match at(d, "license.workspace") {
+        Some(Value::Bool(b)) => *b,
+        Some(Value::String(s)) => !s.is_empty(),
+        _ => false,
+    };
     let user_type = match str_at(d, "owner.kind") {
+        _ if workspace => "Place",
         Some("user") => "User",
         Some("answer_group") => "HuntGroup",
         _ => "",
@@ -158,6 +177,7 @@ pub fn record(event: &Event) -> Map<String, Value> {
     );
     put("Location", text(local_at("location")));
     put("Org UUID", json!(event.tenant_id));
+    put("Redirecting number", text(str_at(d, "referred_by")));
     put(
         "Queue Type",
         json!(if str_at(d, "queued_at").is_some() {
@@ -168,12 +188,22 @@ pub fn record(event: &Event) -> Map<String, Value> {
     );
     put("Release time", time(d, "ended_at"));
     put("Report ID", json!(report_id(&event.tenant_id, &event.id)));
+    // Seed 003: the report time is when the call completed (what the records API selects on).
     put(
         "Report time",
-        json!(crate::time::format_ms(event.occurred_at_ms)),
+        json!(crate::time::format_ms(
+            str_at(d, "ended_at")
+                .and_then(epoch_ms)
+                .unwrap_or(event.occurred_at_ms)
+        )),
     );
     put("Ring duration", json!(f64_at(d, "ring_ms").map_or(0, secs)));
+    put("Site timezone", text(site_offset(d).as_deref()));
     put("Start time", time(d, "started_at"));
+    put(
+        "Transfer related call ID",
+        text(str_at(d, "previous_call_id")),
+    );
     put("User", text(user_name));
     put("User number", text(local_at("number")));
     put("User type", json!(user_type));

@@ -345,6 +345,11 @@ async fn reconciliation_counts_page_over_201_orgs_and_records_page_by_cursor() {
     let cursor = p["next_cursor"].as_str().unwrap_or_default().to_string();
     let (_, p2) = partner.get(&format!("/v1/partners/big/reconciliation/records?orgId=org-000&startTime={start}&endTime={end}&limit=1&profile=cdr-batch&cursor={cursor}")).await;
     assert_eq!(
+        p2["next_cursor"],
+        Value::Null,
+        "the last page names no next one"
+    );
+    assert_eq!(
         (
             p2["items"][0]["id"].as_str(),
             p2["items"][0]["orgId"].as_str()

@@ -66,6 +66,29 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
         status, 200,
         "deliveries of the integration named by its GUID"
     );
+    let (status, renamed) = api
+        .patch(
+            &format!("/v1/tenants/acme/integrations/{guid}"),
+            json!({"name": "cdr by guid"}),
+        )
+        .await;
+    assert_eq!(
+        (status, renamed["name"].as_str()),
+        (200, Some("cdr by guid"))
+    );
+    let (status, _) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{guid}/rotate-signing-secret"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "an action by GUID");
+    // Another tenant's GUID names nothing here.
+    let other = server.tenant("other").await;
+    let (status, _) = other
+        .get(&format!("/v1/tenants/other/integrations/{guid}"))
+        .await;
+    assert_eq!(status, 404);
     assert_eq!(body["cdr"]["ring"], 12, "durations are seconds");
     assert_eq!(
         (

@@ -27,7 +27,13 @@ fn missed(id: &str, number: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_history_integration_in_batch_mode_sends_each_record_at_the_window_boundary() {
-    let server = TestServer::start().await;
+    // Seed 001's "Source IP address" mode: every ten minutes, from fixed addresses.
+    let (proxy, seen) = egress_proxy().await;
+    let server = TestServer::start_with(|c| {
+        c.egress_proxy = Some(proxy.clone());
+        c.egress_default = Some(callhook::config::EgressDefault::Direct);
+    })
+    .await;
     let api = server.tenant("acme").await;
     let rx = server.receiver().await;
     let created = api
@@ -35,7 +41,7 @@ async fn a_call_history_integration_in_batch_mode_sends_each_record_at_the_windo
             "acme",
             json!({"name": "history", "url": rx.url, "profile": "call-history",
                    "event_types": ["call.unanswered"],
-                   "delivery": {"mode": "batch", "interval_s": 600, "delay_s": 0}}),
+                   "delivery": {"mode": "batch", "interval_s": 600, "delay_s": 0, "egress": "fixed"}}),
         )
         .await;
     assert_eq!(created["delivery"]["mode"], "batch", "{created}");
@@ -67,6 +73,11 @@ async fn a_call_history_integration_in_batch_mode_sends_each_record_at_the_windo
     }
     ids.sort();
     assert_eq!(ids, ["m1", "m2"]);
+    assert_eq!(
+        through(&seen, "call.unanswered"),
+        2,
+        "both from the fixed addresses"
+    );
 }
 
 /// A forward proxy for plain http (absolute-form requests) and CONNECT tunnels, keeping every
@@ -292,6 +303,15 @@ async fn a_partner_feed_sends_webex_records_signed_with_x_spark_signature_and_ne
         )
         .await;
     assert_eq!(st, 201, "{feed}");
+    let guid = feed["trigger_id"].as_str().unwrap_or_default();
+    let (st, by_guid) = partner
+        .get(&format!("/v1/partners/p1/integrations/{guid}"))
+        .await;
+    assert_eq!(
+        (st, &by_guid["id"]),
+        (200, &feed["id"]),
+        "a partner route by GUID"
+    );
     assert_eq!(
         (
             feed["profile"].as_str(),
@@ -378,9 +398,10 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
     let body = json!({"events": [ended("old", now, 100 * min), ended("mid", now, 60 * min),
                                  ended("new", now, 30 * min), ended("too-new", now, 2 * min)]});
     assert_eq!(server.ingest(body).await.0, 202);
+    // Two hours, ending six minutes ago.
     let (start, end) = (
-        callhook::time::format_ms(now - 120 * min),
-        callhook::time::format_ms(now - 10 * min),
+        callhook::time::format_ms(now - 126 * min),
+        callhook::time::format_ms(now - 6 * min),
     );
     let (st, v) = partner
         .get(&format!(
@@ -401,7 +422,7 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
         )
         .await;
     assert_eq!(st, 201);
-    let hour = callhook::time::format_ms(now - 70 * min);
+    let hour = callhook::time::format_ms(now - 66 * min);
     let (st, counts) = partner
         .get(&format!(
             "/v1/partners/p1/reconciliation/counts?startTime={hour}&endTime={end}"
@@ -495,6 +516,23 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
         pages,
         [vec!["call-old", "call-mid"], vec!["call-new"]],
         "oldest end first, two a page, the call of two minutes ago outside the window"
+    );
+    // A last page that is exactly full names no next one.
+    let resp = partner
+        .http
+        .get(format!(
+            "{}/v1/partners/p1/reconciliation/records?orgId=t1&startTime={start}&endTime={end}&max=3",
+            server.base
+        ))
+        .bearer_auth(&partner.token)
+        .send()
+        .await
+        .expect("records");
+    assert!(resp.headers().get("link").is_none());
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    assert_eq!(
+        (body["items"].as_array().map(Vec::len), &body["next_cursor"]),
+        (Some(3), &serde_json::Value::Null)
     );
 }
 
