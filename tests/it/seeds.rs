@@ -276,16 +276,21 @@ fn ended(id: &str, now: i64, ago_ms: i64) -> serde_json::Value {
     )
 }
 
-async fn partner_with_tenant(server: &TestServer) -> Api {
-    let partner = crate::partners::partner_admin(server, "p1").await;
+/// A tenant `id` of partner `p1`.
+async fn partner_tenant(server: &TestServer, id: &str) {
     let (st, _) = server
         .admin()
         .post(
             "/v1/tenants",
-            json!({"id": "t1", "name": "t1", "partner_id": "p1"}),
+            json!({"id": id, "name": id, "partner_id": "p1"}),
         )
         .await;
-    assert_eq!(st, 201);
+    assert_eq!(st, 201, "tenant {id}");
+}
+
+async fn partner_with_tenant(server: &TestServer) -> Api {
+    let partner = crate::partners::partner_admin(server, "p1").await;
+    partner_tenant(server, "t1").await;
     partner
 }
 
@@ -414,14 +419,7 @@ async fn the_records_api_takes_a_two_hour_window_and_pages_by_link_header() {
         "the counts keep seed 003's one-hour cap"
     );
     // A tenant of the partner without a call in the window is counted, with 0.
-    let (st, _) = server
-        .admin()
-        .post(
-            "/v1/tenants",
-            json!({"id": "t0-quiet", "name": "quiet", "partner_id": "p1"}),
-        )
-        .await;
-    assert_eq!(st, 201);
+    partner_tenant(&server, "t0-quiet").await;
     let hour = callhook::time::format_ms(now - 66 * min);
     let (st, counts) = partner
         .get(&format!(
