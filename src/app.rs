@@ -66,11 +66,16 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         (Some(EgressDefault::Fixed), Some(_)) | (None, Some(_)) => Egress::Fixed,
         (Some(EgressDefault::Direct), _) | (None, None) => Egress::Direct,
     };
+    let roots = match &config.ca_file {
+        Some(path) => trusted_roots(path)?,
+        None => Vec::new(),
+    };
     let client = HttpClient::new(
         policy,
         lookup.clone(),
         config.egress_proxy.as_deref(),
         egress_default,
+        &roots,
     )
     .map_err(anyhow::Error::msg)?;
 
@@ -258,4 +263,24 @@ async fn wait_for_signal() {
         }
     }
     let _ = tokio::signal::ctrl_c().await;
+}
+
+/// The certificates of `CALLHOOK_CA_FILE`: a file that cannot be read or holds no certificate
+/// stops the start, rather than leaving receivers behind that CA failing one by one.
+fn trusted_roots(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+    let pem = std::fs::read(path)
+        .with_context(|| format!("CALLHOOK_CA_FILE: reading {}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+        anyhow::anyhow!(
+            "CALLHOOK_CA_FILE: {} is not PEM certificates: {e}",
+            path.display()
+        )
+    })?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "CALLHOOK_CA_FILE: {} holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+            path.display()
+        );
+    }
+    Ok(certs)
 }

@@ -91,6 +91,11 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_EGRESS_PROXY")]
     pub egress_proxy: Option<String>,
 
+    /// PEM certificates trusted for deliveries besides the built-in roots (receivers behind a
+    /// private CA).
+    #[arg(long, env = "CALLHOOK_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
     /// Where integrations that name no `delivery.egress` send from: `fixed` (through the proxy)
     /// when a proxy is set, as every delivery did before integrations could choose; else `direct`.
     #[arg(long, env = "CALLHOOK_EGRESS_DEFAULT", value_enum, ignore_case = true)]
@@ -194,6 +199,7 @@ impl Config {
             allow_private_destinations: false,
             egress_proxy: None,
             egress_default: None,
+            ca_file: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             body_memory_bytes: defaults::BODY_MEMORY_BYTES,
             default_max_integrations: defaults::DEFAULT_MAX_INTEGRATIONS,

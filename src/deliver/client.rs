@@ -35,14 +35,15 @@ impl HttpClient {
         lookup: Lookup,
         egress_proxy: Option<&str>,
         default_egress: Egress,
+        extra_roots: &[reqwest::Certificate],
     ) -> Result<Self, String> {
-        let inner = Self::builder(policy, &lookup)
+        let inner = Self::builder(policy, &lookup, extra_roots)
             .no_proxy()
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         let fixed = match egress_proxy {
             Some(p) => Some(
-                Self::builder(policy, &lookup)
+                Self::builder(policy, &lookup, extra_roots)
                     .proxy(
                         reqwest::Proxy::all(p)
                             .map_err(|e| format!("CALLHOOK_EGRESS_PROXY: {e}"))?,
@@ -75,18 +76,25 @@ impl HttpClient {
         }
     }
 
-    fn builder(policy: DestinationPolicy, lookup: &Lookup) -> reqwest::ClientBuilder {
-        reqwest::Client::builder()
-            .dns_resolver(Arc::new(GuardedResolver {
-                lookup: lookup.clone(),
-                policy,
-            }))
-            .redirect(Policy::none())
-            .user_agent(crate::USER_AGENT)
-            .tcp_nodelay(true)
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(256)
-            .connect_timeout(Duration::from_secs(10))
+    fn builder(
+        policy: DestinationPolicy,
+        lookup: &Lookup,
+        extra_roots: &[reqwest::Certificate],
+    ) -> reqwest::ClientBuilder {
+        let mut b = reqwest::Client::builder();
+        for root in extra_roots {
+            b = b.add_root_certificate(root.clone());
+        }
+        b.dns_resolver(Arc::new(GuardedResolver {
+            lookup: lookup.clone(),
+            policy,
+        }))
+        .redirect(Policy::none())
+        .user_agent(crate::USER_AGENT)
+        .tcp_nodelay(true)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(256)
+        .connect_timeout(Duration::from_secs(10))
     }
 
     /// Through the proxy the proxy resolves the target, past the pinned resolver: every address
@@ -180,9 +188,57 @@ pub async fn read_excerpt(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
+/// The TLS library's own error somewhere in `e`'s chain.
+fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur = Some(e);
+    while let Some(s) = cur {
+        if let Some(r) = s.downcast_ref::<rustls::Error>() {
+            return Some(r);
+        }
+        // An I/O error's `source` skips the error it wraps (TLS errors come wrapped, twice).
+        cur = match s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => s.source(),
+        };
+    }
+    None
+}
+
+/// What went wrong with TLS, in words an operator can act on; `None` when TLS is not the cause.
+pub(crate) fn tls_problem(e: &reqwest::Error) -> Option<String> {
+    use rustls::CertificateError as C;
+    let r = rustls_error(e)?;
+    Some(match r {
+        rustls::Error::InvalidCertificate(c) => match c {
+            C::UnknownIssuer => "TLS: the receiver's certificate is not signed by a trusted CA (a private CA's certificate goes in CALLHOOK_CA_FILE)".into(),
+            C::NotValidForName | C::NotValidForNameContext { .. } => {
+                "TLS: the receiver's certificate is not valid for the URL's host name".into()
+            }
+            C::Expired | C::ExpiredContext { .. } => {
+                "TLS: the receiver's certificate has expired".into()
+            }
+            C::NotValidYet | C::NotValidYetContext { .. } => {
+                "TLS: the receiver's certificate is not valid yet".into()
+            }
+            C::Revoked => "TLS: the receiver's certificate is revoked".into(),
+            other => format!("TLS: the receiver's certificate was refused ({other:?})"),
+        },
+        rustls::Error::AlertReceived(alert) => {
+            format!("TLS: the receiver ended the handshake ({alert:?})")
+        }
+        other => format!("TLS: {other}"),
+    })
+}
+
 pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
     if e.is_timeout() {
         return ErrorClass::Timeout;
+    }
+    if tls_problem(e).is_some() {
+        return ErrorClass::Tls;
     }
     let mut src = e.source();
     while let Some(s) = src {
@@ -207,6 +263,9 @@ pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
 
 /// The error with its causes, e.g. "error sending request: connection refused".
 pub(crate) fn error_message(e: &reqwest::Error) -> String {
+    if let Some(tls) = tls_problem(e) {
+        return tls;
+    }
     let mut parts = vec![e.without_url_ref().to_string()];
     let mut src = e.source();
     while let Some(s) = src {
@@ -259,7 +318,7 @@ mod tests {
             allow_insecure_http: true,
             allow_private: false,
         };
-        let client = match HttpClient::new(policy, rebinding(), None, Egress::Direct) {
+        let client = match HttpClient::new(policy, rebinding(), None, Egress::Direct, &[]) {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };

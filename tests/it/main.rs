@@ -16,3 +16,4 @@ mod store;
 mod support;
 mod telephony;
 mod tenancy;
+mod tls;

@@ -385,8 +385,35 @@ impl Receiver {
         Self::start_on(Clock::system()).await
     }
 
-    /// A receiver that stamps arrivals with `clock`.
-    pub async fn start_on(clock: Clock) -> Receiver {
+    /// A receiver speaking https with `tls` (its certificate should be for `localhost`), at
+    /// `https://localhost:<port>/hook`.
+    pub async fn start_tls(tls: Arc<rustls::ServerConfig>) -> Receiver {
+        let (mut receiver, app) = Self::parts(Clock::system());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, app) = (acceptor.clone(), app.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper_util::service::TowerToHyperService::new(app);
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        receiver.url = format!("https://localhost:{}/hook", addr.port());
+        receiver
+    }
+
+    /// The receiver's state and its app, not yet listening.
+    fn parts(clock: Clock) -> (Receiver, axum::Router) {
         let (tx, rx) = mpsc::unbounded_channel();
         let script = Arc::new(Mutex::new(Script {
             queue: VecDeque::new(),
@@ -401,6 +428,18 @@ impl Receiver {
             clock,
         };
         let app = axum::Router::new().fallback(handle).with_state(state);
+        let receiver = Receiver {
+            url: String::new(),
+            script,
+            rx: tokio::sync::Mutex::new(rx),
+            concurrency,
+        };
+        (receiver, app)
+    }
+
+    /// A receiver that stamps arrivals with `clock`.
+    pub async fn start_on(clock: Clock) -> Receiver {
+        let (mut receiver, app) = Self::parts(clock);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -408,12 +447,8 @@ impl Receiver {
         tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
-        Receiver {
-            url: format!("http://{addr}/hook"),
-            script,
-            rx: tokio::sync::Mutex::new(rx),
-            concurrency,
-        }
+        receiver.url = format!("http://{addr}/hook");
+        receiver
     }
 
     /// Replies for the next deliveries, in order; then `default`.

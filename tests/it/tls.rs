@@ -1,0 +1,184 @@
+//! Deliveries over TLS to receivers behind a private CA the test makes itself: plain http is
+//! off on these servers, as in production.
+
+use std::sync::Arc;
+
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+use serde_json::json;
+
+use crate::support::*;
+
+/// A private CA, and receiver certificates it signs.
+struct TestCa {
+    cert: rcgen::Certificate,
+    key: KeyPair,
+}
+
+impl TestCa {
+    fn new() -> TestCa {
+        let key = KeyPair::generate().expect("CA key");
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "callhook test CA");
+        let cert = params.self_signed(&key).expect("CA certificate");
+        TestCa { cert, key }
+    }
+
+    /// The CA certificate as a `CALLHOOK_CA_FILE` in `dir`.
+    fn file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("ca.pem");
+        std::fs::write(&path, self.cert.pem()).expect("write CA file");
+        path
+    }
+
+    /// A receiver's TLS setup with a certificate for `name`, expired when asked.
+    fn server(&self, name: &str, expired: bool) -> Arc<rustls::ServerConfig> {
+        let key = KeyPair::generate().expect("key");
+        let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        }
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("certificate");
+        let chain = vec![cert.der().clone(), self.cert.der().clone()];
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_no_client_auth()
+            .with_single_cert(chain, key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
+/// A server as production runs it: https only (loopback receivers stay allowed).
+async fn https_only(ca_file: Option<std::path::PathBuf>) -> TestServer {
+    TestServer::start_with(move |c| {
+        c.allow_insecure_http = false;
+        c.ca_file = ca_file;
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_challenge_and_deliveries_go_over_tls_to_a_receiver_behind_a_private_ca() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let server = https_only(Some(ca.file(dir.path()))).await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start_tls(ca.server("localhost", false)).await;
+    let plain = Receiver::start().await;
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "plain", "url": plain.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_url")),
+        "plain http is off: {v}"
+    );
+    // Saved only once the challenge, over TLS, came back.
+    api.integration(
+        "acme",
+        json!({"name": "tls", "url": rx.url, "event_types": ["ivr.input"]}),
+    )
+    .await;
+    assert_eq!(
+        server
+            .ingest(json!({"events": ivr_events("acme", 0..3)}))
+            .await
+            .0,
+        202
+    );
+    let got = rx.take(3, 10).await;
+    assert!(got
+        .iter()
+        .all(|r| r.header("webhook-signature").starts_with("v1,")));
+}
+
+/// The test-send report of an integration at `url` on a server trusting `ca_file`.
+async fn test_send(ca_file: Option<std::path::PathBuf>, url: &str) -> serde_json::Value {
+    let server = https_only(ca_file).await;
+    let api = server.tenant("acme").await;
+    let i = api
+        .integration(
+            "acme",
+            json!({"name": "t", "url": url, "event_types": ["ivr.input"], "verification": "none"}),
+        )
+        .await;
+    let iid = i["id"].as_str().unwrap_or_default();
+    let (st, report) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{report}");
+    server.stop().await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_a_misnamed_and_an_expired_certificate_are_each_a_tls_error_that_says_which() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let good = Receiver::start_tls(ca.server("localhost", false)).await;
+    let misnamed = Receiver::start_tls(ca.server("crm.example.com", false)).await;
+    let expired = Receiver::start_tls(ca.server("localhost", true)).await;
+    for (ca_file, url, says) in [
+        (None, &good.url, "not signed by a trusted CA"),
+        (
+            Some(ca.file(dir.path())),
+            &misnamed.url,
+            "not valid for the URL's host name",
+        ),
+        (Some(ca.file(dir.path())), &expired.url, "has expired"),
+    ] {
+        let report = test_send(ca_file, url).await;
+        assert_eq!(report["success"], false, "{report}");
+        assert_eq!(report["error_class"], "tls", "{report}");
+        let error = report["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{url}: {error}");
+    }
+    // The same, at save: the challenge names the certificate's fault.
+    let server = https_only(None).await;
+    let api = server.tenant("acme").await;
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "t", "url": good.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not signed by a trusted CA"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_the_start() {
+    let dir = tempfile::tempdir().expect("dir");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(&garbage, "not a certificate").expect("write");
+    for path in [dir.path().join("missing.pem"), garbage] {
+        let data = tempfile::tempdir().expect("data dir");
+        let mut config = dev_config(data.path());
+        config.ca_file = Some(path.clone());
+        let refused = callhook::app::start(config).await;
+        assert!(
+            refused
+                .err()
+                .is_some_and(|e| format!("{e:#}").contains("CALLHOOK_CA_FILE")),
+            "{}",
+            path.display()
+        );
+    }
+}
