@@ -319,6 +319,8 @@ pub struct Received {
     pub clock_ms: i64,
     /// The status the receiver answered with.
     pub status: u16,
+    /// The HTTP version the request came in.
+    pub version: axum::http::Version,
 }
 
 impl Received {
@@ -401,10 +403,21 @@ impl Receiver {
                     let Ok(tls) = acceptor.accept(tcp).await else {
                         return;
                     };
+                    // HTTP/2 when the client offered it and the configuration lists it (ALPN).
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
                     let service = hyper_util::service::TowerToHyperService::new(app);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    let io = hyper_util::rt::TokioIo::new(tls);
+                    if h2 {
+                        let _ = hyper::server::conn::http2::Builder::new(
+                            hyper_util::rt::TokioExecutor::new(),
+                        )
+                        .serve_connection(io, service)
                         .await;
+                    } else {
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(io, service)
+                            .await;
+                    }
                 });
             }
         });
@@ -535,6 +548,7 @@ impl Receiver {
 
 async fn handle(
     State(state): State<RecvState>,
+    version: axum::http::Version,
     uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
@@ -580,6 +594,7 @@ async fn handle(
         at,
         clock_ms,
         status,
+        version,
     });
     match reply {
         Reply::Status(s) => StatusCode::from_u16(s)

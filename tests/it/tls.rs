@@ -33,8 +33,17 @@ impl TestCa {
         path
     }
 
-    /// A receiver's TLS setup with a certificate for `name`, expired when asked.
+    /// A receiver's TLS setup with a certificate for `name`, expired when asked; HTTP/1.1.
     fn server(&self, name: &str, expired: bool) -> Arc<rustls::ServerConfig> {
+        self.server_speaking(name, expired, &[b"http/1.1"])
+    }
+
+    fn server_speaking(
+        &self,
+        name: &str,
+        expired: bool,
+        alpn: &[&[u8]],
+    ) -> Arc<rustls::ServerConfig> {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(vec![name.to_string()]).expect("params");
         if expired {
@@ -53,7 +62,7 @@ impl TestCa {
             .with_no_client_auth()
             .with_single_cert(chain, key)
             .expect("server config");
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Arc::new(config)
     }
 }
@@ -181,4 +190,44 @@ async fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_the_start() {
             path.display()
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_offers_http2_gets_the_deliveries_over_http2() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let server = https_only(Some(ca.file(dir.path()))).await;
+    let api = server.tenant("acme").await;
+    let h2 =
+        Receiver::start_tls(ca.server_speaking("localhost", false, &[b"h2", b"http/1.1"])).await;
+    let h1 = Receiver::start_tls(ca.server("localhost", false)).await;
+    for rx in [&h2, &h1] {
+        api.integration(
+            "acme",
+            json!({"name": "r", "url": rx.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    }
+    assert_eq!(
+        server
+            .ingest(json!({"events": ivr_events("acme", 0..4)}))
+            .await
+            .0,
+        202
+    );
+    let over_h2 = h2.take(4, 10).await;
+    assert!(
+        over_h2
+            .iter()
+            .all(|r| r.version == axum::http::Version::HTTP_2),
+        "negotiated by ALPN"
+    );
+    let over_h1 = h1.take(4, 10).await;
+    assert!(over_h1
+        .iter()
+        .all(|r| r.version == axum::http::Version::HTTP_11));
+    // The payload and its signature are the same either way.
+    assert!(over_h2
+        .iter()
+        .all(|r| r.header("webhook-signature").starts_with("v1,") && !r.body.is_empty()));
 }
