@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,18 @@ use crate::model::integration::{IntegrationSpec, ValidSpec};
 use crate::render::sign::decode_secret;
 use crate::security::seal::Sealer;
 use crate::store::{IntegrationHealth, IntegrationRecord, IntegrationStatus};
+
+/// How a sealed client key is written in the stored settings.
+const SEALED: &str = "sealed:";
+
+/// A client key as the stored settings hold it: sealed, in base64.
+fn open_key(stored: &str, sealer: &Sealer) -> Result<String, String> {
+    let sealed = stored
+        .strip_prefix(SEALED)
+        .and_then(|b| STANDARD.decode(b).ok())
+        .ok_or("the stored client key is not sealed")?;
+    String::from_utf8(sealer.open(&sealed).map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+}
 
 /// A signing secret and, during a rotation, when it stops signing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -113,8 +127,11 @@ impl Integration {
     }
 
     pub fn from_record(rec: &IntegrationRecord, sealer: &Sealer) -> Result<Integration, String> {
-        let spec: IntegrationSpec = serde_json::from_str(&rec.spec_json)
+        let mut spec: IntegrationSpec = serde_json::from_str(&rec.spec_json)
             .map_err(|e| format!("integration {}: {e}", rec.id))?;
+        if let Some(key) = spec.tls.as_mut().and_then(|t| t.client_key.as_mut()) {
+            *key = open_key(key, sealer).map_err(|e| format!("integration {}: {e}", rec.id))?;
+        }
         let url = url::Url::parse(&spec.url).map_err(|e| format!("integration {}: {e}", rec.id))?;
         let secret = match &rec.secret_sealed {
             Some(s) => Some(
@@ -151,7 +168,13 @@ impl Integration {
             id: self.id.clone(),
             tenant_id: self.tenant_id.clone(),
             partner_id: self.partner_id.clone(),
-            spec_json: serde_json::to_string(&self.valid.spec).unwrap_or_default(),
+            spec_json: {
+                let mut spec = self.valid.spec.clone();
+                if let Some(key) = spec.tls.as_mut().and_then(|t| t.client_key.as_mut()) {
+                    *key = format!("{SEALED}{}", STANDARD.encode(sealer.seal(key.as_bytes())));
+                }
+                serde_json::to_string(&spec).unwrap_or_default()
+            },
             status: self.status,
             disabled_reason: self.disabled_reason.clone(),
             secret_sealed: self.secret.as_ref().map(|s| sealer.seal(s.as_bytes())),

@@ -94,6 +94,10 @@ pub fn values_from_settings(s: &Value) -> Map<String, Value> {
         })
         .unwrap_or_default();
     v.insert("headers".into(), json!(headers));
+    v.insert(
+        "tls_client_certificate".into(),
+        json!(text(at("tls.client_certificate"))),
+    );
     let pretty = |x: Option<&Value>| {
         x.filter(|x| !x.is_null() && x.as_array().is_none_or(|a| !a.is_empty()))
             .and_then(|x| serde_json::to_string_pretty(x).ok())
@@ -219,6 +223,21 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
         headers.insert(k.trim().to_string(), json!(v.trim()));
     }
     s.insert("headers".into(), Value::Object(headers));
+
+    // The client key is write-only: left empty, `…` keeps the one the integration has.
+    if let Some(cert) = f
+        .get("tls_client_certificate")
+        .filter(|c| !c.trim().is_empty())
+    {
+        let key = f
+            .get("tls_client_key")
+            .filter(|k| !k.trim().is_empty())
+            .unwrap_or("…");
+        s.insert(
+            "tls".into(),
+            json!({"client_certificate": cert, "client_key": key}),
+        );
+    }
 
     if let Some(custom) = json_field(f, "custom_data", "Custom data")? {
         if !custom.is_object() {
@@ -411,6 +430,7 @@ mod tests {
             "name": "Feed", "url": "https://x.example/h", "method": "PUT", "format": "form",
             "profile": "cdr", "verification": "none", "secret_use": "webex-signature",
             "event_types": ["call.completed"],
+            "tls": {"client_certificate": "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----", "client_key": "…"},
             "headers": {"X-A": "1"}, "custom_data": {"k": [1, 2]},
             "filters": {"users": {"mode": "specific", "ids": ["a", "b"]},
                         "answer_groups": {"mode": "none"},

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::Method;
 
-use super::client::HttpClient;
+use super::client::{ClientIdentity, HttpClient};
 use crate::cache::Integration;
 use crate::model::integration::{HttpMethod, SecretUse};
 use crate::record::{classify, retry, AttemptResult, Verdict};
@@ -197,7 +197,12 @@ fn build_request(
     r: &Rendered,
     now: i64,
 ) -> Option<reqwest::RequestBuilder> {
-    let via = client.via(i.valid.spec.delivery.egress)?;
+    let identity = i.valid.spec.tls.as_ref().map(|t| ClientIdentity {
+        integration_id: &i.id,
+        certificate: &t.client_certificate,
+        key: t.client_key.as_deref().unwrap_or_default(),
+    });
+    let via = client.client_for(i.valid.spec.delivery.egress, identity)?;
     let out = outgoing(i, head, r, now);
     let method = match out.method {
         HttpMethod::Post => Method::POST,

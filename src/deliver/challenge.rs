@@ -23,7 +23,17 @@ pub async fn verify(
     body.insert("challenge".into(), serde_json::Value::String(token.clone()));
     // From the addresses the deliveries will come from: a receiver that allow-lists them
     // answers this too.
-    let Some(via) = client.via(spec.spec.delivery.egress) else {
+    // Not saved yet, so no integration id: the challenge's clients share one slot.
+    let identity = spec
+        .spec
+        .tls
+        .as_ref()
+        .map(|t| super::client::ClientIdentity {
+            integration_id: "",
+            certificate: &t.client_certificate,
+            key: t.client_key.as_deref().unwrap_or_default(),
+        });
+    let Some(via) = client.client_for(spec.spec.delivery.egress, identity) else {
         return Err(SettingError {
             code: "egress_unavailable",
             message: "`delivery.egress` fixed needs an egress proxy, and this node has none (CALLHOOK_EGRESS_PROXY)".into(),

@@ -1,5 +1,6 @@
 //! The shared outbound HTTP client.
 
+use std::collections::HashMap;
 use std::error::Error as _;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,6 +28,49 @@ pub struct HttpClient {
     /// Through an egress proxy the proxy resolves the target, so the guard resolves and checks
     /// it here before each send (checked, though not pinned: the proxy resolves again).
     lookup: Lookup,
+    /// What a client presenting a certificate is built from.
+    extra_roots: Arc<Vec<reqwest::Certificate>>,
+    egress_proxy: Option<String>,
+    /// One client per integration that presents a certificate (a client's identity is fixed
+    /// when it is built), keyed by integration id, rebuilt when its certificate, key or egress
+    /// change. At most one per such integration.
+    with_identity: Arc<parking_lot::Mutex<HashMap<String, (u64, reqwest::Client)>>>,
+}
+
+/// A client certificate chain and its key, both PEM, as an integration presents them.
+pub struct ClientIdentity<'a> {
+    /// Whose it is: clients are kept per integration.
+    pub integration_id: &'a str,
+    pub certificate: &'a str,
+    pub key: &'a str,
+}
+
+/// Whether `key` is the private key of the first certificate of `chain` (both PEM); a message
+/// saying what is wrong otherwise.
+pub fn check_identity(chain: &str, key: &str) -> Result<(), String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| format!("`tls.client_certificate` is not PEM certificates: {e}"))?;
+    if certs.is_empty() {
+        return Err(
+            "`tls.client_certificate` holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
+                .into(),
+        );
+    }
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
+        format!("`tls.client_key` is not a PEM private key (PKCS #8, RSA or EC): {e}")
+    })?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(certs, key, &provider).map_err(|e| match e {
+        rustls::Error::InconsistentKeys(_) => {
+            "`tls.client_key` is not the key of the first certificate in `tls.client_certificate`"
+                .to_string()
+        }
+        other => format!("`tls.client_key` cannot be used: {other}"),
+    })?;
+    Ok(())
 }
 
 impl HttpClient {
@@ -59,7 +103,55 @@ impl HttpClient {
             default_egress,
             policy,
             lookup,
+            extra_roots: Arc::new(extra_roots.to_vec()),
+            egress_proxy: egress_proxy.map(str::to_string),
+            with_identity: Arc::default(),
         })
+    }
+
+    /// The client for an integration: its egress (unset: the node's default) and, when it
+    /// presents one, its certificate. `None` for `fixed` on a node without a proxy, or a
+    /// certificate that no longer loads (both refused at save).
+    pub fn client_for(
+        &self,
+        egress: Option<Egress>,
+        identity: Option<ClientIdentity>,
+    ) -> Option<reqwest::Client> {
+        let Some(id) = identity else {
+            return self.via(egress).cloned();
+        };
+        let egress = egress.unwrap_or(self.default_egress);
+        let proxy = match egress {
+            Egress::Direct => None,
+            Egress::Fixed => Some(self.egress_proxy.as_deref()?),
+        };
+        let fingerprint = {
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            (id.certificate, id.key, proxy).hash(&mut h);
+            h.finish()
+        };
+        let mut clients = self.with_identity.lock();
+        if let Some((f, c)) = clients.get(id.integration_id) {
+            if *f == fingerprint {
+                return Some(c.clone());
+            }
+        }
+        let pem = format!("{}\n{}", id.key, id.certificate);
+        let identity = reqwest::Identity::from_pem(pem.as_bytes()).ok()?;
+        let mut b = Self::builder(self.policy, &self.lookup, &self.extra_roots).identity(identity);
+        b = match proxy {
+            Some(p) => b.proxy(reqwest::Proxy::all(p).ok()?),
+            None => b.no_proxy(),
+        };
+        let client = b.build().ok()?;
+        clients.insert(id.integration_id.to_string(), (fingerprint, client.clone()));
+        Some(client)
+    }
+
+    /// Forgets the client of an integration that is gone or changed.
+    pub fn forget(&self, integration_id: &str) {
+        self.with_identity.lock().remove(integration_id);
     }
 
     /// Whether this node can send from fixed addresses (an egress proxy is configured).

@@ -221,6 +221,7 @@ impl Dispatcher {
     /// Settings changed (or the integration is gone): the next delivery starts a new worker
     /// with the new limits; the old one finishes what it holds.
     pub fn integration_changed(&self, integration_id: &str) {
+        self.client.forget(integration_id);
         self.workers.lock().remove(integration_id);
         self.health.lock().remove(integration_id);
     }

@@ -46,6 +46,21 @@ pub struct IntegrationSpec {
     /// Partner integrations only: which calls the partner's feed carries.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub feed: Option<Feed>,
+    /// A client certificate for receivers that ask for one (mutual TLS).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSpec>,
+}
+
+/// The client certificate an integration presents to its receiver.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// The certificate chain, PEM, the integration's own certificate first.
+    pub client_certificate: String,
+    /// Its private key, PEM: write-only (the API shows `…`), sealed at rest. Required when the
+    /// certificate is first given; sending `…` back keeps the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<String>,
 }
 
 /// A partner feed (seed 003).

@@ -60,10 +60,14 @@ const MAX_HEADER_VALUE: usize = 4096;
 
 const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
 
+/// A client certificate chain or key.
+const MAX_PEM_BYTES: usize = 64 * 1024;
+
 /// Settings that are objects must be given as objects: serde would read a struct from an array
 /// (`"options": []` meaning "all defaults"), silently ignoring what the caller meant.
 pub fn check_shape(settings: &Value) -> Result<(), SettingError> {
-    const OBJECTS: [&str; 10] = [
+    const OBJECTS: [&str; 11] = [
+        "/tls",
         "/headers",
         "/custom_data",
         "/filters",
@@ -214,6 +218,22 @@ pub fn validate(
                 )))
             }
             None => {}
+        }
+    }
+    if let Some(tls) = &spec.tls {
+        if tls.client_certificate.trim().is_empty() || tls.client_certificate.len() > MAX_PEM_BYTES
+        {
+            return Err(invalid(format!(
+                "`tls.client_certificate`: a PEM certificate chain of at most {MAX_PEM_BYTES} bytes"
+            )));
+        }
+        match &tls.client_key {
+            Some(k) if !k.trim().is_empty() && k.len() <= MAX_PEM_BYTES => {}
+            _ => {
+                return Err(invalid(format!(
+                    "`tls.client_key`: the certificate's private key, PEM, at most {MAX_PEM_BYTES} bytes"
+                )))
+            }
         }
     }
     let batch_only = spec.profile == Profile::CdrBatch;

@@ -38,6 +38,43 @@ impl TestCa {
         self.server_speaking(name, expired, &[b"http/1.1"])
     }
 
+    /// A client certificate for `name` signed by this CA: (chain PEM, key PEM).
+    fn client(&self, name: &str) -> (String, String) {
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec![name.to_string()]).expect("params");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A receiver that asks every client for a certificate signed by this CA.
+    fn server_requiring_client_certificates(&self) -> Arc<rustls::ServerConfig> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.cert.der().clone()).expect("root");
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .expect("client verifier");
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        let cert = params
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("certificate");
+        let key = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions")
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(vec![cert.der().clone(), self.cert.der().clone()], key)
+            .expect("server config");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+
     fn server_speaking(
         &self,
         name: &str,
@@ -230,4 +267,103 @@ async fn a_receiver_that_offers_http2_gets_the_deliveries_over_http2() {
     assert!(over_h2
         .iter()
         .all(|r| r.header("webhook-signature").starts_with("v1,") && !r.body.is_empty()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_asking_for_a_client_certificate_gets_the_integrations_own() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    let server = https_only(Some(ca.file(dir.path()))).await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start_tls(ca.server_requiring_client_certificates()).await;
+    let (cert, key) = ca.client("crm-client");
+    let (other_cert, _) = ca.client("someone-else");
+
+    // A key that is not the certificate's is refused at save, and nothing is saved.
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "m", "url": rx.url, "event_types": ["ivr.input"],
+                   "tls": {"client_certificate": other_cert, "client_key": key}}),
+        )
+        .await;
+    assert_eq!(
+        (st, v["error"]["code"].as_str()),
+        (422, Some("invalid_tls")),
+        "{v}"
+    );
+    // Without a certificate the receiver refuses the handshake: the challenge says so.
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "m", "url": rx.url, "event_types": ["ivr.input"]}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let (_, list) = api.get("/v1/tenants/acme/integrations").await;
+    assert_eq!(list["items"], json!([]));
+
+    // With its own, the challenge, the deliveries and a test send go through.
+    let i = api
+        .integration(
+            "acme",
+            json!({"name": "m", "url": rx.url, "event_types": ["ivr.input"],
+                   "tls": {"client_certificate": cert, "client_key": key}}),
+        )
+        .await;
+    assert_eq!(i["tls"]["client_key"], "…", "the key is write-only");
+    assert_eq!(i["tls"]["client_certificate"], json!(cert));
+    assert_eq!(
+        server
+            .ingest(json!({"events": ivr_events("acme", 0..2)}))
+            .await
+            .0,
+        202
+    );
+    rx.take(2, 10).await;
+    let iid = i["id"].as_str().unwrap_or_default();
+    let (_, report) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(report["success"], true, "{report}");
+    rx.next(10).await;
+    // An edit that sends the settings back with the key's hint keeps the key.
+    let (st, v) = api
+        .patch(
+            &format!("/v1/tenants/acme/integrations/{iid}"),
+            json!({"name": "renamed", "tls": {"client_certificate": cert, "client_key": "…"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (_, report) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(report["success"], true, "{report}");
+    rx.next(10).await;
+    // The key is sealed at rest: not in the database file in the clear.
+    let pem_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut stored = Vec::new();
+    for entry in std::fs::read_dir(server.data_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with("callhook.db")
+        {
+            stored.extend(std::fs::read(entry.path()).unwrap_or_default());
+        }
+    }
+    assert!(
+        !stored.windows(32).any(|w| w == &pem_body.as_bytes()[..32]),
+        "the client key is in the store in the clear"
+    );
 }

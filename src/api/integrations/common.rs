@@ -61,6 +61,9 @@ pub(crate) fn out(i: &Integration) -> IntegrationOut {
             for v in spec.headers.values_mut() {
                 *v = header_hint(v);
             }
+            if let Some(key) = spec.tls.as_mut().and_then(|t| t.client_key.as_mut()) {
+                *key = KEY_HINT.into();
+            }
             spec
         },
         status: i.status.as_str().to_string(),
@@ -214,6 +217,20 @@ pub(crate) fn take_secret(body: &mut Map<String, Value>) -> ApiResult<Option<Opt
             "`secret` must be a string (or null to remove it)",
         )),
     }
+}
+
+/// What the API shows of a client key; sent back, it keeps the key.
+pub(crate) const KEY_HINT: &str = "…";
+
+/// A client certificate and key that do not make a pair are refused at save (422), rather than
+/// found out at the first handshake.
+pub(crate) fn check_client_identity(v: &ValidSpec) -> ApiResult<()> {
+    if let Some(tls) = &v.spec.tls {
+        let key = tls.client_key.as_deref().unwrap_or_default();
+        crate::deliver::client::check_identity(&tls.client_certificate, key)
+            .map_err(|m| ApiError::unprocessable("invalid_tls", m))?;
+    }
+    Ok(())
 }
 
 /// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,

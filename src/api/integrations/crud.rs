@@ -63,6 +63,7 @@ pub(crate) async fn create(
         }
     }
     check_egress(&s, &valid)?;
+    check_client_identity(&valid)?;
     check_destination(&s, &valid).await?;
     if valid.spec.verification == Verification::Challenge {
         challenge::verify(&s.client, &valid, secret.as_deref())
@@ -198,11 +199,28 @@ pub(crate) async fn update(
             }
         }
     }
+    // The client key is write-only too: left out, or its hint sent back, it stays.
+    if let Some(Value::Object(tls)) = merged.get_mut("tls") {
+        let given = tls.get("client_key").and_then(Value::as_str);
+        if given.is_none() || given == Some(KEY_HINT) {
+            match current
+                .valid
+                .spec
+                .tls
+                .as_ref()
+                .and_then(|t| t.client_key.clone())
+            {
+                Some(old) => tls.insert("client_key".into(), Value::String(old)),
+                None => tls.remove("client_key"),
+            };
+        }
+    }
     check_shape(&merged).map_err(setting)?;
     let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     check_egress(&s, &valid)?;
+    check_client_identity(&valid)?;
     let old = &current.valid.spec;
     let moved = valid.spec.url != old.url;
     if moved {
@@ -217,6 +235,7 @@ pub(crate) async fn update(
             || valid.spec.delivery.egress != old.delivery.egress
             || valid.spec.custom_data != old.custom_data
             || valid.spec.secret_use != old.secret_use
+            || valid.spec.tls != old.tls
             || secret != current.secret
             || old.verification != Verification::Challenge);
     if rechallenge {
