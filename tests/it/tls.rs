@@ -322,14 +322,17 @@ async fn a_receiver_asking_for_a_client_certificate_gets_the_integrations_own() 
     );
     rx.take(2, 10).await;
     let iid = i["id"].as_str().unwrap_or_default();
-    let (_, report) = api
-        .post(
-            &format!("/v1/tenants/acme/integrations/{iid}/test"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(report["success"], true, "{report}");
-    rx.next(10).await;
+    let test_send_arrives = || async {
+        let (_, report) = api
+            .post(
+                &format!("/v1/tenants/acme/integrations/{iid}/test"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(report["success"], true, "{report}");
+        rx.next(10).await;
+    };
+    test_send_arrives().await;
     // An edit that sends the settings back with the key's hint keeps the key.
     let (st, v) = api
         .patch(
@@ -338,14 +341,7 @@ async fn a_receiver_asking_for_a_client_certificate_gets_the_integrations_own() 
         )
         .await;
     assert_eq!(st, 200, "{v}");
-    let (_, report) = api
-        .post(
-            &format!("/v1/tenants/acme/integrations/{iid}/test"),
-            json!({}),
-        )
-        .await;
-    assert_eq!(report["success"], true, "{report}");
-    rx.next(10).await;
+    test_send_arrives().await;
     // The key is sealed at rest: not in the database file in the clear.
     let pem_body: String = key.lines().filter(|l| !l.starts_with("-----")).collect();
     let mut stored = Vec::new();
