@@ -12,6 +12,7 @@ pub mod integration;
 pub mod profile;
 pub mod settings;
 pub mod tenancy;
+pub mod write_only;
 
 /// A value derived from settings on first use and kept with them (a list turned into a set),
 /// invisible to serialisation and comparison: two settings are equal when their fields are.

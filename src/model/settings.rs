@@ -2,13 +2,13 @@
 //! [`SettingError`] saying what to fix. Limits are enforced here, before any work is spent on
 //! a setting; write-only values (secrets, header values) are shown back only as hints.
 
-use std::collections::BTreeMap;
-
 use serde_json::Value;
 
 use crate::model::event::EventKind;
 use crate::model::integration::*;
 use crate::model::profile::Profile;
+use crate::model::write_only::check_headers;
+pub use crate::model::write_only::{header_hint, secret_hint};
 use crate::security::ssrf::{check_url_form, DestinationPolicy};
 
 /// A setting that cannot be saved: 422 with this code and message.
@@ -25,29 +25,6 @@ fn invalid(message: impl Into<String>) -> SettingError {
     }
 }
 
-/// Headers callhook sets, hop-by-hop headers (they describe one connection, not the request)
-/// and headers that change what the body or the request means to the receiver or a proxy.
-const RESERVED_HEADERS: [&str; 16] = [
-    "x-spark-signature",
-    "content-type",
-    "content-length",
-    "user-agent",
-    "host",
-    "connection",
-    "transfer-encoding",
-    "upgrade",
-    "keep-alive",
-    "te",
-    "trailer",
-    "expect",
-    "content-encoding",
-    "proxy-authorization",
-    "proxy-connection",
-    "cookie",
-];
-
-const MAX_HEADERS: usize = 20;
-
 /// Conditions per integration: each is evaluated for every event of the tenant.
 pub const MAX_CONDITIONS: usize = 32;
 
@@ -55,8 +32,6 @@ pub const MAX_CONDITIONS: usize = 32;
 pub const MAX_OWNER_IDS: usize = 1000;
 
 const MAX_ID_BYTES: usize = 256;
-
-const MAX_HEADER_VALUE: usize = 4096;
 
 const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
 
@@ -145,7 +120,8 @@ pub fn validate(
     check_headers(
         &spec.headers,
         has_secret && spec.secret_use == SecretUse::Bearer,
-    )?;
+    )
+    .map_err(invalid)?;
     if let Some(cd) = &spec.custom_data {
         let size = serde_json::to_vec(cd)
             .map(|v| v.len())
@@ -292,77 +268,9 @@ pub fn validate(
     Ok(ValidSpec { spec, url })
 }
 
-fn check_headers(headers: &BTreeMap<String, String>, has_secret: bool) -> Result<(), SettingError> {
-    if headers.len() > MAX_HEADERS {
-        return Err(invalid(format!("`headers`: at most {MAX_HEADERS} headers")));
-    }
-    for (name, value) in headers {
-        let lower = name.to_ascii_lowercase();
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(invalid(format!(
-                "`headers`: `{}` is not a valid header name",
-                name.escape_debug()
-            )));
-        }
-        if RESERVED_HEADERS.contains(&lower.as_str())
-            || lower.starts_with("webhook-")
-            || lower.starts_with("callhook-")
-        {
-            return Err(invalid(format!(
-                "`headers`: `{name}` is set by callhook, describes the connection, or changes what the request means; it cannot be set"
-            )));
-        }
-        if lower == "authorization" && has_secret {
-            return Err(invalid(
-                "`headers`: `Authorization` carries the `secret` as a bearer token; remove the header or the secret",
-            ));
-        }
-        // Printable ASCII only: other bytes mean different things to different receivers.
-        if value.len() > MAX_HEADER_VALUE
-            || !value
-                .bytes()
-                .all(|b| b == b'\t' || (b' '..=b'~').contains(&b))
-        {
-            return Err(invalid(format!(
-                "`headers`: the value of `{name}` must be at most {MAX_HEADER_VALUE} printable ASCII characters"
-            )));
-        }
-    }
-    Ok(())
-}
-
-/// The last four characters of a secret, for recognising it without revealing it.
-pub fn secret_hint(secret: &str) -> String {
-    let tail: String = secret
-        .chars()
-        .rev()
-        .take(4)
-        .collect::<Vec<_>>()
-        .into_iter()
-        .rev()
-        .collect();
-    format!("…{tail}")
-}
-
-/// What the API shows of a custom header's value: like the secret, it is write-only (an API
-/// key is as good as a password). The last four characters of a long value help recognise it;
-/// a short one shows nothing.
-pub fn header_hint(value: &str) -> String {
-    if value.chars().count() >= 16 {
-        secret_hint(value)
-    } else {
-        "…".to_string()
-    }
-}
-
 /// A receiver secret must be usable as a bearer token.
 pub fn check_secret(secret: &str) -> Result<(), SettingError> {
-    if secret.len() < 8 || secret.len() > 512 || !secret.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(invalid(
-            "`secret` must be 8–512 printable ASCII characters without spaces",
-        ));
-    }
-    Ok(())
+    crate::model::write_only::check_secret(secret).map_err(invalid)
 }
 
 #[cfg(test)]
