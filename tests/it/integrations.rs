@@ -342,6 +342,16 @@ async fn rotation_signs_with_both_secrets_and_edits_apply_to_the_next_event() {
     );
     assert_eq!(sig.split(' ').count(), 2);
     assert!(verify(&old, &id, ts, &got.body, &sig) && verify(&new, &id, ts, &got.body, &sig));
+    // And as a receiver checks it with the official Standard Webhooks library, holding either
+    // secret during the rotation; a third secret fails.
+    for (secret, ok) in [
+        (old.as_str(), true),
+        (new.as_str(), true),
+        ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", false),
+    ] {
+        let wh = standardwebhooks::Webhook::new(secret).expect("secret");
+        assert_eq!(wh.verify(&got.body, &got.headers).is_ok(), ok, "{secret}");
+    }
 
     // Disabled by a person: the very next event is held, not sent.
     let (st, _) = api

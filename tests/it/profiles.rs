@@ -131,6 +131,9 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
         &f.body,
         &f.header("webhook-signature")
     ));
+    // A form body verifies with the official library over the bytes received, as JSON does.
+    let wh = standardwebhooks::Webhook::new(secret).expect("secret");
+    assert!(wh.verify(&f.body, &f.headers).is_ok());
 
     let g = get.next(10).await;
     assert!(g.body.is_empty());
@@ -147,6 +150,11 @@ async fn every_profile_and_format_is_delivered_and_signed_over_the_bytes_sent() 
             &g.header("webhook-signature")
         ),
         "GET is signed over the query string as sent"
+    );
+    let wh = standardwebhooks::Webhook::new(secret).expect("secret");
+    assert!(
+        wh.verify(query.as_bytes(), &g.headers).is_ok(),
+        "the official library, given the query string as the payload"
     );
 
     // The IVR's call state was never sent: the next state arrives first.
