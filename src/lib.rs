@@ -21,6 +21,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod backup;
 pub mod bench;
 pub mod cache;
 pub mod clock;

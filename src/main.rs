@@ -30,6 +30,8 @@ enum Command {
     Simulate(callhook::simulate::SimulateArgs),
     /// Measure the pipeline end to end on this machine (a benchmark, not a test).
     Bench(callhook::bench::BenchArgs),
+    /// Copy the embedded store to a new file while the server runs.
+    Backup(callhook::backup::BackupArgs),
 }
 
 fn init_logs(filter: &str, format: callhook::config::LogFormat) {
@@ -76,6 +78,7 @@ fn main() -> anyhow::Result<()> {
                 .build()?;
             rt.block_on(callhook::simulate::run(args, false))
         }
+        Command::Backup(args) => callhook::backup::run(&args),
         Command::Bench(args) => {
             init_logs("warn", callhook::config::LogFormat::Text);
             let rt = tokio::runtime::Builder::new_multi_thread()

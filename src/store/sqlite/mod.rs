@@ -153,3 +153,28 @@ pub(super) fn conflict_on_unique(what: &str) -> impl Fn(rusqlite::Error) -> Stor
         other => internal(other),
     }
 }
+
+/// Writes a consistent copy of the database at `db` to `target` while the server keeps running
+/// (`VACUUM INTO`: one read transaction, so the copy is the database as of one moment, compacted).
+/// Refuses to overwrite: `target` must not exist.
+pub fn backup(db: &Path, target: &Path) -> StoreResult<()> {
+    if target.exists() {
+        return Err(StoreError::Conflict(format!(
+            "{} exists; a backup never overwrites, name a new file",
+            target.display()
+        )));
+    }
+    if !db.exists() {
+        return Err(StoreError::NotFound);
+    }
+    let conn = Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(internal)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(internal)?;
+    let target_text = target.to_string_lossy().to_string();
+    conn.execute("VACUUM INTO ?1", [target_text])
+        .map_err(internal)?;
+    // Call data: this user's only, whatever the umask.
+    crate::security::private_file(target).map_err(internal)?;
+    Ok(())
+}
