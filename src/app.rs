@@ -50,15 +50,7 @@ impl Running {
 }
 
 pub async fn start(config: Config) -> anyhow::Result<Running> {
-    crate::security::private_dir(&config.data_dir)
-        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
-    let store = crate::store::open(&config.database_url()).await?;
-    let sealer = Sealer::load_or_create(config.seal_key.as_deref(), &config.data_dir)?;
-    let policy = DestinationPolicy {
-        allow_insecure_http: config.allow_insecure_http,
-        allow_private: config.allow_private_destinations,
-    };
-    let lookup = system_lookup();
+    // Settings that can be wrong are checked before anything is created.
     let egress_default = match (config.egress_default, &config.egress_proxy) {
         (Some(EgressDefault::Fixed), None) => anyhow::bail!(
             "CALLHOOK_EGRESS_DEFAULT=fixed sends through the egress proxy: set CALLHOOK_EGRESS_PROXY too, or use direct"
@@ -70,6 +62,15 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         Some(path) => trusted_roots(path)?,
         None => Vec::new(),
     };
+    crate::security::private_dir(&config.data_dir)
+        .with_context(|| format!("creating the data dir {}", config.data_dir.display()))?;
+    let store = crate::store::open(&config.database_url()).await?;
+    let sealer = Sealer::load_or_create(config.seal_key.as_deref(), &config.data_dir)?;
+    let policy = DestinationPolicy {
+        allow_insecure_http: config.allow_insecure_http,
+        allow_private: config.allow_private_destinations,
+    };
+    let lookup = system_lookup();
     let client = HttpClient::new(
         policy,
         lookup.clone(),

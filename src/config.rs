@@ -3,7 +3,7 @@
 //! setting); the defaults live in [`defaults`].
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
@@ -48,8 +48,55 @@ fn log_filter(s: &str) -> Result<String, String> {
         })
 }
 
+/// The settings of a `--config` file: TOML whose keys are the `CALLHOOK_*` names without the
+/// prefix, in lower case (`listen = "0.0.0.0:8080"`, `max_body_bytes = 8388608`), returned as
+/// the environment variables they stand for. `known` are the variables the command reads. An
+/// unknown key, or a value that is not a string, number or boolean, is an error naming it: a
+/// typo never silently does nothing.
+pub fn file_settings(path: &Path, known: &[String]) -> Result<Vec<(String, String)>, String> {
+    let name = path.display();
+    let text = std::fs::read_to_string(path).map_err(|e| format!("--config {name}: {e}"))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e| format!("--config {name} is not TOML: {e}"))?;
+    let mut out = Vec::new();
+    for (key, value) in table {
+        let var = format!("CALLHOOK_{}", key.to_ascii_uppercase());
+        if !known.contains(&var) || var == "CALLHOOK_CONFIG" {
+            let names: Vec<String> = known
+                .iter()
+                .filter(|k| k.as_str() != "CALLHOOK_CONFIG")
+                .map(|k| k.trim_start_matches("CALLHOOK_").to_ascii_lowercase())
+                .collect();
+            return Err(format!(
+                "--config {name}: unknown setting `{key}`; the settings are {}",
+                names.join(", ")
+            ));
+        }
+        let text = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            toml::Value::Float(f) => f.to_string(),
+            other => {
+                return Err(format!(
+                    "--config {name}: `{key}` must be a string, number or boolean, not {}",
+                    other.type_str()
+                ))
+            }
+        };
+        out.push((var, text));
+    }
+    Ok(out)
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct Config {
+    /// A TOML file of settings (the `CALLHOOK_*` names without the prefix, lower case); the
+    /// environment and flags win over it.
+    #[arg(long, env = "CALLHOOK_CONFIG")]
+    pub config: Option<PathBuf>,
+
     /// Address the API, console and health endpoints listen on.
     #[arg(long, env = "CALLHOOK_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
@@ -189,6 +236,7 @@ impl Config {
     /// Defaults with a given data dir; used by tests and by `demo`.
     pub fn for_data_dir(data_dir: PathBuf) -> Self {
         Self {
+            config: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database_url: None,
             data_dir,

@@ -49,7 +49,43 @@ fn init_logs(filter: &str, format: callhook::config::LogFormat) {
     }
 }
 
+/// `serve --config FILE` (or `CALLHOOK_CONFIG`): the file's settings become environment
+/// variables for those the environment does not set, before the command line is read, so one
+/// parser checks every value wherever it came from, and environment and flags win.
+fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) != Some("serve") {
+        return Ok(());
+    }
+    let from_flag = args.iter().enumerate().find_map(|(i, a)| {
+        a.strip_prefix("--config=").map(str::to_string).or_else(|| {
+            (a == "--config")
+                .then(|| args.get(i + 1).cloned())
+                .flatten()
+        })
+    });
+    let Some(path) = from_flag.or_else(|| std::env::var("CALLHOOK_CONFIG").ok()) else {
+        return Ok(());
+    };
+    let known: Vec<String> =
+        <callhook::config::Config as clap::Args>::augment_args(clap::Command::new("serve"))
+            .get_arguments()
+            .filter_map(|a| a.get_env())
+            .map(|e| e.to_string_lossy().to_string())
+            .collect();
+    for (var, value) in callhook::config::file_settings(std::path::Path::new(&path), &known)
+        .map_err(anyhow::Error::msg)?
+    {
+        if std::env::var_os(&var).is_none() {
+            // Single-threaded still: nothing else reads the environment yet.
+            std::env::set_var(var, value);
+        }
+    }
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
+    apply_config_file()?;
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(config) => {

@@ -175,3 +175,50 @@ async fn a_backup_taken_while_serving_restores_integrations_secrets_and_held_del
     );
     running.shutdown().await;
 }
+
+#[test]
+fn a_config_file_is_checked_at_start_and_the_environment_wins_over_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let file = dir.path().join("callhook.toml");
+    let serve = |toml: &str, env: &[(&str, &str)]| {
+        std::fs::write(&file, toml).expect("write config");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_callhook"));
+        cmd.args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&file)
+            .env("CALLHOOK_DATA_DIR", dir.path().join("data"))
+            .env_remove("CALLHOOK_LOG_FORMAT")
+            .env_remove("CALLHOOK_CA_FILE");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().expect("run serve");
+        assert!(!out.status.success(), "{toml} started");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    // A misspelt key names itself and the settings there are.
+    let err = serve("lissten = \"0.0.0.0:8080\"\n", &[]);
+    assert!(
+        err.contains("unknown setting `lissten`") && err.contains("listen,"),
+        "{err}"
+    );
+    // A bad value is refused as the same setting from the environment would be.
+    let err = serve("log_format = \"yaml\"\n", &[]);
+    assert!(
+        err.contains("--log-format") && err.contains("yaml"),
+        "{err}"
+    );
+    // The environment wins: the file's bad log format is not used; its CA file is, and it stops
+    // the start because it does not exist.
+    let err = serve(
+        "log_format = \"yaml\"\nca_file = \"/nonexistent/ca.pem\"\n",
+        &[("CALLHOOK_LOG_FORMAT", "text")],
+    );
+    assert!(
+        err.contains("CALLHOOK_CA_FILE") && err.contains("/nonexistent/ca.pem"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("data").join("callhook.db").exists(),
+        "nothing is created before the configuration is valid"
+    );
+}
