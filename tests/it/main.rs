@@ -5,6 +5,7 @@ mod commands;
 mod console;
 mod crash;
 mod delivery;
+mod faults;
 mod hostile;
 mod input;
 mod integrations;
