@@ -89,7 +89,7 @@ async fn misbehave(mut conn: TcpStream, how: Misbehaviour) {
                 let _ = conn
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nabc")
                     .await;
-                let _ = conn.set_linger(Some(Duration::ZERO));
+                let _ = conn.set_zero_linger();
                 return;
             }
             Misbehaviour::CloseEachTime => {
