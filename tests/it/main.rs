@@ -18,3 +18,4 @@ mod support;
 mod telephony;
 mod tenancy;
 mod tls;
+mod upgrade;

@@ -204,6 +204,16 @@ pub fn configure(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
     let version: usize = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > MIGRATIONS.len() {
+        // A newer release wrote this store: running on it could misread what it added.
+        return Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_MISMATCH),
+            Some(format!(
+                "the database schema is version {version}, newer than this build knows ({}); run a newer callhook or restore the backup taken before the upgrade",
+                MIGRATIONS.len()
+            )),
+        ));
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
         let tx = conn.transaction()?;
         tx.execute_batch(sql)?;
