@@ -268,10 +268,12 @@ async fn wait_for_signal() {
 
 /// The certificates of `CALLHOOK_CA_FILE`: a file that cannot be read or holds no certificate
 /// stops the start, rather than leaving receivers behind that CA failing one by one.
-fn trusted_roots(path: &std::path::Path) -> anyhow::Result<Vec<reqwest::Certificate>> {
+fn trusted_roots(
+    path: &std::path::Path,
+) -> anyhow::Result<Vec<rustls::pki_types::CertificateDer<'static>>> {
     let pem = std::fs::read(path)
         .with_context(|| format!("CALLHOOK_CA_FILE: reading {}", path.display()))?;
-    let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+    let certs = crate::deliver::tls::certificates(&pem).map_err(|e| {
         anyhow::anyhow!(
             "CALLHOOK_CA_FILE: {} is not PEM certificates: {e}",
             path.display()

@@ -69,9 +69,9 @@ pub async fn verify(
     {
         return Err(fail("invalid_url", e.to_string()));
     }
-    let resp = match req.send().await {
+    let resp = match super::client::exchange(req).await {
         Ok(r) => r,
-        Err(e) if e.is_timeout() => {
+        Err((ErrorClass::Timeout, _)) => {
             return Err(fail(
                 "challenge_timeout",
                 format!(
@@ -80,17 +80,12 @@ pub async fn verify(
                 ),
             ))
         }
-        Err(e) => {
-            return Err(match super::client::error_class(&e) {
-                ErrorClass::RefusedDestination | ErrorClass::Dns => {
-                    fail("invalid_url", super::client::error_message(&e))
-                }
+        Err((class, message)) => {
+            return Err(match class {
+                ErrorClass::RefusedDestination | ErrorClass::Dns => fail("invalid_url", message),
                 _ => fail(
                     "challenge_status",
-                    format!(
-                        "the endpoint could not be reached for the challenge: {}",
-                        super::client::error_message(&e)
-                    ),
+                    format!("the endpoint could not be reached for the challenge: {message}"),
                 ),
             })
         }

@@ -7,6 +7,10 @@ use std::time::Duration;
 
 use reqwest::redirect::Policy;
 
+use rustls::pki_types::CertificateDer;
+
+use super::tls::{self as tls, Handshake};
+pub use super::tls::{check_identity, ClientIdentity};
 use crate::model::integration::Egress;
 use crate::record::{parse_retry_after, AttemptResult, ErrorClass};
 use crate::security::ssrf::{
@@ -29,48 +33,12 @@ pub struct HttpClient {
     /// it here before each send (checked, though not pinned: the proxy resolves again).
     lookup: Lookup,
     /// What a client presenting a certificate is built from.
-    extra_roots: Arc<Vec<reqwest::Certificate>>,
+    extra_roots: Arc<Vec<CertificateDer<'static>>>,
     egress_proxy: Option<String>,
     /// One client per integration that presents a certificate (a client's identity is fixed
     /// when it is built), keyed by integration id, rebuilt when its certificate, key or egress
     /// change. At most one per such integration.
     with_identity: Arc<parking_lot::Mutex<HashMap<String, (u64, reqwest::Client)>>>,
-}
-
-/// A client certificate chain and its key, both PEM, as an integration presents them.
-pub struct ClientIdentity<'a> {
-    /// Whose it is: clients are kept per integration.
-    pub integration_id: &'a str,
-    pub certificate: &'a str,
-    pub key: &'a str,
-}
-
-/// Whether `key` is the private key of the first certificate of `chain` (both PEM); a message
-/// saying what is wrong otherwise.
-pub fn check_identity(chain: &str, key: &str) -> Result<(), String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(chain.as_bytes())
-        .collect::<Result<_, _>>()
-        .map_err(|e| format!("`tls.client_certificate` is not PEM certificates: {e}"))?;
-    if certs.is_empty() {
-        return Err(
-            "`tls.client_certificate` holds no PEM certificate (-----BEGIN CERTIFICATE-----)"
-                .into(),
-        );
-    }
-    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).map_err(|e| {
-        format!("`tls.client_key` is not a PEM private key (PKCS #8, RSA or EC): {e}")
-    })?;
-    let provider = rustls::crypto::ring::default_provider();
-    rustls::sign::CertifiedKey::from_der(certs, key, &provider).map_err(|e| match e {
-        rustls::Error::InconsistentKeys(_) => {
-            "`tls.client_key` is not the key of the first certificate in `tls.client_certificate`"
-                .to_string()
-        }
-        other => format!("`tls.client_key` cannot be used: {other}"),
-    })?;
-    Ok(())
 }
 
 impl HttpClient {
@@ -79,15 +47,15 @@ impl HttpClient {
         lookup: Lookup,
         egress_proxy: Option<&str>,
         default_egress: Egress,
-        extra_roots: &[reqwest::Certificate],
+        extra_roots: &[CertificateDer<'static>],
     ) -> Result<Self, String> {
-        let inner = Self::builder(policy, &lookup, extra_roots)
+        let inner = Self::builder(policy, &lookup, extra_roots, None)?
             .no_proxy()
             .build()
             .map_err(|e| format!("http client: {e}"))?;
         let fixed = match egress_proxy {
             Some(p) => Some(
-                Self::builder(policy, &lookup, extra_roots)
+                Self::builder(policy, &lookup, extra_roots, None)?
                     .proxy(
                         reqwest::Proxy::all(p)
                             .map_err(|e| format!("CALLHOOK_EGRESS_PROXY: {e}"))?,
@@ -137,9 +105,7 @@ impl HttpClient {
                 return Some(c.clone());
             }
         }
-        let pem = format!("{}\n{}", id.key, id.certificate);
-        let identity = reqwest::Identity::from_pem(pem.as_bytes()).ok()?;
-        let mut b = Self::builder(self.policy, &self.lookup, &self.extra_roots).identity(identity);
+        let mut b = Self::builder(self.policy, &self.lookup, &self.extra_roots, Some(&id)).ok()?;
         b = match proxy {
             Some(p) => b.proxy(reqwest::Proxy::all(p).ok()?),
             None => b.no_proxy(),
@@ -171,22 +137,22 @@ impl HttpClient {
     fn builder(
         policy: DestinationPolicy,
         lookup: &Lookup,
-        extra_roots: &[reqwest::Certificate],
-    ) -> reqwest::ClientBuilder {
-        let mut b = reqwest::Client::builder();
-        for root in extra_roots {
-            b = b.add_root_certificate(root.clone());
-        }
-        b.dns_resolver(Arc::new(GuardedResolver {
-            lookup: lookup.clone(),
-            policy,
-        }))
-        .redirect(Policy::none())
-        .user_agent(crate::USER_AGENT)
-        .tcp_nodelay(true)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(256)
-        .connect_timeout(Duration::from_secs(10))
+        extra_roots: &[CertificateDer<'static>],
+        identity: Option<&ClientIdentity>,
+    ) -> Result<reqwest::ClientBuilder, String> {
+        let tls = tls::client_config(extra_roots, identity)?;
+        Ok(reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .dns_resolver(Arc::new(GuardedResolver {
+                lookup: lookup.clone(),
+                policy,
+            }))
+            .redirect(Policy::none())
+            .user_agent(crate::USER_AGENT)
+            .tcp_nodelay(true)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(256)
+            .connect_timeout(Duration::from_secs(10)))
     }
 
     /// Through the proxy the proxy resolves the target, past the pinned resolver: every address
@@ -241,7 +207,7 @@ impl HttpClient {
                 message: e.to_string(),
             };
         }
-        match req.send().await {
+        match exchange(req).await {
             Ok(resp) => {
                 let status = resp.status().as_u16();
                 let retry_after = resp
@@ -258,10 +224,7 @@ impl HttpClient {
                     excerpt,
                 }
             }
-            Err(e) => AttemptResult::Error {
-                class: error_class(&e),
-                message: error_message(&e),
-            },
+            Err((class, message)) => AttemptResult::Error { class, message },
         }
     }
 }
@@ -280,56 +243,25 @@ pub async fn read_excerpt(mut resp: reqwest::Response) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-/// The TLS library's own error somewhere in `e`'s chain.
-fn rustls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur = Some(e);
-    while let Some(s) = cur {
-        if let Some(r) = s.downcast_ref::<rustls::Error>() {
-            return Some(r);
+/// Sends `req`, and when it fails, says how (class and message): a timeout with the TLS
+/// handshake unanswered is the receiver's TLS, not its slowness.
+pub(crate) async fn exchange(
+    req: reqwest::RequestBuilder,
+) -> Result<reqwest::Response, (ErrorClass, String)> {
+    match tls::watch(req.send()).await {
+        (Ok(resp), _) => Ok(resp),
+        (Err(e), Handshake::Unanswered) if e.is_timeout() => {
+            Err((ErrorClass::Tls, tls::STALLED.to_string()))
         }
-        // An I/O error's `source` skips the error it wraps (TLS errors come wrapped, twice).
-        cur = match s
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => s.source(),
-        };
+        (Err(e), _) => Err((error_class(&e), error_message(&e))),
     }
-    None
 }
 
-/// What went wrong with TLS, in words an operator can act on; `None` when TLS is not the cause.
-pub(crate) fn tls_problem(e: &reqwest::Error) -> Option<String> {
-    use rustls::CertificateError as C;
-    let r = rustls_error(e)?;
-    Some(match r {
-        rustls::Error::InvalidCertificate(c) => match c {
-            C::UnknownIssuer => "TLS: the receiver's certificate is not signed by a trusted CA (a private CA's certificate goes in CALLHOOK_CA_FILE)".into(),
-            C::NotValidForName | C::NotValidForNameContext { .. } => {
-                "TLS: the receiver's certificate is not valid for the URL's host name".into()
-            }
-            C::Expired | C::ExpiredContext { .. } => {
-                "TLS: the receiver's certificate has expired".into()
-            }
-            C::NotValidYet | C::NotValidYetContext { .. } => {
-                "TLS: the receiver's certificate is not valid yet".into()
-            }
-            C::Revoked => "TLS: the receiver's certificate is revoked".into(),
-            other => format!("TLS: the receiver's certificate was refused ({other:?})"),
-        },
-        rustls::Error::AlertReceived(alert) => {
-            format!("TLS: the receiver ended the handshake ({alert:?})")
-        }
-        other => format!("TLS: {other}"),
-    })
-}
-
-pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
+fn error_class(e: &reqwest::Error) -> ErrorClass {
     if e.is_timeout() {
         return ErrorClass::Timeout;
     }
-    if tls_problem(e).is_some() {
+    if tls::problem(e).is_some() {
         return ErrorClass::Tls;
     }
     let mut src = e.source();
@@ -339,10 +271,6 @@ pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
                 ResolveError::Refused(_) => ErrorClass::RefusedDestination,
                 ResolveError::Dns(_) => ErrorClass::Dns,
             };
-        }
-        let text = s.to_string().to_ascii_lowercase();
-        if text.contains("certificate") || text.contains("tls") || text.contains("handshake") {
-            return ErrorClass::Tls;
         }
         src = s.source();
     }
@@ -354,8 +282,8 @@ pub(crate) fn error_class(e: &reqwest::Error) -> ErrorClass {
 }
 
 /// The error with its causes, e.g. "error sending request: connection refused".
-pub(crate) fn error_message(e: &reqwest::Error) -> String {
-    if let Some(tls) = tls_problem(e) {
+fn error_message(e: &reqwest::Error) -> String {
+    if let Some(tls) = tls::problem(e) {
         return tls;
     }
     let mut parts = vec![e.without_url_ref().to_string()];

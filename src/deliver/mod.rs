@@ -5,6 +5,7 @@
 //! - [`dispatcher`]: a worker per integration with its own queue and in-flight limit, so a slow
 //!   or hanging endpoint only ever delays itself; and the claimer that takes due work from the
 //!   store (retries, recovery, overflow) with the same back-pressure.
+//! - [`tls`]: trust roots, client certificates, and what went wrong in a handshake.
 //! - [`attempt`]: one attempt — render, sign, send, record, decide.
 //! - [`challenge`]: the challenge–response check run when an integration is saved.
 
@@ -15,5 +16,6 @@ pub mod claimer;
 pub mod client;
 pub mod dispatcher;
 pub mod notify;
+pub mod tls;
 
 pub use dispatcher::Dispatcher;

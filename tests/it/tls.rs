@@ -210,6 +210,75 @@ async fn an_untrusted_a_misnamed_and_an_expired_certificate_are_each_a_tls_error
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_that_accepts_tcp_and_never_answers_tls_is_a_tls_error_not_a_slow_response() {
+    let ca = TestCa::new();
+    let dir = tempfile::tempdir().expect("dir");
+    // Accepts connections and holds them open, reading nothing and writing nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = silent.local_addr().expect("addr").port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    // The same timeout against a receiver that finishes the handshake and then hangs.
+    let slow = Receiver::start_tls(ca.server("localhost", false)).await;
+    slow.set_default(Reply::Hang);
+    let server = https_only(Some(ca.file(dir.path()))).await;
+    let api = server.tenant("acme").await;
+    for (url, class, says) in [
+        (
+            format!("https://localhost:{port}/hook"),
+            "tls",
+            "did not answer the TLS handshake",
+        ),
+        (slow.url.clone(), "timeout", "timed out"),
+    ] {
+        let i = api
+            .integration(
+                "acme",
+                json!({"name": "t", "url": url, "event_types": ["ivr.input"],
+                       "verification": "none", "delivery": {"timeout_ms": 1000}}),
+            )
+            .await;
+        let iid = i["id"].as_str().unwrap_or_default();
+        let started = std::time::Instant::now();
+        let (st, report) = api
+            .post(
+                &format!("/v1/tenants/acme/integrations/{iid}/test"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(st, 200, "{report}");
+        assert_eq!(report["error_class"], class, "{url}: {report}");
+        let error = report["error"].as_str().unwrap_or_default();
+        assert!(error.contains(says), "{url}: {error}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "held past its timeout"
+        );
+    }
+    // And at save: the challenge says the same.
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "c", "url": format!("https://localhost:{port}/hook"),
+                   "event_types": ["ivr.input"], "delivery": {"timeout_ms": 1000}}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("did not answer the TLS handshake"),
+        "{message}"
+    );
+    held.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ca_file_that_is_missing_or_holds_no_certificate_stops_the_start() {
     let dir = tempfile::tempdir().expect("dir");
     let garbage = dir.path().join("garbage.pem");
