@@ -11,6 +11,7 @@ mod input;
 mod integrations;
 mod partners;
 mod profiles;
+mod receivers;
 mod retries;
 mod seeds;
 mod store;
