@@ -63,6 +63,22 @@ impl From<StoreError> for ApiError {
             StoreError::NotFound => ApiError::not_found("object"),
             StoreError::Conflict(msg) => ApiError::conflict("conflict", msg),
             StoreError::Internal(msg) => ApiError::internal(format!("store: {msg}")),
+            StoreError::Unavailable(msg) => {
+                tracing::warn!(error = %msg, "store unavailable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the store cannot be reached just now and nothing of this request was stored; send it again shortly (events already stored are answered as duplicates)",
+                )
+            }
+            StoreError::Full(msg) => {
+                tracing::error!(error = %msg, "store full");
+                ApiError::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    "the store's disk is full and nothing of this request was stored; send it again once the operator has made room",
+                )
+            }
             StoreError::StaleConfig(_) => ApiError::new(
                 axum::http::StatusCode::SERVICE_UNAVAILABLE,
                 "configuration_changing",

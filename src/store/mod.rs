@@ -33,6 +33,13 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Internal(String),
+    /// The store cannot be reached (PostgreSQL down or restarting, connections cut): nothing of
+    /// the operation happened, and the same operation can be tried again.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store's disk is full: nothing of the operation was written.
+    #[error("store full: {0}")]
+    Full(String),
     /// Another node changed the configuration (version `0`) and this node's caches do not
     /// reflect it yet: routing must be decided again once they do.
     #[error("configuration version {0} is not applied on this node yet")]

@@ -15,6 +15,7 @@ mod receivers;
 mod retries;
 mod seeds;
 mod store;
+mod store_faults;
 mod support;
 mod telephony;
 mod tenancy;

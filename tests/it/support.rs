@@ -58,23 +58,47 @@ impl Postgres {
                 };
             }
         }
+        Postgres::private()
+    }
+
+    /// A cluster of this test's own (to crash without disturbing other tests).
+    pub fn private() -> Postgres {
         let dir = tempfile::tempdir().expect("temp dir");
-        let out =
-            std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster"))
-                .arg("start")
-                .arg(dir.path())
-                .output()
-                .expect("run scripts/pg-cluster");
-        assert!(
-            out.status.success(),
-            "scripts/pg-cluster start failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let admin_url = pg_cluster("start", dir.path());
         Postgres {
-            admin_url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            admin_url,
             own: Some(dir),
         }
     }
+
+    /// Stops the private cluster as a crash would, or starts it again on the same port.
+    pub fn crash(&self) {
+        pg_cluster(
+            "crash",
+            self.own.as_ref().expect("a private cluster").path(),
+        );
+    }
+    pub fn resume(&self) {
+        pg_cluster(
+            "resume",
+            self.own.as_ref().expect("a private cluster").path(),
+        );
+    }
+}
+
+fn pg_cluster(command: &str, dir: &std::path::Path) -> String {
+    let out =
+        std::process::Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg-cluster"))
+            .arg(command)
+            .arg(dir)
+            .output()
+            .expect("run scripts/pg-cluster");
+    assert!(
+        out.status.success(),
+        "scripts/pg-cluster {command} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 impl Drop for Postgres {

@@ -61,7 +61,13 @@ impl From<StoreError> for PgError {
 
 impl From<deadpool_postgres::PoolError> for PgError {
     fn from(e: deadpool_postgres::PoolError) -> Self {
-        PgError::Store(StoreError::Internal(format!("database pool: {e}")))
+        use deadpool_postgres::PoolError as P;
+        let message = format!("database pool: {e}");
+        PgError::Store(match e {
+            // No connection could be had or made: the server is down, restarting or full.
+            P::Timeout(_) | P::Backend(_) | P::Closed => StoreError::Unavailable(message),
+            _ => StoreError::Internal(message),
+        })
     }
 }
 
@@ -69,9 +75,47 @@ impl From<PgError> for StoreError {
     fn from(e: PgError) -> Self {
         match e {
             PgError::Store(s) => s,
-            PgError::Db(e) => StoreError::Internal(describe(&e)),
+            PgError::Db(e) => {
+                let message = describe(&e);
+                match unavailability(&e) {
+                    Some(Unavailability::Away) => StoreError::Unavailable(message),
+                    Some(Unavailability::DiskFull) => StoreError::Full(message),
+                    None => StoreError::Internal(message),
+                }
+            }
         }
     }
+}
+
+enum Unavailability {
+    Away,
+    DiskFull,
+}
+
+/// Whether `e` says the server is away (connection lost or refused, shutting down, starting,
+/// out of connections) or out of disk, rather than that the statement was wrong: the first two
+/// are the operator's to fix, and the client's to try again.
+fn unavailability(e: &tokio_postgres::Error) -> Option<Unavailability> {
+    if let Some(code) = e.code() {
+        let code = code.code();
+        return if code == SqlState::DISK_FULL.code() {
+            Some(Unavailability::DiskFull)
+        } else if code.starts_with("08") || code.starts_with("57P") || code.starts_with("53") {
+            // connection exception, operator intervention (shutdown, crash, cannot connect
+            // now), insufficient resources
+            Some(Unavailability::Away)
+        } else {
+            None
+        };
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<std::io::Error>() {
+            return Some(Unavailability::Away);
+        }
+        source = s.source();
+    }
+    e.is_closed().then_some(Unavailability::Away)
 }
 
 fn describe(e: &tokio_postgres::Error) -> String {

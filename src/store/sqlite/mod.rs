@@ -46,8 +46,23 @@ struct Readers {
     idle: Mutex<Vec<Connection>>,
 }
 
-pub(crate) fn internal(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Internal(e.to_string())
+/// A store error from SQLite's or the file system's: a full disk says so (the client is told
+/// 507 and nothing was written), anything else is internal.
+pub(crate) fn internal<E: std::fmt::Display + 'static>(e: E) -> StoreError {
+    let any = &e as &dyn std::any::Any;
+    let full = match (
+        any.downcast_ref::<rusqlite::Error>(),
+        any.downcast_ref::<std::io::Error>(),
+    ) {
+        (Some(rusqlite::Error::SqliteFailure(f, _)), _) => f.code == rusqlite::ErrorCode::DiskFull,
+        (_, Some(io)) => io.kind() == std::io::ErrorKind::StorageFull,
+        _ => false,
+    };
+    if full {
+        StoreError::Full(e.to_string())
+    } else {
+        StoreError::Internal(e.to_string())
+    }
 }
 
 fn open_conn(path: &Path, cache_kib: i64) -> StoreResult<Connection> {

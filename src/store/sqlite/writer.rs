@@ -8,6 +8,7 @@
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::internal;
 use crate::store::{StoreError, StoreResult};
 
 type Reply = Box<dyn FnOnce(Option<&StoreError>) + Send>;
@@ -74,7 +75,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Job>) {
 
 fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
     if let Err(e) = exec_cached(conn, "BEGIN IMMEDIATE") {
-        let err = StoreError::Internal(format!("begin: {e}"));
+        let err = internal(e);
         for job in group.drain(..) {
             // The closure still has to run to hand back its reply channel; nothing it wrote
             // survives because no transaction was open… so reply with the error instead.
@@ -83,11 +84,13 @@ fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
         }
         return;
     }
-    let mut replies = Vec::with_capacity(group.len());
+    // Each reply with the error that undid its job, if one did: a job run in a discarded
+    // savepoint must not be answered with what it returned, which nothing kept.
+    let mut replies: Vec<(Option<StoreError>, Reply)> = Vec::with_capacity(group.len());
     for job in group.drain(..) {
-        if exec_cached(conn, "SAVEPOINT job").is_err() {
+        if let Err(e) = exec_cached(conn, "SAVEPOINT job") {
             let (_, reply) = job_discarded(job, conn);
-            replies.push((false, reply));
+            replies.push((Some(internal(e)), reply));
             continue;
         }
         let (ok, reply) = job(conn);
@@ -95,15 +98,15 @@ fn commit_group(conn: &Connection, group: &mut Vec<Job>) {
             let _ = exec_cached(conn, "ROLLBACK TO job");
         }
         let _ = exec_cached(conn, "RELEASE job");
-        replies.push((ok, reply));
+        replies.push((None, reply));
     }
     let commit_err = exec_cached(conn, "COMMIT").err().map(|e| {
         let _ = conn.execute_batch("ROLLBACK");
         tracing::error!(error = %e, "store commit failed");
-        StoreError::Internal(format!("commit: {e}"))
+        internal(e)
     });
-    for (_, reply) in replies {
-        reply(commit_err.as_ref());
+    for (own, reply) in replies {
+        reply(own.as_ref().or(commit_err.as_ref()));
     }
 }
 
