@@ -26,7 +26,7 @@ use crate::record::health::{self, Change};
 use crate::record::Verdict;
 use crate::store::{
     AttemptRecord, DispatchJob, DynStore, IntegrationHealth, IntegrationStatus, Lease, NextStep,
-    Outcome,
+    Outcome, StoreError,
 };
 
 /// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
@@ -347,8 +347,11 @@ impl Dispatcher {
         }
     }
 
-    /// Records the outcome; dispatches any delivery it releases. False when it could not be
-    /// recorded (the lease then runs out and the delivery is attempted again).
+    /// Records the outcome; dispatches any delivery it releases. While the store is away (down,
+    /// or its disk full) the outcome is kept and written again every few seconds, holding the
+    /// attempt's in-flight slot, so the integration sends nothing more that could not be
+    /// recorded either. False when it could not be recorded (another error, or shutdown: the
+    /// lease then runs out and the delivery is attempted again).
     async fn settle(
         self: &Arc<Self>,
         job: &DispatchJob,
@@ -362,7 +365,21 @@ impl Dispatcher {
             next,
             now,
         };
-        match self.store.record(vec![outcome], self.lease()).await {
+        let mut wait = Duration::from_millis(100);
+        let recorded = loop {
+            match self.store.record(vec![outcome.clone()], self.lease()).await {
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Full(_))) => {
+                    tracing::warn!(error = %e, delivery = %job.head.id, "could not record an attempt; trying again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(wait) => {}
+                        _ = self.shutdown.cancelled() => break Err(e),
+                    }
+                    wait = (wait * 2).min(Duration::from_secs(5));
+                }
+                other => break other,
+            }
+        };
+        match recorded {
             Ok(promoted) => {
                 self.dispatch(promoted);
                 // The call's next delivery may have been handed over still held for its batch
