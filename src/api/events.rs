@@ -53,7 +53,9 @@ pub(crate) enum IngestBody {
     responses((status = 202, description = "durable: stored with their deliveries", body = IngestOut),
               (status = 400, body = ErrorBody), (status = 401, body = ErrorBody),
               (status = 403, body = ErrorBody), (status = 413, body = ErrorBody),
-              (status = 422, body = ErrorBody)))]
+              (status = 422, body = ErrorBody),
+              (status = 503, description = "busy, not ready, or the store cannot be reached: nothing stored, send it again", body = ErrorBody),
+              (status = 507, description = "the store's disk is full: nothing stored", body = ErrorBody)))]
 pub(crate) async fn ingest(
     State(s): State<AppState>,
     p: Principal,
