@@ -16,6 +16,8 @@ enum Misbehaviour {
     Garbage,
     /// 200 and its headers, then never the body.
     HeadersOnly,
+    /// A 200 whose body comes a byte at a time, for longer than the timeout.
+    Trickle,
     /// A 200 with a 50 MB body.
     Huge,
     /// Half a response, then a reset.
@@ -71,6 +73,18 @@ async fn misbehave(mut conn: TcpStream, how: Misbehaviour) {
                     .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n")
                     .await;
                 tokio::time::sleep(Duration::from_secs(3600)).await;
+            }
+            Misbehaviour::Trickle => {
+                let head = b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\n";
+                if conn.write_all(head).await.is_err() {
+                    return;
+                }
+                for _ in 0..1000 {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    if conn.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                }
             }
             Misbehaviour::Huge => {
                 let size = 50 * 1024 * 1024;
@@ -133,6 +147,7 @@ async fn each_misbehaving_receiver_is_classified_within_its_timeout() {
         // The status came: the receiver took the delivery; the body it then withholds, cuts off
         // or floods is not waited for past the timeout, nor kept past the excerpt.
         (Misbehaviour::HeadersOnly, true, None),
+        (Misbehaviour::Trickle, true, None),
         (Misbehaviour::Huge, true, None),
         (Misbehaviour::ResetMidResponse, true, None),
         (Misbehaviour::CloseEachTime, true, None),
