@@ -7,6 +7,7 @@ pub(crate) mod health;
 pub(crate) mod integrations;
 pub mod openapi;
 pub(crate) mod partners;
+pub(crate) mod portal;
 pub(crate) mod reconciliation;
 pub(crate) mod recordings;
 pub(crate) mod sources;
@@ -31,6 +32,7 @@ pub fn router(config: &crate::config::Config) -> Router<AppState> {
         .merge(partners::router())
         .merge(tenants::router())
         .merge(tokens::router())
+        .merge(portal::router())
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(reconciliation::router())

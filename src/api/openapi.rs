@@ -13,8 +13,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    deliveries, events, health, integrations, partners, reconciliation, recordings, sources,
-    tenants, tokens, AppState,
+    deliveries, events, health, integrations, partners, portal, reconciliation, recordings,
+    sources, tenants, tokens, AppState,
 };
 
 #[derive(OpenApi)]
@@ -32,6 +32,7 @@ use super::{
         tokens::create,
         tokens::list,
         tokens::revoke,
+        portal::create_link, portal::list_sessions, portal::end_session,
         events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,
@@ -157,6 +158,8 @@ mod tests {
             "/v1/partners/{pid}/integrations/{iid}/rotate-signing-secret",
             "/v1/partners/{pid}/reconciliation/counts",
             "/v1/recordings/{file_id}/content",
+            "/v1/tenants/{tid}/portal-links",
+            "/v1/tenants/{tid}/portal-sessions/{sid}",
         ] {
             assert!(paths.iter().any(|p| p == expected), "{expected} missing");
         }
@@ -170,7 +173,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 47);
+        assert_eq!(before, 50);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

@@ -37,6 +37,8 @@ pub struct Principal {
     pub role: Role,
     pub tenant_id: Option<String>,
     pub partner_id: Option<String>,
+    /// Only these of its tenant's integrations (a portal session's scope); `None`: all.
+    pub integrations: Option<std::sync::Arc<[String]>>,
 }
 
 impl Principal {
@@ -49,6 +51,14 @@ impl Principal {
                 self.tenant_id.as_deref() == Some(t.id.as_str())
             }
         }
+    }
+
+    /// Whether the caller sees integration `id` of a tenant it sees: a portal session may be
+    /// limited to some.
+    pub fn sees_integration(&self, id: &str) -> bool {
+        self.integrations
+            .as_ref()
+            .is_none_or(|ids| ids.iter().any(|i| i == id))
     }
 
     /// Whether the caller may change the tenant's integrations (it sees the tenant).
@@ -119,6 +129,7 @@ pub async fn principal_for_token(
                 role: Role::Operator,
                 tenant_id: None,
                 partner_id: None,
+                integrations: None,
             });
         }
     }
@@ -136,6 +147,7 @@ pub async fn principal_for_token(
         role: rec.role,
         tenant_id: rec.tenant_id,
         partner_id: rec.partner_id,
+        integrations: None,
     };
     tokens.cache.write().insert(hash, p.clone());
     Ok(p)

@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
             get(pages::sign_in::login_form).post(pages::sign_in::login),
         )
         .route("/console/logout", post(pages::sign_in::logout))
+        .route("/console/portal/{code}", get(pages::sign_in::portal))
         .route("/console/assets/{file}", get(view::asset))
         .route(owner, get(pages::integrations::integrations))
         .route(

@@ -6,6 +6,9 @@
 //! token or a deleted tenant ends the session at once. Signing out records the session id as
 //! ended in the store, so a copy of the cookie stops working too, on every node. Nothing else
 //! is stored server-side, so sessions survive restarts.
+//!
+//! A session a portal link opened holds no token: its cookie names a stored grant (tenant, role,
+//! scope), read on every request, so the platform can end it from the API.
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -33,6 +36,9 @@ pub struct Sealed {
     /// ids have none and are refused.
     #[serde(default)]
     pub sid: String,
+    /// A session a portal link opened: no token; `sid` names its stored grant.
+    #[serde(default)]
+    pub portal: bool,
 }
 
 /// The cookie value for `token`, valid until `now + SESSION_MS`.
@@ -41,6 +47,19 @@ pub fn seal_cookie(sealer: &Sealer, token: &str, now: i64) -> String {
         token: token.to_string(),
         expires_at: now + SESSION_MS,
         sid: hex::encode(crate::security::random_bytes::<16>()),
+        portal: false,
+    })
+    .unwrap_or_default();
+    URL_SAFE_NO_PAD.encode(sealer.seal(&body))
+}
+
+/// The cookie value of portal session `sid`, valid until `expires_at` (the session's own end).
+pub fn seal_portal_cookie(sealer: &Sealer, sid: &str, expires_at: i64) -> String {
+    let body = serde_json::to_vec(&Sealed {
+        token: String::new(),
+        expires_at,
+        sid: sid.to_string(),
+        portal: true,
     })
     .unwrap_or_default();
     URL_SAFE_NO_PAD.encode(sealer.seal(&body))
@@ -102,6 +121,8 @@ pub struct Session {
     /// The session's id and when its cookie expires (for signing out).
     pub sid: String,
     pub expires_at: i64,
+    /// Opened by a portal link (signing out ends its stored grant).
+    pub portal: bool,
 }
 
 impl Session {
@@ -132,14 +153,31 @@ impl FromRequestParts<AppState> for Session {
     ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/console/login").into_response();
         let cookie = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
-        let sealed = open_session(&state.sealer, &cookie, state.now_ms()).ok_or_else(to_login)?;
-        if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
-            return Err(to_login());
-        }
-        let principal = state
-            .principal(&sealed.token)
-            .await
-            .map_err(|_| to_login())?;
+        let now = state.now_ms();
+        let sealed = open_session(&state.sealer, &cookie, now).ok_or_else(to_login)?;
+        let principal = if sealed.portal {
+            // The grant is read on every request: ended from the API, or its tenant deleted,
+            // the next page is the sign-in page.
+            let grant = match state.store.portal_session(&sealed.sid).await {
+                Ok(Some(g)) if g.active(now) => g,
+                _ => return Err(to_login()),
+            };
+            Principal {
+                token_id: format!("portal:{}", grant.id),
+                role: grant.role,
+                tenant_id: Some(grant.tenant_id),
+                partner_id: None,
+                integrations: grant.integration_ids.map(Into::into),
+            }
+        } else {
+            if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
+                return Err(to_login());
+            }
+            state
+                .principal(&sealed.token)
+                .await
+                .map_err(|_| to_login())?
+        };
         if principal.role == Role::Ingest {
             return Err(to_login());
         }
@@ -148,6 +186,7 @@ impl FromRequestParts<AppState> for Session {
             principal,
             sid: sealed.sid,
             expires_at: sealed.expires_at,
+            portal: sealed.portal,
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod event_kind;
 pub mod fields;
 pub mod ids;
 pub mod integration;
+pub mod portal;
 pub mod profile;
 pub mod settings;
 pub mod tenancy;

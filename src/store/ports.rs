@@ -6,6 +6,7 @@
 //! |---|---|---|
 //! | [`Tenancy`] | partners and tenants | api, console |
 //! | [`Access`] | API tokens, console sessions, node settings | auth, api, console, app |
+//! | [`Portal`] | portal links and the sessions they open | api, console |
 //! | [`Catalog`] | integrations and their health | api, cache, cluster, record |
 //! | [`Queue`] | the hot path: store routed events, record outcomes, claim, release, recover | ingest, deliver |
 //! | [`Resend`] | redelivery and re-enabling (the enable steps) | api, console |
@@ -21,6 +22,7 @@
 use async_trait::async_trait;
 
 use super::*;
+use crate::model::portal::{PortalLink, PortalSession};
 use crate::model::tenancy::{Partner, Tenant, TokenRecord};
 
 /// How many deliveries one step of re-enabling touches: each step is its own short write, so a
@@ -55,6 +57,30 @@ pub trait Access: Send + Sync {
     /// Stores `value` under `name` unless something is stored there already; returns what is
     /// stored (the first writer wins, so nodes starting together agree).
     async fn claim_setting(&self, name: &str, value: Vec<u8>) -> StoreResult<Vec<u8>>;
+}
+
+#[async_trait]
+pub trait Portal: Send + Sync {
+    async fn create_portal_link(&self, link: PortalLink) -> StoreResult<()>;
+    /// Opens the session `session` with the link whose code hashes to `hash`, in one step: the
+    /// link must be unused and unexpired at `now`, and is used up by this. `None` otherwise (and
+    /// nothing is stored). The session takes the link's tenant, role and scope.
+    async fn redeem_portal_link(
+        &self,
+        hash: [u8; 32],
+        session_id: &str,
+        session_expires_at: i64,
+        now: i64,
+    ) -> StoreResult<Option<PortalSession>>;
+    async fn portal_session(&self, id: &str) -> StoreResult<Option<PortalSession>>;
+    /// The tenant's sessions not yet expired at `now` (ended ones included), newest first.
+    async fn list_portal_sessions(
+        &self,
+        tenant_id: &str,
+        now: i64,
+    ) -> StoreResult<Vec<PortalSession>>;
+    /// Ends a session of the tenant; false when it has none of that id (or it had ended).
+    async fn end_portal_session(&self, tenant_id: &str, id: &str, now: i64) -> StoreResult<bool>;
 }
 
 #[async_trait]
@@ -272,6 +298,7 @@ pub trait Membership: Send + Sync {
 pub trait Store:
     Tenancy
     + Access
+    + Portal
     + Catalog
     + Queue
     + Resend
@@ -287,6 +314,7 @@ pub trait Store:
 impl<T> Store for T where
     T: Tenancy
         + Access
+        + Portal
         + Catalog
         + Queue
         + Resend

@@ -7,20 +7,20 @@ use serde_json::json;
 use crate::support::{ChallengeReply, Receiver, TestServer};
 
 /// A browser-like client: keeps the session cookie, does not follow redirects.
-struct Browser {
+pub(crate) struct Browser {
     base: String,
     http: reqwest::Client,
-    cookie: Option<String>,
+    pub(crate) cookie: Option<String>,
 }
 
-struct Page {
-    status: u16,
-    location: String,
-    html: String,
+pub(crate) struct Page {
+    pub(crate) status: u16,
+    pub(crate) location: String,
+    pub(crate) html: String,
 }
 
 impl Browser {
-    fn new(server: &TestServer) -> Browser {
+    pub(crate) fn new(server: &TestServer) -> Browser {
         Browser {
             base: server.base.clone(),
             http: reqwest::Client::builder()
@@ -59,12 +59,12 @@ impl Browser {
         }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         let req = self.http.get(format!("{}{path}", self.base));
         self.send(req).await
     }
 
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+    pub(crate) async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
         let req = self.http.post(format!("{}{path}", self.base)).form(form);
         self.send(req).await
     }
@@ -74,7 +74,7 @@ impl Browser {
     }
 }
 
-fn csrf(html: &str) -> String {
+pub(crate) fn csrf(html: &str) -> String {
     let marker = "name=\"csrf\" value=\"";
     let start = html.find(marker).expect("a form with a CSRF token") + marker.len();
     html[start..]
@@ -291,7 +291,7 @@ async fn creating_shows_the_challenge_error_and_saves_nothing_until_it_passes() 
 
 /// The fields a browser would submit from the form as rendered (inputs with their values,
 /// selected options, checked boxes, textareas).
-fn form_fields(html: &str) -> Vec<(String, String)> {
+pub(crate) fn form_fields(html: &str) -> Vec<(String, String)> {
     let attr = |tag: &str, name: &str| -> Option<String> {
         let key = format!("{name}=\"");
         let start = tag.find(&key)? + key.len();

@@ -10,6 +10,7 @@ mod hostile;
 mod input;
 mod integrations;
 mod partners;
+mod portal;
 mod profiles;
 mod receivers;
 mod retries;

@@ -188,7 +188,7 @@ pub(crate) async fn owned(
     let i = s
         .cache
         .get(&iid)
-        .filter(|i| owner.holds(i))
+        .filter(|i| owner.holds(i) && p.sees_integration(&i.id))
         .ok_or_else(|| ApiError::not_found(&format!("integration `{iid}`")))?;
     Ok((owner, i))
 }

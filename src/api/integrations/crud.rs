@@ -27,6 +27,10 @@ pub(crate) async fn create(
 ) -> ApiResult<(StatusCode, Json<IntegrationOut>)> {
     let owner = owner_of(&s, &p, &params).await?;
     manage(&p, &owner)?;
+    p.require(
+        p.integrations.is_none(),
+        "create integrations: this session is limited to some of the tenant's integrations",
+    )?;
     let (body, _share) = body.read(&s.bodies).await?.split();
     let mut body = object(body)?;
     let secret = take_secret(&mut body)?.flatten();
@@ -152,7 +156,13 @@ pub(crate) async fn list(
     Path(params): Path<Params>,
 ) -> ApiResult<Json<IntegrationList>> {
     let items: Vec<IntegrationOut> = match owner_of(&s, &p, &params).await? {
-        Owner::Tenant(t) => s.cache.for_tenant(&t.id).iter().map(|i| out(i)).collect(),
+        Owner::Tenant(t) => s
+            .cache
+            .for_tenant(&t.id)
+            .iter()
+            .filter(|i| p.sees_integration(&i.id))
+            .map(|i| out(i))
+            .collect(),
         Owner::Partner(pa) => s.cache.for_partner(&pa.id).iter().map(|i| out(i)).collect(),
     };
     Ok(Json(IntegrationList { items }))

@@ -62,7 +62,15 @@ pub async fn logout(
     check_csrf(&sess, &Fields(f))?;
     // Ended here for every copy of the cookie, not only in this browser.
     let now = s.now_ms();
-    if let Err(e) = s.store.end_session(&sess.sid, sess.expires_at, now).await {
+    let ended = match (sess.portal, &sess.principal.tenant_id) {
+        (true, Some(tid)) => s
+            .store
+            .end_portal_session(tid, &sess.sid, now)
+            .await
+            .map(drop),
+        _ => s.store.end_session(&sess.sid, sess.expires_at, now).await,
+    };
+    if let Err(e) = ended {
         return Err(error_page(Some(&sess), e.into(), "/console"));
     }
     let secure = secure_cookies(&s);
@@ -97,5 +105,37 @@ pub async fn open(sess: Session, Query(q): Query<HashMap<String, String>>) -> Re
             Some(&sess),
             json!({"error": "enter the id of a tenant or partner"}),
         ),
+    }
+}
+
+/// Opens a portal link: once, before it expires, into a session of exactly its scope.
+pub async fn portal(
+    State(s): State<AppState>,
+    axum::extract::Path(code): axum::extract::Path<String>,
+) -> Response {
+    let now = s.now_ms();
+    let sid = hex::encode(crate::security::random_bytes::<16>());
+    let expires_at = now + crate::model::portal::SESSION_MS;
+    let hash = crate::auth::hash_token(&code);
+    match s
+        .store
+        .redeem_portal_link(hash, &sid, expires_at, now)
+        .await
+    {
+        Ok(Some(grant)) => {
+            let cookie = session::seal_portal_cookie(&s.sealer, &grant.id, grant.expires_at);
+            let mut r = redirect(&format!("/console/t/{}", urlencode(&grant.tenant_id)));
+            if let Ok(v) = session::set_cookie(Some(&cookie), secure_cookies(&s)).parse() {
+                r.headers_mut().insert(header::SET_COOKIE, v);
+            }
+            r
+        }
+        Ok(None) => page(
+            StatusCode::GONE,
+            "login.html",
+            None,
+            json!({"error": "this link has been used or has expired: links open once, within minutes; ask for a new one where you found it"}),
+        ),
+        Err(e) => error_page(None, e.into(), "/console/login"),
     }
 }

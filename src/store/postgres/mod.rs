@@ -181,6 +181,7 @@ mod group;
 mod ingest;
 mod journal;
 mod membership;
+mod portal;
 mod queue;
 mod resend;
 mod tenancy;

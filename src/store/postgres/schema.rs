@@ -184,6 +184,30 @@ CREATE TABLE ended_sessions (
     expires_at BIGINT NOT NULL
 );
 "#,
+    // 4: portal links (the hash of each single-use code) and the console sessions they opened.
+    r#"
+CREATE TABLE portal_links (
+    hash BYTEA PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    integration_ids TEXT,
+    created_by TEXT NOT NULL,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    used_at BIGINT
+);
+CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id);
+CREATE TABLE portal_sessions (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    integration_ids TEXT,
+    created_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL,
+    ended_at BIGINT
+);
+CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
+"#,
 ];
 
 pub async fn migrate(client: &mut Client) -> PgResult<()> {

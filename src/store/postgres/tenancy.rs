@@ -132,6 +132,13 @@ pub async fn delete_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option
         return Ok(None);
     }
     execute(c, "DELETE FROM tokens WHERE tenant_id = $1", &[&id]).await?;
+    execute(c, "DELETE FROM portal_links WHERE tenant_id = $1", &[&id]).await?;
+    execute(
+        c,
+        "DELETE FROM portal_sessions WHERE tenant_id = $1",
+        &[&id],
+    )
+    .await?;
     let ids: Vec<String> = query(
         c,
         "SELECT id FROM integrations WHERE tenant_id = $1",

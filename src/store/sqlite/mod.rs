@@ -6,6 +6,7 @@ mod catalog;
 mod events;
 mod files;
 mod journal;
+mod portal;
 mod progress;
 mod queue;
 mod resend;

@@ -183,6 +183,30 @@ CREATE TABLE ended_sessions (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // Portal links (the hash of each single-use code) and the console sessions they opened.
+    r#"
+CREATE TABLE portal_links (
+    hash BLOB PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    integration_ids TEXT,
+    created_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    used_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX portal_links_by_tenant ON portal_links(tenant_id);
+CREATE TABLE portal_sessions (
+    id TEXT PRIMARY KEY,
+    tenant_id TEXT NOT NULL,
+    role TEXT NOT NULL,
+    integration_ids TEXT,
+    created_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    ended_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.

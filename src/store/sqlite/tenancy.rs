@@ -119,6 +119,10 @@ pub fn delete_tenant(c: &Connection, id: &str) -> StoreResult<bool> {
     }
     c.execute("DELETE FROM tokens WHERE tenant_id = ?1", [id])
         .map_err(internal)?;
+    for table in ["portal_links", "portal_sessions"] {
+        c.execute(&format!("DELETE FROM {table} WHERE tenant_id = ?1"), [id])
+            .map_err(internal)?;
+    }
     let ids: Vec<String> = {
         let mut st = c
             .prepare("SELECT id FROM integrations WHERE tenant_id = ?1")
