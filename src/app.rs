@@ -58,6 +58,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         (Some(EgressDefault::Fixed), Some(_)) | (None, Some(_)) => Egress::Fixed,
         (Some(EgressDefault::Direct), _) | (None, None) => Egress::Direct,
     };
+    config.frame_ancestors().map_err(anyhow::Error::msg)?;
     let roots = match &config.ca_file {
         Some(path) => trusted_roots(path)?,
         None => Vec::new(),
@@ -194,7 +195,10 @@ fn routes(state: AppState) -> axum::Router {
     use crate::serve::body::{limited, FORM_BODY_BYTES};
     axum::Router::new()
         .merge(crate::api::router(&state.config))
-        .merge(limited(crate::console::router(), FORM_BODY_BYTES))
+        .merge(limited(
+            crate::console::router(state.clone()),
+            FORM_BODY_BYTES,
+        ))
         .fallback(|| async {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

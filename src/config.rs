@@ -143,6 +143,11 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// Origins whose pages may show the console in a frame (space- or comma-separated, e.g.
+    /// `https://admin.example.com`), for every tenant; partners add their own.
+    #[arg(long, env = "CALLHOOK_FRAME_ANCESTORS")]
+    pub frame_ancestors: Option<String>,
+
     /// Where integrations that name no `delivery.egress` send from: `fixed` (through the proxy)
     /// when a proxy is set, as every delivery did before integrations could choose; else `direct`.
     #[arg(long, env = "CALLHOOK_EGRESS_DEFAULT", value_enum, ignore_case = true)]
@@ -248,6 +253,7 @@ impl Config {
             egress_proxy: None,
             egress_default: None,
             ca_file: None,
+            frame_ancestors: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             body_memory_bytes: defaults::BODY_MEMORY_BYTES,
             default_max_integrations: defaults::DEFAULT_MAX_INTEGRATIONS,
@@ -266,5 +272,21 @@ impl Config {
             node_timeout_ms: defaults::NODE_TIMEOUT_MS,
             clock: crate::clock::Clock::system(),
         }
+    }
+}
+
+impl Config {
+    /// `CALLHOOK_FRAME_ANCESTORS` as a checked list of origins.
+    pub fn frame_ancestors(&self) -> Result<Vec<String>, String> {
+        let listed: Vec<String> = self
+            .frame_ancestors
+            .as_deref()
+            .unwrap_or_default()
+            .split([' ', ','])
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect();
+        crate::model::tenancy::check_frame_ancestors(&listed)
+            .map_err(|e| format!("CALLHOOK_FRAME_ANCESTORS: {e}"))
     }
 }

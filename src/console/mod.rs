@@ -7,6 +7,7 @@
 //! site is refused.
 
 pub mod form;
+pub mod frame;
 mod pages;
 pub mod session;
 mod view;
@@ -20,7 +21,7 @@ use axum::Router;
 
 use crate::state::AppState;
 
-pub fn router() -> Router<AppState> {
+pub fn router(state: AppState) -> Router<AppState> {
     let owner = "/console/{kind}/{oid}";
     let one = "/console/{kind}/{oid}/integrations/{iid}";
     Router::new()
@@ -69,6 +70,7 @@ pub fn router() -> Router<AppState> {
             post(pages::actions::redeliver_one),
         )
         .layer(middleware::from_fn(same_origin_posts))
+        .layer(middleware::from_fn_with_state(state, frame::policy))
 }
 
 /// Defence in depth next to SameSite cookies and CSRF tokens: a form posted from another

@@ -102,6 +102,19 @@ pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
         .map(|(_, v)| v.to_string())
 }
 
+/// `Set-Cookie` for a session a cross-site frame carries (or, with `None`, one that ends it):
+/// the platform's page embeds the console. Browsers keep it only over https (or localhost),
+/// partitioned by the embedding site.
+pub fn set_framed_cookie(value: Option<&str>) -> String {
+    let (v, age) = match value {
+        Some(v) => (v, SESSION_MS / 1000),
+        None => ("", 0),
+    };
+    format!(
+        "{COOKIE}={v}; Path=/console; HttpOnly; SameSite=None; Secure; Partitioned; Max-Age={age}"
+    )
+}
+
 /// `Set-Cookie` for a new session (or, with `None`, one that ends it).
 pub fn set_cookie(value: Option<&str>, secure: bool) -> String {
     let secure = if secure { "; Secure" } else { "" };

@@ -7,6 +7,52 @@ pub struct Partner {
     pub id: String,
     pub name: String,
     pub created_at: i64,
+    /// Origins whose pages may show the console of this partner's tenants in a frame (the
+    /// platform's own admin UI), beside the node's `CALLHOOK_FRAME_ANCESTORS`.
+    #[serde(default)]
+    pub frame_ancestors: Vec<String>,
+}
+
+/// The most origins one frame-ancestors list may name.
+pub const MAX_FRAME_ANCESTORS: usize = 20;
+
+/// Checks a list of origins allowed to frame the console: each `https://host[:port]` (plain
+/// http only for a loopback host, for development), no path, query or credentials; returned in
+/// their serialised form, without repeats.
+pub fn check_frame_ancestors(list: &[String]) -> Result<Vec<String>, String> {
+    if list.len() > MAX_FRAME_ANCESTORS {
+        return Err(format!(
+            "`frame_ancestors` names at most {MAX_FRAME_ANCESTORS} origins"
+        ));
+    }
+    let mut out: Vec<String> = Vec::new();
+    for raw in list {
+        let bad = |why: &str| {
+            format!("`frame_ancestors`: `{raw}` {why}; write an origin such as https://admin.example.com")
+        };
+        let url = url::Url::parse(raw).map_err(|_| bad("is not an origin"))?;
+        let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
+        match url.scheme() {
+            "https" => {}
+            "http" if loopback => {}
+            _ => return Err(bad("must be https (http only for localhost)")),
+        }
+        if url.host_str().is_none()
+            || !url.username().is_empty()
+            || url.password().is_some()
+            || url.path() != "/"
+            || url.query().is_some()
+            || url.fragment().is_some()
+            || raw.len() > 200
+        {
+            return Err(bad("must be a scheme, a host and a port only"));
+        }
+        let origin = url.origin().ascii_serialization();
+        if !out.contains(&origin) {
+            out.push(origin);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

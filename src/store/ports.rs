@@ -33,6 +33,8 @@ pub const ENABLE_STEP: u32 = 5_000;
 pub trait Tenancy: Send + Sync {
     async fn create_partner(&self, partner: Partner) -> StoreResult<()>;
     async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>>;
+    /// Replaces a partner's name and settings; false when there is none of that id.
+    async fn update_partner(&self, partner: Partner) -> StoreResult<bool>;
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()>;

@@ -59,6 +59,25 @@ impl Browser {
         }
     }
 
+    /// A page's Content-Security-Policy and X-Frame-Options.
+    pub(crate) async fn get_raw(&mut self, path: &str) -> (String, Option<String>) {
+        let mut req = self.http.get(format!("{}{path}", self.base));
+        if let Some(c) = &self.cookie {
+            req = req.header("cookie", format!("callhook_session={c}"));
+        }
+        let res = req.send().await.expect("console request");
+        let h = |n: &str| {
+            res.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(String::from)
+        };
+        (
+            h("content-security-policy").unwrap_or_default(),
+            h("x-frame-options"),
+        )
+    }
+
     pub(crate) async fn get(&mut self, path: &str) -> Page {
         let req = self.http.get(format!("{}{path}", self.base));
         self.send(req).await

@@ -263,3 +263,123 @@ async fn a_scoped_admin_session_changes_its_integrations_but_creates_none_and_di
         (303, "/console/login")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partner_lets_its_own_admin_ui_frame_its_tenants_console_and_no_one_else() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    let (alpha, _) = tenant_with_two(&server, "acme").await;
+    let other = partner_admin(&server, "p2").await;
+    for (list, says) in [
+        (json!(["http://admin.example-pbx.com"]), "must be https"),
+        (
+            json!(["https://admin.example-pbx.com/embed"]),
+            "a scheme, a host and a port only",
+        ),
+        (
+            json!(["https://user@admin.example-pbx.com"]),
+            "a scheme, a host and a port only",
+        ),
+        (json!(["*"]), "not an origin"),
+    ] {
+        let (st, v) = partner
+            .patch("/v1/partners/p1", json!({"frame_ancestors": list}))
+            .await;
+        assert_eq!(
+            (st, v["error"]["code"].as_str()),
+            (422, Some("invalid_partner")),
+            "{v}"
+        );
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{v}"
+        );
+    }
+    let (st, _) = other
+        .patch(
+            "/v1/partners/p1",
+            json!({"frame_ancestors": ["https://evil.example"]}),
+        )
+        .await;
+    assert_eq!(
+        st, 404,
+        "one partner cannot open another's tenants to framing"
+    );
+    let (st, _) = partner
+        .patch("/v1/partners/p1", json!({"name": "renamed"}))
+        .await;
+    assert_eq!(st, 403, "only operators rename partners");
+
+    // Not yet allowed: the console refuses every frame, and the session cookie stays strict.
+    let new_link = || async {
+        partner
+            .post(
+                "/v1/tenants/acme/portal-links",
+                json!({"role": "tenant_admin", "integration_ids": [alpha.clone()]}),
+            )
+            .await
+            .1
+    };
+    let (mut b, cookie) = open(&server, new_link().await).await;
+    assert!(cookie.contains("SameSite=Strict"), "{cookie}");
+    let page = b.get_raw("/console/t/acme").await;
+    assert!(page.0.contains("frame-ancestors 'none'"), "{}", page.0);
+    assert_eq!(page.1.as_deref(), Some("DENY"));
+
+    let (st, v) = partner
+        .patch(
+            "/v1/partners/p1",
+            json!({"frame_ancestors": ["https://admin.example-pbx.com", "http://127.0.0.1:8443"]}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["frame_ancestors"],
+        json!(["https://admin.example-pbx.com", "http://127.0.0.1:8443"])
+    );
+    let (mut b, cookie) = open(&server, new_link().await).await;
+    assert!(
+        cookie.contains("SameSite=None")
+            && cookie.contains("Secure")
+            && cookie.contains("Partitioned"),
+        "{cookie}"
+    );
+    let (csp, xfo) = b.get_raw("/console/t/acme").await;
+    assert!(
+        csp.contains("frame-ancestors https://admin.example-pbx.com http://127.0.0.1:8443"),
+        "{csp}"
+    );
+    assert_eq!(xfo, None);
+    // Another partner's tenant, and the sign-in page, stay unframeable.
+    let _ = server.tenant("solo").await;
+    let (csp, _) = b.get_raw("/console/login").await;
+    assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+}
+
+/// Opens a portal link in a new browser: the browser, and the Set-Cookie it got.
+async fn open(server: &TestServer, link: Value) -> (Browser, String) {
+    let mut b = Browser::new(server);
+    let res = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(link["url"].as_str().unwrap_or_default())
+        .send()
+        .await
+        .expect("open");
+    let cookie = res
+        .headers()
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    b.cookie = cookie
+        .split(';')
+        .next()
+        .and_then(|kv| kv.split_once('='))
+        .map(|(_, v)| v.to_string());
+    (b, cookie)
+}

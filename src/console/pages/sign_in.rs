@@ -76,7 +76,12 @@ pub async fn logout(
     let secure = secure_cookies(&s);
     let mut r = redirect("/console/login");
     if let Ok(v) = session::set_cookie(None, secure).parse() {
-        r.headers_mut().insert(header::SET_COOKIE, v);
+        r.headers_mut().append(header::SET_COOKIE, v);
+    }
+    if sess.portal {
+        if let Ok(v) = session::set_framed_cookie(None).parse() {
+            r.headers_mut().append(header::SET_COOKIE, v);
+        }
     }
     Ok(r)
 }
@@ -124,8 +129,17 @@ pub async fn portal(
     {
         Ok(Some(grant)) => {
             let cookie = session::seal_portal_cookie(&s.sealer, &grant.id, grant.expires_at);
-            let mut r = redirect(&format!("/console/t/{}", urlencode(&grant.tenant_id)));
-            if let Ok(v) = session::set_cookie(Some(&cookie), secure_cookies(&s)).parse() {
+            let home = format!("/console/t/{}", urlencode(&grant.tenant_id));
+            // Where the tenant's console may be framed, the cookie must cross sites.
+            let framed = !crate::console::frame::ancestors_for(&s, &home)
+                .await
+                .is_empty();
+            let set = match framed {
+                true => session::set_framed_cookie(Some(&cookie)),
+                false => session::set_cookie(Some(&cookie), secure_cookies(&s)),
+            };
+            let mut r = redirect(&home);
+            if let Ok(v) = set.parse() {
                 r.headers_mut().insert(header::SET_COOKIE, v);
             }
             r

@@ -207,6 +207,7 @@ CREATE TABLE portal_sessions (
     ended_at BIGINT
 );
 CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
+ALTER TABLE partners ADD COLUMN frame_ancestors TEXT;
 "#,
 ];
 

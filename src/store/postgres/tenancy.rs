@@ -17,6 +17,9 @@ impl Tenancy for PgStore {
     async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>> {
         on_conn!(self, |c| get_partner(&c, id).await?)
     }
+    async fn update_partner(&self, partner: Partner) -> StoreResult<bool> {
+        in_tx!(self, |tx| update_partner(&tx, &partner).await?)
+    }
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
         in_tx!(self, |tx| create_tenant(&tx, &tenant).await?)
     }
@@ -52,8 +55,13 @@ impl Tenancy for PgStore {
 pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()> {
     execute(
         c,
-        "INSERT INTO partners (id, name, created_at) VALUES ($1, $2, $3)",
-        &[&p.id, &p.name, &p.created_at],
+        "INSERT INTO partners (id, name, created_at, frame_ancestors) VALUES ($1, $2, $3, $4)",
+        &[
+            &p.id,
+            &p.name,
+            &p.created_at,
+            &list_text(&p.frame_ancestors),
+        ],
     )
     .await
     .map_err(conflict_on_unique("a partner with this id"))?;
@@ -63,7 +71,7 @@ pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()
 pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Partner>> {
     Ok(query_opt(
         c,
-        "SELECT id, name, created_at FROM partners WHERE id = $1",
+        "SELECT id, name, created_at, frame_ancestors FROM partners WHERE id = $1",
         &[&id],
     )
     .await?
@@ -71,7 +79,27 @@ pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<P
         id: r.get(0),
         name: r.get(1),
         created_at: r.get(2),
+        frame_ancestors: list_from(r.get(3)),
     }))
+}
+
+pub async fn update_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<bool> {
+    Ok(execute(
+        c,
+        "UPDATE partners SET name = $2, frame_ancestors = $3 WHERE id = $1",
+        &[&p.id, &p.name, &list_text(&p.frame_ancestors)],
+    )
+    .await?
+        > 0)
+}
+
+fn list_text(list: &[String]) -> Option<String> {
+    (!list.is_empty()).then(|| serde_json::to_string(list).unwrap_or_default())
+}
+
+fn list_from(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 pub async fn create_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> {

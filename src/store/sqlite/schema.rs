@@ -206,6 +206,7 @@ CREATE TABLE portal_sessions (
     ended_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
+ALTER TABLE partners ADD COLUMN frame_ancestors TEXT;
 "#,
 ];
 

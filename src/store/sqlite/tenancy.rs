@@ -18,6 +18,9 @@ impl Tenancy for SqliteStore {
         let id = owned(id);
         self.read(move |c| get_partner(c, &id)).await
     }
+    async fn update_partner(&self, partner: Partner) -> StoreResult<bool> {
+        self.write(move |c| update_partner(c, &partner)).await
+    }
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
         self.write(move |c| create_tenant(c, &tenant)).await
     }
@@ -36,8 +39,8 @@ impl Tenancy for SqliteStore {
 
 pub fn create_partner(c: &Connection, p: &Partner) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO partners (id, name, created_at) VALUES (?1, ?2, ?3)",
-        params![p.id, p.name, p.created_at],
+        "INSERT INTO partners (id, name, created_at, frame_ancestors) VALUES (?1, ?2, ?3, ?4)",
+        params![p.id, p.name, p.created_at, list_text(&p.frame_ancestors)],
     )
     .map_err(conflict_on_unique("a partner with this id"))?;
     Ok(())
@@ -45,18 +48,37 @@ pub fn create_partner(c: &Connection, p: &Partner) -> StoreResult<()> {
 
 pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
     c.query_row(
-        "SELECT id, name, created_at FROM partners WHERE id = ?1",
+        "SELECT id, name, created_at, frame_ancestors FROM partners WHERE id = ?1",
         [id],
         |r| {
             Ok(Partner {
                 id: r.get(0)?,
                 name: r.get(1)?,
                 created_at: r.get(2)?,
+                frame_ancestors: list_from(r.get(3)?),
             })
         },
     )
     .optional()
     .map_err(internal)
+}
+
+pub fn update_partner(c: &Connection, p: &Partner) -> StoreResult<bool> {
+    c.execute(
+        "UPDATE partners SET name = ?2, frame_ancestors = ?3 WHERE id = ?1",
+        params![p.id, p.name, list_text(&p.frame_ancestors)],
+    )
+    .map(|n| n > 0)
+    .map_err(internal)
+}
+
+fn list_text(list: &[String]) -> Option<String> {
+    (!list.is_empty()).then(|| serde_json::to_string(list).unwrap_or_default())
+}
+
+fn list_from(text: Option<String>) -> Vec<String> {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 pub fn create_tenant(c: &Connection, t: &Tenant) -> StoreResult<()> {
