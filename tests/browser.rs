@@ -390,3 +390,151 @@ async fn partner_reconciliation_in_headless_chromium() {
     c.close().await.expect("close the session");
     server.stop().await;
 }
+
+/// Runs `js` in the current frame and waits for the page it leads to.
+async fn frame_navigate(c: &Client, js: &str) {
+    c.execute(
+        "document.documentElement.setAttribute('data-left', '1')",
+        vec![],
+    )
+    .await
+    .expect("mark the page");
+    c.execute(js, vec![]).await.expect("navigate");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css("html:not([data-left])"))
+        .await
+        .expect("the next page loads");
+}
+
+/// The platform's own admin page, on another site than the console, embedding it in an iframe;
+/// the customer signs in with a portal link, creates an integration and sees its delivery, all
+/// inside the frame.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_embedded_in_a_platforms_page_through_a_portal_link() {
+    let server = TestServer::start().await;
+    let admin = server.admin();
+    let (st, _) = admin
+        .post("/v1/partners", json!({"id": "pbx", "name": "Example PBX"}))
+        .await;
+    assert_eq!(st, 201);
+    let (st, _) = admin
+        .post(
+            "/v1/tenants",
+            json!({"id": "acme", "name": "Acme", "partner_id": "pbx"}),
+        )
+        .await;
+    assert_eq!(st, 201);
+    let receiver = Receiver::start().await;
+
+    // The platform's page: 127.0.0.1 on a port of its own; the console is framed as
+    // http://localhost:<port>, another site.
+    let page = std::sync::Arc::new(parking_lot::Mutex::new(String::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let platform = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    let served = page.clone();
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || {
+                let html = served.lock().clone();
+                async move { axum::response::Html(html) }
+            }),
+        );
+        let _ = axum::serve(listener, app).await;
+    });
+    let (st, v) = admin
+        .patch("/v1/partners/pbx", json!({"frame_ancestors": [platform]}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let (st, link) = admin
+        .post(
+            "/v1/tenants/acme/portal-links",
+            json!({"role": "tenant_admin", "ttl_s": 300}),
+        )
+        .await;
+    assert_eq!(st, 201, "{link}");
+    let url = link["url"]
+        .as_str()
+        .unwrap_or_default()
+        .replace("127.0.0.1", "localhost");
+    *page.lock() = format!(
+        "<!doctype html><title>Example PBX admin</title><h1>Example PBX — webhooks</h1>\
+         <iframe id=\"portal\" src=\"{url}\" style=\"width:1200px;height:850px;border:1px solid #888\"></iframe>"
+    );
+
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{platform}/")).await.expect("goto");
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("portal"))
+        .await
+        .expect("the frame")
+        .enter_frame()
+        .await
+        .expect("into the frame");
+    assert!(text_of(&c, "h1")
+        .await
+        .contains("Integrations of tenant acme"));
+    shot(&c, "20-embedded-signed-in").await;
+
+    click(&c, "new-integration").await;
+    fill(&c, "name", "CRM").await;
+    fill(&c, "url", &receiver.url).await;
+    click(&c, "save").await;
+    let secret = c
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("shown-secret"))
+        .await
+        .expect("the signing secret, inside the frame")
+        .prop("value")
+        .await
+        .expect("value")
+        .unwrap_or_default();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    shot(&c, "21-embedded-created").await;
+    click(&c, "continue").await;
+    assert_eq!(text_of(&c, "#integration-status").await, "active");
+
+    let (st, _) = server
+        .ingest(event(
+            "ev-embedded-1",
+            "acme",
+            "call.completed",
+            "call-emb-1",
+            json!({"answered": true, "direction": "inbound", "talk_ms": 1000,
+                   "caller": {"number": "+441610000002"}}),
+        ))
+        .await;
+    assert_eq!(st, 202);
+    receiver.next(10).await;
+    let mut seen = false;
+    for _ in 0..50 {
+        frame_navigate(&c, "location.reload()").await;
+        if let Ok(e) = c.find(Locator::Css("#delivery-log tbody")).await {
+            if e.text().await.unwrap_or_default().contains("succeeded") {
+                seen = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen, "the delivery shows in the frame");
+    c.enter_parent_frame()
+        .await
+        .expect("back to the platform's page");
+    assert_eq!(text_of(&c, "h1").await, "Example PBX — webhooks");
+    c.execute("window.scrollTo(0, 0)", vec![])
+        .await
+        .expect("scroll");
+    shot(&c, "22-embedded-delivery").await;
+    c.close().await.expect("close the session");
+    server.stop().await;
+}
