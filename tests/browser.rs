@@ -449,7 +449,11 @@ async fn the_console_embedded_in_a_platforms_page_through_a_portal_link() {
         let _ = axum::serve(listener, app).await;
     });
     let (st, v) = admin
-        .patch("/v1/partners/pbx", json!({"frame_ancestors": [platform]}))
+        .patch(
+            "/v1/partners/pbx",
+            json!({"frame_ancestors": [platform],
+                   "brand": {"name": "Example PBX Webhooks", "accent": "#0a7d5a"}}),
+        )
         .await;
     assert_eq!(st, 200, "{v}");
     let (st, link) = admin
@@ -482,6 +486,7 @@ async fn the_console_embedded_in_a_platforms_page_through_a_portal_link() {
     assert!(text_of(&c, "h1")
         .await
         .contains("Integrations of tenant acme"));
+    assert_eq!(text_of(&c, "#brand").await, "Example PBX Webhooks");
     shot(&c, "20-embedded-signed-in").await;
 
     click(&c, "new-integration").await;

@@ -27,7 +27,7 @@ use super::{
     ),
     paths(
         health::healthz, health::readyz, health::metrics,
-        partners::create, partners::read, partners::update,
+        partners::create, partners::read, partners::update, partners::put_logo, partners::delete_logo,
         tenants::create, tenants::read, tenants::update, tenants::remove,
         tokens::create,
         tokens::list,
@@ -173,7 +173,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 51);
+        assert_eq!(before, 53);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

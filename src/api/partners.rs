@@ -9,13 +9,19 @@ use serde::Deserialize;
 use super::{AppState, LazyBody};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::model::tenancy::{check_frame_ancestors, check_slug, Partner, Role};
+use crate::model::tenancy::{
+    check_brand, check_frame_ancestors, check_slug, logo_type, Brand, Partner, Role, MAX_LOGO_BYTES,
+};
 use crate::serve::body::typed;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/partners", post(create))
         .route("/v1/partners/{pid}", get(read).patch(update))
+        .route(
+            "/v1/partners/{pid}/logo",
+            axum::routing::put(put_logo).delete(delete_logo),
+        )
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -26,6 +32,29 @@ pub(crate) struct PartnerIn {
     /// Origins whose pages may frame the console of this partner's tenants.
     #[serde(default)]
     frame_ancestors: Vec<String>,
+    /// What its tenants see in the console: `name`, `accent`.
+    #[serde(default)]
+    brand: BrandIn,
+}
+
+/// A partner's product name and accent colour (the logo is uploaded on its own).
+#[derive(Deserialize, Default, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BrandIn {
+    #[schema(example = "Example PBX Webhooks")]
+    name: Option<String>,
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$", example = "#0a7d5a")]
+    accent: Option<String>,
+}
+
+fn brand_of(input: BrandIn, logo_type: Option<String>) -> ApiResult<Brand> {
+    check_brand(input.name.as_deref(), input.accent.as_deref())
+        .map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
+    Ok(Brand {
+        name: input.name,
+        accent: input.accent.map(|a| a.to_ascii_lowercase()),
+        logo_type,
+    })
 }
 
 /// What a partner may change: its name (operators only) and the origins that may frame its
@@ -37,6 +66,8 @@ pub(crate) struct PartnerPatch {
     /// e.g. `["https://admin.example-pbx.com"]`; `[]` allows none beyond the node's default.
     #[schema(max_items = 20, example = json!(["https://admin.example-pbx.com"]))]
     frame_ancestors: Option<Vec<String>>,
+    /// Replaces the name and accent colour (the logo stays).
+    brand: Option<BrandIn>,
 }
 
 /// A partner as the API shows it.
@@ -46,6 +77,9 @@ pub struct PartnerOut {
     pub name: String,
     pub created_at: String,
     pub frame_ancestors: Vec<String>,
+    pub brand: Brand,
+    /// Where the console loads the logo from, when there is one.
+    pub logo_url: Option<String>,
 }
 
 fn out(p: &Partner) -> PartnerOut {
@@ -54,7 +88,14 @@ fn out(p: &Partner) -> PartnerOut {
         name: p.name.clone(),
         created_at: crate::time::format_ms(p.created_at),
         frame_ancestors: p.frame_ancestors.clone(),
+        brand: p.brand.clone(),
+        logo_url: p.brand.logo_type.as_ref().map(|_| logo_path(&p.id)),
     }
+}
+
+/// The console's path to a partner's logo.
+pub fn logo_path(pid: &str) -> String {
+    format!("/console/brand/{pid}/logo")
 }
 
 #[utoipa::path(post, path = "/v1/partners", tag = "partners", request_body = PartnerIn,
@@ -79,6 +120,7 @@ pub(crate) async fn create(
         name,
         created_at: s.now_ms(),
         frame_ancestors,
+        brand: brand_of(input.brand, None)?,
     };
     s.store.create_partner(partner.clone()).await?;
     Ok((StatusCode::CREATED, Json(out(&partner))))
@@ -123,8 +165,64 @@ pub(crate) async fn update(
         partner.frame_ancestors = check_frame_ancestors(&list)
             .map_err(|m| ApiError::unprocessable("invalid_partner", m))?;
     }
+    if let Some(brand) = patch.brand {
+        partner.brand = brand_of(brand, partner.brand.logo_type.take())?;
+    }
     if !s.store.update_partner(partner.clone()).await? {
         return Err(ApiError::not_found(&format!("partner `{pid}`")));
     }
     Ok(Json(out(&partner)))
+}
+
+/// Uploads the partner's logo: PNG, JPEG or WebP (told from the bytes), at most 64 KiB.
+#[utoipa::path(put, path = "/v1/partners/{pid}/logo", tag = "partners", params(("pid" = String, Path)),
+    request_body(content = Vec<u8>, content_type = "image/png", description = "PNG, JPEG or WebP, at most 64 KiB"),
+    responses((status = 200, body = PartnerOut), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+              (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody)))]
+pub(crate) async fn put_logo(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(pid): Path<String>,
+    req: axum::extract::Request,
+) -> ApiResult<Json<PartnerOut>> {
+    // Who may, before a byte of the body is read.
+    let partner = s.visible_partner(&p, &pid).await?;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("a logo is at most {} KiB", MAX_LOGO_BYTES / 1024),
+        )
+    };
+    let bytes = axum::body::to_bytes(req.into_body(), MAX_LOGO_BYTES)
+        .await
+        .map_err(|_| too_large())?;
+    let kind = logo_type(&bytes).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_logo",
+            "the logo must be a PNG, JPEG or WebP image (SVG is not accepted: it can carry script)",
+        )
+    })?;
+    if !s
+        .store
+        .set_partner_logo(&partner.id, Some((kind.to_string(), bytes.to_vec())))
+        .await?
+    {
+        return Err(ApiError::not_found(&format!("partner `{pid}`")));
+    }
+    let updated = s.visible_partner(&p, &pid).await?;
+    Ok(Json(out(&updated)))
+}
+
+#[utoipa::path(delete, path = "/v1/partners/{pid}/logo", tag = "partners", params(("pid" = String, Path)),
+    responses((status = 204, description = "removed"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub(crate) async fn delete_logo(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(pid): Path<String>,
+) -> ApiResult<StatusCode> {
+    let partner = s.visible_partner(&p, &pid).await?;
+    s.store.set_partner_logo(&partner.id, None).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

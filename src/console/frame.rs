@@ -1,4 +1,5 @@
-//! Who may show the console in a frame: nobody by default (`frame-ancestors 'none'`,
+//! How the console appears inside a platform: the partner's logo, and who may show the
+//! console in a frame: nobody by default (`frame-ancestors 'none'`,
 //! `X-Frame-Options: DENY`); the origins in `CALLHOOK_FRAME_ANCESTORS` for every tenant; and a
 //! partner's own `frame_ancestors` for its tenants' pages — the platform's admin UI embedding
 //! its customers' console. Sessions opened by portal links for such tenants get a cookie a
@@ -64,4 +65,37 @@ pub async fn policy(State(s): State<AppState>, req: Request, next: Next) -> Resp
         h.remove(header::X_FRAME_OPTIONS);
     }
     r
+}
+
+/// A partner's logo, for the console's header. Not secret (it is the platform's own mark);
+/// served as the type its bytes were checked to be, never sniffed.
+pub async fn logo(
+    State(s): State<AppState>,
+    axum::extract::Path(pid): axum::extract::Path<String>,
+) -> Response {
+    use axum::response::IntoResponse;
+    let kind = match s.store.get_partner(&pid).await {
+        Ok(Some(p)) => p.brand.logo_type,
+        _ => None,
+    };
+    let bytes = match kind {
+        Some(_) => s.store.partner_logo(&pid).await.ok().flatten(),
+        None => None,
+    };
+    match (kind, bytes) {
+        (Some(kind), Some(bytes)) => (
+            [
+                (header::CONTENT_TYPE, kind),
+                (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_string()),
+                (
+                    header::CONTENT_SECURITY_POLICY,
+                    "default-src 'none'".to_string(),
+                ),
+                (header::CACHE_CONTROL, "public, max-age=300".to_string()),
+            ],
+            bytes,
+        )
+            .into_response(),
+        _ => (axum::http::StatusCode::NOT_FOUND, "no logo").into_response(),
+    }
 }

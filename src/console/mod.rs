@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/console/logout", post(pages::sign_in::logout))
         .route("/console/portal/{code}", get(pages::sign_in::portal))
         .route("/console/assets/{file}", get(view::asset))
+        .route("/console/brand/{pid}/logo", get(frame::logo))
         .route(owner, get(pages::integrations::integrations))
         .route(
             &format!("{owner}/reconciliation"),

@@ -136,6 +136,8 @@ pub struct Session {
     pub expires_at: i64,
     /// Opened by a portal link (signing out ends its stored grant).
     pub portal: bool,
+    /// The look of the partner whose tenant (or who) is signed in, if it set one.
+    pub brand: Option<serde_json::Value>,
 }
 
 impl Session {
@@ -155,6 +157,25 @@ impl Session {
             _ => p.role.as_str().into(),
         }
     }
+}
+
+/// The partner's brand for what `p` sees: its own partner's, or its tenant's partner's.
+async fn brand_of(state: &AppState, p: &Principal) -> Option<serde_json::Value> {
+    let pid = match (&p.partner_id, &p.tenant_id) {
+        (Some(pid), _) => pid.clone(),
+        (None, Some(tid)) => state.tenant_partner(tid).await.ok().flatten().flatten()?,
+        _ => return None,
+    };
+    let partner = state.store.get_partner(&pid).await.ok().flatten()?;
+    let b = partner.brand;
+    if b == Default::default() {
+        return None;
+    }
+    Some(serde_json::json!({
+        "name": b.name,
+        "accent": b.accent,
+        "logo": b.logo_type.as_ref().map(|_| crate::api::partners::logo_path(&pid)),
+    }))
 }
 
 impl FromRequestParts<AppState> for Session {
@@ -194,7 +215,9 @@ impl FromRequestParts<AppState> for Session {
         if principal.role == Role::Ingest {
             return Err(to_login());
         }
+        let brand = brand_of(state, &principal).await;
         Ok(Session {
+            brand,
             csrf: csrf_for(&state.sealer, &cookie),
             principal,
             sid: sealed.sid,

@@ -85,6 +85,9 @@ pub fn page(
     if let (Value::Object(m), Some(s)) = (&mut ctx, session) {
         m.insert("who".into(), Value::String(s.who()));
         m.insert("csrf".into(), Value::String(s.csrf.clone()));
+        if let Some(b) = &s.brand {
+            m.insert("brand".into(), b.clone());
+        }
     }
     let rendered = ENV
         .get_template(template)

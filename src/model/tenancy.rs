@@ -11,6 +11,60 @@ pub struct Partner {
     /// platform's own admin UI), beside the node's `CALLHOOK_FRAME_ANCESTORS`.
     #[serde(default)]
     pub frame_ancestors: Vec<String>,
+    /// What this partner's tenants see in the console instead of callhook's look.
+    #[serde(default)]
+    pub brand: Brand,
+}
+
+/// A partner's look in its tenants' console: a product name, an accent colour, a logo.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct Brand {
+    /// Shown in the console's header and title, e.g. "Example PBX Webhooks" (1–60 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// `#rrggbb`, for links and buttons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^#[0-9a-fA-F]{6}$")]
+    pub accent: Option<String>,
+    /// The uploaded logo's media type (PUT /v1/partners/{pid}/logo); none without a logo.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub logo_type: Option<String>,
+}
+
+/// The largest logo accepted.
+pub const MAX_LOGO_BYTES: usize = 64 * 1024;
+
+/// Checks a brand's name and accent colour.
+pub fn check_brand(name: Option<&str>, accent: Option<&str>) -> Result<(), String> {
+    if let Some(n) = name {
+        check_label("brand.name", n)?;
+        if n.chars().count() > 60 {
+            return Err("`brand.name` is at most 60 characters".into());
+        }
+    }
+    if let Some(a) = accent {
+        let hex = a.strip_prefix('#').unwrap_or_default();
+        if hex.len() != 6 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "`brand.accent` must be a colour such as #1f5fbf, not `{a}`"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The media type of a logo, told from its first bytes (never from what the client says):
+/// PNG, JPEG or WebP. SVG is refused: it can carry script.
+pub fn logo_type(bytes: &[u8]) -> Option<&'static str> {
+    if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some("image/png")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("image/jpeg")
+    } else if bytes.len() > 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        Some("image/webp")
+    } else {
+        None
+    }
 }
 
 /// The most origins one frame-ancestors list may name.

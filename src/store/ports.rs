@@ -35,6 +35,13 @@ pub trait Tenancy: Send + Sync {
     async fn get_partner(&self, id: &str) -> StoreResult<Option<Partner>>;
     /// Replaces a partner's name and settings; false when there is none of that id.
     async fn update_partner(&self, partner: Partner) -> StoreResult<bool>;
+    /// Stores (or, with `None`, removes) a partner's logo: its media type and bytes.
+    async fn set_partner_logo(
+        &self,
+        id: &str,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> StoreResult<bool>;
+    async fn partner_logo(&self, id: &str) -> StoreResult<Option<Vec<u8>>>;
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()>;
     async fn get_tenant(&self, id: &str) -> StoreResult<Option<Tenant>>;
     async fn update_tenant(&self, tenant: Tenant) -> StoreResult<()>;

@@ -88,7 +88,7 @@ impl Browser {
         self.send(req).await
     }
 
-    async fn sign_in(&mut self, token: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, token: &str) -> Page {
         self.post("/console/login", &[("token", token)]).await
     }
 }

@@ -383,3 +383,106 @@ async fn open(server: &TestServer, link: Value) -> (Browser, String) {
         .map(|(_, v)| v.to_string());
     (b, cookie)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partners_brand_is_what_its_tenants_see_and_only_images_it_can_vouch_for_are_logos() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    let (alpha, _) = tenant_with_two(&server, "acme").await;
+    for (brand, says) in [
+        (json!({"accent": "blue"}), "#1f5fbf"),
+        (json!({"name": ""}), "brand.name"),
+        (json!({"name": "x", "logo": "y"}), "unknown field"),
+    ] {
+        let (st, v) = partner
+            .patch("/v1/partners/p1", json!({"brand": brand}))
+            .await;
+        assert_eq!(st, 422, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(says),
+            "{v}"
+        );
+    }
+    let (st, v) = partner
+        .patch(
+            "/v1/partners/p1",
+            json!({"brand": {"name": "Example PBX Webhooks", "accent": "#0A7D5A"}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        v["brand"],
+        json!({"name": "Example PBX Webhooks", "accent": "#0a7d5a"})
+    );
+
+    // Logos: the bytes decide, not the client's word; SVG (script) and oversize are refused.
+    let put = |token: String, body: Vec<u8>| {
+        let base = server.base.clone();
+        async move {
+            let res = reqwest::Client::new()
+                .put(format!("{base}/v1/partners/p1/logo"))
+                .bearer_auth(token)
+                .header("content-type", "image/png")
+                .body(body)
+                .send()
+                .await
+                .expect("put");
+            (
+                res.status().as_u16(),
+                res.json::<Value>().await.unwrap_or_default(),
+            )
+        }
+    };
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    png.extend_from_slice(&[0u8; 200]);
+    let svg = b"<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>".to_vec();
+    assert_eq!(put(partner.token.clone(), svg).await.0, 415);
+    let mut huge = png.clone();
+    huge.resize(65 * 1024, 0);
+    assert_eq!(put(partner.token.clone(), huge).await.0, 413);
+    let tenant = server.tenant("solo").await;
+    assert_eq!(put(tenant.token.clone(), png.clone()).await.0, 404);
+    let (st, v) = put(partner.token.clone(), png.clone()).await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["logo_url"], "/console/brand/p1/logo");
+    let logo = reqwest::get(format!("{}/console/brand/p1/logo", server.base))
+        .await
+        .expect("logo");
+    assert_eq!(logo.headers()["content-type"], "image/png");
+    assert_eq!(logo.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(logo.bytes().await.expect("bytes").to_vec(), png);
+
+    // The tenant's console (here through a portal session) wears it; another tenant's does not.
+    let (_, link) = partner
+        .post(
+            "/v1/tenants/acme/portal-links",
+            json!({"role": "tenant_viewer", "integration_ids": [alpha]}),
+        )
+        .await;
+    let (mut b, _) = open(&server, link).await;
+    let page = b.get("/console/t/acme").await;
+    assert!(page.html.contains("Example PBX Webhooks"), "{}", page.html);
+    assert!(page.html.contains("--accent: #0a7d5a"));
+    // (minijinja escapes `/` in attributes)
+    assert!(
+        page.html
+            .replace("&#x2f;", "/")
+            .contains("src=\"/console/brand/p1/logo\""),
+        "{}",
+        page.html
+    );
+    let mut plain = crate::console::Browser::new(&server);
+    plain.sign_in(&tenant.token).await;
+    let page = plain.get("/console/t/solo").await;
+    assert!(!page.html.contains("Example PBX"), "{}", page.html);
+    assert_eq!(
+        reqwest::get(format!("{}/console/brand/solo/logo", server.base))
+            .await
+            .expect("get")
+            .status(),
+        404
+    );
+}

@@ -208,6 +208,8 @@ CREATE TABLE portal_sessions (
 );
 CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
 ALTER TABLE partners ADD COLUMN frame_ancestors TEXT;
+ALTER TABLE partners ADD COLUMN brand TEXT;
+ALTER TABLE partners ADD COLUMN logo BYTEA;
 "#,
 ];
 

@@ -20,6 +20,21 @@ impl Tenancy for PgStore {
     async fn update_partner(&self, partner: Partner) -> StoreResult<bool> {
         in_tx!(self, |tx| update_partner(&tx, &partner).await?)
     }
+    async fn set_partner_logo(
+        &self,
+        id: &str,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> StoreResult<bool> {
+        in_tx!(self, |tx| set_partner_logo(
+            &tx,
+            id,
+            logo.as_ref().map(|(t, b)| (t.as_str(), b.as_slice()))
+        )
+        .await?)
+    }
+    async fn partner_logo(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        on_conn!(self, |c| partner_logo(&c, id).await?)
+    }
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
         in_tx!(self, |tx| create_tenant(&tx, &tenant).await?)
     }
@@ -55,12 +70,14 @@ impl Tenancy for PgStore {
 pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()> {
     execute(
         c,
-        "INSERT INTO partners (id, name, created_at, frame_ancestors) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO partners (id, name, created_at, frame_ancestors, brand)
+         VALUES ($1, $2, $3, $4, $5)",
         &[
             &p.id,
             &p.name,
             &p.created_at,
             &list_text(&p.frame_ancestors),
+            &brand_text(&p.brand),
         ],
     )
     .await
@@ -71,7 +88,7 @@ pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()
 pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Partner>> {
     Ok(query_opt(
         c,
-        "SELECT id, name, created_at, frame_ancestors FROM partners WHERE id = $1",
+        "SELECT id, name, created_at, frame_ancestors, brand FROM partners WHERE id = $1",
         &[&id],
     )
     .await?
@@ -80,17 +97,58 @@ pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<P
         name: r.get(1),
         created_at: r.get(2),
         frame_ancestors: list_from(r.get(3)),
+        brand: brand_from(r.get(4)),
     }))
 }
 
 pub async fn update_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<bool> {
     Ok(execute(
         c,
-        "UPDATE partners SET name = $2, frame_ancestors = $3 WHERE id = $1",
-        &[&p.id, &p.name, &list_text(&p.frame_ancestors)],
+        "UPDATE partners SET name = $2, frame_ancestors = $3, brand = $4 WHERE id = $1",
+        &[
+            &p.id,
+            &p.name,
+            &list_text(&p.frame_ancestors),
+            &brand_text(&p.brand),
+        ],
     )
     .await?
         > 0)
+}
+
+pub async fn set_partner_logo<C: GenericClient>(
+    c: &C,
+    id: &str,
+    logo: Option<(&str, &[u8])>,
+) -> PgResult<bool> {
+    let Some(mut p) = get_partner(c, id).await? else {
+        return Ok(false);
+    };
+    p.brand.logo_type = logo.map(|(t, _)| t.to_string());
+    Ok(execute(
+        c,
+        "UPDATE partners SET brand = $2, logo = $3 WHERE id = $1",
+        &[&id, &brand_text(&p.brand), &logo.map(|(_, b)| b)],
+    )
+    .await?
+        > 0)
+}
+
+pub async fn partner_logo<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Vec<u8>>> {
+    Ok(
+        query_opt(c, "SELECT logo FROM partners WHERE id = $1", &[&id])
+            .await?
+            .and_then(|r| r.get::<_, Option<Vec<u8>>>(0)),
+    )
+}
+
+fn brand_text(b: &crate::model::tenancy::Brand) -> Option<String> {
+    (b != &Default::default()).then(|| serde_json::to_string(b).unwrap_or_default())
+}
+
+fn brand_from(text: Option<String>) -> crate::model::tenancy::Brand {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 fn list_text(list: &[String]) -> Option<String> {

@@ -207,6 +207,8 @@ CREATE TABLE portal_sessions (
 ) WITHOUT ROWID;
 CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
 ALTER TABLE partners ADD COLUMN frame_ancestors TEXT;
+ALTER TABLE partners ADD COLUMN brand TEXT;
+ALTER TABLE partners ADD COLUMN logo BLOB;
 "#,
 ];
 

@@ -21,6 +21,25 @@ impl Tenancy for SqliteStore {
     async fn update_partner(&self, partner: Partner) -> StoreResult<bool> {
         self.write(move |c| update_partner(c, &partner)).await
     }
+    async fn set_partner_logo(
+        &self,
+        id: &str,
+        logo: Option<(String, Vec<u8>)>,
+    ) -> StoreResult<bool> {
+        let id = owned(id);
+        self.write(move |c| {
+            set_partner_logo(
+                c,
+                &id,
+                logo.as_ref().map(|(t, b)| (t.as_str(), b.as_slice())),
+            )
+        })
+        .await
+    }
+    async fn partner_logo(&self, id: &str) -> StoreResult<Option<Vec<u8>>> {
+        let id = owned(id);
+        self.read(move |c| partner_logo(c, &id)).await
+    }
     async fn create_tenant(&self, tenant: Tenant) -> StoreResult<()> {
         self.write(move |c| create_tenant(c, &tenant)).await
     }
@@ -39,8 +58,15 @@ impl Tenancy for SqliteStore {
 
 pub fn create_partner(c: &Connection, p: &Partner) -> StoreResult<()> {
     c.execute(
-        "INSERT INTO partners (id, name, created_at, frame_ancestors) VALUES (?1, ?2, ?3, ?4)",
-        params![p.id, p.name, p.created_at, list_text(&p.frame_ancestors)],
+        "INSERT INTO partners (id, name, created_at, frame_ancestors, brand)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![
+            p.id,
+            p.name,
+            p.created_at,
+            list_text(&p.frame_ancestors),
+            brand_text(&p.brand)
+        ],
     )
     .map_err(conflict_on_unique("a partner with this id"))?;
     Ok(())
@@ -48,7 +74,7 @@ pub fn create_partner(c: &Connection, p: &Partner) -> StoreResult<()> {
 
 pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
     c.query_row(
-        "SELECT id, name, created_at, frame_ancestors FROM partners WHERE id = ?1",
+        "SELECT id, name, created_at, frame_ancestors, brand FROM partners WHERE id = ?1",
         [id],
         |r| {
             Ok(Partner {
@@ -56,6 +82,7 @@ pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
                 name: r.get(1)?,
                 created_at: r.get(2)?,
                 frame_ancestors: list_from(r.get(3)?),
+                brand: brand_from(r.get(4)?),
             })
         },
     )
@@ -65,11 +92,51 @@ pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
 
 pub fn update_partner(c: &Connection, p: &Partner) -> StoreResult<bool> {
     c.execute(
-        "UPDATE partners SET name = ?2, frame_ancestors = ?3 WHERE id = ?1",
-        params![p.id, p.name, list_text(&p.frame_ancestors)],
+        "UPDATE partners SET name = ?2, frame_ancestors = ?3, brand = ?4 WHERE id = ?1",
+        params![
+            p.id,
+            p.name,
+            list_text(&p.frame_ancestors),
+            brand_text(&p.brand)
+        ],
     )
     .map(|n| n > 0)
     .map_err(internal)
+}
+
+pub fn set_partner_logo(
+    c: &Connection,
+    id: &str,
+    logo: Option<(&str, &[u8])>,
+) -> StoreResult<bool> {
+    let Some(mut p) = get_partner(c, id)? else {
+        return Ok(false);
+    };
+    p.brand.logo_type = logo.map(|(t, _)| t.to_string());
+    c.execute(
+        "UPDATE partners SET brand = ?2, logo = ?3 WHERE id = ?1",
+        params![id, brand_text(&p.brand), logo.map(|(_, b)| b)],
+    )
+    .map(|n| n > 0)
+    .map_err(internal)
+}
+
+pub fn partner_logo(c: &Connection, id: &str) -> StoreResult<Option<Vec<u8>>> {
+    c.query_row("SELECT logo FROM partners WHERE id = ?1", [id], |r| {
+        r.get::<_, Option<Vec<u8>>>(0)
+    })
+    .optional()
+    .map(Option::flatten)
+    .map_err(internal)
+}
+
+fn brand_text(b: &crate::model::tenancy::Brand) -> Option<String> {
+    (b != &Default::default()).then(|| serde_json::to_string(b).unwrap_or_default())
+}
+
+fn brand_from(text: Option<String>) -> crate::model::tenancy::Brand {
+    text.and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default()
 }
 
 fn list_text(list: &[String]) -> Option<String> {
