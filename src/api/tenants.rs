@@ -174,6 +174,7 @@ pub(crate) async fn update(
     body: LazyBody,
 ) -> ApiResult<Json<TenantOut>> {
     let mut tenant = s.visible_tenant(&p, &tid).await?;
+    let before = tenant.partner_id.clone();
     p.require(
         matches!(p.role, Role::Operator | Role::PartnerAdmin),
         "change tenants",
@@ -191,8 +192,18 @@ pub(crate) async fn update(
     if let Some(max) = patch.max_integrations {
         tenant.max_integrations = check_max(max)?;
     }
+    let moved = tenant.partner_id != before;
     tenant.updated_at = s.now_ms();
     s.store.update_tenant(tenant.clone()).await?;
+    if moved {
+        // The old partner's links into this tenant, and its customers' sessions, end here.
+        s.store
+            .end_portal_access(
+                crate::store::PortalAccess::Tenant(tenant.id.clone()),
+                tenant.updated_at,
+            )
+            .await?;
+    }
     s.known_tenants
         .write()
         .insert(tenant.id.clone(), tenant.partner_id.clone());

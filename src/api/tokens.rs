@@ -134,6 +134,13 @@ pub(crate) async fn revoke(
     }
     s.store.delete_token(&id).await?;
     s.tokens.forget_id(&id);
+    // What the token handed out goes with it: unopened portal links, and their sessions.
+    s.store
+        .end_portal_access(
+            crate::store::PortalAccess::CreatedBy(id.clone()),
+            s.now_ms(),
+        )
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -42,6 +42,11 @@ pub async fn ancestors_for(s: &AppState, path: &str) -> Vec<String> {
 pub async fn policy(State(s): State<AppState>, req: Request, next: Next) -> Response {
     let path = req.uri().path().to_string();
     let mut r = next.run(req).await;
+    // Only a page the caller may see names its partner's origins: an error page (another
+    // tenant's, one that does not exist) keeps `'none'` and tells nothing.
+    if !r.status().is_success() {
+        return r;
+    }
     let Some(csp) = r
         .headers()
         .get(header::CONTENT_SECURITY_POLICY)

@@ -90,6 +90,9 @@ pub trait Portal: Send + Sync {
     ) -> StoreResult<Vec<PortalSession>>;
     /// Ends a session of the tenant; false when it has none of that id (or it had ended).
     async fn end_portal_session(&self, tenant_id: &str, id: &str, now: i64) -> StoreResult<bool>;
+    /// Drops the unopened links and ends the sessions of a tenant (it moved to another partner)
+    /// or made by a token (it was revoked).
+    async fn end_portal_access(&self, whose: PortalAccess, now: i64) -> StoreResult<()>;
 }
 
 #[async_trait]

@@ -130,3 +130,24 @@ pub fn delivery_id_bound(before_ms: i64) -> String {
     let ulid = ulid::Ulid::from_parts(before_ms.max(0) as u64, 0);
     format!("dlv_{}", ulid.to_string().to_ascii_lowercase())
 }
+
+/// A partner's brand as stored: name and accent as JSON (NULL when unset); the logo's type
+/// lives in a column of its own, written only with the logo.
+pub(crate) fn brand_text(b: &crate::model::tenancy::Brand) -> Option<String> {
+    let kept = crate::model::tenancy::Brand {
+        logo_type: None,
+        ..b.clone()
+    };
+    (kept != Default::default()).then(|| serde_json::to_string(&kept).unwrap_or_default())
+}
+
+pub(crate) fn brand_from(
+    text: Option<String>,
+    logo_type: Option<String>,
+) -> crate::model::tenancy::Brand {
+    let mut b: crate::model::tenancy::Brand = text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    b.logo_type = logo_type;
+    b
+}

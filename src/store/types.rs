@@ -211,6 +211,23 @@ pub enum NextStep {
     },
 }
 
+/// Whose portal access [`super::Portal::end_portal_access`] ends.
+#[derive(Debug, Clone)]
+pub enum PortalAccess {
+    Tenant(String),
+    CreatedBy(String),
+}
+
+impl PortalAccess {
+    /// The column it is matched on, and the value.
+    pub fn column(&self) -> (&'static str, &str) {
+        match self {
+            PortalAccess::Tenant(t) => ("tenant_id", t),
+            PortalAccess::CreatedBy(t) => ("created_by", t),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Outcome {
     pub head: DeliveryHead,

@@ -281,6 +281,16 @@ async fn a_partner_lets_its_own_admin_ui_frame_its_tenants_console_and_no_one_el
             "a scheme, a host and a port only",
         ),
         (json!(["*"]), "not an origin"),
+        // What the URL parser lets through but a CSP must not get.
+        (json!(["https://*"]), "a scheme, a host and a port only"),
+        (
+            json!(["https://x;sandbox"]),
+            "a scheme, a host and a port only",
+        ),
+        (
+            json!(["https://a'b.example"]),
+            "a scheme, a host and a port only",
+        ),
     ] {
         let (st, v) = partner
             .patch("/v1/partners/p1", json!({"frame_ancestors": list}))
@@ -353,10 +363,15 @@ async fn a_partner_lets_its_own_admin_ui_frame_its_tenants_console_and_no_one_el
         "{csp}"
     );
     assert_eq!(xfo, None);
-    // Another partner's tenant, and the sign-in page, stay unframeable.
-    let _ = server.tenant("solo").await;
+    // The sign-in page stays unframeable, and a page the session may not see (another tenant
+    // of the same partner, one that does not exist) tells nothing of the partner's origins.
     let (csp, _) = b.get_raw("/console/login").await;
     assert!(csp.contains("frame-ancestors 'none'"), "{csp}");
+    let _ = tenant_with_two(&server, "globex").await;
+    for path in ["/console/t/globex", "/console/t/nobody"] {
+        let (csp, _) = b.get_raw(path).await;
+        assert!(!csp.contains("example-pbx"), "{path}: {csp}");
+    }
 }
 
 /// Opens a portal link in a new browser: the browser, and the Set-Cookie it got.
@@ -448,6 +463,14 @@ async fn a_partners_brand_is_what_its_tenants_see_and_only_images_it_can_vouch_f
     let (st, v) = put(partner.token.clone(), png.clone()).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["logo_url"], "/console/brand/p1/logo");
+    // Changing the brand's words keeps the logo (it is written only with the logo).
+    let (_, v) = partner
+        .patch(
+            "/v1/partners/p1",
+            json!({"brand": {"name": "Example PBX Webhooks", "accent": "#0a7d5a"}}),
+        )
+        .await;
+    assert_eq!(v["logo_url"], "/console/brand/p1/logo", "{v}");
     let logo = reqwest::get(format!("{}/console/brand/p1/logo", server.base))
         .await
         .expect("logo");
@@ -485,4 +508,63 @@ async fn a_partners_brand_is_what_its_tenants_see_and_only_images_it_can_vouch_f
             .status(),
         404
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn portal_access_ends_when_the_tenant_changes_partner_or_the_token_that_made_it_is_revoked() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    let _ = partner_admin(&server, "p2").await;
+    let _ = tenant_with_two(&server, "acme").await;
+    let link = || async {
+        partner
+            .post(
+                "/v1/tenants/acme/portal-links",
+                json!({"role": "tenant_admin"}),
+            )
+            .await
+            .1
+    };
+    // Moved to another partner: the old partner's sessions and unopened links end.
+    let (mut opened, _) = open(&server, link().await).await;
+    assert_eq!(opened.get("/console/t/acme").await.status, 200);
+    let unopened = link().await;
+    let (st, v) = server
+        .admin()
+        .patch("/v1/tenants/acme", json!({"partner_id": "p2"}))
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        opened.get("/console/t/acme").await.location,
+        "/console/login"
+    );
+    assert_eq!(
+        open(&server, unopened).await.1,
+        "",
+        "the link opens nothing"
+    );
+
+    // Back with p1; then p1's admin token is revoked: what it handed out ends with it.
+    let (st, _) = server
+        .admin()
+        .patch("/v1/tenants/acme", json!({"partner_id": "p1"}))
+        .await;
+    assert_eq!(st, 200);
+    let (mut opened, _) = open(&server, link().await).await;
+    let unopened = link().await;
+    assert_eq!(opened.get("/console/t/acme").await.status, 200);
+    let (_, tokens) = server.admin().get("/v1/tokens").await;
+    let id = tokens["items"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["partner_id"] == "p1"))
+        .and_then(|t| t["id"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let (st, _) = server.admin().delete(&format!("/v1/tokens/{id}")).await;
+    assert_eq!(st, 204);
+    assert_eq!(
+        opened.get("/console/t/acme").await.location,
+        "/console/login"
+    );
+    assert_eq!(open(&server, unopened).await.1, "");
 }

@@ -55,6 +55,9 @@ impl Portal for PgStore {
             .filter_map(session_row)
             .collect::<Vec<_>>())
     }
+    async fn end_portal_access(&self, whose: PortalAccess, now: i64) -> StoreResult<()> {
+        in_tx!(self, |tx| end_access(&tx, &whose, now).await?)
+    }
     async fn end_portal_session(&self, tenant_id: &str, id: &str, now: i64) -> StoreResult<bool> {
         in_tx!(self, |tx| execute(
             &tx,
@@ -65,6 +68,25 @@ impl Portal for PgStore {
         .await?
             > 0)
     }
+}
+
+async fn end_access<C: GenericClient>(c: &C, whose: &PortalAccess, now: i64) -> PgResult<()> {
+    let (column, value) = whose.column();
+    execute(
+        c,
+        &format!("DELETE FROM portal_links WHERE {column} = $1"),
+        &[&value],
+    )
+    .await?;
+    execute(
+        c,
+        &format!(
+            "UPDATE portal_sessions SET ended_at = $2 WHERE {column} = $1 AND ended_at IS NULL"
+        ),
+        &[&value, &now],
+    )
+    .await?;
+    Ok(())
 }
 
 async fn create_link<C: GenericClient>(c: &C, l: &PortalLink) -> PgResult<()> {
@@ -105,23 +127,32 @@ async fn redeem<C: GenericClient>(
         c,
         "UPDATE portal_links SET used_at = $2
          WHERE hash = $1 AND used_at IS NULL AND expires_at > $2
-         RETURNING tenant_id, role, integration_ids",
+         RETURNING tenant_id, role, integration_ids, created_by",
         &[&&hash[..], &now],
     )
     .await?;
     let Some(row) = used else {
         return Ok(None);
     };
-    let (tenant_id, role, ids): (String, String, Option<String>) =
-        (row.get(0), row.get(1), row.get(2));
+    let (tenant_id, role, ids, created_by): (String, String, Option<String>, String) =
+        (row.get(0), row.get(1), row.get(2), row.get(3));
     let Some(role) = Role::parse(&role) else {
         return Ok(None);
     };
     execute(
         c,
-        "INSERT INTO portal_sessions (id, tenant_id, role, integration_ids, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&sid, &tenant_id, &role.as_str(), &ids, &now, &expires_at],
+        "INSERT INTO portal_sessions
+         (id, tenant_id, role, integration_ids, created_by, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            &sid,
+            &tenant_id,
+            &role.as_str(),
+            &ids,
+            &created_by,
+            &now,
+            &expires_at,
+        ],
     )
     .await?;
     Ok(Some(PortalSession {

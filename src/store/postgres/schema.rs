@@ -202,14 +202,21 @@ CREATE TABLE portal_sessions (
     tenant_id TEXT NOT NULL,
     role TEXT NOT NULL,
     integration_ids TEXT,
+    created_by TEXT NOT NULL,
     created_at BIGINT NOT NULL,
     expires_at BIGINT NOT NULL,
     ended_at BIGINT
 );
 CREATE INDEX portal_sessions_by_tenant ON portal_sessions(tenant_id, created_at);
+"#,
+    // 5: what a partner's tenants see of it: origins that may frame their console, its brand
+    // (name, accent), its logo and the logo's checked media type (a column of its own, written
+    // only with the logo, so a settings change cannot undo an upload).
+    r#"
 ALTER TABLE partners ADD COLUMN frame_ancestors TEXT;
 ALTER TABLE partners ADD COLUMN brand TEXT;
 ALTER TABLE partners ADD COLUMN logo BYTEA;
+ALTER TABLE partners ADD COLUMN logo_type TEXT;
 "#,
 ];
 

@@ -88,7 +88,7 @@ pub async fn create_partner<C: GenericClient>(c: &C, p: &Partner) -> PgResult<()
 pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<Partner>> {
     Ok(query_opt(
         c,
-        "SELECT id, name, created_at, frame_ancestors, brand FROM partners WHERE id = $1",
+        "SELECT id, name, created_at, frame_ancestors, brand, logo_type FROM partners WHERE id = $1",
         &[&id],
     )
     .await?
@@ -97,7 +97,7 @@ pub async fn get_partner<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<P
         name: r.get(1),
         created_at: r.get(2),
         frame_ancestors: list_from(r.get(3)),
-        brand: brand_from(r.get(4)),
+        brand: brand_from(r.get(4), r.get(5)),
     }))
 }
 
@@ -121,14 +121,10 @@ pub async fn set_partner_logo<C: GenericClient>(
     id: &str,
     logo: Option<(&str, &[u8])>,
 ) -> PgResult<bool> {
-    let Some(mut p) = get_partner(c, id).await? else {
-        return Ok(false);
-    };
-    p.brand.logo_type = logo.map(|(t, _)| t.to_string());
     Ok(execute(
         c,
-        "UPDATE partners SET brand = $2, logo = $3 WHERE id = $1",
-        &[&id, &brand_text(&p.brand), &logo.map(|(_, b)| b)],
+        "UPDATE partners SET logo_type = $2, logo = $3 WHERE id = $1",
+        &[&id, &logo.map(|(t, _)| t), &logo.map(|(_, b)| b)],
     )
     .await?
         > 0)
@@ -142,14 +138,7 @@ pub async fn partner_logo<C: GenericClient>(c: &C, id: &str) -> PgResult<Option<
     )
 }
 
-fn brand_text(b: &crate::model::tenancy::Brand) -> Option<String> {
-    (b != &Default::default()).then(|| serde_json::to_string(b).unwrap_or_default())
-}
-
-fn brand_from(text: Option<String>) -> crate::model::tenancy::Brand {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
-}
+use crate::store::shared::{brand_from, brand_text};
 
 fn list_text(list: &[String]) -> Option<String> {
     (!list.is_empty()).then(|| serde_json::to_string(list).unwrap_or_default())

@@ -65,6 +65,9 @@ impl Portal for SqliteStore {
         })
         .await
     }
+    async fn end_portal_access(&self, whose: PortalAccess, now: i64) -> StoreResult<()> {
+        self.write(move |c| end_access(c, &whose, now)).await
+    }
     async fn end_portal_session(&self, tenant_id: &str, id: &str, now: i64) -> StoreResult<bool> {
         let (tid, id) = (owned(tenant_id), owned(id));
         self.write(move |c| {
@@ -78,6 +81,23 @@ impl Portal for SqliteStore {
         })
         .await
     }
+}
+
+fn end_access(c: &Connection, whose: &PortalAccess, now: i64) -> StoreResult<()> {
+    let (column, value) = whose.column();
+    c.execute(
+        &format!("DELETE FROM portal_links WHERE {column} = ?1"),
+        [value],
+    )
+    .map_err(internal)?;
+    c.execute(
+        &format!(
+            "UPDATE portal_sessions SET ended_at = ?2 WHERE {column} = ?1 AND ended_at IS NULL"
+        ),
+        params![value, now],
+    )
+    .map_err(internal)?;
+    Ok(())
 }
 
 fn create_link(c: &Connection, l: &PortalLink) -> StoreResult<()> {
@@ -112,26 +132,35 @@ fn redeem(
     expires_at: i64,
     now: i64,
 ) -> StoreResult<Option<PortalSession>> {
-    let used: Option<(String, String, Option<String>)> = c
+    let used: Option<(String, String, Option<String>, String)> = c
         .query_row(
             "UPDATE portal_links SET used_at = ?2
              WHERE hash = ?1 AND used_at IS NULL AND expires_at > ?2
-             RETURNING tenant_id, role, integration_ids",
+             RETURNING tenant_id, role, integration_ids, created_by",
             params![&hash[..], now],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
         )
         .optional()
         .map_err(internal)?;
-    let Some((tenant_id, role, ids)) = used else {
+    let Some((tenant_id, role, ids, created_by)) = used else {
         return Ok(None);
     };
     let Some(role) = Role::parse(&role) else {
         return Ok(None);
     };
     c.execute(
-        "INSERT INTO portal_sessions (id, tenant_id, role, integration_ids, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![sid, tenant_id, role.as_str(), ids, now, expires_at],
+        "INSERT INTO portal_sessions
+         (id, tenant_id, role, integration_ids, created_by, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        params![
+            sid,
+            tenant_id,
+            role.as_str(),
+            ids,
+            created_by,
+            now,
+            expires_at
+        ],
     )
     .map_err(internal)?;
     Ok(Some(PortalSession {

@@ -74,7 +74,7 @@ pub fn create_partner(c: &Connection, p: &Partner) -> StoreResult<()> {
 
 pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
     c.query_row(
-        "SELECT id, name, created_at, frame_ancestors, brand FROM partners WHERE id = ?1",
+        "SELECT id, name, created_at, frame_ancestors, brand, logo_type FROM partners WHERE id = ?1",
         [id],
         |r| {
             Ok(Partner {
@@ -82,7 +82,7 @@ pub fn get_partner(c: &Connection, id: &str) -> StoreResult<Option<Partner>> {
                 name: r.get(1)?,
                 created_at: r.get(2)?,
                 frame_ancestors: list_from(r.get(3)?),
-                brand: brand_from(r.get(4)?),
+                brand: brand_from(r.get(4)?, r.get(5)?),
             })
         },
     )
@@ -109,13 +109,9 @@ pub fn set_partner_logo(
     id: &str,
     logo: Option<(&str, &[u8])>,
 ) -> StoreResult<bool> {
-    let Some(mut p) = get_partner(c, id)? else {
-        return Ok(false);
-    };
-    p.brand.logo_type = logo.map(|(t, _)| t.to_string());
     c.execute(
-        "UPDATE partners SET brand = ?2, logo = ?3 WHERE id = ?1",
-        params![id, brand_text(&p.brand), logo.map(|(_, b)| b)],
+        "UPDATE partners SET logo_type = ?2, logo = ?3 WHERE id = ?1",
+        params![id, logo.map(|(t, _)| t), logo.map(|(_, b)| b)],
     )
     .map(|n| n > 0)
     .map_err(internal)
@@ -130,14 +126,7 @@ pub fn partner_logo(c: &Connection, id: &str) -> StoreResult<Option<Vec<u8>>> {
     .map_err(internal)
 }
 
-fn brand_text(b: &crate::model::tenancy::Brand) -> Option<String> {
-    (b != &Default::default()).then(|| serde_json::to_string(b).unwrap_or_default())
-}
-
-fn brand_from(text: Option<String>) -> crate::model::tenancy::Brand {
-    text.and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default()
-}
+use crate::store::shared::{brand_from, brand_text};
 
 fn list_text(list: &[String]) -> Option<String> {
     (!list.is_empty()).then(|| serde_json::to_string(list).unwrap_or_default())
