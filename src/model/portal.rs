@@ -40,6 +40,26 @@ pub struct PortalSession {
 }
 
 impl PortalSession {
+    /// The session a link opens: the link's tenant, role and scope (as stored), from `now`.
+    pub fn opened(
+        id: &str,
+        tenant_id: String,
+        role: Role,
+        integration_ids: Option<String>,
+        now: i64,
+        expires_at: i64,
+    ) -> PortalSession {
+        PortalSession {
+            id: id.to_string(),
+            tenant_id,
+            role,
+            integration_ids: ids_from_text(integration_ids),
+            created_at: now,
+            expires_at,
+            ended_at: None,
+        }
+    }
+
     pub fn active(&self, now: i64) -> bool {
         self.ended_at.is_none() && self.expires_at > now
     }

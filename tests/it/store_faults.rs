@@ -19,8 +19,14 @@ struct Flood {
     slowest: Duration,
 }
 
-/// Posts batches of 10 events (ids `{prefix}{n}`, one call each) until `stop`.
-fn flood(api: Api, prefix: &'static str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<Flood> {
+/// Posts batches of 10 events (ids `{prefix}{n}`, one call each) until `stop`, counting the
+/// acknowledged batches in `acked` (so the test waits for progress, not for time).
+fn flood(
+    api: Api,
+    prefix: &'static str,
+    stop: Arc<AtomicBool>,
+    acked: tokio::sync::watch::Sender<usize>,
+) -> tokio::task::JoinHandle<Flood> {
     tokio::spawn(async move {
         let mut seen = Flood::default();
         let mut n = 0;
@@ -36,6 +42,7 @@ fn flood(api: Api, prefix: &'static str, stop: Arc<AtomicBool>) -> tokio::task::
             seen.slowest = seen.slowest.max(started.elapsed());
             if st == 202 {
                 seen.acked.extend(ids);
+                acked.send_modify(|n| *n += 1);
             } else {
                 seen.refused.push((st, v));
                 // A client backs off a little when told the store is away.
@@ -95,8 +102,10 @@ async fn postgres_crashing_mid_flood_answers_503_while_down_and_delivers_every_a
     )
     .await;
     let stop = Arc::new(AtomicBool::new(false));
-    let flooding = flood(server.admin(), "f", stop.clone());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (acked, mut batches) = tokio::sync::watch::channel(0usize);
+    let flooding = flood(server.admin(), "f", stop.clone(), acked);
+    // Crashed mid-flood: once some batches are in.
+    let _ = batches.wait_for(|n| *n >= 20).await;
 
     let p = pg.clone();
     tokio::task::spawn_blocking(move || p.crash())
@@ -143,7 +152,9 @@ async fn postgres_crashing_mid_flood_answers_503_while_down_and_delivers_every_a
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert_eq!(st, 202, "{v}");
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The flood goes on after the recovery too.
+    let after = *batches.borrow();
+    let _ = batches.wait_for(|n| *n >= after + 20).await;
     stop.store(true, Ordering::Relaxed);
     let seen = flooding.await.expect("flood");
     assert!(

@@ -155,15 +155,9 @@ async fn redeem<C: GenericClient>(
         ],
     )
     .await?;
-    Ok(Some(PortalSession {
-        id: sid.to_string(),
-        tenant_id,
-        role,
-        integration_ids: ids_from_text(ids),
-        created_at: now,
-        expires_at,
-        ended_at: None,
-    }))
+    Ok(Some(PortalSession::opened(
+        sid, tenant_id, role, ids, now, expires_at,
+    )))
 }
 
 fn session_row(r: &Row) -> Option<PortalSession> {

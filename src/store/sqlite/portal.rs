@@ -163,15 +163,9 @@ fn redeem(
         ],
     )
     .map_err(internal)?;
-    Ok(Some(PortalSession {
-        id: sid.to_string(),
-        tenant_id,
-        role,
-        integration_ids: ids_from_text(ids),
-        created_at: now,
-        expires_at,
-        ended_at: None,
-    }))
+    Ok(Some(PortalSession::opened(
+        sid, tenant_id, role, ids, now, expires_at,
+    )))
 }
 
 fn session_row(r: &Row) -> rusqlite::Result<Option<PortalSession>> {
