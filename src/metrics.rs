@@ -67,10 +67,10 @@ pub const CLASSES: [&str; 8] = [
     "http_status",
     "request",
 ];
-const KINDS: [EventKind; 7] = EventKind::EVERY;
+const KINDS: [EventKind; 11] = EventKind::EVERY;
 
 pub struct Metrics {
-    ingested: [AtomicU64; 7],
+    ingested: [AtomicU64; 11],
     duplicates: AtomicU64,
     stale_states: AtomicU64,
     deliveries: [[AtomicU64; 8]; 4],
@@ -79,7 +79,7 @@ pub struct Metrics {
 }
 
 pub static METRICS: Metrics = Metrics {
-    ingested: [const { AtomicU64::new(0) }; 7],
+    ingested: [const { AtomicU64::new(0) }; 11],
     duplicates: AtomicU64::new(0),
     stale_states: AtomicU64::new(0),
     deliveries: [const { [const { AtomicU64::new(0) }; 8] }; 4],

@@ -92,16 +92,7 @@ pub(crate) async fn list(
             )
         })?),
     };
-    let limit = match q.get("limit") {
-        None => 50,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=500).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request("invalid_limit", "`limit` must be a number from 1 to 500")
-            })?,
-    };
+    let limit = super::limit_param(q.get("limit"), 50)?;
     let filter = DeliveryFilter {
         status,
         since: time_param("since", q.get("since"))?,

@@ -5,6 +5,7 @@ pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod integrations;
+pub(crate) mod notifications;
 pub mod openapi;
 pub(crate) mod partners;
 pub(crate) mod portal;
@@ -33,6 +34,7 @@ pub fn router(config: &crate::config::Config) -> Router<AppState> {
         .merge(tenants::router())
         .merge(tokens::router())
         .merge(portal::router())
+        .merge(notifications::router())
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(reconciliation::router())
@@ -56,5 +58,19 @@ pub(crate) fn time_param(name: &str, value: Option<&String>) -> ApiResult<Option
                 format!("`{name}` must be an RFC 3339 time such as 2026-11-22T10:00:00.000Z"),
             )
         }),
+    }
+}
+
+/// The `limit` query parameter of a paged list: 1–500, `default` when absent.
+pub(crate) fn limit_param(value: Option<&String>, default: u32) -> ApiResult<u32> {
+    match value {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=500).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request("invalid_limit", "`limit` must be a number from 1 to 500")
+            }),
     }
 }

@@ -42,6 +42,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(pages::reconciliation::reconciliation),
         )
         .route(
+            &format!("{owner}/notifications"),
+            get(pages::notifications::notifications),
+        )
+        .route(
             &format!("{owner}/integrations/new"),
             get(pages::integrations::new_form).post(pages::integrations::create),
         )

@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::session::Session;
 use crate::error::ApiError;
 
-const TEMPLATES: [(&str, &str); 11] = [
+const TEMPLATES: [(&str, &str); 12] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("home.html", include_str!("templates/home.html")),
@@ -35,6 +35,10 @@ const TEMPLATES: [(&str, &str); 11] = [
     (
         "reconciliation.html",
         include_str!("templates/reconciliation.html"),
+    ),
+    (
+        "notifications.html",
+        include_str!("templates/notifications.html"),
     ),
 ];
 

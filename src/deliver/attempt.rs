@@ -309,6 +309,7 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
             "direction": "inbound", "scope": "external", "talk_ms": 0,
             "caller": {"number": "+441610000002"}, "callee": {"number": "+441610000001"}})
         }
+        k => crate::model::alert::sample(k),
     };
     let event = Event {
         id: crate::model::ids::new_id("sample"),
@@ -319,7 +320,11 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         },
         tenant_id: i.tenant_id.clone().unwrap_or_default(),
         occurred_at_ms: now,
-        call_id: "sample-call".into(),
+        call_id: if kind.is_operational() {
+            String::new()
+        } else {
+            "sample-call".into()
+        },
         data: data.as_object().cloned().unwrap_or_default(),
     };
     let stored = StoredEvent {

@@ -21,6 +21,7 @@ use super::attempt;
 use super::client::HttpClient;
 use crate::cache::IntegrationCache;
 use crate::clock::Clock;
+use crate::model::event::EventKind;
 use crate::model::integration::RetryPolicyKind;
 use crate::record::health::{self, Change};
 use crate::record::Verdict;
@@ -65,7 +66,10 @@ pub struct Dispatcher {
     /// Attempts past their request and waiting for their outcome's commit.
     pub(super) recording: Arc<Semaphore>,
     /// Tells the operator about integrations failing, disabled and recovered.
-    notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
+    pub(super) notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
+    /// Operational events for tenants, on their way to the store ([`super::alerts`]).
+    pub(super) alerts: mpsc::Sender<crate::model::event::Event>,
+    alerts_rx: Mutex<Option<mpsc::Receiver<crate::model::event::Event>>>,
 }
 
 impl Dispatcher {
@@ -80,6 +84,7 @@ impl Dispatcher {
             "node-{}",
             hex::encode(crate::security::random_bytes::<6>())
         ));
+        let (alerts, alerts_rx) = mpsc::channel(super::alerts::QUEUE);
         Arc::new(Dispatcher {
             store,
             cache,
@@ -97,25 +102,9 @@ impl Dispatcher {
             timers: AtomicUsize::new(0),
             recording: Arc::new(Semaphore::new(MAX_RECORDING)),
             notifier: Mutex::new(None),
+            alerts,
+            alerts_rx: Mutex::new(Some(alerts_rx)),
         })
-    }
-
-    pub fn set_notifier(&self, n: super::notify::Notifier) {
-        *self.notifier.lock() = Some(Arc::new(n));
-    }
-
-    /// Sends an operational notification about an integration, if one is configured.
-    pub fn notify(&self, kind: &str, iid: &str, reason: Option<&str>, last_error: Option<&str>) {
-        let notifier = self.notifier.lock().clone();
-        if let (Some(n), Some(i)) = (notifier, self.cache.get(iid)) {
-            n.send(super::notify::Notifier::event(
-                kind,
-                &i,
-                reason,
-                last_error,
-                self.clock.now_ms(),
-            ));
-        }
     }
 
     /// This node's id: the owner of its leases.
@@ -153,6 +142,9 @@ impl Dispatcher {
         let me = self.clone();
         tokio::spawn(async move { me.run_claimer().await });
         tokio::spawn(super::batch::run(self.clone()));
+        if let Some(rx) = self.alerts_rx.lock().take() {
+            tokio::spawn(self.clone().run_alerts(rx));
+        }
         Ok(())
     }
 
@@ -338,6 +330,9 @@ impl Dispatcher {
         {
             return;
         }
+        if decision.exhausted && decision.next == NextStep::Failed {
+            self.exhausted(&integration, &job, &last_error).await;
+        }
         if let NextStep::Retry { at, keep_lease } = decision.next {
             if keep_lease {
                 self.schedule_retry(job, at);
@@ -446,20 +441,20 @@ impl Dispatcher {
             Change::None => return,
             Change::Disable(reason) => {
                 tracing::warn!(integration = iid, reason, "integration disabled");
-                ("integration.disabled", Some(reason.as_str()))
+                (EventKind::IntegrationDisabled, Some(reason.as_str()))
             }
             Change::StartedFailing => {
                 tracing::info!(integration = iid, "integration failing");
-                ("integration.failing", None)
+                (EventKind::IntegrationFailing, None)
             }
             Change::Recovered => {
                 tracing::info!(integration = iid, "integration recovered");
-                ("integration.recovered", None)
+                (EventKind::IntegrationRecovered, None)
             }
         };
         self.apply_health(iid, snapshot).await;
-        let last_error = (kind != "integration.recovered").then_some(facts.last_error);
-        self.notify(kind, iid, reason, last_error);
+        let last_error = (kind != EventKind::IntegrationRecovered).then_some(facts.last_error);
+        self.notify(kind, iid, reason, last_error).await;
     }
 
     /// Writes a health state and applies it to the cache (disabling stops sends at once).

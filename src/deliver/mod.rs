@@ -9,6 +9,7 @@
 //! - [`attempt`]: one attempt — render, sign, send, record, decide.
 //! - [`challenge`]: the challenge–response check run when an integration is saved.
 
+mod alerts;
 pub mod attempt;
 pub mod batch;
 pub mod challenge;

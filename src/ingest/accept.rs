@@ -9,9 +9,9 @@ use serde_json::Value;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
 use crate::ingest::from_states::{derived_cdr, order_call_states, TerminatedCall};
-use crate::ingest::plan;
 use crate::model::event::{Event, EventKind};
 use crate::model::tenancy::Role;
+use crate::route::plan;
 use crate::state::AppState;
 use crate::store::{IngestBatch, Ingested, StoreError};
 

@@ -7,11 +7,7 @@ pub mod from_states;
 
 use serde_json::Value;
 
-use crate::cache::{Integration, IntegrationCache};
-use crate::model::event::{parse_event, Event, EventKind};
-use crate::model::integration::{DeliveryMode, Feed};
-use crate::route::route;
-use crate::store::{IngestItem, IntegrationStatus, NewDelivery};
+use crate::model::event::{parse_event, Event};
 
 /// The most events one request may carry.
 pub const MAX_BATCH: usize = 10_000;
@@ -50,65 +46,6 @@ pub fn parse_body(body: Value) -> Result<Vec<Event>, String> {
             parse_event(v).map_err(|e| if many { format!("events[{i}]: {e}") } else { e })
         })
         .collect()
-}
-
-/// Whether a partner integration's feed carries this call: analytics takes every call of the
-/// partner's tenants, billing every call made under a licence the partner sold.
-fn in_feed(i: &Integration, event: &Event, tenant_partner: Option<&str>) -> bool {
-    let Some(pid) = i.partner_id.as_deref() else {
-        return false;
-    };
-    match i.valid.spec.feed.unwrap_or(Feed::Analytics) {
-        Feed::Analytics => tenant_partner == Some(pid),
-        Feed::Billing => {
-            event.kind == EventKind::CallCompleted
-                && crate::render::fields::str_at(&event.data, "license.partner_id") == Some(pid)
-        }
-    }
-}
-
-/// Routes an event to its tenant's integrations and to the partner feeds that carry it, and
-/// serialises it once, at `now`. Batch integrations whose profile collects a window's calls get
-/// the call queued for their next window; other batch integrations get a delivery held until
-/// the window's boundary.
-pub fn plan(
-    event: Event,
-    cache: &IntegrationCache,
-    tenant_partner: Option<&str>,
-    now: i64,
-) -> IngestItem {
-    let own = cache.for_tenant(&event.tenant_id);
-    let partners = cache.partner_integrations();
-    let mut deliveries = Vec::new();
-    let mut batch = Vec::new();
-    let feeds = partners
-        .iter()
-        .filter(|i| in_feed(i, &event, tenant_partner));
-    for i in own.iter().chain(feeds) {
-        let Some(trigger) = route(&event, &i.valid) else {
-            continue;
-        };
-        let spec = &i.valid.spec;
-        if spec.delivery.mode == DeliveryMode::Batch && spec.profile.collects() {
-            batch.push(i.id.clone());
-            continue;
-        }
-        deliveries.push(NewDelivery {
-            id: crate::model::ids::new_id("dlv"),
-            integration_id: i.id.clone(),
-            trigger,
-            ordered: i.valid.ordered(),
-            held: i.status == IntegrationStatus::Disabled,
-            defer: false,
-            not_before: i.valid.held_until(now),
-        });
-    }
-    IngestItem {
-        body: event.canonical_json(),
-        event,
-        deliveries,
-        batch,
-    }
 }
 
 #[cfg(test)]

@@ -38,6 +38,8 @@ struct CanonicalRef<'a> {
     kind: &'static str,
     tenant_id: &'a str,
     occurred_at: String,
+    /// Absent on the operational events, which are about an integration, not a call.
+    #[serde(skip_serializing_if = "str::is_empty")]
     call_id: &'a str,
     data: &'a Map<String, Value>,
 }
@@ -134,7 +136,8 @@ struct RawEvent {
     kind: String,
     tenant_id: String,
     occurred_at: String,
-    call_id: String,
+    /// `None` only on stored operational events, which are about an integration, not a call.
+    call_id: Option<String>,
     data: Value,
 }
 
@@ -156,7 +159,11 @@ impl RawEvent {
             kind: text("type")?,
             tenant_id: text("tenant_id")?,
             occurred_at: text("occurred_at")?,
-            call_id: text("call_id")?,
+            call_id: match obj.remove("call_id") {
+                Some(Value::String(s)) => Some(s),
+                Some(_) => return Err("`call_id` must be a string".into()),
+                None => None,
+            },
             data: obj
                 .remove("data")
                 .ok_or_else(|| "missing field `data`".to_string())?,
@@ -166,11 +173,18 @@ impl RawEvent {
 
 fn parse(value: Value, from_source: bool) -> Result<Event, String> {
     let raw = RawEvent::take(value)?;
-    for (name, v) in [
-        ("id", &raw.id),
-        ("tenant_id", &raw.tenant_id),
-        ("call_id", &raw.call_id),
-    ] {
+    let operational =
+        !from_source && EventKind::parse(&raw.kind).is_some_and(|k| k.is_operational());
+    let call_id = match raw.call_id {
+        None if operational => String::new(),
+        None => return Err("missing field `call_id`".into()),
+        Some(c) => c,
+    };
+    let mut ids = vec![("id", &raw.id), ("tenant_id", &raw.tenant_id)];
+    if !operational {
+        ids.push(("call_id", &call_id));
+    }
+    for (name, v) in ids {
         if v.is_empty() || v.len() > MAX_ID_LEN || v.chars().any(char::is_control) {
             return Err(format!(
                 "`{name}` must be 1–{MAX_ID_LEN} characters without control characters"
@@ -203,7 +217,7 @@ fn parse(value: Value, from_source: bool) -> Result<Event, String> {
         kind,
         tenant_id: raw.tenant_id,
         occurred_at_ms,
-        call_id: raw.call_id,
+        call_id,
         data,
     })
 }

@@ -255,5 +255,9 @@ pub(super) fn check_data(kind: EventKind, data: &Map<String, Value>) -> Result<(
         EventKind::CallUnanswered | EventKind::CdrBatch => Err(
             "`call.unanswered` and `cdr.batch` are made by callhook and cannot be ingested".into(),
         ),
+        k => Err(format!(
+            "`{}` is an operational event made by callhook and cannot be ingested",
+            k.as_str()
+        )),
     }
 }

@@ -1,6 +1,7 @@
 //! Domain types. Values of these types are valid by construction: requests are parsed into them
 //! at the API boundary, and deeper code never re-validates.
 
+pub mod alert;
 pub mod call;
 pub mod condition;
 pub mod event;

@@ -7,7 +7,8 @@ use crate::model::event::{Event, EventKind};
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub enum Profile {
-    /// `{id, type, tenant_id, occurred_at, call_id, data}` as stored, plus `delivery_id`.
+    /// `{id, type, tenant_id, occurred_at, call_id, data}` as stored, plus `delivery_id`; the
+    /// only profile that carries the operational events (which have no `call_id`).
     #[default]
     #[serde(rename = "canonical")]
     Canonical,
@@ -53,7 +54,7 @@ impl Profile {
     pub fn feeds(self) -> &'static [EventKind] {
         use EventKind::*;
         match self {
-            Profile::Canonical => &EventKind::ALL,
+            Profile::Canonical => &EventKind::SUBSCRIBABLE,
             Profile::RecordingV2 | Profile::RecordingV1 => &[RecordingCompleted],
             Profile::CallHistory => &[AnalysisCompleted, IvrInput, CallUnanswered],
             Profile::Cdr => &[CallCompleted, CallUnanswered],

@@ -2,8 +2,13 @@
 //!
 //! An event matches an integration when its type (or the derived `call.unanswered`) is
 //! subscribed, its owner passes the users / answer-groups filters, and every condition holds.
+//! Operational events match on their type alone; the planner keeps each from the integration
+//! it is about ([`crate::model::alert::subject`]).
+
+mod plan;
 
 pub use crate::model::condition::{Condition, Op};
+pub use plan::plan;
 
 use crate::model::event::{Event, EventKind, OwnerKind};
 use crate::model::integration::{OwnerFilter, OwnerMode, ValidSpec};
@@ -20,6 +25,10 @@ pub fn route(event: &Event, spec: &ValidSpec) -> Option<EventKind> {
     };
     if !s.profile.accepts(event) {
         return None;
+    }
+    // Owner filters and conditions are about calls; an operational event has none to test.
+    if event.kind.is_operational() {
+        return Some(trigger);
     }
     let owner_ok = match event.owner() {
         Some((OwnerKind::User, id)) => accepts(&s.filters.users, id),

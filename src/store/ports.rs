@@ -232,6 +232,13 @@ pub trait Journal: Send + Sync {
     ) -> StoreResult<Vec<CdrRow>>;
     /// Deliveries not yet settled, and when the oldest of them was created (for metrics).
     async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)>;
+    /// A tenant's operational events, newest first, older than the sequence number `before`.
+    async fn list_notifications(
+        &self,
+        tenant_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String)>>;
 }
 
 #[async_trait]

@@ -3,6 +3,11 @@
 use crate::model::event::{Event, EventKind};
 use crate::store::{BatchWindow, CdrScope, DeliveryHead};
 
+/// The operational events, as SQL: the predicate of the partial index that lists a tenant's
+/// notifications (the migrations spell it out the same way, so the planner can use the index).
+pub const OPERATIONAL_TYPES: &str =
+    "type IN ('integration.failing', 'integration.disabled', 'integration.recovered', 'delivery.exhausted')";
+
 /// Calls in one batch part: a request stays well under a few megabytes.
 pub const BATCH_PART_ITEMS: usize = 1000;
 /// Calls one window takes at most; the rest go in the next window.
@@ -150,4 +155,15 @@ pub(crate) fn brand_from(
         .unwrap_or_default();
     b.logo_type = logo_type;
     b
+}
+
+#[cfg(test)]
+mod operational_sql {
+    #[test]
+    fn the_notifications_predicate_names_every_operational_type() {
+        for k in crate::model::event::EventKind::OPERATIONAL {
+            assert!(super::OPERATIONAL_TYPES.contains(&format!("'{}'", k.as_str())));
+        }
+        assert_eq!(super::OPERATIONAL_TYPES.matches('\'').count(), 8);
+    }
 }

@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0 with real receivers.
 
+mod alerts;
 mod cluster;
 mod commands;
 mod console;

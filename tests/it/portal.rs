@@ -375,7 +375,7 @@ async fn a_partner_lets_its_own_admin_ui_frame_its_tenants_console_and_no_one_el
 }
 
 /// Opens a portal link in a new browser: the browser, and the Set-Cookie it got.
-async fn open(server: &TestServer, link: Value) -> (Browser, String) {
+pub(crate) async fn open(server: &TestServer, link: Value) -> (Browser, String) {
     let mut b = Browser::new(server);
     let res = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())

@@ -77,7 +77,13 @@ pub(crate) async fn disable(
     let reason = h.disabled_reason.clone();
     s.dispatcher.apply_health(&iid, h).await;
     s.dispatcher
-        .notify("integration.disabled", &iid, reason.as_deref(), None);
+        .notify(
+            crate::model::event::EventKind::IntegrationDisabled,
+            &iid,
+            reason.as_deref(),
+            None,
+        )
+        .await;
     let now = s
         .cache
         .get(&iid)

@@ -94,7 +94,7 @@ pub(crate) fn form_page(
             json!({"name": t.as_str(), "is_number": t.is_number(), "actions": actions})
         })
         .collect();
-    let kinds: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+    let kinds: Vec<&str> = EventKind::SUBSCRIBABLE.iter().map(|k| k.as_str()).collect();
     let base = owner.base();
     let (action, cancel) = match editing {
         Some((iid, _)) => (

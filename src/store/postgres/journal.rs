@@ -64,6 +64,25 @@ impl Journal for PgStore {
     async fn pending_stats(&self) -> StoreResult<(u64, Option<i64>)> {
         on_conn!(self, |c| pending_stats(&c).await?)
     }
+    async fn list_notifications(
+        &self,
+        tenant_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        let sql = format!(
+            "SELECT seq, body FROM events WHERE tenant_id = $1 AND seq < $2 AND {}
+             ORDER BY seq DESC LIMIT $3",
+            crate::store::shared::OPERATIONAL_TYPES
+        );
+        let before = before.unwrap_or(i64::MAX);
+        let limit = limit as i64;
+        on_conn!(self, |c| query(&c, &sql, &[&tenant_id, &before, &limit])
+            .await?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect())
+    }
 }
 
 pub(super) const VIEW_COLS: &str =

@@ -72,6 +72,29 @@ impl Journal for SqliteStore {
         })
         .await
     }
+    async fn list_notifications(
+        &self,
+        tenant_id: &str,
+        before: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, String)>> {
+        let tid = owned(tenant_id);
+        self.read(move |c| {
+            let sql = format!(
+                "SELECT seq, body FROM events WHERE tenant_id = ?1 AND seq < ?2 AND {}
+                 ORDER BY seq DESC LIMIT ?3",
+                crate::store::shared::OPERATIONAL_TYPES
+            );
+            let mut st = c.prepare_cached(&sql).map_err(internal)?;
+            let rows = st
+                .query_map(params![tid, before.unwrap_or(i64::MAX), limit], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .map_err(internal)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+        })
+        .await
+    }
 }
 
 pub(super) const VIEW_COLS: &str =

@@ -217,6 +217,13 @@ ALTER TABLE partners ADD COLUMN brand TEXT;
 ALTER TABLE partners ADD COLUMN logo BLOB;
 ALTER TABLE partners ADD COLUMN logo_type TEXT;
 "#,
+    // 6: a tenant's operational events (integration failing, disabled, recovered; delivery
+    // exhausted), newest first, for its notifications page. Partial: call events, the bulk, pay
+    // nothing for it. The predicate is `store::shared::OPERATIONAL_TYPES`, word for word.
+    r#"
+CREATE INDEX notifications_by_tenant ON events(tenant_id, seq)
+    WHERE type IN ('integration.failing', 'integration.disabled', 'integration.recovered', 'delivery.exhausted');
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
