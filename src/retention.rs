@@ -76,6 +76,11 @@ pub async fn run(
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),
         }
+        // The charts show a day; the per-minute counts are kept two, whatever the retention.
+        let two_days_ago = crate::model::stats::minute(clock.now_ms()) - 2 * 24 * 60;
+        if let Err(e) = store.forget_minutes(two_days_ago).await {
+            tracing::warn!(error = %e, "could not forget old delivery counts; trying again later");
+        }
         tokio::select! {
             _ = clock.sleep(EVERY) => {}
             _ = stop.cancelled() => return,

@@ -12,6 +12,7 @@ pub(crate) mod portal;
 pub(crate) mod reconciliation;
 pub(crate) mod recordings;
 pub(crate) mod sources;
+pub(crate) mod stats;
 pub(crate) mod tenants;
 pub(crate) mod tokens;
 
@@ -35,6 +36,7 @@ pub fn router(config: &crate::config::Config) -> Router<AppState> {
         .merge(tokens::router())
         .merge(portal::router())
         .merge(notifications::router())
+        .merge(stats::router())
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(reconciliation::router())

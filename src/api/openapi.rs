@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
 
 use super::{
     deliveries, events, health, integrations, notifications, partners, portal, reconciliation,
-    recordings, sources, tenants, tokens, AppState,
+    recordings, sources, stats, tenants, tokens, AppState,
 };
 
 #[derive(OpenApi)]
@@ -33,7 +33,7 @@ use super::{
         tokens::list,
         tokens::revoke,
         portal::create_link, portal::list_sessions, portal::end_session,
-        notifications::list,
+        notifications::list, stats::tenant, stats::integration,
         events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,
@@ -174,7 +174,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 54);
+        assert_eq!(before, 57);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

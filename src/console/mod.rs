@@ -6,6 +6,7 @@
 //! form carries a CSRF token derived from that cookie, and a POST whose `Origin` is another
 //! site is refused.
 
+mod chart;
 pub mod form;
 pub mod frame;
 mod pages;

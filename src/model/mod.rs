@@ -13,6 +13,7 @@ pub mod integration;
 pub mod portal;
 pub mod profile;
 pub mod settings;
+pub mod stats;
 pub mod tenancy;
 pub mod write_only;
 

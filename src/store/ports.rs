@@ -263,6 +263,19 @@ pub trait Windows: Send + Sync {
 }
 
 #[async_trait]
+pub trait Stats: Send + Sync {
+    /// The per-minute counts of these integrations from `since_minute` on, summed over them:
+    /// `(minute, kind, n)` (`model::stats`). Written with the outcomes ([`Queue::record`]).
+    async fn minute_counts(
+        &self,
+        integration_ids: &[String],
+        since_minute: i64,
+    ) -> StoreResult<Vec<(i64, i64, i64)>>;
+    /// Forgets the counts of minutes before `before_minute`.
+    async fn forget_minutes(&self, before_minute: i64) -> StoreResult<u64>;
+}
+
+#[async_trait]
 pub trait Upkeep: Send + Sync {
     /// Removes up to `limit` each of settled deliveries (with their attempts), events no
     /// delivery needs any more, and recordings, all older than `before` (epoch ms). Pending and
@@ -322,6 +335,7 @@ pub trait Store:
     + Queue
     + Resend
     + Journal
+    + Stats
     + Files
     + Windows
     + Upkeep
@@ -338,6 +352,7 @@ impl<T> Store for T where
         + Queue
         + Resend
         + Journal
+        + Stats
         + Files
         + Windows
         + Upkeep

@@ -193,3 +193,15 @@ pub(crate) fn has_secret(s: &AppState, iid: &str) -> bool {
 // --- deliveries
 
 // --- reconciliation
+
+/// The two charts of the last day, as inline SVG for a template (`{{ charts.deliveries|safe }}`).
+pub(crate) fn charts(stats: &crate::api::stats::Stats) -> Value {
+    use crate::console::chart;
+    let since = crate::time::parse_rfc3339_ms(&stats.since).unwrap_or(0);
+    let until = crate::time::parse_rfc3339_ms(&stats.until).unwrap_or(since);
+    let span = ((until - since) / 60_000 + 1).max(1);
+    serde_json::json!({
+        "deliveries": chart::deliveries(stats, since, span),
+        "latency": chart::latency(stats, since, span),
+    })
+}

@@ -63,6 +63,14 @@ pub async fn integrations(
         row["rate"] = json!(rate);
         items.push(row);
     }
+    // The tenant's charts (a partner's one feed integration has its own, on its page).
+    let charts = match owner.partner() {
+        true => Value::Null,
+        false => crate::api::stats::tenant_stats(&s, &sess.principal, &owner.id, 24)
+            .await
+            .map(|st| super::common::charts(&st))
+            .map_err(|e| error_page(Some(&sess), e, "/console"))?,
+    };
     Ok(page(
         StatusCode::OK,
         "integrations.html",
@@ -70,7 +78,7 @@ pub async fn integrations(
         json!({
             "owner_label": owner.label(), "base": owner.base(), "items": items,
             "can_manage": can_manage(&sess, &owner), "is_partner": owner.partner(),
-            "window": RATE_WINDOW,
+            "window": RATE_WINDOW, "charts": charts,
         }),
     ))
 }
@@ -232,11 +240,16 @@ pub async fn integration(
         "failed",
         "cancelled",
     ];
+    let charts = crate::api::stats::of(&s, std::slice::from_ref(&i.id), 24)
+        .await
+        .map(|st| super::common::charts(&st))
+        .map_err(|e| error_page(Some(&sess), e, &owner.base()))?;
     Ok(page(
         StatusCode::OK,
         "integration.html",
         Some(&sess),
         json!({
+            "charts": charts,
             "i": value(&i), "base": owner.base(), "ibase": ib, "can_manage": can_manage(&sess, &owner),
             "has_secret": has_secret(&s, &i.id), "deliveries": items, "next_cursor": next_cursor,
             "statuses": statuses, "filter": q, "filter_query": filter_query, "error": error,

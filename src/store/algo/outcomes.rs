@@ -42,6 +42,8 @@ pub trait OutcomeSql {
         integration_id: &str,
         call_id: &str,
     ) -> Result<bool, Self::Error>;
+    /// Adds to the per-minute counts (`model::stats`): `(integration, minute, kind, n)`, sorted.
+    async fn add_counts(&mut self, counts: &[MinuteCount<'_>]) -> Result<(), Self::Error>;
     /// Makes the call's oldest blocked ordered delivery pending, leased to `lease`.
     async fn promote_blocked(
         &mut self,
@@ -50,6 +52,34 @@ pub trait OutcomeSql {
         lease: &Lease,
         now: i64,
     ) -> Result<Option<(DeliveryHead, i64)>, Self::Error>;
+}
+
+/// One per-minute count to add: `(integration, minute, kind, n)`.
+pub type MinuteCount<'a> = (&'a str, i64, i64, i64);
+
+/// What the outcomes that changed their delivery add to the per-minute counts: one row per
+/// (integration, minute, kind), sorted (so two nodes lock rows in one order).
+pub fn tally<'a>(outcomes: &'a [Outcome], changed: &[bool]) -> Vec<MinuteCount<'a>> {
+    use crate::model::stats;
+    let mut counts: std::collections::BTreeMap<(&str, i64, i64), i64> = Default::default();
+    for (o, _) in outcomes.iter().zip(changed).filter(|(_, c)| **c) {
+        if o.attempt.is_none() {
+            continue;
+        }
+        let kind = match o.next {
+            NextStep::Succeeded if o.head.manual => stats::SUCCEEDED_MANUAL,
+            NextStep::Succeeded => stats::succeeded(o.now - o.head.created_at),
+            NextStep::Failed => stats::FAILED,
+            NextStep::Retry { .. } => stats::RETRIED,
+            NextStep::Held => continue,
+        };
+        let key = (o.head.integration_id.as_str(), stats::minute(o.now), kind);
+        *counts.entry(key).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((i, m, k), n)| (i, m, k, n))
+        .collect()
 }
 
 fn settles(o: &Outcome) -> bool {
@@ -107,6 +137,10 @@ pub async fn record<S: OutcomeSql>(
     }
     let rows: Vec<Settle> = outcomes.iter().map(|o| settle_row(o, lease)).collect();
     let changed = sql.settle(&rows).await?;
+    let counts = tally(outcomes, &changed);
+    if !counts.is_empty() {
+        sql.add_counts(&counts).await?;
+    }
     let mut promoted = Vec::new();
     for (i, (o, changed)) in outcomes.iter().zip(changed).enumerate() {
         let h = &o.head;
@@ -125,4 +159,71 @@ pub async fn record<S: OutcomeSql>(
         }
     }
     Ok(promoted)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::event::EventKind;
+    use crate::model::stats;
+    use crate::store::AttemptRecord;
+
+    fn outcome(iid: &str, next: NextStep, manual: bool, attempted: bool) -> Outcome {
+        Outcome {
+            head: DeliveryHead {
+                id: "d".into(),
+                integration_id: iid.into(),
+                call_id: "c".into(),
+                trigger: EventKind::CallCompleted,
+                ordered: false,
+                manual,
+                attempts: 0,
+                retries_used: 0,
+                created_at: 60_000,
+            },
+            attempt: attempted.then_some(AttemptRecord {
+                started_at: 60_000,
+                duration_ms: 1,
+                status_code: Some(200),
+                error_class: None,
+                error: None,
+                response_excerpt: None,
+            }),
+            next,
+            now: 60_000 + 700,
+        }
+    }
+
+    #[test]
+    fn only_outcomes_that_changed_their_delivery_are_counted_and_manual_ones_have_no_latency() {
+        let outcomes = [
+            outcome("a", NextStep::Succeeded, false, true),
+            outcome("a", NextStep::Succeeded, false, true),
+            // Settled meanwhile by another node: not counted twice.
+            outcome("a", NextStep::Succeeded, false, true),
+            outcome("a", NextStep::Succeeded, true, true),
+            outcome("b", NextStep::Failed, false, true),
+            outcome(
+                "b",
+                NextStep::Retry {
+                    at: 0,
+                    keep_lease: true,
+                },
+                false,
+                true,
+            ),
+            // Held: no attempt was made.
+            outcome("b", NextStep::Held, false, false),
+        ];
+        let changed = [true, true, false, true, true, true, true];
+        assert_eq!(
+            tally(&outcomes, &changed),
+            vec![
+                ("a", 1, stats::SUCCEEDED_MANUAL, 1),
+                ("a", 1, stats::succeeded(700), 2),
+                ("b", 1, stats::FAILED, 1),
+                ("b", 1, stats::RETRIED, 1),
+            ]
+        );
+    }
 }

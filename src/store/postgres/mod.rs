@@ -184,6 +184,7 @@ mod membership;
 mod portal;
 mod queue;
 mod resend;
+mod stats;
 mod tenancy;
 mod upkeep;
 mod windows;

@@ -10,7 +10,7 @@ use super::events::*;
 use super::*;
 use crate::store::algo::{
     self,
-    outcomes::{OutcomeSql, Settle},
+    outcomes::{MinuteCount, OutcomeSql, Settle},
 };
 use crate::store::ports::*;
 
@@ -78,6 +78,22 @@ struct OutcomeRows<'c, C>(&'c C);
 
 impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
     type Error = PgError;
+
+    async fn add_counts(&mut self, counts: &[MinuteCount<'_>]) -> PgResult<()> {
+        let ids: Vec<&str> = counts.iter().map(|c| c.0).collect();
+        let minutes: Vec<i64> = counts.iter().map(|c| c.1).collect();
+        let kinds: Vec<i64> = counts.iter().map(|c| c.2).collect();
+        let ns: Vec<i64> = counts.iter().map(|c| c.3).collect();
+        execute(
+            self.0,
+            "INSERT INTO minute_counts (integration_id, minute, kind, n)
+             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])
+             ON CONFLICT (integration_id, minute, kind) DO UPDATE SET n = minute_counts.n + excluded.n",
+            &[&ids, &minutes, &kinds, &ns],
+        )
+        .await?;
+        Ok(())
+    }
 
     /// The calls' order locks, so two nodes never hand over one call at once.
     async fn lock_calls(&mut self, calls: &[(&str, &str)]) -> PgResult<()> {

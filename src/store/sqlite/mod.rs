@@ -11,6 +11,7 @@ mod progress;
 mod queue;
 mod resend;
 mod schema;
+mod stats;
 mod tenancy;
 mod upkeep;
 mod windows;

@@ -8,7 +8,7 @@ use super::*;
 use crate::model::event::{EventKind, StoredEvent};
 use crate::store::algo::{
     self,
-    outcomes::{OutcomeSql, Settle},
+    outcomes::{MinuteCount, OutcomeSql, Settle},
 };
 use crate::store::ports::*;
 use crate::store::*;
@@ -290,6 +290,22 @@ impl OutcomeSql for OutcomeRows<'_> {
         call_id: &str,
     ) -> StoreResult<bool> {
         has_open_ordered(self.0, integration_id, call_id, "'pending'")
+    }
+
+    async fn add_counts(&mut self, counts: &[MinuteCount<'_>]) -> StoreResult<()> {
+        let mut upsert = self
+            .0
+            .prepare_cached(
+                "INSERT INTO minute_counts (integration_id, minute, kind, n) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (integration_id, minute, kind) DO UPDATE SET n = n + excluded.n",
+            )
+            .map_err(internal)?;
+        for (iid, minute, kind, n) in counts {
+            upsert
+                .execute(params![iid, minute, kind, n])
+                .map_err(internal)?;
+        }
+        Ok(())
     }
 
     async fn promote_blocked(

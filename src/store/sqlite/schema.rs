@@ -224,6 +224,19 @@ ALTER TABLE partners ADD COLUMN logo_type TEXT;
 CREATE INDEX notifications_by_tenant ON events(tenant_id, seq)
     WHERE type IN ('integration.failing', 'integration.disabled', 'integration.recovered', 'delivery.exhausted');
 "#,
+    // 7: deliveries per integration and minute by kind (failed, retried, succeeded by latency
+    // bucket: `model::stats`), added to as outcomes are recorded; the charts read these, never
+    // the deliveries. Kept 48 hours.
+    r#"
+CREATE TABLE minute_counts (
+    integration_id TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (integration_id, minute, kind)
+) WITHOUT ROWID;
+CREATE INDEX minute_counts_by_age ON minute_counts(minute);
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
