@@ -1,6 +1,7 @@
 //! The HTTP API: one file per resource, each with its request/response shapes and handlers.
 //! Errors become responses only in [`crate::error`].
 
+pub(crate) mod catalogue;
 pub(crate) mod deliveries;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -37,6 +38,7 @@ pub fn router(config: &crate::config::Config) -> Router<AppState> {
         .merge(portal::router())
         .merge(notifications::router())
         .merge(stats::router())
+        .merge(catalogue::router())
         .merge(integrations::router())
         .merge(deliveries::router())
         .merge(reconciliation::router())

@@ -13,8 +13,8 @@ use utoipa::openapi::{RefOr, Schema};
 use utoipa::{Modify, OpenApi};
 
 use super::{
-    deliveries, events, health, integrations, notifications, partners, portal, reconciliation,
-    recordings, sources, stats, tenants, tokens, AppState,
+    catalogue, deliveries, events, health, integrations, notifications, partners, portal,
+    reconciliation, recordings, sources, stats, tenants, tokens, AppState,
 };
 
 #[derive(OpenApi)]
@@ -33,7 +33,7 @@ use super::{
         tokens::list,
         tokens::revoke,
         portal::create_link, portal::list_sessions, portal::end_session,
-        notifications::list, stats::tenant, stats::integration,
+        notifications::list, stats::tenant, stats::integration, catalogue::catalogue,
         events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,
@@ -127,8 +127,11 @@ pub fn document() -> utoipa::openapi::OpenApi {
 }
 
 /// Serialised once.
-static DOCUMENT: LazyLock<String> =
-    LazyLock::new(|| document().to_json().unwrap_or_else(|_| "{}".into()));
+static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
+    let mut doc = serde_json::to_value(document()).unwrap_or_default();
+    catalogue::add_webhooks(&mut doc);
+    doc.to_string()
+});
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
@@ -174,7 +177,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 57);
+        assert_eq!(before, 58);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

@@ -10,7 +10,7 @@ use super::event_kind::EventKind;
 // Typed views of each type's `data`. Every field is optional unless the type cannot be used
 // without it; present fields must have the right shape and spelling.
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CallState {
     Trying,
@@ -20,7 +20,7 @@ enum CallState {
     Terminated,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 #[allow(dead_code)]
 enum TerminationReason {
@@ -30,14 +30,14 @@ enum TerminationReason {
     Rejected,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum StateDirection {
     Inbound,
     Outbound,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum DeviceType {
     Mobile,
@@ -55,7 +55,7 @@ enum DeviceType {
     Web,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum FunctionKind {
     Ivr,
@@ -63,7 +63,7 @@ enum FunctionKind {
     HuntGroup,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Party {
     user_id: Option<String>,
@@ -72,9 +72,9 @@ struct Party {
     device_type: Option<DeviceType>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct CallStateData {
+pub(crate) struct CallStateData {
     seq: u64,
     state: CallState,
     termination_reason: Option<TerminationReason>,
@@ -84,7 +84,7 @@ struct CallStateData {
     function: Option<FunctionKind>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CdrDirection {
     Inbound,
@@ -94,7 +94,7 @@ enum CdrDirection {
     Unknown,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum Scope {
     Internal,
@@ -102,7 +102,7 @@ enum Scope {
     Unknown,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum CallType {
     Outgoing,
@@ -120,14 +120,14 @@ enum CallType {
     IncomingCallUser,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum OwnerKindWire {
     User,
     AnswerGroup,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct Owner {
     kind: OwnerKindWire,
@@ -135,9 +135,9 @@ struct Owner {
     answer_group_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct CallCompletedData {
+pub(crate) struct CallCompletedData {
     answered: Option<bool>,
     lost: Option<bool>,
     abandoned: Option<bool>,
@@ -164,7 +164,7 @@ const CDR_TIMES: [&str; 6] = [
     "queue_ended_at",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 struct RecordingFile {
     file_id: String,
@@ -172,25 +172,25 @@ struct RecordingFile {
     bytes: Option<u64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct RecordingData {
+pub(crate) struct RecordingData {
     recording_id: String,
     files: Vec<RecordingFile>,
     owner: Option<Owner>,
     summary: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct IvrData {
+pub(crate) struct IvrData {
     dtmf: String,
     ivr_number: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
-struct AnalysisData {
+pub(crate) struct AnalysisData {
     score: Option<f64>,
     talk_listen_ratio: Option<f64>,
     keywords: Option<Vec<Value>>,

@@ -5,7 +5,7 @@ pub mod alert;
 pub mod call;
 pub mod condition;
 pub mod event;
-mod event_data;
+pub(crate) mod event_data;
 pub mod event_kind;
 pub mod fields;
 pub mod ids;

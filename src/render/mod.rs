@@ -17,6 +17,7 @@ pub mod form;
 mod golden;
 pub mod privacy;
 pub mod recording;
+pub mod shapes;
 pub mod sign;
 pub mod webex;
 
