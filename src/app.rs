@@ -209,6 +209,11 @@ fn routes(state: AppState) -> axum::Router {
         .layer(axum::middleware::map_response(
             crate::error::envelope_every_error,
         ))
+        // A bug that panics in a handler answers 500 with the envelope, logged as an internal
+        // error, instead of dropping the client's connection without a word.
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            crate::error::panicked,
+        ))
         .with_state(state)
 }
 

@@ -116,6 +116,16 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The answer to a request whose handler panicked (a bug): 500 in the envelope, logged.
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let what = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic");
+    ApiError::internal(format!("a handler panicked: {what}")).into_response()
+}
+
 /// The last word on every error response: one that left a handler or extractor without the
 /// envelope (axum's own 405, a path that is not UTF-8, a range that cannot be served…) gets it,
 /// keeping its status and its text as the message. HTML pages (the console's) pass untouched.

@@ -57,8 +57,10 @@ pub struct Requeued {
 #[allow(dead_code)] // the OpenAPI shape of the body; read as JSON below
 pub(crate) struct RangeIn {
     /// RFC 3339: failed deliveries created at or after this time…
+    #[schema(format = DateTime)]
     since: String,
     /// …and before this one.
+    #[schema(format = DateTime)]
     until: String,
 }
 
@@ -69,11 +71,11 @@ pub struct RangeQueued {
 
 #[utoipa::path(get, path = "/v1/tenants/{tid}/integrations/{iid}/deliveries", tag = "deliveries",
     params(("tid" = String, Path), ("iid" = String, Path),
-        ("status" = Option<String>, Query, description = "pending, blocked, held, succeeded, failed or cancelled"),
-        ("since" = Option<String>, Query, description = "RFC 3339: created at or after"),
-        ("until" = Option<String>, Query, description = "RFC 3339: created before"),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
-        ("limit" = Option<u32>, Query, description = "1–500, default 50")),
+        ("status" = Option<DeliveryStatus>, Query, description = "pending, blocked, held, succeeded, failed or cancelled"),
+        ("since" = Option<String>, Query, format = DateTime, description = "RFC 3339: created at or after"),
+        ("until" = Option<String>, Query, format = DateTime, description = "RFC 3339: created before"),
+        ("cursor" = Option<String>, Query, pattern = "^dlv_[0-9a-z]{26}$", description = "`next_cursor` of the previous page"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1–500, default 50")),
     responses((status = 200, body = DeliveryPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(
     State(s): State<AppState>,
@@ -213,10 +215,11 @@ pub(crate) async fn redeliver_range(
             "send `since` and `until` (RFC 3339) around the failed deliveries to resend",
         ));
     };
-    if since >= until {
+    // `since` = `until` is an empty range: nothing to resend, not a mistake.
+    if since > until {
         return Err(ApiError::bad_request(
             "invalid_range",
-            "`since` must be before `until`",
+            "`since` must not be after `until`",
         ));
     }
     let now = s.now_ms();

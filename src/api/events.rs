@@ -22,21 +22,48 @@ pub fn router() -> Router<AppState> {
 #[allow(dead_code)] // describes the wire shape for the OpenAPI document; parsing is in `ingest`
 pub(crate) struct EventIn {
     /// Unique per tenant; a repeat is acknowledged as a duplicate and not delivered again.
+    /// 1–200 bytes, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     id: String,
     #[serde(rename = "type")]
+    #[schema(schema_with = ingestible_types)]
     kind: crate::model::event::EventKind,
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     tenant_id: String,
-    /// RFC 3339.
+    /// RFC 3339, from 1970 on.
+    #[schema(format = DateTime, pattern = "^(19[7-9][0-9]|[2-9][0-9]{3})-")]
     occurred_at: String,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     call_id: String,
     /// The type's fields (see the README's event reference).
     data: serde_json::Map<String, Value>,
 }
 
-/// Several events at once (at most 1 000).
+/// The types a source may send (`call.unanswered` is derived, the operational ones callhook's).
+fn ingestible_types() -> utoipa::openapi::Object {
+    let kinds = crate::model::event::EventKind::EVERY
+        .into_iter()
+        .filter(|k| k.is_ingestible())
+        .map(|k| k.as_str());
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(kinds))
+        .build()
+}
+
+/// Several events at once (at most 10 000).
 #[derive(serde::Deserialize, utoipa::ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct EventBatchIn {
+    #[schema(min_items = 1, max_items = 10000)]
     events: Vec<EventIn>,
 }
 

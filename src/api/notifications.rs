@@ -96,7 +96,7 @@ pub(crate) async fn page(
 
 #[utoipa::path(get, path = "/v1/tenants/{tid}/notifications", tag = "notifications",
     params(("tid" = String, Path),
-        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("cursor" = Option<String>, Query, pattern = "^[1-9][0-9]{0,17}$", description = "`next_cursor` of the previous page"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 500, description = "1–500, default 50")),
     responses((status = 200, body = NotificationPage), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn list(

@@ -27,10 +27,17 @@ pub fn router() -> Router<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PartnerIn {
+    #[schema(pattern = "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]
     id: Option<String>,
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: String,
     /// Origins whose pages may frame the console of this partner's tenants.
     #[serde(default)]
+    #[schema(schema_with = origins)]
     frame_ancestors: Vec<String>,
     /// What its tenants see in the console: `name`, `accent`.
     #[serde(default)]
@@ -41,7 +48,11 @@ pub(crate) struct PartnerIn {
 #[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BrandIn {
-    #[schema(example = "Example PBX Webhooks")]
+    #[schema(
+        example = "Example PBX Webhooks",
+        max_length = 60,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
     #[schema(pattern = "^#[0-9a-fA-F]{6}$", example = "#0a7d5a")]
     accent: Option<String>,
@@ -62,12 +73,35 @@ fn brand_of(input: BrandIn, logo_type: Option<String>) -> ApiResult<Brand> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PartnerPatch {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     name: Option<String>,
     /// e.g. `["https://admin.example-pbx.com"]`; `[]` allows none beyond the node's default.
-    #[schema(max_items = 20, example = json!(["https://admin.example-pbx.com"]))]
+    #[schema(schema_with = origins)]
     frame_ancestors: Option<Vec<String>>,
     /// Replaces the name and accent colour (the logo stays).
     brand: Option<BrandIn>,
+}
+
+/// `https://host[:port]` origins, at most 20 (plain http only for loopback hosts, which the
+/// schema leaves out).
+fn origins() -> utoipa::openapi::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .max_length(Some(200))
+                .pattern(Some(
+                    "^https://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?$",
+                )),
+        )
+        .max_items(Some(crate::model::tenancy::MAX_FRAME_ANCESTORS))
+        .examples([serde_json::json!(["https://admin.example-pbx.com"])])
+        .build()
 }
 
 /// A partner as the API shows it.

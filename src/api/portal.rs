@@ -37,13 +37,21 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub(crate) struct PortalLinkIn {
     /// tenant_admin or tenant_viewer.
-    #[schema(example = "tenant_admin")]
+    #[schema(example = "tenant_admin", schema_with = portal_role)]
     role: String,
     /// How long the link may wait to be opened: 1–3600 s (default 600).
     #[schema(minimum = 1, maximum = 3600)]
     ttl_s: Option<i64>,
     /// Only these integrations of the tenant (ids or trigger GUIDs; 1–100), and no new ones.
+    #[schema(min_items = 1, max_items = 100)]
     integration_ids: Option<Vec<String>>,
+}
+
+fn portal_role() -> utoipa::openapi::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["tenant_admin", "tenant_viewer"]))
+        .build()
 }
 
 /// A link to open once, before `expires_at`.

@@ -138,10 +138,14 @@ pub struct Records {
     pub next_cursor: Option<String>,
 }
 
+/// The last page one may ask for: 200 million tenants, far past any partner, and small enough
+/// that the page's offset is a number the store takes.
+const MAX_PAGE: u32 = 1_000_000;
+
 #[utoipa::path(get, path = "/v1/partners/{pid}/reconciliation/counts", tag = "reconciliation",
     params(("pid" = String, Path), ("startTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; calls that ended at or after"),
         ("endTime" = String, Query, description = "YYYY-MM-DDTHH:MM:SS.mmmZ; at most 1 h after startTime, at least 5 min ago"),
-        ("page" = Option<u32>, Query, description = "from 1; 200 tenants a page"),
+        ("page" = Option<u32>, Query, minimum = 1, maximum = 1000000, description = "from 1; 200 tenants a page"),
         ("feed" = Option<String>, Query, description = "analytics or billing; default: the partner's feed")),
     responses((status = 200, body = Counts, headers(("x-total-pages" = u64), ("x-total-orgs" = u64), ("x-current-page" = u64))), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 pub(crate) async fn counts(
@@ -152,13 +156,19 @@ pub(crate) async fn counts(
 ) -> ApiResult<(HeaderMap, Json<Counts>)> {
     s.visible_partner(&p, &pid).await?;
     let (start, end) = window(&q, s.now_ms(), true)?;
-    let page =
-        match q.get("page") {
-            None => 1,
-            Some(v) => v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
-                ApiError::bad_request("invalid_page", "`page` is a number from 1")
+    let page = match q.get("page") {
+        None => 1,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_page",
+                    format!("`page` is a number from 1 to {MAX_PAGE}"),
+                )
             })?,
-        };
+    };
     let scope = scope(&s, &pid, &q)?;
     let (rows, total) = s
         .store

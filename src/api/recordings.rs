@@ -193,7 +193,7 @@ pub(crate) async fn upload(
 #[utoipa::path(get, path = "/v1/recordings/{file_id}/content", tag = "recordings", security(()),
     params(("file_id" = String, Path), ("tenant_id" = String, Query), ("expires" = i64, Query),
            ("signature" = String, Query)),
-    responses((status = 200, description = "the file (Range requests answer 206)", content_type = "application/octet-stream"),
+    responses((status = 200, description = "the file, with the media type it was uploaded with (Range requests answer 206)", content_type = "*/*"),
               (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
               (status = 410, body = ErrorBody)))]
 pub(crate) async fn download(

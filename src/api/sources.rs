@@ -19,10 +19,44 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/v1/sources/freeswitch/cdr", post(freeswitch_cdr))
 }
 
+/// What callhook reads of a mod_json_cdr document; everything else in it is ignored.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the OpenAPI shape of the body; read as JSON by the ingest source
+pub(crate) struct FreeswitchCdr {
+    variables: FreeswitchVariables,
+    /// `[{"caller_profile": {"caller_id_number", "caller_id_name", "destination_number"}}]`.
+    #[schema(value_type = Option<Vec<Object>>)]
+    callflow: Option<Vec<serde_json::Value>>,
+}
+
+/// The channel variables callhook reads (strings, percent-encoded as FreeSWITCH sends them).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct FreeswitchVariables {
+    /// The leg's id: the event's id.
+    #[schema(pattern = "^[0-9a-f][0-9a-f-]{0,63}$")]
+    uuid: String,
+    /// The call's id, shared by its legs (default: `uuid`).
+    #[schema(pattern = "^[0-9a-f][0-9a-f-]{0,63}$")]
+    call_uuid: Option<String>,
+    /// Seconds since the epoch (or `start_uepoch`, microseconds).
+    #[schema(pattern = "^[1-9][0-9]{9}$")]
+    start_epoch: String,
+    /// `0` when nobody answered.
+    #[schema(pattern = "^(0|[1-9][0-9]{9})$")]
+    answer_epoch: Option<String>,
+    #[schema(pattern = "^[1-9][0-9]{9}$")]
+    end_epoch: Option<String>,
+    caller_id_number: Option<String>,
+    caller_id_name: Option<String>,
+    destination_number: Option<String>,
+    hangup_cause: Option<String>,
+}
+
 /// mod_json_cdr's `cred` sends HTTP Basic; the password is the ingest token (any user name).
 #[utoipa::path(post, path = "/v1/sources/freeswitch/cdr", tag = "events",
     params(("tenant_id" = Option<String>, Query, description = "required with an operator token")),
-    request_body(content = Object, description = "a mod_json_cdr document: JSON, or form-encoded `cdr=` (plain or base64)"),
+    request_body(content = FreeswitchCdr, description = "a mod_json_cdr document: JSON, or form-encoded `cdr=` (plain or base64)"),
     responses((status = 202, body = IngestOut), (status = 400, body = ErrorBody),
               (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)))]

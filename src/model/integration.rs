@@ -17,7 +17,17 @@ use crate::model::profile::Profile;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSpec {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
+    /// `https://…` (plain `http://` only where the node allows it).
+    #[schema(
+        pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$",
+        max_length = 2048
+    )]
     pub url: String,
     #[serde(default)]
     pub method: HttpMethod,
@@ -238,7 +248,9 @@ impl PrivacyTarget {
 #[serde(deny_unknown_fields)]
 pub struct PrivacyRule {
     pub action: PrivacyAction,
+    /// 1–15, with `mask` or `truncate` only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 15)]
     pub digits: Option<u8>,
 }
 
@@ -277,6 +289,7 @@ pub struct DeliverySpec {
     #[serde(default)]
     pub retry: RetrySpec,
     #[serde(default = "default_timeout_ms")]
+    #[schema(minimum = 1000, maximum = 30000)]
     pub timeout_ms: u64,
     /// One call's events reach this integration in order. Defaults to true when the
     /// integration receives `call.state`.
@@ -284,14 +297,20 @@ pub struct DeliverySpec {
     pub ordered: Option<bool>,
     /// Requests in flight to this endpoint at once.
     #[serde(default = "default_max_in_flight")]
+    #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: u32,
     /// Disable after this many consecutive failed attempts. Unset: disable when a delivery
     /// exhausts the exponential schedule with no success in between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub disable_after_failures: Option<u32>,
+    /// Batch mode only: the window, 1–86400 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1, maximum = 86400)]
     pub interval_s: Option<u32>,
+    /// Batch mode only: how long after a window's end it is sent, 0–86400 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 86400)]
     pub delay_s: Option<u32>,
     /// Which addresses the requests come from (seed 001's "Source IP address" box). Unset: the
     /// node's default (`CALLHOOK_EGRESS_DEFAULT`).
@@ -351,6 +370,7 @@ pub struct RetrySpec {
     pub policy: Option<RetryPolicyKind>,
     /// Retries after the first attempt: 0–10 (default 1 for linear, 10 for exponential).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(maximum = 10)]
     pub retries: Option<u32>,
 }
 

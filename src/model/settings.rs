@@ -54,9 +54,12 @@ pub fn check_shape(settings: &Value) -> Result<(), SettingError> {
         "/delivery/retry",
         "",
     ];
+    // The optional ones may be `null`, as their schema says: the same as leaving them out.
+    const NULLABLE: [&str; 2] = ["/tls", "/custom_data"];
     for path in OBJECTS {
         if let Some(v) = settings.pointer(path) {
-            if !v.is_object() {
+            let allowed = v.is_object() || (v.is_null() && NULLABLE.contains(&path));
+            if !allowed {
                 let name = path.trim_start_matches('/').replace('/', ".");
                 return Err(invalid(format!(
                     "`{}` must be an object",

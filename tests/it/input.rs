@@ -171,3 +171,46 @@ async fn metrics_show_ingest_attempts_latency_and_integrations_by_status() {
     assert_eq!(metric(&text, "callhook_deliveries_pending"), 0.0);
     server.stop().await;
 }
+
+/// The OpenAPI document says `tls` and `custom_data` may be null; the server once answered 422
+/// "must be an object" to exactly that (schemathesis found it). And an empty redelivery range
+/// (`since` = `until`) is nothing to do, not an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_schema_allows_the_server_takes_null_optional_settings_and_an_empty_range() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "n", "url": rx.url, "event_types": ["call.completed"],
+                   "tls": null, "custom_data": null}),
+        )
+        .await;
+    assert_eq!(st, 201, "{v}");
+    assert!(v.get("tls").is_none_or(serde_json::Value::is_null), "{v}");
+    let iid = v["id"].as_str().unwrap_or_default();
+    let (st, v) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/redeliver"),
+            json!({"since": "2026-01-01T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!((st, v["queued"].as_u64()), (202, Some(0)), "{v}");
+    let (st, _) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/redeliver"),
+            json!({"since": "2026-01-02T00:00:00Z", "until": "2026-01-01T00:00:00Z"}),
+        )
+        .await;
+    assert_eq!(st, 400);
+    // Null stays refused where the setting is not optional.
+    let (st, _) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "n", "url": rx.url, "event_types": ["call.completed"], "filters": null}),
+        )
+        .await;
+    assert_eq!(st, 422);
+    server.stop().await;
+}

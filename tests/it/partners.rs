@@ -470,3 +470,28 @@ async fn feeds_belong_to_partners_and_can_be_changed() {
     );
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reconciliation_page_too_far_to_count_is_a_400_not_a_dropped_connection() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p").await;
+    let start = format_ms(now_ms() - 60 * MIN);
+    let end = format_ms(now_ms() - 10 * MIN);
+    // Page 2^31 once made the offset overflow: the handler panicked and the connection closed.
+    for page in ["2147483648", "1000001", "0"] {
+        let (st, v) = partner
+            .get(&format!(
+                "/v1/partners/p/reconciliation/counts?startTime={start}&endTime={end}&page={page}"
+            ))
+            .await;
+        assert_eq!(st, 400, "page {page}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_page");
+    }
+    let (st, _) = partner
+        .get(&format!(
+            "/v1/partners/p/reconciliation/counts?startTime={start}&endTime={end}&page=1000000"
+        ))
+        .await;
+    assert_eq!(st, 200);
+    server.stop().await;
+}

@@ -83,7 +83,9 @@ pub(crate) fn out(i: &Integration) -> IntegrationOut {
 pub(crate) struct IntegrationIn {
     #[serde(flatten)]
     settings: IntegrationSpec,
-    /// Sent to the receiver as `Authorization: Bearer …`; never shown again.
+    /// Sent to the receiver as `Authorization: Bearer …`; never shown again. 8–512 printable
+    /// ASCII characters, no spaces.
+    #[schema(pattern = "^[!-~]{8,512}$")]
     secret: Option<String>,
 }
 
