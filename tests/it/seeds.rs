@@ -332,8 +332,11 @@ async fn a_partner_feed_sends_webex_records_signed_with_x_spark_signature_and_ne
         ),
         "seed 003's defaults"
     );
+    // Both calls end inside one five-minute window (the last one that has ended): two calls
+    // 60 and 90 s ago fell into two windows whenever a boundary lay between them (1 run in 10).
     let now = server.clock.now_ms();
-    let body = json!({"events": [ended("a", now, 60_000), ended("b", now, 90_000)]});
+    let window_end = now - now.rem_euclid(300_000);
+    let body = json!({"events": [ended("a", window_end, 60_000), ended("b", window_end, 90_000)]});
     assert_eq!(server.ingest(body).await.0, 202);
     let got = rx
         .take_advancing(
