@@ -310,6 +310,51 @@ async fn console_in_headless_chromium() {
         .await
         .expect("goto");
     shot(&c, "13-integrations-phone").await;
+    // The integration's charts on a phone: drawn, within the screen, saying what they show.
+    c.goto(&integration_url).await.expect("goto");
+    let width = c
+        .execute(
+            "const r = document.getElementById('chart-deliveries').getBoundingClientRect(); \
+             return [r.width, document.documentElement.clientWidth];",
+            vec![],
+        )
+        .await
+        .expect("chart size");
+    let (chart, screen) = (
+        width[0].as_f64().unwrap_or(0.0),
+        width[1].as_f64().unwrap_or(0.0),
+    );
+    assert!(
+        chart > 200.0 && chart <= screen,
+        "chart {chart} px on a {screen} px screen"
+    );
+    let title = c
+        .execute(
+            "return document.querySelector('#chart-deliveries title').textContent",
+            vec![],
+        )
+        .await
+        .expect("chart title");
+    assert!(
+        title.as_str().unwrap_or_default().contains("2 succeeded"),
+        "{title}"
+    );
+    c.execute(
+        "document.getElementById('chart-deliveries').scrollIntoView()",
+        vec![],
+    )
+    .await
+    .expect("scroll");
+    shot(&c, "13b-integration-charts-phone").await;
+    // The disable above is among the tenant's notifications.
+    reload_until(
+        &c,
+        &format!("{base}/console/t/acme/notifications"),
+        "#notifications tbody",
+        "integration.disabled",
+    )
+    .await;
+    shot(&c, "13c-notifications-phone").await;
     c.set_window_size(1280, 1000).await.expect("desktop size");
     c.goto(&integration_url).await.expect("goto");
     click(&c, "delete").await;

@@ -101,7 +101,9 @@ pub fn deliveries(stats: &Stats, since_ms: i64, span_minutes: i64) -> String {
         LEFT - 3.0,
         LEFT - 3.0
     );
-    let bar = ((W - LEFT) / span_minutes as f64).max(0.3);
+    // A day's minute is a quarter of a unit wide: drawn at least 1.2 units wide, so that a
+    // single busy minute is seen (neighbours overlap, the tallest shows).
+    let bar = ((W - LEFT) / span_minutes as f64).max(1.2);
     let scale = (plot_h - 4.0) / top as f64;
     for (class, pick) in [("ok", 0usize), ("retried", 1), ("failed", 2)] {
         let mut d = String::new();
@@ -113,12 +115,8 @@ pub fn deliveries(stats: &Stats, since_ms: i64, span_minutes: i64) -> String {
                 continue;
             }
             let y = plot_h - below as f64 * scale - h;
-            let _ = write!(
-                d,
-                "M{:.2} {:.2}h{bar:.2}v{h:.2}h-{bar:.2}z",
-                x_of(p.at, span_minutes),
-                y
-            );
+            let x = x_of(p.at, span_minutes).min(W - bar);
+            let _ = write!(d, "M{x:.2} {y:.2}h{bar:.2}v{h:.2}h-{bar:.2}z");
         }
         if !d.is_empty() {
             let _ = write!(out, r##"<path class="{class}" d="{d}"/>"##);
@@ -176,8 +174,9 @@ pub fn latency(stats: &Stats, since_ms: i64, span_minutes: i64) -> String {
             } else {
                 'M'
             };
-            let x = x_of(p.at, span_minutes);
-            let _ = write!(d, "{cmd}{x:.2} {:.2}h0.6", y_of_ms(ms, plot_h));
+            // Each minute is also a short stroke, so a lone minute shows as a dot.
+            let x = x_of(p.at, span_minutes).min(W - 1.5);
+            let _ = write!(d, "{cmd}{x:.2} {:.2}h1.5", y_of_ms(ms, plot_h));
             last = Some(p.at);
         }
         if !d.is_empty() {
