@@ -300,10 +300,6 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         EventKind::RecordingCompleted => json!({"recording_id": "rec-sample", "files": []}),
         EventKind::AnalysisCompleted => json!({"score": 80, "keywords": []}),
         EventKind::IvrInput => json!({"dtmf": "1", "ivr_number": "+441610000000"}),
-        EventKind::CdrBatch => {
-            let end = crate::time::format_ms(now);
-            json!({"feed": "analytics", "window": {"start": end, "end": end}, "part": 1, "parts": 1, "items": []})
-        }
         EventKind::CallCompleted | EventKind::CallUnanswered => {
             json!({"answered": kind == EventKind::CallCompleted,
             "direction": "inbound", "scope": "external", "talk_ms": 0,
@@ -311,7 +307,7 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         }
         k => crate::model::alert::sample(k),
     };
-    let event = Event {
+    let mut event = Event {
         id: crate::model::ids::new_id("sample"),
         kind: if kind == EventKind::CallUnanswered {
             EventKind::CallCompleted
@@ -327,6 +323,21 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         },
         data: data.as_object().cloned().unwrap_or_default(),
     };
+    // A `cdr-batch` integration only ever sends windows: the sample call goes as the one item
+    // of a window that ends now, rendered as a real window's items are.
+    let spec = &i.valid.spec;
+    if spec.profile == crate::render::Profile::CdrBatch {
+        let item = crate::render::window_item(spec).render(&event);
+        let feed = spec
+            .feed
+            .unwrap_or(crate::model::integration::Feed::Analytics);
+        let window = json!({"start": crate::time::format_ms(now - 300_000), "end": crate::time::format_ms(now)});
+        event.kind = EventKind::CdrBatch;
+        event.data = json!({"feed": feed.as_str(), "window": window, "part": 1, "parts": 1, "items": [item]})
+            .as_object()
+            .cloned()
+            .unwrap_or_default();
+    }
     let stored = StoredEvent {
         seq: 0,
         body: event.canonical_json(),

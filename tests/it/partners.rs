@@ -495,3 +495,37 @@ async fn a_reconciliation_page_too_far_to_count_is_a_400_not_a_dropped_connectio
     assert_eq!(st, 200);
     server.stop().await;
 }
+
+/// A test send to a `cdr-batch` feed once sent the sample call's bare data — a shape the feed
+/// never sends. It is a window now: `{feed, window, part, parts, items}` with one item.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_to_a_batch_feed_is_a_window_of_one_call() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    let rx = server.receiver().await;
+    let (st, integ) = partner
+        .post(
+            "/v1/partners/p1/integrations",
+            json!({"name": "feed", "url": rx.url, "profile": "cdr-batch"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{integ}");
+    let iid = integ["id"].as_str().unwrap_or_default();
+    let (st, report) = partner
+        .post(
+            &format!("/v1/partners/p1/integrations/{iid}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{report}");
+    let body = rx.next(10).await.json();
+    let keys: Vec<&str> = body
+        .as_object()
+        .map(|o| o.keys().map(String::as_str).collect())
+        .unwrap_or_default();
+    assert_eq!(keys, ["feed", "window", "part", "parts", "items"], "{body}");
+    assert_eq!(body["feed"], "analytics");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(body["items"][0]["dType"], "CloudSessionCdr", "{body}");
+    server.stop().await;
+}
