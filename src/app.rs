@@ -154,15 +154,14 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let shutdown = CancellationToken::new();
     crate::cluster::start(&state, shutdown.clone()).await?;
     dispatcher.start(config.node_timeout_ms as i64).await?;
-    if config.retention_hours > 0 {
-        tokio::spawn(crate::retention::run(
-            store.clone(),
-            config.data_dir.clone(),
-            config.retention_hours,
-            config.clock.clone(),
-            shutdown.clone(),
-        ));
-    }
+    // Runs with retention 0 too ("keep everything"): the charts' counts are kept two days.
+    tokio::spawn(crate::retention::run(
+        store.clone(),
+        config.data_dir.clone(),
+        config.retention_hours,
+        config.clock.clone(),
+        shutdown.clone(),
+    ));
     let stop = shutdown.clone();
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let limits = crate::serve::Limits {

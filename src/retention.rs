@@ -65,7 +65,12 @@ pub async fn run(
     let keep_ms = retention_hours as i64 * 3600 * 1000;
     loop {
         let before = clock.now_ms() - keep_ms;
-        match purge_before(&store, &data_dir, before).await {
+        // Retention 0 keeps every event, delivery and recording.
+        let purged = match retention_hours {
+            0 => Ok(PurgeReport::default()),
+            _ => purge_before(&store, &data_dir, before).await,
+        };
+        match purged {
             Ok(r) if r.total() > 0 => tracing::info!(
                 deliveries = r.deliveries,
                 attempts = r.attempts,

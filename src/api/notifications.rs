@@ -21,7 +21,7 @@ pub fn router() -> Router<AppState> {
 /// One operational event, as its subscribers receive it in the `canonical` profile.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Notification {
-    /// `ntf_…`: the `id` (and `webhook-id`) its deliveries carry.
+    /// `ntf_…`: the `id` in its deliveries' payload (their `webhook-id` is each delivery's own).
     pub id: String,
     /// `integration.failing`, `integration.disabled`, `integration.recovered` or
     /// `delivery.exhausted`.
@@ -62,36 +62,60 @@ pub(crate) async fn page(
             )
         })?),
     };
-    let rows = s
-        .store
-        .list_notifications(&tenant.id, before, limit)
-        .await?;
-    let next_cursor = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|(seq, _)| seq.to_string()))
-        .flatten();
-    let items = rows
-        .into_iter()
-        .filter_map(|(_, body)| {
-            let Value::Object(mut e) = serde_json::from_str(&body).ok()? else {
-                return None;
-            };
-            let Value::Object(data) = e.remove("data")? else {
-                return None;
-            };
-            let about = data.get("integration_id").and_then(Value::as_str);
-            if !about.is_some_and(|iid| p.sees_integration(iid)) {
-                return None;
+    // A session limited to some integrations sees only the notifications about them: it reads
+    // on, a chunk at a time, until its page is full (at most 10 000 rows a request).
+    let (chunk, rounds) = match p.integrations {
+        None => (limit, 1),
+        Some(_) => (500, 20),
+    };
+    let mut before = before;
+    let mut items = Vec::new();
+    let mut next_cursor = None;
+    'chunks: for _ in 0..rounds {
+        let rows = s
+            .store
+            .list_notifications(&tenant.id, before, chunk)
+            .await?;
+        let more = rows.len() == chunk as usize;
+        for (seq, body) in rows {
+            if items.len() == limit as usize {
+                break 'chunks;
             }
-            let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
-            Some(Notification {
-                id: text("id")?,
-                kind: text("type")?,
-                occurred_at: text("occurred_at")?,
-                data,
-            })
-        })
-        .collect();
+            before = Some(seq);
+            if let Some(n) = visible(p, &body) {
+                items.push(n);
+            }
+        }
+        next_cursor = more.then(|| before.map(|b| b.to_string())).flatten();
+        if !more || items.len() == limit as usize {
+            break;
+        }
+    }
+    if items.len() == limit as usize {
+        next_cursor = before.map(|b| b.to_string());
+    }
     Ok(NotificationPage { items, next_cursor })
+}
+
+/// A stored operational event as the caller may see it, or `None`.
+fn visible(p: &Principal, body: &str) -> Option<Notification> {
+    let Value::Object(mut e) = serde_json::from_str(body).ok()? else {
+        return None;
+    };
+    let Value::Object(data) = e.remove("data")? else {
+        return None;
+    };
+    let about = data.get("integration_id").and_then(Value::as_str);
+    if !about.is_some_and(|iid| p.sees_integration(iid)) {
+        return None;
+    }
+    let text = |k: &str| e.get(k).and_then(Value::as_str).map(str::to_string);
+    Some(Notification {
+        id: text("id")?,
+        kind: text("type")?,
+        occurred_at: text("occurred_at")?,
+        data,
+    })
 }
 
 #[utoipa::path(get, path = "/v1/tenants/{tid}/notifications", tag = "notifications",

@@ -96,7 +96,7 @@ fn origins() -> utoipa::openapi::Array {
                 .schema_type(Type::String)
                 .max_length(Some(200))
                 .pattern(Some(
-                    "^https://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?$",
+                    "^https://([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*|\\[[0-9A-Fa-f:]+\\])(:[1-9][0-9]{0,4})?/?$",
                 )),
         )
         .max_items(Some(crate::model::tenancy::MAX_FRAME_ANCESTORS))

@@ -4,12 +4,15 @@
 //!   it — never to the integration it is about — and retried like any delivery;
 //! - the operator, if `CALLHOOK_NOTIFY_URL` is set (see [`super::notify`]).
 //!
-//! The dispatcher notices these changes on the attempt path; the events are handed to one task
-//! that stores them in groups, so a burst of exhausted deliveries costs a few writes, not one
-//! per delivery.
+//! The dispatcher notices these changes on the attempt path and queues the events without
+//! waiting; one task stores them in groups. Their number is bounded: attempts that carry an
+//! operational event make none, `delivery.exhausted` comes at most once a minute per
+//! integration (counting the others), and a full queue drops (and counts) rather than waits.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
 use tokio::sync::mpsc;
 
 use super::Dispatcher;
@@ -18,10 +21,62 @@ use crate::model::alert::{self, DeliveryExhausted, IntegrationAlert};
 use crate::model::event::{Event, EventKind};
 use crate::store::{DispatchJob, IngestBatch, StoreError};
 
-/// Operational events waiting to be stored; past this, the attempts that make them wait.
-pub(super) const QUEUE: usize = 4096;
+/// Operational events waiting to be stored; past this they are dropped and counted
+/// (`callhook_operational_events_dropped_total`): an attempt never waits for a notification.
+const QUEUE: usize = 4096;
 /// The most events stored in one write.
 const GROUP: usize = 512;
+/// At most one `delivery.exhausted` per integration in this time; the deliveries exhausted in
+/// between are counted in the next one (`also_exhausted`).
+const EXHAUSTED_EVERY_MS: i64 = 60_000;
+
+/// The queue of operational events and what it remembers to keep their number bounded.
+pub(crate) struct Alerts {
+    tx: mpsc::Sender<Event>,
+    rx: Mutex<Option<mpsc::Receiver<Event>>>,
+    /// Per integration: when its last `delivery.exhausted` was made, and how many deliveries
+    /// exhausted since without one of their own.
+    exhausted: Mutex<HashMap<String, (i64, u32)>>,
+}
+
+impl Alerts {
+    pub(super) fn new() -> Alerts {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        Alerts {
+            tx,
+            rx: Mutex::new(Some(rx)),
+            exhausted: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub(super) fn take_receiver(&self) -> Option<mpsc::Receiver<Event>> {
+        self.rx.lock().take()
+    }
+
+    /// Queues an event without waiting; a full queue drops it (counted, logged).
+    fn queue(&self, event: Event) {
+        if let Err(e) = self.tx.try_send(event) {
+            crate::metrics::METRICS.operational_event_dropped();
+            let kind = match &e {
+                mpsc::error::TrySendError::Full(ev) | mpsc::error::TrySendError::Closed(ev) => {
+                    ev.kind.as_str()
+                }
+            };
+            tracing::warn!(
+                event = kind,
+                "an operational event was dropped: its queue is full or closed"
+            );
+        }
+    }
+}
+
+/// The scheme, host and port of a URL: an endpoint's path and query may hold a credential
+/// (webhook URLs of chat tools do), and operational events go to other receivers.
+fn origin(url: &str) -> String {
+    url::Url::parse(url)
+        .map(|u| u.origin().ascii_serialization())
+        .unwrap_or_default()
+}
 
 impl Dispatcher {
     pub fn set_notifier(&self, n: super::notify::Notifier) {
@@ -29,13 +84,15 @@ impl Dispatcher {
     }
 
     /// An integration changed state (`integration.failing`, `.disabled` or `.recovered`): tells
-    /// the operator's URL, if one is configured, and the integration's tenant.
-    pub async fn notify(
+    /// the operator's URL, if one is configured, and — with `tell_tenant` — the integration's
+    /// tenant.
+    pub fn notify(
         &self,
         kind: EventKind,
         iid: &str,
         reason: Option<&str>,
         last_error: Option<&str>,
+        tell_tenant: bool,
     ) {
         let Some(i) = self.cache.get(iid) else { return };
         let now = self.clock.now_ms();
@@ -49,27 +106,42 @@ impl Dispatcher {
                 now,
             ));
         }
+        if !tell_tenant {
+            return;
+        }
         let data = IntegrationAlert {
             integration_id: i.id.clone(),
             trigger_id: crate::model::ids::guid(&i.id),
             name: i.valid.spec.name.clone(),
-            url: i.valid.spec.url.clone(),
+            url: origin(&i.valid.spec.url),
             status: i.status.as_str().to_string(),
             reason: reason.map(str::to_string),
             last_error: last_error.map(str::to_string),
             failing_since: i.failing_since.map(crate::time::format_ms),
             consecutive_failures: i.consecutive_failures,
         };
-        self.alert(&i, kind, &data, now).await;
+        self.alert(&i, kind, &data, now);
     }
 
-    /// A delivery will not be attempted again by itself: tells its tenant. Not for deliveries
-    /// of operational events: two integrations that tell each other of their failures would
-    /// otherwise feed each other events for ever.
-    pub(super) async fn exhausted(&self, i: &Integration, job: &DispatchJob, last_error: &str) {
+    /// A delivery will not be attempted again by itself: tells its tenant, at most once a minute
+    /// per integration. Not for deliveries of operational events: two integrations that tell
+    /// each other of their failures would otherwise feed each other events for ever.
+    pub(super) fn exhausted(&self, i: &Integration, job: &DispatchJob, last_error: &str) {
         if job.head.trigger.is_operational() {
             return;
         }
+        let now = self.clock.now_ms();
+        let also = {
+            let mut seen = self.alerts.exhausted.lock();
+            let entry = seen.entry(i.id.clone()).or_insert((i64::MIN, 0));
+            if now.saturating_sub(entry.0) < EXHAUSTED_EVERY_MS {
+                entry.1 += 1;
+                return;
+            }
+            let also = entry.1;
+            *entry = (now, 0);
+            also
+        };
         let e = &job.event.event;
         let data = DeliveryExhausted {
             integration_id: i.id.clone(),
@@ -81,31 +153,18 @@ impl Dispatcher {
             call_id: (!e.call_id.is_empty()).then(|| e.call_id.clone()),
             attempts: job.head.attempts + 1,
             last_error: last_error.to_string(),
+            also_exhausted: also,
         };
-        let now = self.clock.now_ms();
-        self.alert(i, EventKind::DeliveryExhausted, &data, now)
-            .await;
+        self.alert(i, EventKind::DeliveryExhausted, &data, now);
     }
 
     /// Queues an operational event for the integration's tenant. Partner-level integrations
     /// have no tenant to tell (the operator's URL hears of them).
-    async fn alert(
-        &self,
-        i: &Integration,
-        kind: EventKind,
-        data: &impl serde::Serialize,
-        now: i64,
-    ) {
+    fn alert(&self, i: &Integration, kind: EventKind, data: &impl serde::Serialize, now: i64) {
         let Some(tid) = i.tenant_id.as_deref() else {
             return;
         };
-        let sent = self.alerts.send(alert::event(kind, tid, data, now)).await;
-        if sent.is_err() {
-            tracing::warn!(
-                event = kind.as_str(),
-                "shutting down: an operational event was not stored"
-            );
-        }
+        self.alerts.queue(alert::event(kind, tid, data, now));
     }
 
     /// Stores queued operational events in groups, with their deliveries, and hands those on.

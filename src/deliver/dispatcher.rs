@@ -68,8 +68,7 @@ pub struct Dispatcher {
     /// Tells the operator about integrations failing, disabled and recovered.
     pub(super) notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
     /// Operational events for tenants, on their way to the store ([`super::alerts`]).
-    pub(super) alerts: mpsc::Sender<crate::model::event::Event>,
-    alerts_rx: Mutex<Option<mpsc::Receiver<crate::model::event::Event>>>,
+    pub(super) alerts: super::alerts::Alerts,
 }
 
 impl Dispatcher {
@@ -84,7 +83,6 @@ impl Dispatcher {
             "node-{}",
             hex::encode(crate::security::random_bytes::<6>())
         ));
-        let (alerts, alerts_rx) = mpsc::channel(super::alerts::QUEUE);
         Arc::new(Dispatcher {
             store,
             cache,
@@ -102,8 +100,7 @@ impl Dispatcher {
             timers: AtomicUsize::new(0),
             recording: Arc::new(Semaphore::new(MAX_RECORDING)),
             notifier: Mutex::new(None),
-            alerts,
-            alerts_rx: Mutex::new(Some(alerts_rx)),
+            alerts: super::alerts::Alerts::new(),
         })
     }
 
@@ -142,7 +139,7 @@ impl Dispatcher {
         let me = self.clone();
         tokio::spawn(async move { me.run_claimer().await });
         tokio::spawn(super::batch::run(self.clone()));
-        if let Some(rx) = self.alerts_rx.lock().take() {
+        if let Some(rx) = self.alerts.take_receiver() {
             tokio::spawn(self.clone().run_alerts(rx));
         }
         Ok(())
@@ -310,7 +307,12 @@ impl Dispatcher {
         m.delivery(label, record.error_class);
         let last_error = attempt::describe(&sent.result);
         let spec = &integration.valid.spec;
+        // An attempt carrying an operational event tells no tenant of what it did to the
+        // integration's health: two flapping integrations that hear of each other would
+        // otherwise feed each other events for ever. The operator still hears.
+        let tell_tenant = !job.head.trigger.is_operational();
         self.observe_health(
+            tell_tenant,
             &integration.id,
             &health::AttemptFacts {
                 success: decision.verdict == Verdict::Success,
@@ -331,7 +333,7 @@ impl Dispatcher {
             return;
         }
         if decision.exhausted && decision.next == NextStep::Failed {
-            self.exhausted(&integration, &job, &last_error).await;
+            self.exhausted(&integration, &job, &last_error);
         }
         if let NextStep::Retry { at, keep_lease } = decision.next {
             if keep_lease {
@@ -424,7 +426,12 @@ impl Dispatcher {
     }
 
     /// Folds one attempt into the integration's health; writes and applies a change of state.
-    pub(super) async fn observe_health(&self, iid: &str, facts: &health::AttemptFacts<'_>) {
+    pub(super) async fn observe_health(
+        &self,
+        tell_tenant: bool,
+        iid: &str,
+        facts: &health::AttemptFacts<'_>,
+    ) {
         let (change, snapshot) = {
             let mut all = self.health.lock();
             let h = match all.get_mut(iid) {
@@ -454,7 +461,7 @@ impl Dispatcher {
         };
         self.apply_health(iid, snapshot).await;
         let last_error = (kind != EventKind::IntegrationRecovered).then_some(facts.last_error);
-        self.notify(kind, iid, reason, last_error).await;
+        self.notify(kind, iid, reason, last_error, tell_tenant);
     }
 
     /// Writes a health state and applies it to the cache (disabling stops sends at once).

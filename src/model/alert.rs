@@ -16,6 +16,7 @@ pub struct IntegrationAlert {
     /// The same id in GUID form, as the console and seed 002's payloads show it.
     pub trigger_id: Option<String>,
     pub name: String,
+    /// The endpoint's scheme, host and port only: its path and query may hold a credential.
     pub url: String,
     /// `active` or `disabled`, after the change.
     pub status: String,
@@ -41,6 +42,9 @@ pub struct DeliveryExhausted {
     pub call_id: Option<String>,
     pub attempts: u32,
     pub last_error: String,
+    /// Other deliveries of this integration that used up their retries since the last
+    /// `delivery.exhausted` about it, without an event of their own (one a minute at most).
+    pub also_exhausted: u32,
 }
 
 /// An operational event of `tenant_id`, with an id of its own (`ntf_…`).
@@ -76,7 +80,7 @@ pub fn sample(kind: EventKind) -> Value {
             integration_id: "int_01jdqx8m4k2v3w5y6z7a8b9c0d".into(),
             trigger_id: super::ids::guid("int_01jdqx8m4k2v3w5y6z7a8b9c0d"),
             name: "CRM".into(),
-            url: "https://crm.example.com/hooks/calls".into(),
+            url: "https://crm.example.com".into(),
             status: status.into(),
             reason: reason.map(str::to_string),
             last_error: error.map(str::to_string),
@@ -103,6 +107,7 @@ pub fn sample(kind: EventKind) -> Value {
             call_id: Some("c-42".into()),
             attempts: 2,
             last_error: "status: the endpoint answered 503".into(),
+            also_exhausted: 0,
         }),
     };
     v.unwrap_or(Value::Null)

@@ -24,10 +24,7 @@ pub struct IntegrationSpec {
     )]
     pub name: String,
     /// `https://…` (plain `http://` only where the node allows it).
-    #[schema(
-        pattern = "^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[!-~]*)?$",
-        max_length = 2048
-    )]
+    #[schema(pattern = "^https?://[^\\s/?#]+([/?#]\\S*)?$", max_length = 2048)]
     pub url: String,
     #[serde(default)]
     pub method: HttpMethod,
@@ -302,7 +299,7 @@ pub struct DeliverySpec {
     /// Disable after this many consecutive failed attempts. Unset: disable when a delivery
     /// exhausts the exponential schedule with no success in between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(minimum = 1, maximum = 1000000)]
+    #[schema(minimum = 1)]
     pub disable_after_failures: Option<u32>,
     /// Batch mode only: the window, 1–86400 s.
     #[serde(default, skip_serializing_if = "Option::is_none")]

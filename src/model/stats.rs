@@ -22,6 +22,9 @@ pub const SUCCEEDED_MANUAL: i64 = 2;
 /// Successes are `SUCCEEDED_FIRST + bucket`.
 pub const SUCCEEDED_FIRST: i64 = 3;
 
+/// Every kind: failed, retried, manual, and a success per latency bucket (the last one open).
+const KINDS: usize = SUCCEEDED_FIRST as usize + LATENCY_BOUNDS_MS.len() + 1;
+
 /// The kind a success `latency_ms` after its delivery was created counts under.
 pub fn succeeded(latency_ms: i64) -> i64 {
     let bucket = LATENCY_BOUNDS_MS
@@ -53,10 +56,10 @@ pub struct MinuteStats {
 /// Folds `(minute, kind, count)` rows (any order, repeats summed) into one entry per minute
 /// that has any, in time order.
 pub fn summarise(rows: &[(i64, i64, i64)]) -> Vec<MinuteStats> {
-    let mut by_minute: std::collections::BTreeMap<i64, [u64; 18]> = Default::default();
+    let mut by_minute: std::collections::BTreeMap<i64, [u64; KINDS]> = Default::default();
     for &(m, kind, n) in rows {
         if let (Ok(k), Ok(n)) = (usize::try_from(kind), u64::try_from(n)) {
-            if let Some(slot) = by_minute.entry(m).or_insert([0; 18]).get_mut(k) {
+            if let Some(slot) = by_minute.entry(m).or_insert([0; KINDS]).get_mut(k) {
                 *slot += n;
             }
         }
@@ -137,5 +140,12 @@ mod tests {
             (9, 2, Some(50), Some(50))
         );
         assert_eq!(s[1].minute, "1970-01-01T00:10:00.000Z");
+    }
+
+    #[test]
+    fn a_success_slower_than_the_last_bound_is_counted_not_dropped() {
+        let s = summarise(&[(0, succeeded(i64::MAX), 2), (0, succeeded(10), 1)]);
+        assert_eq!(s[0].succeeded, 3);
+        assert_eq!(s[0].p99_ms, Some(21_600_000));
     }
 }

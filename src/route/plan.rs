@@ -58,7 +58,8 @@ pub fn plan(
             id: crate::model::ids::new_id("dlv"),
             integration_id: i.id.clone(),
             trigger,
-            ordered: i.valid.ordered(),
+            // Operational events have no call: never chained behind one another.
+            ordered: i.valid.ordered() && !event.kind.is_operational(),
             held: i.status == IntegrationStatus::Disabled,
             defer: false,
             not_before: i.valid.held_until(now),

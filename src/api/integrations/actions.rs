@@ -70,20 +70,23 @@ pub(crate) async fn disable(
             ))
         }
     };
+    let was_disabled = i.status == IntegrationStatus::Disabled;
     let mut h = i.health();
     h.status = IntegrationStatus::Disabled;
     h.disabled_reason = Some(reason);
     h.updated_at = s.now_ms();
     let reason = h.disabled_reason.clone();
     s.dispatcher.apply_health(&iid, h).await;
-    s.dispatcher
-        .notify(
+    // Disabling what is disabled changes nothing to tell anyone about.
+    if !was_disabled {
+        s.dispatcher.notify(
             crate::model::event::EventKind::IntegrationDisabled,
             &iid,
             reason.as_deref(),
             None,
-        )
-        .await;
+            true,
+        );
+    }
     let now = s
         .cache
         .get(&iid)

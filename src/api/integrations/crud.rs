@@ -105,8 +105,15 @@ pub(crate) async fn create(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// `feed` belongs to partner integrations; a partner integration always has one.
+/// `feed` belongs to partner integrations; a partner integration always has one. Operational
+/// events are a tenant's, about its own integrations: a partner feed never receives them.
 pub(crate) fn check_feed(owner: &Owner, spec: &IntegrationSpec) -> ApiResult<()> {
+    if matches!(owner, Owner::Partner(_)) && spec.event_types.iter().any(|k| k.is_operational()) {
+        return Err(ApiError::unprocessable(
+            "invalid_setting",
+            "operational event types (integration.*, delivery.exhausted) are for tenant integrations; a partner feed carries calls",
+        ));
+    }
     match (owner, spec.feed) {
         (Owner::Tenant(_), Some(_)) => Err(ApiError::unprocessable(
             "invalid_setting",
@@ -228,6 +235,16 @@ pub(crate) async fn update(
     check_shape(&merged).map_err(setting)?;
     let spec: IntegrationSpec = typed(merged, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
+    // A session limited to some integrations would hear, through operational events, of the
+    // tenant's other integrations: it may keep the types it has, not add these.
+    let adds_operational = spec
+        .event_types
+        .iter()
+        .any(|k| k.is_operational() && !current.valid.spec.event_types.contains(k));
+    p.require(
+        !(adds_operational && p.integrations.is_some()),
+        "subscribe to operational events from a session limited to some integrations",
+    )?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     check_egress(&s, &valid)?;
     check_client_identity(&valid)?;

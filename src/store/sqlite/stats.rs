@@ -18,22 +18,30 @@ impl Stats for SqliteStore {
         }
         let ids = integration_ids.to_vec();
         self.read(move |c| {
-            let marks = vec!["?"; ids.len()].join(", ");
-            let sql = format!(
-                "SELECT minute, kind, SUM(n) FROM minute_counts
-                 WHERE integration_id IN ({marks}) AND minute >= ? GROUP BY minute, kind"
-            );
-            let mut st = c.prepare(&sql).map_err(internal)?;
-            let params = ids
-                .iter()
-                .map(|i| rusqlite::types::Value::from(i.clone()))
-                .chain([since_minute.into()]);
-            let rows = st
-                .query_map(rusqlite::params_from_iter(params), |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-                })
-                .map_err(internal)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(internal)
+            // In groups, well under SQLite's limit on bound parameters; repeats of a minute and
+            // kind across groups are summed by the caller.
+            let mut out = Vec::new();
+            for group in ids.chunks(500) {
+                let marks = vec!["?"; group.len()].join(", ");
+                let sql = format!(
+                    "SELECT minute, kind, SUM(n) FROM minute_counts
+                     WHERE integration_id IN ({marks}) AND minute >= ? GROUP BY minute, kind"
+                );
+                let mut st = c.prepare(&sql).map_err(internal)?;
+                let params = group
+                    .iter()
+                    .map(|i| rusqlite::types::Value::from(i.clone()))
+                    .chain([since_minute.into()]);
+                let rows = st
+                    .query_map(rusqlite::params_from_iter(params), |r| {
+                        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    })
+                    .map_err(internal)?;
+                for row in rows {
+                    out.push(row.map_err(internal)?);
+                }
+            }
+            Ok(out)
         })
         .await
     }
