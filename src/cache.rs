@@ -11,7 +11,7 @@ use parking_lot::RwLock;
 use serde::{Deserialize, Serialize};
 
 use crate::model::integration::{IntegrationSpec, ValidSpec};
-use crate::render::sign::decode_secret;
+use crate::security::decode_secret;
 use crate::security::seal::Sealer;
 use crate::store::{IntegrationHealth, IntegrationRecord, IntegrationStatus};
 

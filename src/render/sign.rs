@@ -17,12 +17,7 @@ pub fn generate_secret() -> String {
     )
 }
 
-/// The HMAC key inside a `whsec_` secret.
-pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
-    STANDARD
-        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
-        .ok()
-}
+pub use crate::security::decode_secret;
 
 fn sign_one(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC accepts keys of any length, so this cannot fail.

@@ -19,7 +19,7 @@ fn in_feed(i: &Integration, event: &Event, tenant_partner: Option<&str>) -> bool
         Feed::Analytics => tenant_partner == Some(pid),
         Feed::Billing => {
             event.kind == EventKind::CallCompleted
-                && crate::render::fields::str_at(&event.data, "license.partner_id") == Some(pid)
+                && crate::model::fields::str_at(&event.data, "license.partner_id") == Some(pid)
         }
     }
 }

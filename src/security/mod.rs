@@ -7,6 +7,15 @@ pub mod ssrf;
 
 use subtle::ConstantTimeEq;
 
+/// The HMAC key inside a `whsec_` secret (kept here, below everything, since the integration
+/// cache reads signing keys as well as the renderer).
+pub fn decode_secret(secret: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap_or(secret))
+        .ok()
+}
+
 /// Compares two secrets without leaking, through timing, how long a prefix matched.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
