@@ -80,11 +80,16 @@ async fn each_integration_and_its_tenant_chart_deliveries_by_outcome_and_latency
         .await;
     assert_eq!(st, 200, "{gs}");
     assert_eq!(totals(&gs), (3, 0, 0));
+    // Delivered at once: latencies in the low buckets (how low depends on the machine's load;
+    // a bucket bound either way).
     let m = &gs["minutes"][0];
-    // Delivered within milliseconds: the first latency bucket.
-    assert_eq!(
-        (m["p50_ms"].as_i64(), m["p99_ms"].as_i64()),
-        (Some(25), Some(25))
+    let (p50, p99) = (
+        m["p50_ms"].as_i64().unwrap_or(-1),
+        m["p99_ms"].as_i64().unwrap_or(-1),
+    );
+    assert!(
+        callhook::model::stats::LATENCY_BOUNDS_MS.contains(&p50) && p50 <= p99 && p99 <= 5_000,
+        "{m}"
     );
     let (_, bs) = api
         .get(&format!("/v1/tenants/acme/integrations/{bid}/stats"))
@@ -115,7 +120,11 @@ async fn each_integration_and_its_tenant_chart_deliveries_by_outcome_and_latency
         .html
         .contains(r#"<svg class="chart" id="chart-deliveries""#));
     assert!(page.html.contains("3 succeeded, 0 retried, 0 failed"));
-    assert!(page.html.contains("p99 was at most 25 ms"));
+    assert!(
+        page.html.contains(&format!("p99 was at most {p99} ms")),
+        "{}",
+        page.html
+    );
 
     // Bad input, and other tenants.
     for bad in ["hours=0", "hours=49", "hours=x"] {
