@@ -112,6 +112,56 @@ pub fn add_webhooks(doc: &mut Value) {
     }
 }
 
+/// States in the API document what ingest checks of an event, so that a reader (or a request
+/// generator) sees no more than the server takes: one variant of `EventIn` per ingestible type,
+/// its `type` a constant and its `data` that type's checked view, and never `events` beside
+/// `type` (a body is an event or a batch, not both).
+pub fn add_event_variants(doc: &mut Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    let Some(base) = schemas.get("EventIn").cloned() else {
+        return;
+    };
+    let mut variants = Vec::new();
+    for k in EventKind::EVERY.into_iter().filter(|k| k.is_ingestible()) {
+        let data = match k {
+            EventKind::CallState => components_of::<CallStateData>(schemas),
+            EventKind::CallCompleted => components_of::<CallCompletedData>(schemas),
+            EventKind::RecordingCompleted => components_of::<RecordingData>(schemas),
+            EventKind::AnalysisCompleted => components_of::<AnalysisData>(schemas),
+            EventKind::IvrInput => components_of::<IvrData>(schemas),
+            _ => continue,
+        };
+        let mut variant = base.clone();
+        if let Some(props) = variant.get_mut("properties").and_then(Value::as_object_mut) {
+            props.insert("type".into(), json!({"const": k.as_str()}));
+            let described = props
+                .get("data")
+                .and_then(|d| d.get("description"))
+                .cloned();
+            let mut reference = json!({"$ref": format!("#/components/schemas/{data}")});
+            if let Some(d) = described {
+                reference["description"] = d;
+            }
+            props.insert("data".into(), reference);
+        }
+        variant["title"] = json!(k.as_str());
+        variants.push(variant);
+    }
+    schemas.insert(
+        "EventIn".into(),
+        json!({
+            "description": "One event: `data` as its type describes it (sources may add fields).",
+            "oneOf": variants,
+            "not": {"required": ["events"]},
+        }),
+    );
+}
+
 /// A type's schema as a standalone JSON Schema: the schemas it refers to under `$defs`.
 fn standalone<T: ToSchema>() -> Value {
     let mut defs = Map::new();
@@ -326,6 +376,41 @@ mod tests {
                 );
             }
             assert!(p["example"].is_object(), "{}", p["profile"]);
+        }
+    }
+
+    /// The catalogue's types join the API document's components by name: a name the API
+    /// already used for another type would silently replace it.
+    #[test]
+    fn the_catalogue_adds_components_without_replacing_the_apis_own() {
+        let before = serde_json::to_value(super::super::openapi::document()).unwrap_or_default();
+        let mut after = before.clone();
+        add_webhooks(&mut after);
+        add_event_variants(&mut after);
+        let (Some(old), Some(new)) = (
+            before
+                .pointer("/components/schemas")
+                .and_then(Value::as_object),
+            after
+                .pointer("/components/schemas")
+                .and_then(Value::as_object),
+        ) else {
+            panic!("no components");
+        };
+        for (name, schema) in old {
+            if name != "EventIn" {
+                assert_eq!(Some(schema), new.get(name), "{name} was replaced");
+            }
+        }
+        let variants = new["EventIn"]["oneOf"].as_array().map(Vec::len);
+        assert_eq!(variants, Some(5), "one variant per ingestible type");
+        for r in after
+            .to_string()
+            .split("\"$ref\":\"#/components/schemas/")
+            .skip(1)
+        {
+            let name = r.split('"').next().unwrap_or_default();
+            assert!(new.contains_key(name), "{name} is referred to but missing");
         }
     }
 }

@@ -130,6 +130,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
 static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
     let mut doc = serde_json::to_value(document()).unwrap_or_default();
     catalogue::add_webhooks(&mut doc);
+    catalogue::add_event_variants(&mut doc);
+    super::tokens::state_roles(&mut doc);
     // What `additionalProperties: false` could not say of the settings inside an `allOf` (see
     // `document`), `unevaluatedProperties` (JSON Schema 2020-12) says of the whole: a new
     // integration takes its settings and `secret`, nothing else — as the server enforces.

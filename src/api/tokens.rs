@@ -37,6 +37,52 @@ pub(crate) struct TokenIn {
     name: String,
 }
 
+/// States in the API document which ids go with which role, as [`create`] checks them: a
+/// platform-wide token names neither, a partner's its partner, a tenant's its tenant. The
+/// generated `TokenIn` has both optional for every role, which reads as if any mix were taken.
+pub(crate) fn state_roles(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    let Some(schema) = doc.pointer_mut("/components/schemas/TokenIn") else {
+        return;
+    };
+    let props = schema.get("properties").cloned().unwrap_or_default();
+    let id = |field: &str| {
+        let mut p = props.get(field).cloned().unwrap_or_else(|| json!({}));
+        p["type"] = json!("string");
+        p
+    };
+    let absent = json!({"type": "null"});
+    let variant = |title: &str, roles: &[&str], tenant: &Value, partner: &Value| {
+        let mut required = vec!["role", "name"];
+        if tenant.get("type") == Some(&json!("string")) {
+            required.push("tenant_id");
+        }
+        if partner.get("type") == Some(&json!("string")) {
+            required.push("partner_id");
+        }
+        json!({
+            "title": title,
+            "type": "object",
+            "required": required,
+            "properties": {
+                "role": {"enum": roles},
+                "name": props.get("name").cloned().unwrap_or_else(|| json!({"type": "string"})),
+                "tenant_id": tenant,
+                "partner_id": partner,
+            },
+            "additionalProperties": false,
+        })
+    };
+    *schema = json!({
+        "description": "A token's role and whom it acts for: platform-wide (operator, ingest), a partner's (partner_admin), or a tenant's (ingest, tenant_admin, tenant_viewer).",
+        "oneOf": [
+            variant("platform-wide", &["operator", "ingest"], &absent, &absent),
+            variant("a partner's", &["partner_admin"], &absent, &id("partner_id")),
+            variant("a tenant's", &["ingest", "tenant_admin", "tenant_viewer"], &id("tenant_id"), &absent),
+        ],
+    });
+}
+
 /// A new API token: `token` is shown here once and stored only as its hash.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct TokenOut {
