@@ -18,6 +18,7 @@ pub enum Scenario {
     Isolation,
     Backlog,
     Postgres,
+    ScaleOut,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -46,9 +47,14 @@ pub struct BenchArgs {
     /// bench may create databases on: each run uses a new database, dropped at the end.
     #[arg(long, env = "CALLHOOK_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Nodes sharing the store (PostgreSQL only), in this process; ingest is spread over them.
-    #[arg(long, default_value_t = 1)]
-    pub nodes: usize,
+    /// Nodes sharing the store (PostgreSQL only); ingest is spread over them. In this process,
+    /// except for `scale-out`, which runs each as a process of its own and takes a list
+    /// (`--nodes 1,2,3`: one run per count).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    pub nodes: Vec<usize>,
+    /// `scale-out`: the share of one core each node process may use (its cgroup's CPU quota).
+    #[arg(long, default_value_t = 0.2)]
+    pub cpu_per_node: f64,
     /// Payload profile of the bench's integrations: `canonical` (spliced from the stored
     /// body) or `cdr` (built per event, its record shared by every integration of the event).
     #[arg(long, default_value = "canonical")]
@@ -56,4 +62,11 @@ pub struct BenchArgs {
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl BenchArgs {
+    /// The node count of the scenarios that run one count (the first given).
+    pub fn node_count(&self) -> usize {
+        self.nodes.first().copied().unwrap_or(1).max(1)
+    }
 }

@@ -11,8 +11,18 @@ use super::load::{self, TOKEN};
 use super::measure::*;
 use super::receiver::{self, Receiver};
 
+/// Where a run's nodes live.
+#[derive(Clone, Copy)]
+pub(crate) enum Nodes {
+    /// In this process.
+    InProcess(usize),
+    /// As processes of their own, each capped at `cpu` cores ([`super::scale`]).
+    Processes { count: usize, cpu: f64 },
+}
+
 pub(crate) struct Env {
     pub(super) nodes: Vec<crate::app::Running>,
+    pub(super) processes: Vec<super::scale::NodeProcess>,
     pub(super) base: String,
     pub(super) bases: Vec<String>,
     /// The database created for this run, dropped at the end: (server URL, name).
@@ -26,7 +36,10 @@ pub(crate) struct Env {
 }
 
 impl Env {
-    pub(super) async fn start(args: &BenchArgs, nodes: usize) -> anyhow::Result<Env> {
+    pub(super) async fn start(args: &BenchArgs, nodes: Nodes) -> anyhow::Result<Env> {
+        let count = match nodes {
+            Nodes::InProcess(n) | Nodes::Processes { count: n, .. } => n.max(1),
+        };
         let dir = std::env::temp_dir().join(format!(
             "callhook-bench-{}",
             hex::encode(crate::security::random_bytes::<6>())
@@ -37,7 +50,7 @@ impl Env {
             _ => None,
         };
         anyhow::ensure!(
-            nodes == 1 || database.is_some(),
+            count == 1 || database.is_some(),
             "several nodes need a shared store: --database-url postgres://…"
         );
         let mut config = crate::config::Config::for_data_dir(dir.clone());
@@ -55,18 +68,32 @@ impl Env {
         ));
         let recv = Receiver::new();
         let recv_url = receiver::start(recv.clone()).await?;
-        let mut running = Vec::new();
-        for _ in 0..nodes.max(1) {
-            running.push(crate::app::start(config.clone()).await?);
-        }
-        let bases: Vec<String> = running
-            .iter()
-            .map(|r| format!("http://{}", r.addr))
-            .collect();
+        let (mut running, mut processes) = (Vec::new(), Vec::new());
+        let bases: Vec<String> = match nodes {
+            Nodes::InProcess(_) => {
+                for _ in 0..count {
+                    running.push(crate::app::start(config.clone()).await?);
+                }
+                running
+                    .iter()
+                    .map(|r| format!("http://{}", r.addr))
+                    .collect()
+            }
+            Nodes::Processes { cpu, .. } => {
+                anyhow::ensure!(
+                    database.is_some(),
+                    "node processes share a PostgreSQL database: --database-url postgres://…"
+                );
+                let (started, bases) = super::scale::spawn(&config, count, cpu, &dir).await?;
+                processes = started;
+                bases
+            }
+        };
         let env = Env {
             base: bases[0].clone(),
             bases,
             nodes: running,
+            processes,
             database,
             http: reqwest::Client::new(),
             recv,
@@ -148,7 +175,7 @@ impl Env {
     /// Throughput: `events` as fast as possible, each going to `fan` integrations.
     pub(super) async fn throughput(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
         let before = self.recv.count();
-        let started = Instant::now();
+        let (started, cpu) = (Instant::now(), cpu_seconds());
         let ingest_s = load::flood(
             &self.http,
             &self.bases,
@@ -165,11 +192,16 @@ impl Env {
             return Err(self.stalled(want));
         }
         let total_s = started.elapsed().as_secs_f64();
+        let deliveries = args.events as u64 * fan;
+        // This process: the server (unless its nodes are processes of their own), the receiver
+        // and the load generator.
+        let cpu_us = (cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
         let lat = self.recv.take_latencies();
         Ok(json!({
             "events": args.events, "batch": args.batch, "clients": args.clients,
             "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
-            "deliveries_per_s": ((args.events as u64 * fan) as f64 / total_s).round(),
+            "deliveries_per_s": (deliveries as f64 / total_s).round(),
+            "bench_process_cpu_us_per_delivery": (cpu_us * 10.0).round() / 10.0,
             "latency_ms": percentiles(&lat),
         }))
     }
@@ -252,6 +284,7 @@ impl Env {
         for node in self.nodes {
             node.shutdown().await;
         }
+        super::scale::stop(self.processes).await;
         let _ = std::fs::remove_dir_all(&self.dir);
         if let Some((server, name)) = &self.database {
             if let Err(e) = drop_database(server, name).await {

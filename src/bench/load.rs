@@ -101,7 +101,104 @@ fn due_in_tick(rate: u64, t: u64) -> usize {
     ((t + 1) * rate / 100 - t * rate / 100) as usize
 }
 
-/// The receiver's ceiling: 64 requests in flight straight at it, for `secs`.
+/// The receiver's ceiling with the cheapest client there is: 64 bare HTTP/1.1 connections
+/// (hyper's connection API: no pool, no redirects, no TLS layer), each posting the event body
+/// in a loop for `secs`. What callhook's deliveries are read against.
+pub async fn raw_ceiling(url: &str, secs: u64) -> f64 {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return f64::NAN;
+    };
+    let (Some(host), Some(port)) = (parsed.host_str(), parsed.port_or_known_default()) else {
+        return f64::NAN;
+    };
+    let (addr, authority, path) = (
+        format!("{host}:{port}"),
+        format!("{host}:{port}"),
+        parsed.path().to_string(),
+    );
+    let body = bytes::Bytes::from(cdr(0, 0));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (addr, authority, path, body, done) = (
+            addr.clone(),
+            authority.clone(),
+            path.clone(),
+            body.clone(),
+            done.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let _ = raw_connection(&addr, &authority, &path, body, deadline, &done).await;
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    done.load(Ordering::Relaxed) as f64 / secs.max(1) as f64
+}
+
+/// The receiver's ceiling measured by `wrk` (64 connections, 2 threads, the event body posted),
+/// when `wrk` is installed: a C load generator, cheaper still than [`raw_ceiling`]. `None` when
+/// it is not installed or its output has no rate.
+pub async fn wrk_ceiling(url: &str, secs: u64, dir: &std::path::Path) -> Option<f64> {
+    let script = dir.join("wrk-post.lua");
+    let body = serde_json::to_string(&cdr(0, 0)).ok()?;
+    let lua = format!(
+        "wrk.method = \"POST\"\nwrk.body = {body}\nwrk.headers[\"Content-Type\"] = \"application/json\"\n"
+    );
+    std::fs::write(&script, lua).ok()?;
+    let out = tokio::process::Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{}s", secs.max(1)), "-s"])
+        .arg(&script)
+        .arg(url)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .ok()?;
+    parse_wrk_rate(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// `Requests/sec:  123456.78` from wrk's report.
+fn parse_wrk_rate(report: &str) -> Option<f64> {
+    report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Requests/sec:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// One of [`raw_ceiling`]'s connections: requests one after another until `deadline`.
+async fn raw_connection(
+    addr: &str,
+    authority: &str,
+    path: &str,
+    body: bytes::Bytes,
+    deadline: Instant,
+    done: &AtomicU64,
+) -> anyhow::Result<()> {
+    use http_body_util::{BodyExt, Full};
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake::<_, Full<bytes::Bytes>>(
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await?;
+    tokio::spawn(conn);
+    while Instant::now() < deadline {
+        sender.ready().await?;
+        let req = hyper::Request::post(path)
+            .header(hyper::header::HOST, authority)
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .body(Full::new(body.clone()))?;
+        let resp = sender.send_request(req).await?;
+        resp.into_body().collect().await?;
+        done.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// The receiver's ceiling with reqwest (callhook's own client): 64 requests in flight straight
+/// at it, for `secs`. The second line; [`raw_ceiling`] is the one results are read against.
 pub async fn loopback_ceiling(url: &str, secs: u64) -> f64 {
     let client = reqwest::Client::new();
     let body = cdr(0, 0).into_bytes();
@@ -128,6 +225,13 @@ pub async fn loopback_ceiling(url: &str, secs: u64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::due_in_tick;
+
+    #[test]
+    fn wrks_rate_is_read_from_its_report() {
+        let report = "Running 3s test @ http://127.0.0.1:1/h\n  2 threads and 64 connections\nRequests/sec: 118234.55\nTransfer/sec:     10.03MB\n";
+        assert_eq!(super::parse_wrk_rate(report), Some(118234.55));
+        assert_eq!(super::parse_wrk_rate("no rate"), None);
+    }
 
     #[test]
     fn steady_ticks_send_the_rate_asked_for() {

@@ -16,17 +16,18 @@ pub(crate) fn percentiles(sorted: &[u64]) -> Value {
 
 /// CPU time this process (server, receiver and load generator) has used, in seconds.
 pub(crate) fn cpu_seconds() -> f64 {
-    // /proc/self/stat: utime and stime are fields 14 and 15, in clock ticks (100 per second on
-    // Linux); counted after the command name, which is in parentheses and may hold spaces.
-    std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            let rest = s.rsplit_once(')')?.1;
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            let ticks = |i: usize| f.get(i)?.parse::<f64>().ok();
-            Some((ticks(11)? + ticks(12)?) / 100.0)
-        })
-        .unwrap_or(f64::NAN)
+    stat_cpu_seconds("/proc/self/stat").unwrap_or(f64::NAN)
+}
+
+/// utime + stime of the process whose `/proc/<pid>/stat` is at `path`, in seconds.
+pub(crate) fn stat_cpu_seconds(path: &str) -> Option<f64> {
+    // Fields 14 and 15, in clock ticks (100 per second on Linux); counted after the command
+    // name, which is in parentheses and may hold spaces.
+    let s = std::fs::read_to_string(path).ok()?;
+    let rest = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i)?.parse::<f64>().ok();
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 pub(crate) fn cores() -> usize {

@@ -10,13 +10,16 @@
 //! `isolation` (100 healthy endpoints alone, then with one that hangs and ten that answer 500,
 //! three times over, each side's latencies pooled),
 //! `backlog` (deliveries held while the integration is disabled, then drained on enable),
-//! `postgres` (one-to-one on PostgreSQL with one node, then two nodes sharing the database).
+//! `postgres` (one-to-one on PostgreSQL with one node, then two nodes sharing the database),
+//! `scale-out` (one-to-one on PostgreSQL with 1, 2, 3… node processes, each capped at a share
+//! of a core: [`scale`]).
 
 mod args;
 mod env;
 mod load;
 mod measure;
 mod receiver;
+mod scale;
 
 use std::time::Instant;
 
@@ -28,9 +31,24 @@ use env::*;
 use measure::*;
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut env = Env::start(&args, args.nodes).await?;
-    let ceiling =
-        load::loopback_ceiling(&format!("{}/h/ceiling", env.recv_url), args.ceiling_seconds).await;
+    let first = match args.scenario {
+        Scenario::ScaleOut => Nodes::Processes {
+            count: args.node_count(),
+            cpu: args.cpu_per_node,
+        },
+        _ => Nodes::InProcess(args.node_count()),
+    };
+    let mut env = Env::start(&args, first).await?;
+    let ceiling_url = format!("{}/h/ceiling", env.recv_url);
+    // The ceiling is the cheapest client's: wrk when installed, else bare hyper connections;
+    // reqwest's (callhook's own client) is the second line.
+    let raw = load::raw_ceiling(&ceiling_url, args.ceiling_seconds).await;
+    let wrk = load::wrk_ceiling(&ceiling_url, args.ceiling_seconds, &env.dir).await;
+    let reqwest_ceiling = load::loopback_ceiling(&ceiling_url, args.ceiling_seconds).await;
+    let (ceiling, ceiling_client) = match wrk {
+        Some(w) if w > raw => (w, "wrk, 64 connections"),
+        _ => (raw, "hyper, 64 bare HTTP/1.1 connections"),
+    };
     env.recv
         .count
         .store(0, std::sync::atomic::Ordering::Relaxed);
@@ -40,12 +58,17 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "machine": {"cpus": cores()},
         "store": args.database_url.as_deref().unwrap_or("sqlite (temp dir)"),
         "loopback_ceiling_per_s": ceiling.round(),
+        "ceiling_client": ceiling_client,
+        "hyper_ceiling_per_s": raw.round(),
+        "wrk_ceiling_per_s": wrk.map(f64::round),
+        "reqwest_ceiling_per_s": reqwest_ceiling.round(),
     });
     match args.scenario {
         Scenario::OneToOne => {
             env.integration("/h/0", json!({})).await?;
             let t = env.throughput(&args, 1).await?;
             result["ratio_to_ceiling"] = ratio(&t["deliveries_per_s"], ceiling);
+            result["ratio_to_reqwest_ceiling"] = ratio(&t["deliveries_per_s"], reqwest_ceiling);
             result["throughput"] = t;
             result["steady"] = env.steady(args.rate, args.seconds, 1).await;
         }
@@ -59,6 +82,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             let t = env.throughput(&args, 100).await?;
             result["ratio_to_ceiling"] = ratio(&t["deliveries_per_s"], ceiling);
+            result["ratio_to_reqwest_ceiling"] = ratio(&t["deliveries_per_s"], reqwest_ceiling);
             result["throughput"] = t;
             result["steady"] = env.steady(args.rate, args.seconds, 100).await;
         }
@@ -151,13 +175,50 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "steady": env.steady(args.rate, args.seconds, 1).await,
             });
             env.stop().await;
-            env = Env::start(&args, 2).await?;
+            env = Env::start(&args, Nodes::InProcess(2)).await?;
             env.integration("/h/0", json!({})).await?;
             let two = env.throughput(&args, 1).await?;
             result["two_nodes"] = json!({
                 "throughput": two, "ratio_to_ceiling": ratio(&two["deliveries_per_s"], ceiling),
                 "steady": env.steady(args.rate, args.seconds, 1).await,
             });
+        }
+        Scenario::ScaleOut => {
+            anyhow::ensure!(
+                args.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")),
+                "the scale-out scenario needs --database-url postgres://… (scripts/pg-cluster start DIR starts a private server and prints its URL)"
+            );
+            let mut runs = Vec::new();
+            let mut one_node = None;
+            for (i, &count) in args.nodes.iter().enumerate() {
+                if i > 0 {
+                    env.stop().await;
+                    env = Env::start(
+                        &args,
+                        Nodes::Processes {
+                            count,
+                            cpu: args.cpu_per_node,
+                        },
+                    )
+                    .await?;
+                }
+                env.integration("/h/0", json!({})).await?;
+                let mut per_run = args.clone();
+                per_run.clients = scale::clients_for(args.clients, count);
+                let before = scale::mark(&env.processes);
+                let t = env.throughput(&per_run, 1).await?;
+                let after = scale::mark(&env.processes);
+                let rate = t["deliveries_per_s"].as_f64().unwrap_or(0.0);
+                let base = *one_node.get_or_insert(if count == 1 { rate } else { f64::NAN });
+                runs.push(json!({
+                    "nodes": count,
+                    "throughput": t,
+                    "speedup_over_one_node": ((rate / base) * 100.0).round() / 100.0,
+                    "cpu": scale::spent(&before, &after, args.events as u64),
+                }));
+            }
+            result["cpu_per_node"] = json!(args.cpu_per_node);
+            result["runs"] = json!(runs);
         }
     }
     result["peak_rss_mb"] = json!(peak_rss_mb());
