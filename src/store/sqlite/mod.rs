@@ -82,6 +82,11 @@ impl SqliteStore {
                     .map_err(|e| internal(format!("{}: {e}", dir.display())))?;
             }
             let mut conn = open_conn(&path, schema::WRITER_CACHE_KIB)?;
+            if !schema::savepoint_journal_in_memory(&conn) {
+                tracing::warn!(
+                    "this build's SQLite spills savepoint journals to disk at 64 KiB (built without the repository's .cargo/config.toml): small writes cost a pwrite per page"
+                );
+            }
             schema::migrate(&mut conn).map_err(internal)?;
             // The database and its WAL hold call data: this user's only, whatever the umask.
             let name = path.file_name().map(|n| n.to_string_lossy().to_string());
