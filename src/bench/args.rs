@@ -21,6 +21,16 @@ pub enum Scenario {
     ScaleOut,
 }
 
+/// What posts the throughput phase's events.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Load {
+    /// reqwest clients in this process (`--clients`, `--batch`, `--events`).
+    Reqwest,
+    /// `wrk` (installed separately), one event per request over `--clients` connections for
+    /// `--wrk-seconds`: a load generator far cheaper than the in-process one, as from outside.
+    Wrk,
+}
+
 #[derive(Debug, Clone, Args)]
 pub struct BenchArgs {
     #[arg(long, value_enum, default_value_t = Scenario::OneToOne)]
@@ -59,6 +69,12 @@ pub struct BenchArgs {
     /// body) or `cdr` (built per event, its record shared by every integration of the event).
     #[arg(long, default_value = "canonical")]
     pub profile: String,
+    /// What posts the throughput phase's events.
+    #[arg(long, value_enum, default_value_t = Load::Reqwest)]
+    pub load: Load,
+    /// `--load wrk`: seconds of posting.
+    #[arg(long, default_value_t = 10)]
+    pub wrk_seconds: u64,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,

@@ -172,9 +172,61 @@ impl Env {
         )
     }
 
+    /// On PostgreSQL, the start of a phase whose database costs are reported: the bench
+    /// database's URL, whether its statement counters were reset, and the database's CPU so far.
+    async fn database_mark(&self) -> Option<(String, bool, f64)> {
+        let url = self.database.as_ref().map(|(s, n)| database_url(s, n))?;
+        let statements = super::pgstats::reset(&url).await;
+        Some((url, statements, super::scale::database_cpu_seconds()))
+    }
+
+    /// What the database spent per delivery since [`Env::database_mark`] (null on SQLite).
+    async fn database_spent(mark: Option<(String, bool, f64)>, deliveries: u64) -> Value {
+        let Some((url, statements, cpu)) = mark else {
+            return Value::Null;
+        };
+        let us = (super::scale::database_cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
+        let mut out = json!({"cpu_us_per_delivery": (us * 10.0).round() / 10.0});
+        if statements {
+            out["statements"] = super::pgstats::top(&url, deliveries).await;
+        }
+        out
+    }
+
+    /// Throughput with `wrk` as the load: one event per request for `--wrk-seconds`, then the
+    /// wait until every acknowledged event is delivered (`fan` times).
+    async fn throughput_wrk(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
+        let before = self.recv.count();
+        let db = self.database_mark().await;
+        let (started, cpu) = (Instant::now(), cpu_seconds());
+        let (accepted, refused) =
+            load::wrk_flood(&self.base, args.wrk_seconds, args.clients, &self.dir).await?;
+        let ingest_s = started.elapsed().as_secs_f64();
+        let want = before + accepted * fan;
+        if !self.wait_for(want, STALL).await {
+            return Err(self.stalled(want));
+        }
+        let total_s = started.elapsed().as_secs_f64();
+        let deliveries = accepted * fan;
+        let cpu_us = (cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
+        self.recv.take_latencies();
+        let database = Self::database_spent(db, deliveries).await;
+        Ok(json!({
+            "load": "wrk", "batch": 1, "connections": args.clients, "database": database,
+            "events_acknowledged": accepted, "requests_refused": refused,
+            "ingest_events_per_s": (accepted as f64 / ingest_s).round(),
+            "deliveries_per_s": (deliveries as f64 / total_s).round(),
+            "bench_process_cpu_us_per_delivery": (cpu_us * 10.0).round() / 10.0,
+        }))
+    }
+
     /// Throughput: `events` as fast as possible, each going to `fan` integrations.
     pub(super) async fn throughput(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
+        if args.load == Load::Wrk {
+            return self.throughput_wrk(args, fan).await;
+        }
         let before = self.recv.count();
+        let db = self.database_mark().await;
         let (started, cpu) = (Instant::now(), cpu_seconds());
         let ingest_s = load::flood(
             &self.http,
@@ -197,8 +249,10 @@ impl Env {
         // and the load generator.
         let cpu_us = (cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
         let lat = self.recv.take_latencies();
+        let database = Self::database_spent(db, deliveries).await;
         Ok(json!({
             "events": args.events, "batch": args.batch, "clients": args.clients,
+            "database": database,
             "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
             "deliveries_per_s": (deliveries as f64 / total_s).round(),
             "bench_process_cpu_us_per_delivery": (cpu_us * 10.0).round() / 10.0,

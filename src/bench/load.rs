@@ -159,6 +159,72 @@ pub async fn wrk_ceiling(url: &str, secs: u64, dir: &std::path::Path) -> Option<
     parse_wrk_rate(&String::from_utf8_lossy(&out.stdout))
 }
 
+/// Posts one event per request with `wrk` for `secs` over `connections` connections, each event
+/// with an id of its own; returns how many requests were answered with a 2xx, and how many
+/// not. The ids carry no send time, so the receiver times none of these deliveries.
+pub async fn wrk_flood(
+    base: &str,
+    secs: u64,
+    connections: usize,
+    dir: &std::path::Path,
+) -> anyhow::Result<(u64, u64)> {
+    let template = cdr(0, 0).replace("b-0-0", "%s");
+    anyhow::ensure!(
+        !template.contains("]==]"),
+        "the event does not fit a Lua long string"
+    );
+    let lua = format!(
+        r#"local threads = {{}}
+function setup(thread) thread:set("tid", #threads); table.insert(threads, thread) end
+function init(args) counter = 0 end
+local headers = {{["Content-Type"] = "application/json", ["Authorization"] = "Bearer {TOKEN}"}}
+local template = [==[{template}]==]
+request = function()
+  counter = counter + 1
+  local id = "w-" .. tid .. "-" .. counter
+  return wrk.format("POST", "/v1/events", headers, string.format(template, id, id))
+end
+"#
+    );
+    let script = dir.join("wrk-ingest.lua");
+    std::fs::write(&script, lua)?;
+    let threads = connections.clamp(1, 2);
+    let out = tokio::process::Command::new("wrk")
+        .arg(format!("-t{threads}"))
+        .arg(format!("-c{}", connections.max(threads)))
+        .arg(format!("-d{}s", secs.max(1)))
+        .arg("-s")
+        .arg(&script)
+        .arg(base)
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!("--load wrk needs wrk installed (apt-get install wrk): {e}")
+        })?;
+    let report = String::from_utf8_lossy(&out.stdout);
+    parse_wrk_counts(&report)
+        .ok_or_else(|| anyhow::anyhow!("wrk's report has no request count: {report}"))
+}
+
+/// (answered with a 2xx, not) from wrk's report: `N requests in …` and `Non-2xx or 3xx
+/// responses: M`.
+fn parse_wrk_counts(report: &str) -> Option<(u64, u64)> {
+    let total: u64 = report
+        .lines()
+        .find(|l| l.contains(" requests in "))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let failed: u64 = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Non-2xx or 3xx responses:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    Some((total.saturating_sub(failed), failed))
+}
+
 /// `Requests/sec:  123456.78` from wrk's report.
 fn parse_wrk_rate(report: &str) -> Option<f64> {
     report
@@ -231,6 +297,12 @@ mod tests {
         let report = "Running 3s test @ http://127.0.0.1:1/h\n  2 threads and 64 connections\nRequests/sec: 118234.55\nTransfer/sec:     10.03MB\n";
         assert_eq!(super::parse_wrk_rate(report), Some(118234.55));
         assert_eq!(super::parse_wrk_rate("no rate"), None);
+        let flood = "  2 threads and 64 connections\n  150000 requests in 10.00s, 30.1MB read\n  Non-2xx or 3xx responses: 12\nRequests/sec:  15000.00\n";
+        assert_eq!(super::parse_wrk_counts(flood), Some((149988, 12)));
+        assert_eq!(
+            super::parse_wrk_counts("  9 requests in 1.00s, 1KB read\n"),
+            Some((9, 0))
+        );
     }
 
     #[test]

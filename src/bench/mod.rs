@@ -18,6 +18,7 @@ mod args;
 mod env;
 mod load;
 mod measure;
+mod pgstats;
 mod receiver;
 mod scale;
 

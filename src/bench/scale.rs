@@ -232,7 +232,7 @@ fn process_cpu_seconds(pid: u32) -> f64 {
 
 /// The CPU of every process named `postgres` on the machine (the server the bench was given is
 /// on this machine in the documented set-up; a remote one counts as 0).
-fn database_cpu_seconds() -> f64 {
+pub(crate) fn database_cpu_seconds() -> f64 {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return 0.0;
     };
