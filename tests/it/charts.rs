@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-fn totals(stats: &Value) -> (u64, u64, u64) {
+pub(crate) fn totals(stats: &Value) -> (u64, u64, u64) {
     stats["minutes"]
         .as_array()
         .into_iter()

@@ -124,6 +124,20 @@ async fn two_nodes_follow_each_others_changes_and_keep_each_calls_order() {
         }
     }
 
+    // Both nodes recorded outcomes, each into its own count rows: either node's chart sums
+    // them (a success recorded twice or lost would show here).
+    // (The receiver has answered; the outcome is recorded just after.)
+    for node in [&on_a, &on_b] {
+        until("both nodes' successes in the chart", 15, async || {
+            let (st, v) = node.get(&format!("{path}/stats")).await;
+            assert_eq!(st, 200, "{v}");
+            let succeeded = crate::charts::totals(&v).0;
+            assert!(succeeded <= (calls * per_call) as u64, "{v}");
+            succeeded == (calls * per_call) as u64
+        })
+        .await;
+    }
+
     // Disabled on A: B holds the very next event instead of sending it.
     let (st, _) = on_a
         .post(&format!("{path}/disable"), json!({"reason": "maintenance"}))

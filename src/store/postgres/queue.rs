@@ -70,11 +70,25 @@ pub async fn record<C: GenericClient + Sync>(
     outcomes: &[Outcome],
     lease: &Lease,
 ) -> PgResult<Vec<(usize, Claimed)>> {
-    algo::outcomes::record(&mut OutcomeRows(c), outcomes, lease).await
+    let shard = count_shard(&lease.owner);
+    algo::outcomes::record(&mut OutcomeRows(c, shard), outcomes, lease).await
 }
 
-/// The outcome primitives on a transaction: whole groups in one statement each.
-struct OutcomeRows<'c, C>(&'c C);
+/// The node's own rows of `minute_counts` (migration 8). A count row is locked from its upsert
+/// to the commit, fsync included: when every node added to one row per integration and minute,
+/// the nodes' outcome commits queued behind each other (the upsert took 40 us per delivery with
+/// two nodes against 8 with one). Derived from the node id, so it is stable for a node's life.
+fn count_shard(node: &str) -> i16 {
+    // FNV-1a: stable across builds, unlike the std hasher.
+    let h = node.bytes().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(b)).wrapping_mul(0x0100_0193)
+    });
+    (h & 0x7fff) as i16
+}
+
+/// The outcome primitives on a transaction: whole groups in one statement each; the second
+/// field is the node's count shard.
+struct OutcomeRows<'c, C>(&'c C, i16);
 
 impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
     type Error = PgError;
@@ -86,10 +100,11 @@ impl<C: GenericClient + Sync> OutcomeSql for OutcomeRows<'_, C> {
         let ns: Vec<i64> = counts.iter().map(|c| c.3).collect();
         execute(
             self.0,
-            "INSERT INTO minute_counts (integration_id, minute, kind, n)
-             SELECT * FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])
-             ON CONFLICT (integration_id, minute, kind) DO UPDATE SET n = minute_counts.n + excluded.n",
-            &[&ids, &minutes, &kinds, &ns],
+            "INSERT INTO minute_counts (integration_id, minute, kind, n, shard)
+             SELECT *, $5::int2 FROM unnest($1::text[], $2::int8[], $3::int8[], $4::int8[])
+             ON CONFLICT (integration_id, minute, kind, shard)
+             DO UPDATE SET n = minute_counts.n + excluded.n",
+            &[&ids, &minutes, &kinds, &ns, &self.1],
         )
         .await?;
         Ok(())
@@ -348,4 +363,22 @@ pub async fn integrations_with_pending<C: GenericClient>(c: &C) -> PgResult<Vec<
     .iter()
     .map(|r| r.get(0))
     .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::count_shard;
+
+    #[test]
+    fn each_node_adds_to_its_own_count_rows_for_its_whole_life() {
+        let shard = count_shard("node-4f2a9c01d3e5b788");
+        assert_eq!(shard, count_shard("node-4f2a9c01d3e5b788"));
+        assert!(shard >= 0);
+        // Node ids differ in random hex: a handful of nodes land on distinct shards.
+        let ids = [
+            "node-01", "node-02", "node-03", "node-a1", "node-b7", "node-ff",
+        ];
+        let shards: std::collections::HashSet<i16> = ids.iter().map(|n| count_shard(n)).collect();
+        assert_eq!(shards.len(), ids.len());
+    }
 }
