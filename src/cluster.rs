@@ -21,10 +21,11 @@ pub async fn start(state: &AppState, stop: CancellationToken) -> anyhow::Result<
         return Ok(());
     }
     let dead_after = state.config.node_timeout_ms.max(1000) as i64;
-    state
+    let beat = state
         .store
         .heartbeat(state.dispatcher.node_id(), state.now_ms(), dead_after)
         .await?;
+    state.dispatcher.set_live_nodes(beat.live_nodes);
     tokio::spawn(heartbeat(state.clone(), stop.clone()));
     if let Some(mut changes) = state.store.changes() {
         let state = state.clone();
@@ -61,8 +62,9 @@ async fn heartbeat(state: AppState, stop: CancellationToken) {
             .heartbeat(state.dispatcher.node_id(), now, dead_after)
             .await
         {
-            Ok(taken_over) => {
-                for iid in taken_over {
+            Ok(beat) => {
+                state.dispatcher.set_live_nodes(beat.live_nodes);
+                for iid in beat.taken_over {
                     state.dispatcher.note_due(&iid, now);
                 }
             }

@@ -147,6 +147,7 @@ pub fn values_from_settings(s: &Value) -> Map<String, Value> {
         ("timeout_ms", "timeout_ms"),
         ("ordered", "ordered"),
         ("max_in_flight", "max_in_flight"),
+        ("max_per_second", "max_per_second"),
         ("disable_after_failures", "disable_after_failures"),
         ("retry_policy", "retry.policy"),
         ("egress", "egress"),
@@ -321,6 +322,14 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
             delivery.insert(field.into(), n);
         }
     }
+    if let Some(t) = f.text("max_per_second") {
+        let rate = t
+            .parse::<f64>()
+            .ok()
+            .filter(|r| r.is_finite())
+            .ok_or("Requests per second must be a number (or empty for no limit)")?;
+        delivery.insert("max_per_second".into(), json!(rate));
+    }
     match f.text("ordered") {
         Some("true") => {
             delivery.insert("ordered".into(), json!(true));
@@ -420,6 +429,11 @@ mod tests {
             .err()
             .unwrap_or_default();
         assert!(e.contains("Timeout must be a whole number"), "{e}");
+        let bad_rate = fields(&[("max_per_second", "fast")]);
+        let e = settings_from_fields(&bad_rate, false)
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("Requests per second must be a number"), "{e}");
     }
 
     /// Stored settings shown in the form and submitted unchanged give the same settings back,
@@ -439,7 +453,7 @@ mod tests {
             "privacy": {"remote_number": {"action": "mask", "digits": 3}},
             "delivery": {"mode": "realtime", "retry": {"policy": "linear", "retries": 1},
                          "timeout_ms": 10000, "ordered": false, "max_in_flight": 16,
-                         "egress": "fixed"}
+                         "max_per_second": 2.5, "egress": "fixed"}
         });
         let values = values_from_settings(&stored);
         let pairs: Vec<(String, String)> = values

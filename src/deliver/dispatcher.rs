@@ -30,11 +30,6 @@ use crate::store::{
     Outcome, StoreError,
 };
 
-/// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
-/// the longest timeout (30 s) a queued delivery is sent within 64 × 30 s = 32 min, well inside
-/// its lease, so the claimer never takes a delivery that is still waiting in memory.
-const QUEUE_PER_SLOT: usize = 64;
-const QUEUE_CAPACITY: usize = 1024;
 /// How long a lease lasts: longer than any queue wait plus the longest timeout.
 pub const LEASE_MS: i64 = 60 * 60 * 1000;
 /// At most this many retries wait in memory at once.
@@ -61,7 +56,7 @@ pub struct Dispatcher {
     pub(super) shutdown: CancellationToken,
     /// The node's time: retry waits, claims and leases follow it.
     pub(super) clock: Clock,
-    tracker: TaskTracker,
+    pub(super) tracker: TaskTracker,
     pub(super) timers: AtomicUsize,
     /// Attempts past their request and waiting for their outcome's commit.
     pub(super) recording: Arc<Semaphore>,
@@ -69,6 +64,9 @@ pub struct Dispatcher {
     pub(super) notifier: Mutex<Option<Arc<super::notify::Notifier>>>,
     /// Operational events for tenants, on their way to the store ([`super::alerts`]).
     pub(super) alerts: super::alerts::Alerts,
+    /// Nodes alive on the store (this one included), from the heartbeat: each sends its share
+    /// of an endpoint's `max_per_second`.
+    pub(super) live_nodes: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -101,12 +99,18 @@ impl Dispatcher {
             recording: Arc::new(Semaphore::new(MAX_RECORDING)),
             notifier: Mutex::new(None),
             alerts: super::alerts::Alerts::new(),
+            live_nodes: AtomicUsize::new(1),
         })
     }
 
     /// This node's id: the owner of its leases.
     pub fn node_id(&self) -> &str {
         &self.node
+    }
+
+    /// How many nodes share the store now (the heartbeat tells).
+    pub fn set_live_nodes(&self, n: usize) {
+        self.live_nodes.store(n.max(1), Ordering::Relaxed);
     }
 
     /// A lease for work this node takes now.
@@ -187,7 +191,10 @@ impl Dispatcher {
             let left = room.entry(d.integration_id.clone()).or_insert_with(|| {
                 match self.workers.lock().get(&d.integration_id) {
                     Some(tx) => tx.capacity(),
-                    None => QUEUE_PER_SLOT, // a new queue holds at least this many
+                    None => self
+                        .cache
+                        .get(&d.integration_id)
+                        .map_or(0, |i| self.queue_room(&i)),
                 }
             });
             if *left == 0 {
@@ -215,58 +222,10 @@ impl Dispatcher {
         self.health.lock().remove(integration_id);
     }
 
-    pub(super) fn worker(
-        self: &Arc<Self>,
-        integration_id: &str,
-    ) -> Option<mpsc::Sender<DispatchJob>> {
-        let mut workers = self.workers.lock();
-        if let Some(tx) = workers.get(integration_id) {
-            return Some(tx.clone());
-        }
-        let integration = self.cache.get(integration_id)?;
-        let limit = integration.valid.spec.delivery.max_in_flight as usize;
-        let (tx, rx) =
-            mpsc::channel((limit * QUEUE_PER_SLOT).clamp(QUEUE_PER_SLOT, QUEUE_CAPACITY));
-        workers.insert(integration_id.to_string(), tx.clone());
-        let me = self.clone();
-        tokio::spawn(async move { me.run_worker(rx, limit).await });
-        Some(tx)
-    }
-
-    async fn run_worker(self: Arc<Self>, mut rx: mpsc::Receiver<DispatchJob>, limit: usize) {
-        let slots = Arc::new(Semaphore::new(limit));
-        loop {
-            // A slot first, then a job: while the endpoint is saturated, jobs stay queued and
-            // the queue's fullness is the back-pressure the claimer and ingest see.
-            let permit = tokio::select! {
-                p = slots.clone().acquire_owned() => p,
-                _ = self.shutdown.cancelled() => break,
-            };
-            let Ok(permit) = permit else { break };
-            let job = tokio::select! {
-                j = rx.recv() => j,
-                _ = self.shutdown.cancelled() => break,
-            };
-            let Some(job) = job else { return };
-            let me = self.clone();
-            self.tracker
-                .spawn(async move { me.attempt(job, permit).await });
-        }
-        // Shutting down: what is still queued goes back to the store for the next run.
-        rx.close();
-        let mut left = Vec::new();
-        while let Ok(job) = rx.try_recv() {
-            left.push(job.head.id);
-        }
-        if !left.is_empty() {
-            let _ = self.store.release(left).await;
-        }
-    }
-
     /// One attempt of `job`, and what follows from its answer. `slot` is the integration's
     /// in-flight slot: it is given back as soon as the endpoint has answered, so the endpoint's
     /// concurrency is not spent waiting for the outcome's commit (which the writer groups).
-    async fn attempt(self: &Arc<Self>, job: DispatchJob, slot: OwnedSemaphorePermit) {
+    pub(super) async fn attempt(self: &Arc<Self>, job: DispatchJob, slot: OwnedSemaphorePermit) {
         let Some(integration) = self.cache.get(&job.head.integration_id) else {
             return; // deleted while queued; its deliveries were cancelled
         };

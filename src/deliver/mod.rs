@@ -17,6 +17,8 @@ pub mod claimer;
 pub mod client;
 pub mod dispatcher;
 pub mod notify;
+pub mod rate;
 pub mod tls;
+mod worker;
 
 pub use dispatcher::Dispatcher;

@@ -296,6 +296,13 @@ pub struct DeliverySpec {
     #[serde(default = "default_max_in_flight")]
     #[schema(minimum = 1, maximum = 256)]
     pub max_in_flight: u32,
+    /// At most this many requests a second to this endpoint, for receivers whose APIs enforce a
+    /// quota (a token bucket holding one second's worth, at least one request; with several
+    /// nodes each sends an equal share). Deliveries beyond it wait, in order, in the store.
+    /// Unset: no limit but `max_in_flight`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0.1, maximum = 10000)]
+    pub max_per_second: Option<f64>,
     /// Disable after this many consecutive failed attempts. Unset: disable when a delivery
     /// exhausts the exponential schedule with no success in between.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -342,6 +349,7 @@ impl Default for DeliverySpec {
             timeout_ms: default_timeout_ms(),
             ordered: None,
             max_in_flight: default_max_in_flight(),
+            max_per_second: None,
             disable_after_failures: None,
             interval_s: None,
             delay_s: None,

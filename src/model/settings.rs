@@ -35,6 +35,10 @@ const MAX_ID_BYTES: usize = 256;
 
 const MAX_CUSTOM_DATA_BYTES: usize = 16 * 1024;
 
+/// Bounds of `delivery.max_per_second`.
+pub const MIN_PER_SECOND: f64 = 0.1;
+pub const MAX_PER_SECOND: f64 = 10_000.0;
+
 /// A client certificate chain or key.
 const MAX_PEM_BYTES: usize = 64 * 1024;
 
@@ -260,6 +264,13 @@ pub fn validate(
     if !(1..=256).contains(&d.max_in_flight) {
         return Err(invalid("`delivery.max_in_flight` must be 1–256"));
     }
+    if let Some(rate) = d.max_per_second {
+        if !(MIN_PER_SECOND..=MAX_PER_SECOND).contains(&rate) {
+            return Err(invalid(
+                "`delivery.max_per_second` must be 0.1–10000 requests a second (leave it out for no limit)",
+            ));
+        }
+    }
     if d.disable_after_failures == Some(0) {
         return Err(invalid(
             "`delivery.disable_after_failures` must be at least 1 (leave it out for the default)",
@@ -409,6 +420,10 @@ mod tests {
             json!({"timeout_ms": 10}),
             json!({"max_in_flight": 0}),
             json!({"disable_after_failures": 0}),
+            json!({"max_per_second": 0}),
+            json!({"max_per_second": 0.01}),
+            json!({"max_per_second": -5}),
+            json!({"max_per_second": 10001}),
         ] {
             let mut b = base();
             b["delivery"] = delivery.clone();

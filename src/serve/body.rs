@@ -280,13 +280,22 @@ async fn collect(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(out)
 }
 
-/// Deserialises a typed input from a body, with `status` for shape errors.
+/// Deserialises a typed input from a body, with `status` for shape errors. The message names
+/// the field that did not fit (`delivery.timeout_ms: invalid type: …`), which serde alone does
+/// not.
 pub fn typed<T: serde::de::DeserializeOwned>(
     v: Value,
     status: StatusCode,
     code: &'static str,
 ) -> Result<T, ApiError> {
-    serde_json::from_value(v).map_err(|e| ApiError::new(status, code, e.to_string()))
+    serde_path_to_error::deserialize(v).map_err(|e| {
+        let path = e.path().to_string();
+        let message = match path.as_str() {
+            "." | "" => e.into_inner().to_string(),
+            _ => format!("{path}: {}", e.into_inner()),
+        };
+        ApiError::new(status, code, message)
+    })
 }
 
 /// RFC 7396 JSON merge patch: objects merge key by key, `null` removes, anything else replaces.

@@ -292,14 +292,12 @@ pub trait Upkeep: Send + Sync {
 pub trait Membership: Send + Sync {
     /// Says this node is alive, and gives up the leases of nodes that stopped saying so for
     /// `dead_after_ms`, so their work is claimed again. Returns the integrations with work
-    /// given up. A store only one node uses has nothing to do.
-    async fn heartbeat(
-        &self,
-        _node: &str,
-        _now: i64,
-        _dead_after_ms: i64,
-    ) -> StoreResult<Vec<String>> {
-        Ok(Vec::new())
+    /// given up and the nodes alive. A store only one node uses has nothing to do.
+    async fn heartbeat(&self, _node: &str, _now: i64, _dead_after_ms: i64) -> StoreResult<Beat> {
+        Ok(Beat {
+            taken_over: Vec::new(),
+            live_nodes: 1,
+        })
     }
     /// Whether several nodes may share this store (heartbeats and change notices matter).
     fn shared(&self) -> bool {

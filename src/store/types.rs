@@ -99,6 +99,14 @@ impl DeliveryStatus {
     }
 }
 
+/// What a heartbeat learnt: the integrations whose work it took over from dead nodes, and how
+/// many nodes are alive (this one included), which the per-endpoint rate limit shares out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Beat {
+    pub taken_over: Vec<String>,
+    pub live_nodes: usize,
+}
+
 /// Who may send a delivery, and until when.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lease {

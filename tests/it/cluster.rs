@@ -331,6 +331,26 @@ async fn two_stores(pg: &Postgres) -> (callhook::store::DynStore, callhook::stor
     (node_a, node_b)
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_node_hears_how_many_share_the_store_so_rate_limits_are_split() {
+    let pg = Postgres::get();
+    let (a, b) = two_stores(&pg).await;
+    let now = 1_800_000_000_000;
+    let beat = a.heartbeat("node-a", now, 10_000).await.expect("beat a");
+    assert_eq!(beat.live_nodes, 1);
+    let beat = b
+        .heartbeat("node-b", now + 1_000, 10_000)
+        .await
+        .expect("beat b");
+    assert_eq!(beat.live_nodes, 2);
+    // b falls silent: once it counts as dead, a is alone again and sends the whole rate.
+    let beat = a
+        .heartbeat("node-a", now + 20_000, 10_000)
+        .await
+        .expect("beat a");
+    assert_eq!(beat.live_nodes, 1);
+}
+
 fn queued_call(n: usize) -> IngestItem {
     crate::store::cdr_item(&format!("w-{n}"), "2026-11-22T10:00:30Z", "b1")
 }

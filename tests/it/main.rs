@@ -14,6 +14,7 @@ mod integrations;
 mod partners;
 mod portal;
 mod profiles;
+mod rate_limit;
 mod receivers;
 mod retries;
 mod seeds;

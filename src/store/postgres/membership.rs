@@ -10,12 +10,7 @@ use crate::store::ports::*;
 
 #[async_trait]
 impl Membership for PgStore {
-    async fn heartbeat(
-        &self,
-        node: &str,
-        now: i64,
-        dead_after_ms: i64,
-    ) -> StoreResult<Vec<String>> {
+    async fn heartbeat(&self, node: &str, now: i64, dead_after_ms: i64) -> StoreResult<Beat> {
         in_tx!(self, |tx| heartbeat(&tx, node, now, dead_after_ms).await?)
     }
     fn shared(&self) -> bool {
@@ -45,13 +40,13 @@ impl Membership for PgStore {
 }
 
 /// Records this node as alive; removes nodes silent for `dead_after_ms` and gives their
-/// leases up. Returns the integrations whose work was given up.
+/// leases up. Returns the integrations whose work was given up and the nodes left.
 pub async fn heartbeat<C: GenericClient>(
     c: &C,
     node: &str,
     now: i64,
     dead_after_ms: i64,
-) -> PgResult<Vec<String>> {
+) -> PgResult<Beat> {
     execute(
         c,
         "INSERT INTO nodes (id, started_at, heartbeat_at) VALUES ($1, $2, $2)
@@ -81,5 +76,12 @@ pub async fn heartbeat<C: GenericClient>(
     }
     iids.sort();
     iids.dedup();
-    Ok(iids)
+    let live: i64 = query(c, "SELECT count(*) FROM nodes", &[])
+        .await?
+        .first()
+        .map_or(1, |r| r.get(0));
+    Ok(Beat {
+        taken_over: iids,
+        live_nodes: usize::try_from(live).unwrap_or(1).max(1),
+    })
 }

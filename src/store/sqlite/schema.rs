@@ -315,14 +315,21 @@ mod tests {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let conn = Connection::open(dir.path().join("spill.db")).unwrap_or_else(|e| panic!("{e}"));
         configure(&conn, 32 * 1024).unwrap_or_else(|e| panic!("{e}"));
-        let run = |sql: &str| conn.execute_batch(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+        let run = |sql: &str| {
+            conn.execute_batch(sql)
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        };
         run("CREATE TABLE t (id INTEGER PRIMARY KEY, v BLOB)");
         // 20 MB of rows, then one savepoint that rewrites every page of them.
-        run("BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
-             INSERT INTO t SELECT i, zeroblob(1000) FROM n; COMMIT");
+        run(
+            "BEGIN; WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000)
+             INSERT INTO t SELECT i, zeroblob(1000) FROM n; COMMIT",
+        );
         run("BEGIN IMMEDIATE; SAVEPOINT job; UPDATE t SET v = zeroblob(1001); RELEASE job; COMMIT");
         let n: i64 = conn
-            .query_row("SELECT count(*) FROM t WHERE length(v) = 1001", [], |r| r.get(0))
+            .query_row("SELECT count(*) FROM t WHERE length(v) = 1001", [], |r| {
+                r.get(0)
+            })
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(n, 20_000);
     }

@@ -1,0 +1,110 @@
+//! Each integration's worker: its bounded queue, its in-flight slots and its rate limit.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::{rate, Dispatcher};
+use crate::cache::Integration;
+use crate::store::DispatchJob;
+
+/// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
+/// the longest timeout (30 s) a queued delivery is sent within 64 × 30 s = 32 min, well inside
+/// its lease, so the claimer never takes a delivery that is still waiting in memory. A
+/// rate-limited integration's queue holds a minute of its rate ([`rate::queue_room`]).
+const QUEUE_PER_SLOT: usize = 64;
+const QUEUE_CAPACITY: usize = 1024;
+
+impl Dispatcher {
+    /// How many deliveries an integration's queue holds.
+    pub(super) fn queue_room(&self, integration: &Integration) -> usize {
+        let delivery = &integration.valid.spec.delivery;
+        let room = (delivery.max_in_flight as usize * QUEUE_PER_SLOT)
+            .clamp(QUEUE_PER_SLOT, QUEUE_CAPACITY);
+        match delivery.max_per_second {
+            Some(r) => rate::queue_room(r, self.live_nodes.load(Ordering::Relaxed), room),
+            None => room,
+        }
+    }
+
+    pub(super) fn worker(
+        self: &Arc<Self>,
+        integration_id: &str,
+    ) -> Option<mpsc::Sender<DispatchJob>> {
+        let mut workers = self.workers.lock();
+        if let Some(tx) = workers.get(integration_id) {
+            return Some(tx.clone());
+        }
+        let integration = self.cache.get(integration_id)?;
+        let limit = integration.valid.spec.delivery.max_in_flight as usize;
+        let per_second = integration.valid.spec.delivery.max_per_second;
+        let (tx, rx) = mpsc::channel(self.queue_room(&integration));
+        workers.insert(integration_id.to_string(), tx.clone());
+        let me = self.clone();
+        tokio::spawn(async move { me.run_worker(rx, limit, per_second).await });
+        Some(tx)
+    }
+
+    async fn run_worker(
+        self: Arc<Self>,
+        mut rx: mpsc::Receiver<DispatchJob>,
+        limit: usize,
+        per_second: Option<f64>,
+    ) {
+        let slots = Arc::new(Semaphore::new(limit));
+        let mut bucket = per_second.map(|r| rate::Bucket::new(r, self.clock.now_ms()));
+        let mut waiting = None;
+        loop {
+            // A slot first, then a job: while the endpoint is saturated, jobs stay queued and
+            // the queue's fullness is the back-pressure the claimer and ingest see.
+            let permit = tokio::select! {
+                p = slots.clone().acquire_owned() => p,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let Ok(permit) = permit else { break };
+            let job = tokio::select! {
+                j = rx.recv() => j,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let Some(job) = job else { return };
+            if let (Some(b), Some(r)) = (bucket.as_mut(), per_second) {
+                if !self.token(b, r).await {
+                    waiting = Some(job);
+                    break;
+                }
+            }
+            let me = self.clone();
+            self.tracker
+                .spawn(async move { me.attempt(job, permit).await });
+        }
+        // Shutting down: what is still queued goes back to the store for the next run.
+        rx.close();
+        let mut left: Vec<String> = waiting.into_iter().map(|j| j.head.id).collect();
+        while let Ok(job) = rx.try_recv() {
+            left.push(job.head.id);
+        }
+        if !left.is_empty() {
+            let _ = self.store.release(left).await;
+        }
+    }
+
+    /// Waits for the endpoint's rate limit to allow one more request, at this node's share of
+    /// `per_second`; false when the node is shutting down meanwhile.
+    async fn token(&self, bucket: &mut rate::Bucket, per_second: f64) -> bool {
+        loop {
+            let now = self.clock.now_ms();
+            bucket.set_rate(
+                rate::share(per_second, self.live_nodes.load(Ordering::Relaxed)),
+                now,
+            );
+            let Err(at) = bucket.take(now) else {
+                return true;
+            };
+            tokio::select! {
+                _ = self.clock.sleep_until(at) => {}
+                _ = self.shutdown.cancelled() => return false,
+            }
+        }
+    }
+}
