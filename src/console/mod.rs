@@ -34,7 +34,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(pages::sign_in::login_form).post(pages::sign_in::login),
         )
         .route("/console/logout", post(pages::sign_in::logout))
-        .route("/console/portal/{code}", get(pages::sign_in::portal))
+        .route(
+            "/console/portal/{code}",
+            get(pages::sign_in::portal).post(pages::sign_in::redeem),
+        )
         .route("/console/assets/{file}", get(view::asset))
         .route("/console/brand/{pid}/logo", get(frame::logo))
         .route(owner, get(pages::integrations::integrations))

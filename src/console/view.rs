@@ -12,9 +12,10 @@ use serde_json::Value;
 use super::session::Session;
 use crate::error::ApiError;
 
-const TEMPLATES: [(&str, &str); 12] = [
+const TEMPLATES: [(&str, &str); 13] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
+    ("portal.html", include_str!("templates/portal.html")),
     ("home.html", include_str!("templates/home.html")),
     ("error.html", include_str!("templates/error.html")),
     (

@@ -78,8 +78,12 @@ impl Browser {
         )
     }
 
+    /// A navigation, as a browser makes it (which says so in `Sec-Fetch-Dest`).
     pub(crate) async fn get(&mut self, path: &str) -> Page {
-        let req = self.http.get(format!("{}{path}", self.base));
+        let req = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("sec-fetch-dest", "document");
         self.send(req).await
     }
 

@@ -202,6 +202,50 @@ async fn a_portal_link_opens_once_into_a_session_of_exactly_its_scope() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_fetched_by_a_chat_preview_or_mail_scanner_is_not_used_up() {
+    let server = TestServer::start().await;
+    let partner = partner_admin(&server, "p1").await;
+    let _ = tenant_with_two(&server, "acme").await;
+    let (_, link) = partner
+        .post(
+            "/v1/tenants/acme/portal-links",
+            json!({"role": "tenant_viewer"}),
+        )
+        .await;
+    let path = path_of(&server, &link);
+    // A bot fetches it (no Sec-Fetch-Dest, as no browser would): a page with a button, no
+    // session, and the link still unused.
+    let bot = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    for _ in 0..2 {
+        let res = bot
+            .get(link["url"].as_str().unwrap_or_default())
+            .send()
+            .await
+            .expect("preview");
+        assert_eq!(res.status(), 200);
+        assert!(res.headers().get("set-cookie").is_none());
+        let html = res.text().await.unwrap_or_default();
+        // (The template escapes `/` in attributes as `&#x2f;`, which browsers read back.)
+        let html = html.replace("&#x2f;", "/");
+        assert!(html.contains(&format!("action=\"{path}\"")), "{html}");
+    }
+    // The person then opens it (the button posts from the console's own page): a session.
+    let mut person = Browser::new(&server);
+    let opened = person.post(&path, &[]).await;
+    assert_eq!(
+        (opened.status, opened.location.as_str()),
+        (303, "/console/t/acme")
+    );
+    assert_eq!(person.get("/console/t/acme").await.status, 200);
+    // Once: neither the button nor a navigation opens it again.
+    assert_eq!(Browser::new(&server).post(&path, &[]).await.status, 410);
+    assert_eq!(Browser::new(&server).get(&path).await.status, 410);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scoped_admin_session_changes_its_integrations_but_creates_none_and_dies_with_its_tenant()
 {
     let server = TestServer::start().await;
@@ -382,6 +426,7 @@ pub(crate) async fn open(server: &TestServer, link: Value) -> (Browser, String) 
         .build()
         .expect("client")
         .get(link["url"].as_str().unwrap_or_default())
+        .header("sec-fetch-dest", "document")
         .send()
         .await
         .expect("open");

@@ -113,8 +113,33 @@ pub async fn open(sess: Session, Query(q): Query<HashMap<String, String>>) -> Re
     }
 }
 
-/// Opens a portal link: once, before it expires, into a session of exactly its scope.
+/// Opens a portal link when a browser navigates to it (a page or a frame); anything else — a
+/// chat's link preview, a mail scanner — gets a page with a button instead, and the link stays
+/// unused. Browsers say what a request is for in `Sec-Fetch-Dest`, which scripts cannot set; a
+/// client that sends none (an old browser) still gets in with one click.
 pub async fn portal(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+    path: axum::extract::Path<String>,
+) -> Response {
+    let navigating = headers
+        .get("sec-fetch-dest")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|d| matches!(d, "document" | "iframe" | "frame"));
+    if !navigating {
+        return page(
+            StatusCode::OK,
+            "portal.html",
+            None,
+            json!({"action": format!("/console/portal/{}", urlencode(&path.0))}),
+        );
+    }
+    redeem(State(s), path).await
+}
+
+/// Opens a portal link: once, before it expires, into a session of exactly its scope (the
+/// button of [`portal`]'s page posts here).
+pub async fn redeem(
     State(s): State<AppState>,
     axum::extract::Path(code): axum::extract::Path<String>,
 ) -> Response {
