@@ -67,6 +67,8 @@ pub struct Dispatcher {
     /// Nodes alive on the store (this one included), from the heartbeat: each sends its share
     /// of an endpoint's `max_per_second`.
     pub(super) live_nodes: AtomicUsize,
+    /// Each rate-limited integration's token bucket ([`super::rate`]), shared by its workers.
+    pub(super) buckets: Mutex<HashMap<String, super::rate::Bucket>>,
 }
 
 impl Dispatcher {
@@ -100,6 +102,7 @@ impl Dispatcher {
             notifier: Mutex::new(None),
             alerts: super::alerts::Alerts::new(),
             live_nodes: AtomicUsize::new(1),
+            buckets: Mutex::new(HashMap::new()),
         })
     }
 
@@ -220,6 +223,9 @@ impl Dispatcher {
         self.client.forget(integration_id);
         self.workers.lock().remove(integration_id);
         self.health.lock().remove(integration_id);
+        if self.cache.get(integration_id).is_none() {
+            self.buckets.lock().remove(integration_id); // deleted
+        }
     }
 
     /// One attempt of `job`, and what follows from its answer. `slot` is the integration's

@@ -3,10 +3,12 @@
 //!
 //! The bucket holds one second's worth of requests (at least one), so a burst after a quiet
 //! spell is bounded by the rate itself. With several nodes each takes an equal share of the
-//! rate ([`share`]): the endpoint never sees more than the rate from all of them together, and
-//! sees less when its traffic lands on one node only (a quota is a ceiling, so erring low is
-//! the safe side). Deliveries waiting for a token wait in the integration's bounded queue; the
-//! rest wait in the store, as for a saturated endpoint.
+//! rate ([`share`]): over time the endpoint sees at most the rate from all of them together,
+//! and less when its traffic lands on one node only (a quota is a ceiling, so erring low is the
+//! safe side). Each node's burst is at least one request, so N nodes may together send up to
+//! N at once after a quiet spell; and a node learns that another joined or left at the next
+//! heartbeat (seconds). Deliveries waiting for a token wait in the integration's bounded queue;
+//! the rest wait in the store, as for a saturated endpoint.
 
 /// A token bucket; time in the node clock's milliseconds.
 #[derive(Debug, Clone)]

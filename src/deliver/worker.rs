@@ -7,6 +7,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use super::{rate, Dispatcher};
 use crate::cache::Integration;
+use crate::model::settings::{MAX_PER_SECOND, MIN_PER_SECOND};
 use crate::store::DispatchJob;
 
 /// Deliveries waiting in memory per integration: 64 per request in flight, at most 1 024. With
@@ -38,22 +39,21 @@ impl Dispatcher {
         }
         let integration = self.cache.get(integration_id)?;
         let limit = integration.valid.spec.delivery.max_in_flight as usize;
-        let per_second = integration.valid.spec.delivery.max_per_second;
         let (tx, rx) = mpsc::channel(self.queue_room(&integration));
         workers.insert(integration_id.to_string(), tx.clone());
         let me = self.clone();
-        tokio::spawn(async move { me.run_worker(rx, limit, per_second).await });
+        let iid = integration_id.to_string();
+        tokio::spawn(async move { me.run_worker(iid, rx, limit).await });
         Some(tx)
     }
 
     async fn run_worker(
         self: Arc<Self>,
+        integration_id: String,
         mut rx: mpsc::Receiver<DispatchJob>,
         limit: usize,
-        per_second: Option<f64>,
     ) {
         let slots = Arc::new(Semaphore::new(limit));
-        let mut bucket = per_second.map(|r| rate::Bucket::new(r, self.clock.now_ms()));
         let mut waiting = None;
         loop {
             // A slot first, then a job: while the endpoint is saturated, jobs stay queued and
@@ -68,11 +68,9 @@ impl Dispatcher {
                 _ = self.shutdown.cancelled() => break,
             };
             let Some(job) = job else { return };
-            if let (Some(b), Some(r)) = (bucket.as_mut(), per_second) {
-                if !self.token(b, r).await {
-                    waiting = Some(job);
-                    break;
-                }
+            if !self.token(&integration_id).await {
+                waiting = Some(job);
+                break;
             }
             let me = self.clone();
             self.tracker
@@ -89,20 +87,37 @@ impl Dispatcher {
         }
     }
 
-    /// Waits for the endpoint's rate limit to allow one more request, at this node's share of
-    /// `per_second`; false when the node is shutting down meanwhile.
-    async fn token(&self, bucket: &mut rate::Bucket, per_second: f64) -> bool {
+    /// Waits until the endpoint's rate limit allows one more request (at once when it has
+    /// none); false when the node is shutting down meanwhile. The rate is read from the
+    /// integration's current settings and the bucket is the integration's, not the worker's:
+    /// after an edit the old worker drains its queue while the new one starts, and both take
+    /// from the one bucket at the new rate.
+    async fn token(&self, integration_id: &str) -> bool {
         loop {
-            let now = self.clock.now_ms();
-            bucket.set_rate(
-                rate::share(per_second, self.live_nodes.load(Ordering::Relaxed)),
-                now,
-            );
-            let Err(at) = bucket.take(now) else {
+            let per_second = self
+                .cache
+                .get(integration_id)
+                .and_then(|i| i.valid.spec.delivery.max_per_second);
+            let Some(per_second) = per_second else {
                 return true;
             };
+            // Bounded as when saved, whatever the stored row says.
+            let per_second = per_second.clamp(MIN_PER_SECOND, MAX_PER_SECOND);
+            let share = rate::share(per_second, self.live_nodes.load(Ordering::Relaxed));
+            let now = self.clock.now_ms();
+            let next = {
+                let mut buckets = self.buckets.lock();
+                let bucket = buckets
+                    .entry(integration_id.to_string())
+                    .or_insert_with(|| rate::Bucket::new(share, now));
+                bucket.set_rate(share, now);
+                match bucket.take(now) {
+                    Ok(()) => return true,
+                    Err(at) => at,
+                }
+            };
             tokio::select! {
-                _ = self.clock.sleep_until(at) => {}
+                _ = self.clock.sleep_until(next) => {}
                 _ = self.shutdown.cancelled() => return false,
             }
         }

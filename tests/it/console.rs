@@ -78,12 +78,13 @@ impl Browser {
         )
     }
 
-    /// A navigation, as a browser makes it (which says so in `Sec-Fetch-Dest`).
+    /// A navigation a person makes with a click, as a browser says it does (`Sec-Fetch-*`).
     pub(crate) async fn get(&mut self, path: &str) -> Page {
         let req = self
             .http
             .get(format!("{}{path}", self.base))
-            .header("sec-fetch-dest", "document");
+            .header("sec-fetch-dest", "document")
+            .header("sec-fetch-user", "?1");
         self.send(req).await
     }
 

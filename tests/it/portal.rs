@@ -213,18 +213,31 @@ async fn a_link_fetched_by_a_chat_preview_or_mail_scanner_is_not_used_up() {
         )
         .await;
     let path = path_of(&server, &link);
-    // A bot fetches it (no Sec-Fetch-Dest, as no browser would): a page with a button, no
-    // session, and the link still unused.
+    // Bots fetch it: a preview (no Sec-Fetch headers), a scanner's real browser (a document,
+    // but no click), a prefetch. Each gets a page with a button, no session, and the link stays
+    // unused.
     let bot = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
-    for _ in 0..2 {
-        let res = bot
-            .get(link["url"].as_str().unwrap_or_default())
-            .send()
-            .await
-            .expect("preview");
+    let scanner = [
+        ("sec-fetch-dest", "document"),
+        ("sec-fetch-mode", "navigate"),
+    ];
+    let prefetch = [("sec-fetch-dest", "document"), ("sec-fetch-user", "?1")];
+    for (headers, purpose) in [
+        (&[][..], None),
+        (&scanner[..], None),
+        (&prefetch[..], Some("prefetch;prerender")),
+    ] {
+        let mut req = bot.get(link["url"].as_str().unwrap_or_default());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        if let Some(p) = purpose {
+            req = req.header("sec-purpose", p);
+        }
+        let res = req.send().await.expect("preview");
         assert_eq!(res.status(), 200);
         assert!(res.headers().get("set-cookie").is_none());
         let html = res.text().await.unwrap_or_default();
@@ -427,6 +440,7 @@ pub(crate) async fn open(server: &TestServer, link: Value) -> (Browser, String) 
         .expect("client")
         .get(link["url"].as_str().unwrap_or_default())
         .header("sec-fetch-dest", "document")
+        .header("sec-fetch-user", "?1")
         .send()
         .await
         .expect("open");

@@ -47,6 +47,61 @@ async fn a_rate_limited_endpoint_gets_one_seconds_worth_at_once_then_the_rate() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edit_does_not_give_a_rate_limited_endpoint_a_second_bucket() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    let i = api
+        .integration(
+            "acme",
+            json!({"name": "crm", "url": rx.url, "event_types": ["ivr.input"],
+                   "delivery": {"max_per_second": 1}}),
+        )
+        .await;
+    let path = format!(
+        "/v1/tenants/acme/integrations/{}",
+        i["id"].as_str().unwrap_or_default()
+    );
+    let start = server.clock.now_ms();
+    let first = ivr_events("acme", 0..4);
+    assert_eq!(server.ingest(json!({"events": first})).await.0, 202);
+    rx.take(1, 10).await;
+    // An edit starts a new worker for what comes next while the old one drains its queue:
+    // before they shared one bucket, the new worker's full bucket sent at once.
+    for (n, name) in ["crm 2", "crm 3"].into_iter().enumerate() {
+        let (st, v) = api.patch(&path, json!({"name": name})).await;
+        assert_eq!(st, 200, "{v}");
+        let after = event(
+            &format!("after-{n}"),
+            "acme",
+            "ivr.input",
+            &format!("call-after-{n}"),
+            json!({"dtmf": "1"}),
+        );
+        assert_eq!(server.ingest(after).await.0, 202);
+    }
+    let got = rx
+        .take_advancing(
+            &server.clock,
+            5,
+            Duration::from_millis(50),
+            Duration::from_secs(30),
+        )
+        .await;
+    for (k, r) in got.iter().enumerate() {
+        // The first arrival (taken above) used the burst of one; arrival k + 2 overall.
+        let allowed = 1.0 + (r.clock_ms - start) as f64 / 1000.0;
+        assert!(
+            (k + 2) as f64 <= allowed,
+            "arrival {} at +{} ms: more than 1 a second",
+            k + 2,
+            r.clock_ms - start
+        );
+    }
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_out_of_bounds_is_refused_and_a_good_one_is_kept() {
     let server = TestServer::start().await;
     let api = server.tenant("acme").await;

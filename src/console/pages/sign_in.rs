@@ -113,20 +113,18 @@ pub async fn open(sess: Session, Query(q): Query<HashMap<String, String>>) -> Re
     }
 }
 
-/// Opens a portal link when a browser navigates to it (a page or a frame); anything else — a
-/// chat's link preview, a mail scanner — gets a page with a button instead, and the link stays
-/// unused. Browsers say what a request is for in `Sec-Fetch-Dest`, which scripts cannot set; a
-/// client that sends none (an old browser) still gets in with one click.
+/// Opens a portal link when a person's browser navigates to it: a frame the platform's page
+/// loads, or a page the person opened with a click. Anything else — a chat's link preview, a
+/// mail scanner (some open links in a real browser, but no one clicks), a prefetch — gets a
+/// page with a button instead, and the link stays unused. Browsers say what a request is for in
+/// `Sec-Fetch-*` headers, which scripts cannot set; a client that sends none (an old browser)
+/// still gets in with one click.
 pub async fn portal(
     State(s): State<AppState>,
     headers: axum::http::HeaderMap,
     path: axum::extract::Path<String>,
 ) -> Response {
-    let navigating = headers
-        .get("sec-fetch-dest")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|d| matches!(d, "document" | "iframe" | "frame"));
-    if !navigating {
+    if !opened_by_a_person(&headers) {
         return page(
             StatusCode::OK,
             "portal.html",
@@ -135,6 +133,19 @@ pub async fn portal(
         );
     }
     redeem(State(s), path).await
+}
+
+fn opened_by_a_person(headers: &axum::http::HeaderMap) -> bool {
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let prefetch = h("sec-purpose")
+        .or(h("purpose"))
+        .is_some_and(|p| p.contains("prefetch"));
+    !prefetch
+        && match h("sec-fetch-dest") {
+            Some("iframe" | "frame") => true,
+            Some("document") => h("sec-fetch-user") == Some("?1"),
+            _ => false,
+        }
 }
 
 /// Opens a portal link: once, before it expires, into a session of exactly its scope (the

@@ -274,12 +274,16 @@ impl PgStore {
     }
 
     pub async fn open(url: &str) -> StoreResult<PgStore> {
-        let mut config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
             StoreError::Internal(format!(
                 "CALLHOOK_DATABASE_URL is not a valid postgres:// URL: {e}"
             ))
         })?;
-        custom_plans(&mut config);
+        // The URL's own `options=-c plan_cache_mode=…` (or the role's setting, which a
+        // connection reads unless told otherwise) is the operator's choice and wins.
+        let own_plans = config
+            .get_options()
+            .is_some_and(|o| o.contains("plan_cache_mode"));
         let manager = Manager::from_config(
             config.clone(),
             NoTls,
@@ -287,8 +291,16 @@ impl PgStore {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
-        let pool = Pool::builder(manager)
-            .max_size(POOL_SIZE)
+        let mut builder = Pool::builder(manager).max_size(POOL_SIZE);
+        if !own_plans {
+            builder = builder.post_create(deadpool_postgres::Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    custom_plans(client).await;
+                    Ok(())
+                })
+            }));
+        }
+        let pool = builder
             .build()
             .map_err(|e| StoreError::Internal(format!("database pool: {e}")))?;
         {
@@ -322,13 +334,19 @@ impl PgStore {
 /// analysed: on a new store that plan is made while `deliveries` holds a few rows, so it scans
 /// the table, and it went on scanning a table of 100 000 rows for the minute before autovacuum
 /// came (the outcome update took 4.5 ms per group). Planning each run costs tens of
-/// microseconds per statement, spread over a group.
-fn custom_plans(config: &mut tokio_postgres::Config) {
-    let mut options = config.get_options().unwrap_or_default().to_string();
-    if !options.contains("plan_cache_mode") {
-        options.push_str(" -c plan_cache_mode=force_custom_plan");
+/// microseconds per statement, spread over a group. Set on each new connection rather than as a
+/// startup option, which poolers such as PgBouncer refuse; a server that does not know the
+/// setting (before PostgreSQL 12) keeps its generic plans, and the node says so once.
+async fn custom_plans(client: &tokio_postgres::Client) {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if let Err(e) = client
+        .batch_execute("SET plan_cache_mode = force_custom_plan")
+        .await
+    {
+        if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(error = %e, "could not set plan_cache_mode; statements keep generic plans, which may scan a table that grew since it was analysed");
+        }
     }
-    config.options(options.trim());
 }
 
 /// Bumps the configuration version and sends a change notice, in the caller's transaction
