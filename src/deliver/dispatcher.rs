@@ -57,6 +57,9 @@ pub struct Dispatcher {
     /// The node's time: retry waits, claims and leases follow it.
     pub(super) clock: Clock,
     pub(super) tracker: TaskTracker,
+    /// The integrations' workers: at shutdown each gives its queue back to the store, and the
+    /// node waits for that before it stops.
+    pub(super) worker_tasks: TaskTracker,
     pub(super) timers: AtomicUsize,
     /// Attempts past their request and waiting for their outcome's commit.
     pub(super) recording: Arc<Semaphore>,
@@ -97,6 +100,7 @@ impl Dispatcher {
             shutdown: CancellationToken::new(),
             clock,
             tracker: TaskTracker::new(),
+            worker_tasks: TaskTracker::new(),
             timers: AtomicUsize::new(0),
             recording: Arc::new(Semaphore::new(MAX_RECORDING)),
             notifier: Mutex::new(None),
@@ -456,6 +460,16 @@ impl Dispatcher {
             tracing::warn!(
                 in_flight = self.tracker.len(),
                 "shutdown grace ran out; unfinished attempts are retried after restart"
+            );
+        }
+        // The workers stopped at the cancel and are giving their queues back meanwhile.
+        self.worker_tasks.close();
+        if tokio::time::timeout(grace, self.worker_tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "queued deliveries not all given back in time; they are taken over after restart"
             );
         }
     }

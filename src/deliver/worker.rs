@@ -43,7 +43,8 @@ impl Dispatcher {
         workers.insert(integration_id.to_string(), tx.clone());
         let me = self.clone();
         let iid = integration_id.to_string();
-        tokio::spawn(async move { me.run_worker(iid, rx, limit).await });
+        self.worker_tasks
+            .spawn(async move { me.run_worker(iid, rx, limit).await });
         Some(tx)
     }
 

@@ -146,3 +146,29 @@ async fn a_rate_out_of_bounds_is_refused_and_a_good_one_is_kept() {
     assert_eq!(v["delivery"]["max_per_second"], 20.0, "{v}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_stop_gives_deliveries_waiting_for_the_rate_back_to_the_store() {
+    use callhook::store::Queue;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = store_url(dir.path()).await;
+    let for_server = url.clone();
+    let server = TestServer::start_with(move |c| c.database_url = Some(for_server)).await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    api.integration(
+        "acme",
+        json!({"name": "crm", "url": rx.url, "event_types": ["ivr.input"],
+               "delivery": {"max_per_second": 0.1}}),
+    )
+    .await;
+    let events = ivr_events("acme", 0..10);
+    assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
+    // One goes at once; the next would wait ten seconds, the rest queue here or in the store.
+    rx.take(1, 10).await;
+    server.stop().await;
+    // Nothing is left leased to the stopped node: its queue went back before it stopped.
+    let store = callhook::store::open(&url).await.expect("open the store");
+    let left = store.recover(i64::MAX / 4, 0).await.expect("read leases");
+    assert_eq!(left, 0, "deliveries still leased to the stopped node");
+}
