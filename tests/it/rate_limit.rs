@@ -149,7 +149,6 @@ async fn a_rate_out_of_bounds_is_refused_and_a_good_one_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_gives_deliveries_waiting_for_the_rate_back_to_the_store() {
-    use callhook::store::Queue;
     let dir = tempfile::tempdir().expect("temp dir");
     let url = store_url(dir.path()).await;
     let for_server = url.clone();
