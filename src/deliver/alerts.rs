@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::Dispatcher;
 use crate::cache::Integration;
@@ -37,6 +38,10 @@ pub(crate) struct Alerts {
     /// Per integration: when its last `delivery.exhausted` was made, and how many deliveries
     /// exhausted since without one of their own.
     exhausted: Mutex<HashMap<String, (i64, u32)>>,
+    /// Asked at shutdown once the attempts are over: store what is queued, then stop.
+    flush: CancellationToken,
+    /// Cancelled when the queue has been stored and the task has stopped.
+    flushed: CancellationToken,
 }
 
 impl Alerts {
@@ -46,6 +51,23 @@ impl Alerts {
             tx,
             rx: Mutex::new(Some(rx)),
             exhausted: Mutex::new(HashMap::new()),
+            flush: CancellationToken::new(),
+            flushed: CancellationToken::new(),
+        }
+    }
+
+    /// At shutdown, after the attempts: stores what they queued (events made by the last
+    /// attempts are not lost with the node) and waits for it, at most `grace`.
+    pub(super) async fn finish(&self, grace: std::time::Duration) {
+        if self.rx.lock().is_some() {
+            return; // never started
+        }
+        self.flush.cancel();
+        if tokio::time::timeout(grace, self.flushed.cancelled())
+            .await
+            .is_err()
+        {
+            tracing::warn!("operational events still being stored at shutdown");
         }
     }
 
@@ -171,13 +193,26 @@ impl Dispatcher {
     pub(super) async fn run_alerts(self: Arc<Self>, mut rx: mpsc::Receiver<Event>) {
         let mut events = Vec::with_capacity(GROUP);
         loop {
-            tokio::select! {
-                n = rx.recv_many(&mut events, GROUP) => if n == 0 { return },
-                _ = self.shutdown.cancelled() => return,
+            let flushing = tokio::select! {
+                n = rx.recv_many(&mut events, GROUP) => if n == 0 { break } else { false },
+                _ = self.alerts.flush.cancelled() => true,
+            };
+            if flushing {
+                // The attempts are over (or their grace ran out): what they queued is stored
+                // now; anything queued later is dropped and counted.
+                rx.close();
+                while let Ok(e) = rx.try_recv() {
+                    events.push(e);
+                }
+                for group in events.chunks(GROUP) {
+                    self.store_alerts(group).await;
+                }
+                break;
             }
             self.store_alerts(&events).await;
             events.clear();
         }
+        self.alerts.flushed.cancel();
     }
 
     /// While the store is away (down, or its disk full) the group is kept and written again,
@@ -209,7 +244,10 @@ impl Dispatcher {
                     tracing::warn!(error = %e, "could not store operational events; trying again");
                     tokio::select! {
                         _ = tokio::time::sleep(wait) => {}
-                        _ = self.shutdown.cancelled() => return,
+                        _ = self.alerts.flush.cancelled() => {
+                            tracing::warn!(events = events.len(), "operational events not stored: the node is stopping and the store is away");
+                            return;
+                        }
                     }
                     wait = (wait * 2).min(std::time::Duration::from_secs(5));
                 }

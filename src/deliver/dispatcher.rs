@@ -472,6 +472,7 @@ impl Dispatcher {
                 "queued deliveries not all given back in time; they are taken over after restart"
             );
         }
+        self.alerts.finish(grace).await;
     }
 
     /// Deliveries waiting in this node's per-integration queues.

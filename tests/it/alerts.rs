@@ -514,3 +514,38 @@ async fn neither_a_scoped_session_nor_a_partner_feed_may_subscribe_to_operationa
     assert_eq!(st, 422, "{v}");
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_integration_disabled_by_the_last_attempt_before_a_stop_is_still_notified() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let url = store_url(dir.path()).await;
+    let for_server = url.clone();
+    let server = TestServer::start_with(move |c| c.database_url = Some(for_server)).await;
+    let api = server.tenant("acme").await;
+    let rx = Receiver::start().await;
+    // 410 Gone disables at once; it comes after the node has begun to stop.
+    rx.script(vec![Reply::Delay(300, 410)], Reply::Status(200));
+    api.integration(
+        "acme",
+        json!({"name": "crm", "url": rx.url, "event_types": ["ivr.input"]}),
+    )
+    .await;
+    server
+        .ingest(event("e1", "acme", "ivr.input", "c1", json!({"dtmf": "1"})))
+        .await;
+    rx.next(10).await;
+    server.stop().await;
+    // The attempt finished within the stop's grace, and the event it made was stored before
+    // the node stopped (it used to be dropped with the queue).
+    let store = callhook::store::open(&url).await.expect("open the store");
+    let items = store
+        .list_notifications("acme", None, 10)
+        .await
+        .expect("notifications");
+    assert!(
+        items
+            .iter()
+            .any(|(_, body)| body.contains("\"integration.disabled\"")),
+        "{items:?}"
+    );
+}
