@@ -185,7 +185,8 @@ fn parse(value: Value, from_source: bool) -> Result<Event, String> {
         ids.push(("call_id", &call_id));
     }
     for (name, v) in ids {
-        if v.is_empty() || v.len() > MAX_ID_LEN || v.chars().any(char::is_control) {
+        // Characters, as the message and the API's schema (`maxLength`) count them.
+        if v.is_empty() || v.chars().count() > MAX_ID_LEN || v.chars().any(char::is_control) {
             return Err(format!(
                 "`{name}` must be 1–{MAX_ID_LEN} characters without control characters"
             ));
@@ -242,6 +243,16 @@ mod tests {
         assert!(e
             .canonical_json()
             .starts_with(r#"{"id":"pbx7-1","type":"call.completed""#));
+    }
+
+    #[test]
+    fn an_id_of_200_characters_is_accepted_however_many_bytes_they_take() {
+        let mut e = ev("call.completed", json!({}));
+        e["id"] = json!("é".repeat(200)); // 400 bytes
+        assert!(parse_event(e.clone()).is_ok());
+        e["id"] = json!("é".repeat(201));
+        let m = parse_event(e).err().unwrap_or_default();
+        assert!(m.contains("`id` must be 1–200 characters"), "{m}");
     }
 
     #[test]
