@@ -19,6 +19,7 @@ pub mod privacy;
 pub mod recording;
 pub mod shapes;
 pub mod sign;
+pub mod template;
 pub mod webex;
 
 use bytes::Bytes;
