@@ -19,7 +19,6 @@ pub mod privacy;
 pub mod recording;
 pub mod shapes;
 pub mod sign;
-pub mod template;
 pub mod webex;
 
 use bytes::Bytes;
