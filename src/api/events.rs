@@ -22,7 +22,7 @@ pub fn router() -> Router<AppState> {
 #[allow(dead_code)] // describes the wire shape for the OpenAPI document; parsing is in `ingest`
 pub(crate) struct EventIn {
     /// Unique per tenant; a repeat is acknowledged as a duplicate and not delivered again.
-    /// 1–200 bytes, no control characters.
+    /// 1–200 characters, no control characters.
     #[schema(
         min_length = 1,
         max_length = 200,

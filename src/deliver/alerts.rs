@@ -57,13 +57,13 @@ impl Alerts {
     }
 
     /// At shutdown, after the attempts: stores what they queued (events made by the last
-    /// attempts are not lost with the node) and waits for it, at most `grace`.
-    pub(super) async fn finish(&self, grace: std::time::Duration) {
+    /// attempts are not lost with the node) and waits for it, until `deadline`.
+    pub(super) async fn finish(&self, deadline: tokio::time::Instant) {
         if self.rx.lock().is_some() {
             return; // never started
         }
         self.flush.cancel();
-        if tokio::time::timeout(grace, self.flushed.cancelled())
+        if tokio::time::timeout_at(deadline, self.flushed.cancelled())
             .await
             .is_err()
         {
@@ -221,9 +221,18 @@ impl Dispatcher {
         let mut wait = std::time::Duration::from_millis(100);
         loop {
             let now = self.clock.now_ms();
+            // While the node stops, nothing it stores may stay leased to it (its queues are
+            // closed): the deliveries go to the store for whichever node runs next.
+            let stopping = self.shutdown.is_cancelled();
             let items = events
                 .iter()
-                .map(|e| crate::route::plan(e.clone(), &self.cache, None, now))
+                .map(|e| {
+                    let mut item = crate::route::plan(e.clone(), &self.cache, None, now);
+                    if stopping {
+                        item.deliveries.iter_mut().for_each(|d| d.defer = true);
+                    }
+                    item
+                })
                 .collect();
             let batch = IngestBatch {
                 items,

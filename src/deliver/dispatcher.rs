@@ -451,9 +451,11 @@ impl Dispatcher {
 
     /// Stops taking work, waits up to `grace` for attempts in flight, and reports what is left.
     pub async fn shutdown(&self, grace: Duration) {
+        // One grace for everything: the attempts, the queues given back, the last events.
+        let deadline = tokio::time::Instant::now() + grace;
         self.shutdown.cancel();
         self.tracker.close();
-        if tokio::time::timeout(grace, self.tracker.wait())
+        if tokio::time::timeout_at(deadline, self.tracker.wait())
             .await
             .is_err()
         {
@@ -464,7 +466,7 @@ impl Dispatcher {
         }
         // The workers stopped at the cancel and are giving their queues back meanwhile.
         self.worker_tasks.close();
-        if tokio::time::timeout(grace, self.worker_tasks.wait())
+        if tokio::time::timeout_at(deadline, self.worker_tasks.wait())
             .await
             .is_err()
         {
@@ -472,7 +474,7 @@ impl Dispatcher {
                 "queued deliveries not all given back in time; they are taken over after restart"
             );
         }
-        self.alerts.finish(grace).await;
+        self.alerts.finish(deadline).await;
     }
 
     /// Deliveries waiting in this node's per-integration queues.

@@ -530,6 +530,14 @@ async fn an_integration_disabled_by_the_last_attempt_before_a_stop_is_still_noti
         json!({"name": "crm", "url": rx.url, "event_types": ["ivr.input"]}),
     )
     .await;
+    // The tenant's own endpoint for notifications: its delivery is stored while the node
+    // stops, and must not stay leased to the stopped node.
+    let ops = Receiver::start().await;
+    api.integration(
+        "acme",
+        json!({"name": "ops", "url": ops.url, "event_types": ["integration.disabled"]}),
+    )
+    .await;
     server
         .ingest(event("e1", "acme", "ivr.input", "c1", json!({"dtmf": "1"})))
         .await;
@@ -547,5 +555,10 @@ async fn an_integration_disabled_by_the_last_attempt_before_a_stop_is_still_noti
             .iter()
             .any(|(_, body)| body.contains("\"integration.disabled\"")),
         "{items:?}"
+    );
+    let left = store.recover(i64::MAX / 4, 0).await.expect("read leases");
+    assert_eq!(
+        left, 0,
+        "a delivery stored while stopping is leased to the stopped node"
     );
 }
