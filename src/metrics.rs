@@ -73,6 +73,8 @@ pub struct Metrics {
     ingested: [AtomicU64; 11],
     duplicates: AtomicU64,
     stale_states: AtomicU64,
+    /// Requests that waited for an endpoint's rate limit (`delivery.max_per_second`).
+    rate_limited: AtomicU64,
     operational_dropped: AtomicU64,
     deliveries: [[AtomicU64; 8]; 4],
     pub attempt_latency: Histogram,
@@ -83,6 +85,7 @@ pub static METRICS: Metrics = Metrics {
     ingested: [const { AtomicU64::new(0) }; 11],
     duplicates: AtomicU64::new(0),
     stale_states: AtomicU64::new(0),
+    rate_limited: AtomicU64::new(0),
     operational_dropped: AtomicU64::new(0),
     deliveries: [const { [const { AtomicU64::new(0) }; 8] }; 4],
     attempt_latency: Histogram::new(),
@@ -98,6 +101,11 @@ impl Metrics {
 
     pub fn duplicate(&self) {
         self.duplicates.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A request that waited for its endpoint's rate limit.
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
     }
 
     /// An operational event for a tenant dropped because its queue was full.
@@ -142,6 +150,7 @@ pub fn render(g: &Gauges) -> String {
     }
     let _ = writeln!(out, "# HELP callhook_events_duplicate_total Events skipped because their id was already stored.\n# TYPE callhook_events_duplicate_total counter\ncallhook_events_duplicate_total {}", m.duplicates.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP callhook_operational_events_dropped_total Operational events for tenants dropped because their queue was full.\n# TYPE callhook_operational_events_dropped_total counter\ncallhook_operational_events_dropped_total {}", m.operational_dropped.load(Ordering::Relaxed));
+    let _ = writeln!(out, "# HELP callhook_rate_limited_total Requests that waited for their endpoint's rate limit (delivery.max_per_second).\n# TYPE callhook_rate_limited_total counter\ncallhook_rate_limited_total {}", m.rate_limited.load(Ordering::Relaxed));
     let _ = writeln!(out, "# HELP callhook_call_states_stale_total Call states stored but not sent: not past their call's latest state.\n# TYPE callhook_call_states_stale_total counter\ncallhook_call_states_stale_total {}", m.stale_states.load(Ordering::Relaxed));
     out.push_str("# HELP callhook_attempts_total Delivery attempts, by outcome and error class.\n# TYPE callhook_attempts_total counter\n");
     for (o, outcome) in OUTCOMES.iter().enumerate() {

@@ -191,6 +191,8 @@ impl Dispatcher {
 
     /// Stores queued operational events in groups, with their deliveries, and hands those on.
     pub(super) async fn run_alerts(self: Arc<Self>, mut rx: mpsc::Receiver<Event>) {
+        // However the task ends (a panic included), shutdown stops waiting for it.
+        let _flushed = self.alerts.flushed.clone().drop_guard();
         let mut events = Vec::with_capacity(GROUP);
         loop {
             let flushing = tokio::select! {
@@ -212,7 +214,6 @@ impl Dispatcher {
             self.store_alerts(&events).await;
             events.clear();
         }
-        self.alerts.flushed.cancel();
     }
 
     /// While the store is away (down, or its disk full) the group is kept and written again,

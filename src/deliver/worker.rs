@@ -94,6 +94,7 @@ impl Dispatcher {
     /// after an edit the old worker drains its queue while the new one starts, and both take
     /// from the one bucket at the new rate.
     async fn token(&self, integration_id: &str) -> bool {
+        let mut counted = false;
         loop {
             let per_second = self
                 .cache
@@ -117,6 +118,10 @@ impl Dispatcher {
                     Err(at) => at,
                 }
             };
+            if !counted {
+                crate::metrics::METRICS.rate_limited();
+                counted = true;
+            }
             tokio::select! {
                 _ = self.clock.sleep_until(next) => {}
                 _ = self.shutdown.cancelled() => return false,

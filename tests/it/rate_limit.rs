@@ -43,6 +43,19 @@ async fn a_rate_limited_endpoint_gets_one_seconds_worth_at_once_then_the_rate() 
     // Ten at 2/s after a burst of two: the last is sent 4 s after the first, no sooner.
     let last = got.last().map_or(0, |r| r.clock_ms - start);
     assert!(last >= 4_000, "the tenth arrived at +{last} ms");
+    // The eight that waited are counted (the counter is the process's: at least eight).
+    let metrics = reqwest::get(format!("{}/metrics", server.base))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .unwrap_or_default();
+    let waited: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("callhook_rate_limited_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(waited >= 8, "{metrics}");
     server.stop().await;
 }
 
