@@ -517,10 +517,7 @@ async fn neither_a_scoped_session_nor_a_partner_feed_may_subscribe_to_operationa
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_integration_disabled_by_the_last_attempt_before_a_stop_is_still_notified() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = store_url(dir.path()).await;
-    let for_server = url.clone();
-    let server = TestServer::start_with(move |c| c.database_url = Some(for_server)).await;
+    let (server, url, _dir) = TestServer::start_on_kept_store().await;
     let api = server.tenant("acme").await;
     let rx = Receiver::start().await;
     // 410 Gone disables at once; it comes after the node has begun to stop.
@@ -556,7 +553,7 @@ async fn an_integration_disabled_by_the_last_attempt_before_a_stop_is_still_noti
             .any(|(_, body)| body.contains("\"integration.disabled\"")),
         "{items:?}"
     );
-    let left = store.recover(i64::MAX / 4, 0).await.expect("read leases");
+    let left = leases_left(&store).await;
     assert_eq!(
         left, 0,
         "a delivery stored while stopping is leased to the stopped node"

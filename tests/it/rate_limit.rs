@@ -162,10 +162,7 @@ async fn a_rate_out_of_bounds_is_refused_and_a_good_one_is_kept() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_stop_gives_deliveries_waiting_for_the_rate_back_to_the_store() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let url = store_url(dir.path()).await;
-    let for_server = url.clone();
-    let server = TestServer::start_with(move |c| c.database_url = Some(for_server)).await;
+    let (server, url, _dir) = TestServer::start_on_kept_store().await;
     let api = server.tenant("acme").await;
     let rx = server.receiver().await;
     api.integration(
@@ -181,6 +178,6 @@ async fn a_graceful_stop_gives_deliveries_waiting_for_the_rate_back_to_the_store
     server.stop().await;
     // Nothing is left leased to the stopped node: its queue went back before it stopped.
     let store = callhook::store::open(&url).await.expect("open the store");
-    let left = store.recover(i64::MAX / 4, 0).await.expect("read leases");
+    let left = leases_left(&store).await;
     assert_eq!(left, 0, "deliveries still leased to the stopped node");
 }

@@ -167,6 +167,16 @@ impl TestServer {
         }
     }
 
+    /// A server on a store that outlives it (the test holds the directory): its URL, to open
+    /// the store again once the server has stopped.
+    pub async fn start_on_kept_store() -> (TestServer, String, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let url = store_url(dir.path()).await;
+        let for_server = url.clone();
+        let server = Self::start_with(move |c| c.database_url = Some(for_server)).await;
+        (server, url, dir)
+    }
+
     pub fn api(&self, token: &str) -> Api {
         Api {
             base: self.base.clone(),
@@ -640,4 +650,10 @@ async fn handle(
                 .into_response()
         }
     }
+}
+
+/// How many deliveries a stopped server left leased to itself in `store` (a graceful
+/// stop leaves none).
+pub async fn leases_left(store: &callhook::store::DynStore) -> u64 {
+    store.recover(i64::MAX / 4, 0).await.expect("read leases")
 }
