@@ -193,31 +193,64 @@ impl Env {
         out
     }
 
-    /// Throughput with `wrk` as the load: one event per request for `--wrk-seconds`, then the
-    /// wait until every acknowledged event is delivered (`fan` times).
-    async fn throughput_wrk(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
-        let before = self.recv.count();
-        let db = self.database_mark().await;
-        let (started, cpu) = (Instant::now(), cpu_seconds());
-        let (accepted, refused) =
-            load::wrk_flood(&self.base, args.wrk_seconds, args.clients, &self.dir).await?;
-        let ingest_s = started.elapsed().as_secs_f64();
-        let want = before + accepted * fan;
+    /// The start of a throughput phase: deliveries so far, the database's mark, time and CPU.
+    async fn flood_start(&self) -> FloodStart {
+        FloodStart {
+            before: self.recv.count(),
+            db: self.database_mark().await,
+            started: Instant::now(),
+            cpu: cpu_seconds(),
+        }
+    }
+
+    /// Waits until `deliveries` more have arrived since `start`; the figures every throughput
+    /// phase reports (the bench process's CPU: the server unless its nodes are processes of
+    /// their own, the receiver, and an in-process load generator), and the latencies.
+    async fn flood_end(
+        &mut self,
+        start: FloodStart,
+        deliveries: u64,
+    ) -> anyhow::Result<(serde_json::Map<String, Value>, Vec<u64>)> {
+        let want = start.before + deliveries;
         if !self.wait_for(want, STALL).await {
             return Err(self.stalled(want));
         }
-        let total_s = started.elapsed().as_secs_f64();
-        let deliveries = accepted * fan;
-        let cpu_us = (cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
-        self.recv.take_latencies();
-        let database = Self::database_spent(db, deliveries).await;
-        Ok(json!({
-            "load": "wrk", "batch": 1, "connections": args.clients, "database": database,
-            "events_acknowledged": accepted, "requests_refused": refused,
-            "ingest_events_per_s": (accepted as f64 / ingest_s).round(),
-            "deliveries_per_s": (deliveries as f64 / total_s).round(),
-            "bench_process_cpu_us_per_delivery": (cpu_us * 10.0).round() / 10.0,
-        }))
+        let total_s = start.started.elapsed().as_secs_f64();
+        let cpu_us = (cpu_seconds() - start.cpu) / deliveries.max(1) as f64 * 1e6;
+        let lat = self.recv.take_latencies();
+        let database = Self::database_spent(start.db, deliveries).await;
+        let mut out = serde_json::Map::new();
+        out.insert("database".into(), database);
+        out.insert(
+            "deliveries_per_s".into(),
+            json!((deliveries as f64 / total_s).round()),
+        );
+        out.insert(
+            "bench_process_cpu_us_per_delivery".into(),
+            json!((cpu_us * 10.0).round() / 10.0),
+        );
+        Ok((out, lat))
+    }
+
+    /// Throughput with `wrk` as the load: one event per request for `--wrk-seconds`, then the
+    /// wait until every acknowledged event is delivered (`fan` times).
+    async fn throughput_wrk(&mut self, args: &BenchArgs, fan: u64) -> anyhow::Result<Value> {
+        let start = self.flood_start().await;
+        let (accepted, refused) =
+            load::wrk_flood(&self.base, args.wrk_seconds, args.clients, &self.dir).await?;
+        let ingest_s = start.started.elapsed().as_secs_f64();
+        let (mut out, _) = self.flood_end(start, accepted * fan).await?;
+        out.extend(
+            json!({
+                "load": "wrk", "batch": 1, "connections": args.clients,
+                "events_acknowledged": accepted, "requests_refused": refused,
+                "ingest_events_per_s": (accepted as f64 / ingest_s).round(),
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        Ok(Value::Object(out))
     }
 
     /// Throughput: `events` as fast as possible, each going to `fan` integrations.
@@ -225,9 +258,7 @@ impl Env {
         if args.load == Load::Wrk {
             return self.throughput_wrk(args, fan).await;
         }
-        let before = self.recv.count();
-        let db = self.database_mark().await;
-        let (started, cpu) = (Instant::now(), cpu_seconds());
+        let start = self.flood_start().await;
         let ingest_s = load::flood(
             &self.http,
             &self.bases,
@@ -239,25 +270,18 @@ impl Env {
         )
         .await;
         self.next_event += args.events;
-        let want = before + args.events as u64 * fan;
-        if !self.wait_for(want, STALL).await {
-            return Err(self.stalled(want));
-        }
-        let total_s = started.elapsed().as_secs_f64();
-        let deliveries = args.events as u64 * fan;
-        // This process: the server (unless its nodes are processes of their own), the receiver
-        // and the load generator.
-        let cpu_us = (cpu_seconds() - cpu) / deliveries.max(1) as f64 * 1e6;
-        let lat = self.recv.take_latencies();
-        let database = Self::database_spent(db, deliveries).await;
-        Ok(json!({
-            "events": args.events, "batch": args.batch, "clients": args.clients,
-            "database": database,
-            "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
-            "deliveries_per_s": (deliveries as f64 / total_s).round(),
-            "bench_process_cpu_us_per_delivery": (cpu_us * 10.0).round() / 10.0,
-            "latency_ms": percentiles(&lat),
-        }))
+        let (mut out, lat) = self.flood_end(start, args.events as u64 * fan).await?;
+        out.extend(
+            json!({
+                "events": args.events, "batch": args.batch, "clients": args.clients,
+                "ingest_events_per_s": (args.events as f64 / ingest_s).round(),
+                "latency_ms": percentiles(&lat),
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        Ok(Value::Object(out))
     }
 
     /// Latency at a steady rate of deliveries per second, each event going to `fan` integrations.
@@ -387,4 +411,12 @@ pub(crate) async fn drop_database(server: &str, name: &str) -> anyhow::Result<()
         .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         .await?;
     Ok(())
+}
+
+/// Where a throughput phase began ([`Env::flood_start`]).
+struct FloodStart {
+    before: u64,
+    db: Option<(String, bool, f64)>,
+    started: Instant,
+    cpu: f64,
 }
