@@ -57,7 +57,7 @@ impl Histogram {
 /// Where an attempt ended up.
 pub const OUTCOMES: [&str; 4] = ["succeeded", "retry", "failed", "held"];
 /// Error classes, and `none` for attempts without one.
-pub const CLASSES: [&str; 8] = [
+pub const CLASSES: [&str; 9] = [
     "none",
     "timeout",
     "connect",
@@ -66,6 +66,7 @@ pub const CLASSES: [&str; 8] = [
     "refused_destination",
     "http_status",
     "request",
+    "render",
 ];
 const KINDS: [EventKind; 11] = EventKind::EVERY;
 
@@ -76,7 +77,7 @@ pub struct Metrics {
     /// Requests that waited for an endpoint's rate limit (`delivery.max_per_second`).
     rate_limited: AtomicU64,
     operational_dropped: AtomicU64,
-    deliveries: [[AtomicU64; 8]; 4],
+    deliveries: [[AtomicU64; 9]; 4],
     pub attempt_latency: Histogram,
     pub end_to_end: Histogram,
 }
@@ -87,7 +88,7 @@ pub static METRICS: Metrics = Metrics {
     stale_states: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
     operational_dropped: AtomicU64::new(0),
-    deliveries: [const { [const { AtomicU64::new(0) }; 8] }; 4],
+    deliveries: [const { [const { AtomicU64::new(0) }; 9] }; 4],
     attempt_latency: Histogram::new(),
     end_to_end: Histogram::new(),
 };

@@ -76,6 +76,7 @@ pub fn add_webhooks(doc: &mut Value) {
             Profile::CallState => components_of::<CallStatePayload>(&mut schemas),
             Profile::CdrBatch => components_of::<CdrBatchPayload>(&mut schemas),
             Profile::WebexCdr => components_of::<WebexCdrPayload>(&mut schemas),
+            Profile::Template => components_of::<TemplatePayload>(&mut schemas),
         };
         let feeds: Vec<&str> = p.feeds().iter().map(|k| k.as_str()).collect();
         let summary = format!("Profile `{}`: {}", p.as_str(), feeds.join(", "));
@@ -200,6 +201,7 @@ pub fn payload_schema(p: Profile) -> (String, Value) {
         Profile::CallState => of::<CallStatePayload>(),
         Profile::CdrBatch => of::<CdrBatchPayload>(),
         Profile::WebexCdr => of::<WebexCdrPayload>(),
+        Profile::Template => of::<TemplatePayload>(),
     }
 }
 
@@ -219,7 +221,7 @@ fn data_schema(k: EventKind) -> Value {
 }
 
 /// The golden file each profile's example comes from (its first case).
-pub const EXAMPLES: [(Profile, &str); 8] = [
+pub const EXAMPLES: [(Profile, &str); 9] = [
     (
         Profile::Canonical,
         include_str!("../../tests/golden/truncate-canonical.json"),
@@ -252,6 +254,10 @@ pub const EXAMPLES: [(Profile, &str); 8] = [
         Profile::WebexCdr,
         include_str!("../../tests/golden/webex-cdr-batch.json"),
     ),
+    (
+        Profile::Template,
+        include_str!("../../tests/golden/template-hubspot.json"),
+    ),
 ];
 
 /// A profile's example payload: the first case of its golden file (a batch's body).
@@ -267,7 +273,7 @@ pub fn example(p: Profile) -> Value {
     }
 }
 
-const PROFILES: [Profile; 8] = [
+const PROFILES: [Profile; 9] = [
     Profile::Canonical,
     Profile::RecordingV2,
     Profile::RecordingV1,
@@ -276,6 +282,7 @@ const PROFILES: [Profile; 8] = [
     Profile::CallState,
     Profile::CdrBatch,
     Profile::WebexCdr,
+    Profile::Template,
 ];
 
 fn describe(k: EventKind) -> &'static str {
@@ -357,7 +364,7 @@ mod tests {
     #[test]
     fn every_profile_and_subscribable_type_has_a_schema_whose_references_resolve() {
         let cat: Value = serde_json::from_str(&CATALOGUE).unwrap_or(Value::Null);
-        assert_eq!(cat["profiles"].as_array().map(Vec::len), Some(8));
+        assert_eq!(cat["profiles"].as_array().map(Vec::len), Some(9));
         assert_eq!(cat["event_types"].as_array().map(Vec::len), Some(10));
         let text = CATALOGUE.as_str();
         assert!(

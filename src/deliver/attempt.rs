@@ -11,7 +11,7 @@ use crate::cache::Integration;
 use crate::model::integration::{HttpMethod, SecretUse};
 use crate::record::{classify, retry, AttemptResult, Verdict};
 use crate::render::cache::RenderCache;
-use crate::render::{render, sign, RenderContext, Rendered};
+use crate::render::{render, sign, RenderContext, RenderError, Rendered};
 use crate::security::links::Links;
 use crate::store::{AttemptRecord, DeliveryHead, DispatchJob, NextStep};
 
@@ -37,7 +37,16 @@ pub struct Sent {
 /// Sends attempt number `job.head.attempts + 1` of a delivery, rendered and signed as at
 /// `sent_at`.
 pub async fn send(s: &Sender<'_>, i: &Integration, job: &DispatchJob, sent_at: i64) -> Sent {
-    let rendered = render_for(s, i, job, sent_at);
+    let rendered = match render_for(s, i, job, sent_at) {
+        Ok(r) => r,
+        Err(e) => {
+            return Sent {
+                result: unrenderable(&e),
+                sent_at,
+                duration_ms: 0,
+            }
+        }
+    };
     let started = Instant::now();
     let result = match build_request(s.client, i, &job.head, &rendered, sent_at) {
         Some(request) => {
@@ -78,6 +87,7 @@ pub fn decide(
     let (next, exhausted) = match &verdict {
         Verdict::Success => (NextStep::Succeeded, false),
         Verdict::Gone => (NextStep::Failed, true),
+        Verdict::Unrenderable => (NextStep::Failed, false),
         // A redelivery asked for by a person is one attempt, never rescheduled.
         Verdict::Retry { .. } if head.manual => (NextStep::Failed, false),
         Verdict::Retry { retry_after } => match retry::wait(
@@ -222,7 +232,12 @@ fn build_request(
 }
 
 /// The payload of `job` for integration `i`, as sent at `at`.
-fn render_for(s: &Sender<'_>, i: &Integration, job: &DispatchJob, at: i64) -> Rendered {
+fn render_for(
+    s: &Sender<'_>,
+    i: &Integration,
+    job: &DispatchJob,
+    at: i64,
+) -> Result<Rendered, RenderError> {
     let ctx = RenderContext {
         integration_id: &i.id,
         delivery_id: &job.head.id,
@@ -236,18 +251,25 @@ fn render_for(s: &Sender<'_>, i: &Integration, job: &DispatchJob, at: i64) -> Re
 }
 
 /// The request a delivery's attempt `attempt` (1-based) sent at `at`, rebuilt from the stored
-/// event with the integration's current settings and keys.
+/// event with the integration's current settings and keys; or why it cannot be rendered.
 pub fn rebuild(
     s: &Sender<'_>,
     i: &Integration,
     job: &DispatchJob,
     attempt: u32,
     at: i64,
-) -> OutgoingRequest {
-    let rendered = render_for(s, i, job, at);
+) -> Result<OutgoingRequest, RenderError> {
+    let rendered = render_for(s, i, job, at)?;
     let mut head = job.head.clone();
     head.attempts = attempt.saturating_sub(1);
-    outgoing(i, &head, &rendered, at)
+    Ok(outgoing(i, &head, &rendered, at))
+}
+
+fn unrenderable(e: &RenderError) -> AttemptResult {
+    AttemptResult::Error {
+        class: crate::record::ErrorClass::Render,
+        message: e.to_string(),
+    }
 }
 
 fn attempt_record(result: &AttemptResult, started_at: i64, duration_ms: u32) -> AttemptRecord {
@@ -363,15 +385,17 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         now_ms: now,
         cache: None,
     };
-    let rendered = render(&stored, &i.valid, &ctx);
     let started = Instant::now();
-    let result = match build_request(s.client, i, &head, &rendered, now) {
-        Some(request) => {
-            s.client
-                .send(request, &i.valid.url, i.valid.spec.delivery.egress)
-                .await
-        }
-        None => HttpClient::no_fixed_egress(),
+    let result = match render(&stored, &i.valid, &ctx) {
+        Err(e) => unrenderable(&e),
+        Ok(rendered) => match build_request(s.client, i, &head, &rendered, now) {
+            Some(request) => {
+                s.client
+                    .send(request, &i.valid.url, i.valid.spec.delivery.egress)
+                    .await
+            }
+            None => HttpClient::no_fixed_egress(),
+        },
     };
     let rec = attempt_record(&result, now, started.elapsed().as_millis() as u32);
     TestReport {

@@ -13,6 +13,7 @@ use url::Url;
 use super::event::EventKind;
 use crate::model::condition::Condition;
 use crate::model::profile::Profile;
+use crate::model::template::{Template, TemplateError};
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -56,6 +57,28 @@ pub struct IntegrationSpec {
     /// A client certificate for receivers that ask for one (mutual TLS).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSpec>,
+    /// With profile `template` only, and required with it: the payload as a JSON document whose
+    /// strings may hold `{{ path | filter }}` placeholders (see the README). At most 16 KiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 16384)]
+    pub template: Option<String>,
+    /// `template`, compiled on first use.
+    #[serde(skip)]
+    #[schema(ignore)]
+    compiled: super::Memo<Result<std::sync::Arc<Template>, TemplateError>>,
+}
+
+impl IntegrationSpec {
+    /// The compiled `template`: `None` without one, else the template or what is wrong with it.
+    pub fn compiled_template(&self) -> Option<Result<&Template, &TemplateError>> {
+        let source = self.template.as_deref()?;
+        Some(
+            self.compiled
+                .get_or_init(|| Template::compile(source).map(std::sync::Arc::new))
+                .as_ref()
+                .map(|t| t.as_ref()),
+        )
+    }
 }
 
 /// The client certificate an integration presents to its receiver.

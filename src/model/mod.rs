@@ -14,13 +14,20 @@ pub mod portal;
 pub mod profile;
 pub mod settings;
 pub mod stats;
+pub mod template;
 pub mod tenancy;
 pub mod write_only;
 
 /// A value derived from settings on first use and kept with them (a list turned into a set),
 /// invisible to serialisation and comparison: two settings are equal when their fields are.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Memo<T>(std::sync::OnceLock<T>);
+
+impl<T> Default for Memo<T> {
+    fn default() -> Self {
+        Memo(std::sync::OnceLock::new())
+    }
+}
 
 impl<T> Memo<T> {
     pub fn get_or_init(&self, f: impl FnOnce() -> T) -> &T {

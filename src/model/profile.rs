@@ -34,6 +34,10 @@ pub enum Profile {
     /// `{"items": [records]}`: one record in real time, a window's in batch mode.
     #[serde(rename = "webex-cdr")]
     WebexCdr,
+    /// The integration's own `template`, filled from the canonical payload (privacy rules
+    /// applied first).
+    #[serde(rename = "template")]
+    Template,
 }
 
 impl Profile {
@@ -47,6 +51,7 @@ impl Profile {
             Profile::CallState => "call-state",
             Profile::CdrBatch => "cdr-batch",
             Profile::WebexCdr => "webex-cdr",
+            Profile::Template => "template",
         }
     }
 
@@ -54,7 +59,7 @@ impl Profile {
     pub fn feeds(self) -> &'static [EventKind] {
         use EventKind::*;
         match self {
-            Profile::Canonical => &EventKind::SUBSCRIBABLE,
+            Profile::Canonical | Profile::Template => &EventKind::SUBSCRIBABLE,
             Profile::RecordingV2 | Profile::RecordingV1 => &[RecordingCompleted],
             Profile::CallHistory => &[AnalysisCompleted, IvrInput, CallUnanswered],
             Profile::Cdr => &[CallCompleted, CallUnanswered],

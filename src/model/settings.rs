@@ -123,6 +123,7 @@ pub fn validate(
     spec.profile
         .check_feeds(&spec.event_types)
         .map_err(invalid)?;
+    check_template(&spec)?;
     // The secret takes `Authorization` only when it is sent as a bearer token.
     check_headers(
         &spec.headers,
@@ -280,6 +281,34 @@ pub fn validate(
         d.ordered = Some(spec.event_types.contains(&EventKind::CallState));
     }
     Ok(ValidSpec { spec, url })
+}
+
+/// Profile `template` needs a template that compiles, sent as a JSON body; other profiles take
+/// none. (That it renders every subscribed type's example is checked above, in `render`.)
+fn check_template(spec: &IntegrationSpec) -> Result<(), SettingError> {
+    let wrong = |message: String| SettingError {
+        code: "invalid_template",
+        message,
+    };
+    match (spec.profile, spec.compiled_template()) {
+        (Profile::Template, None) => Err(wrong(
+            "profile `template` needs `template`: a JSON document whose strings may hold `{{ path | filter }}` placeholders"
+                .into(),
+        )),
+        (Profile::Template, Some(Err(e))) => Err(wrong(format!("`template` {e}"))),
+        (Profile::Template, Some(Ok(_)))
+            if spec.format != Format::Json || spec.method == HttpMethod::Get =>
+        {
+            Err(invalid(
+                "profile `template` sends its JSON as the body: use format json and method POST or PUT",
+            ))
+        }
+        (Profile::Template, Some(Ok(_))) | (_, None) => Ok(()),
+        (other, Some(_)) => Err(invalid(format!(
+            "`template` is used with profile `template` only (this integration's profile is `{}`)",
+            other.as_str()
+        ))),
+    }
 }
 
 /// A receiver secret must be usable as a bearer token.

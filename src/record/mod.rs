@@ -21,6 +21,9 @@ pub enum ErrorClass {
     /// A response outside 2xx (3xx included: redirects are not followed).
     HttpStatus,
     Request,
+    /// The payload could not be rendered (a template that fails on this event): nothing was
+    /// sent, and the delivery fails at once, since every retry would fail the same way.
+    Render,
 }
 
 impl ErrorClass {
@@ -33,6 +36,7 @@ impl ErrorClass {
             ErrorClass::RefusedDestination => "refused_destination",
             ErrorClass::HttpStatus => "http_status",
             ErrorClass::Request => "request",
+            ErrorClass::Render => "render",
         }
     }
 }
@@ -60,6 +64,8 @@ pub enum Verdict {
     Retry {
         retry_after: Option<Duration>,
     },
+    /// Nothing was sent: the payload cannot be rendered. Fails the delivery without a retry.
+    Unrenderable,
 }
 
 pub fn classify(result: &AttemptResult) -> Verdict {
@@ -78,6 +84,10 @@ pub fn classify(result: &AttemptResult) -> Verdict {
                 None
             },
         },
+        AttemptResult::Error {
+            class: ErrorClass::Render,
+            ..
+        } => Verdict::Unrenderable,
         AttemptResult::Error { .. } => Verdict::Retry { retry_after: None },
     }
 }

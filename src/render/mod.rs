@@ -17,6 +17,7 @@ pub mod form;
 mod golden;
 pub mod privacy;
 pub mod recording;
+pub mod samples;
 pub mod shapes;
 pub mod sign;
 pub mod webex;
@@ -77,12 +78,23 @@ fn reparse(event: &StoredEvent) -> Option<StoredEvent> {
     })
 }
 
-/// The payload object of a profile, before privacy and encoding.
+/// Why a payload could not be rendered: only a template can fail, and it fails the same way
+/// on every attempt, so the delivery fails without a retry.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RenderError {
+    #[error("the template, {0}")]
+    Template(#[from] crate::model::template::TemplateError),
+    #[error("profile `template` has no template; edit the integration")]
+    NoTemplate,
+}
+
+/// The payload object of a profile, before privacy and encoding (for `template`, the template's
+/// input: the canonical payload).
 pub fn payload(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Map<String, Value> {
     let e = &event.event;
     let options = &spec.spec.options;
     match spec.spec.profile {
-        Profile::Canonical => {
+        Profile::Canonical | Profile::Template => {
             let mut out = Map::new();
             out.insert(
                 "delivery_id".into(),
@@ -139,12 +151,16 @@ pub fn splices_body(spec: &ValidSpec) -> bool {
 }
 
 /// Renders `event` for one attempt to an integration with `spec`.
-pub fn render(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
-    let mut r = render_body(event, spec, ctx);
+pub fn render(
+    event: &StoredEvent,
+    spec: &ValidSpec,
+    ctx: &RenderContext,
+) -> Result<Rendered, RenderError> {
+    let mut r = render_body(event, spec, ctx)?;
     if spec.spec.profile == Profile::WebexCdr && event.event.kind == EventKind::CdrBatch {
         r.headers = window_headers(&event.event.data);
     }
-    r
+    Ok(r)
 }
 
 /// `callhook-window: <start>/<end>` (ISO 8601 interval: calls that ended in it),
@@ -165,15 +181,14 @@ fn window_headers(batch: &Map<String, Value>) -> Vec<(&'static str, String)> {
     out
 }
 
-fn render_body(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Rendered {
+fn render_body(
+    event: &StoredEvent,
+    spec: &ValidSpec,
+    ctx: &RenderContext,
+) -> Result<Rendered, RenderError> {
     let s = &spec.spec;
     if splices_body(spec) {
-        return Rendered {
-            body: canonical::render(&event.body, ctx.delivery_id),
-            content_type: Some(JSON),
-            query: None,
-            headers: Vec::new(),
-        };
+        return Ok(json(canonical::render(&event.body, ctx.delivery_id)));
     }
     // An event claimed for a splicing integration comes without `data`; if the integration
     // changed since, parse the body now. (An event whose data really is empty parses to the
@@ -192,43 +207,50 @@ fn render_body(event: &StoredEvent, spec: &ValidSpec, ctx: &RenderContext) -> Re
             Some(c) => c.cdr_record(event, &s.privacy),
             None => cdr::record_json(&event.event, &s.privacy),
         };
-        return Rendered {
-            body: cdr::splice(
-                ctx.integration_id,
-                &event.event.tenant_id,
-                &record,
-                ctx.custom_data,
-            ),
-            content_type: Some(JSON),
-            query: None,
-            headers: Vec::new(),
-        };
+        return Ok(json(cdr::splice(
+            ctx.integration_id,
+            &event.event.tenant_id,
+            &record,
+            ctx.custom_data,
+        )));
     }
     let needs_privacy = s.privacy.values().any(|r| r.action != PrivacyAction::Keep);
     let mut out = payload(event, spec, ctx);
     if needs_privacy {
         privacy::apply(&mut out, s.profile, &event.event, ctx.trigger, &s.privacy);
     }
+    if s.profile == Profile::Template {
+        let body = match s.compiled_template() {
+            Some(Ok(template)) => template.render(&out)?,
+            Some(Err(e)) => return Err(e.clone().into()),
+            None => return Err(RenderError::NoTemplate),
+        };
+        return Ok(json(Bytes::from(body)));
+    }
     if s.method == HttpMethod::Get {
-        return Rendered {
+        return Ok(Rendered {
             body: Bytes::new(),
             content_type: None,
             query: Some(form::encode(&out)),
             headers: Vec::new(),
-        };
+        });
     }
-    match s.format {
-        Format::Json => Rendered {
-            body: Bytes::from(serde_json::to_vec(&out).unwrap_or_default()),
-            content_type: Some(JSON),
-            query: None,
-            headers: Vec::new(),
-        },
+    Ok(match s.format {
+        Format::Json => json(Bytes::from(serde_json::to_vec(&out).unwrap_or_default())),
         Format::Form => Rendered {
             body: Bytes::from(form::encode(&out)),
             content_type: Some(FORM),
             query: None,
             headers: Vec::new(),
         },
+    })
+}
+
+fn json(body: Bytes) -> Rendered {
+    Rendered {
+        body,
+        content_type: Some(JSON),
+        query: None,
+        headers: Vec::new(),
     }
 }

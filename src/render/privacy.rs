@@ -201,7 +201,9 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
             party(&mut out, &[Side::Local], "user_id", "userId".into());
             party(&mut out, &[Side::Local], "user_id", "agentId".into());
         }
-        Profile::Canonical => {
+        // A template's input is the canonical payload: its rules apply before the template
+        // runs, so no field the template places can escape them.
+        Profile::Canonical | Profile::Template => {
             if event.kind == EventKind::CallState {
                 for (side, name) in [(Side::Local, "local"), (Side::Remote, "remote")] {
                     for field in ["user_id", "email", "number"] {

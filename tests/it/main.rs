@@ -22,6 +22,7 @@ mod store;
 mod store_faults;
 mod support;
 mod telephony;
+mod templates;
 mod tenancy;
 mod tls;
 mod upgrade;

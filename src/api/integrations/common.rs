@@ -141,6 +141,12 @@ pub(crate) fn setting(e: SettingError) -> ApiError {
     ApiError::unprocessable(e.code, e.message)
 }
 
+/// A template must render the example event of every type the integration takes.
+pub(crate) fn check_template(valid: &ValidSpec) -> ApiResult<()> {
+    crate::render::samples::check_template(valid)
+        .map_err(|m| ApiError::unprocessable("invalid_template", m))
+}
+
 /// Whose integrations a path names: a tenant's (`{tid}`) or a partner's feed (`{pid}`).
 pub(crate) enum Owner {
     Tenant(Tenant),

@@ -54,6 +54,7 @@ pub(crate) async fn create(
     let spec: IntegrationSpec = typed(body, StatusCode::UNPROCESSABLE_ENTITY, "invalid_setting")?;
     check_feed(&owner, &spec)?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
+    check_template(&valid)?;
     let max = match &owner {
         Owner::Tenant(t) => Some(
             t.max_integrations
@@ -246,6 +247,7 @@ pub(crate) async fn update(
         "subscribe to operational events from a session limited to some integrations",
     )?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
+    check_template(&valid)?;
     check_egress(&s, &valid)?;
     check_client_identity(&valid)?;
     let old = &current.valid.spec;

@@ -167,13 +167,16 @@ pub async fn delivery(
     if let (Some(job), Some(integration)) = (job, integration) {
         for (a, shown) in d.attempts_log.iter().zip(&mut attempts) {
             let at = crate::time::parse_rfc3339_ms(&a.started_at).unwrap_or_else(|| s.now_ms());
-            let out = crate::deliver::attempt::rebuild(
+            // A payload that cannot be rendered was never sent: the attempt's error says why.
+            let Ok(out) = crate::deliver::attempt::rebuild(
                 &s.dispatcher.sender(),
                 &integration,
                 &job,
                 a.attempt,
                 at,
-            );
+            ) else {
+                continue;
+            };
             let headers: Vec<(String, String)> = out
                 .headers
                 .into_iter()

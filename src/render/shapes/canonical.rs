@@ -31,3 +31,9 @@ pub struct CanonicalPayload {
     #[schema(value_type = Object)]
     pub data: Map<String, Value>,
 }
+
+/// The `template` payload: the JSON the integration's `template` makes of the canonical
+/// payload. Its shape is the template's; it is always valid JSON.
+#[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(value_type = Object)]
+pub struct TemplatePayload(pub Value);

@@ -22,7 +22,7 @@ mod webex;
 
 pub use call_history::CallHistoryPayload;
 pub use call_state::CallStatePayload;
-pub use canonical::CanonicalPayload;
+pub use canonical::{CanonicalPayload, TemplatePayload};
 pub use cdr::CdrPayload;
 pub use cdr_batch::CdrBatchPayload;
 pub use recording::{RecordingV1Payload, RecordingV2Payload};
@@ -54,6 +54,7 @@ mod tests {
             "call-state" => parses_as::<CallStatePayload>(payload),
             "cdr-batch" => parses_as::<CdrBatchPayload>(payload),
             "webex-cdr" => parses_as::<WebexCdrPayload>(payload),
+            "template" => parses_as::<TemplatePayload>(payload),
             other => Err(format!("no type for profile `{other}`")),
         }
     }

@@ -1,0 +1,195 @@
+//! Profile `template`: the customer's JSON shape, filled from the canonical event after its
+//! privacy rules; refused at save with the line and column when it is wrong; a render that
+//! fails on a real event fails that delivery at once, sending nothing.
+
+use callhook::render::sign::verify;
+use serde_json::{json, Value};
+
+use crate::support::*;
+
+const HUBSPOT: &str = r#"{
+  "properties": {
+    "hs_timestamp": "{{ occurred_at | epoch_ms }}",
+    "hs_call_direction": "{{ data.direction | upper | default('UNKNOWN') }}",
+    "hs_call_title": "Call from {{ data.caller.number }}",
+    "hs_call_duration": "{{ data.talk_ms | default(0) }}",
+    "callhook_delivery": "{{ delivery_id }}"
+  }
+}"#;
+
+fn spec(url: &str, template: &str) -> Value {
+    json!({"name": "crm", "url": url, "event_types": ["call.completed"],
+           "profile": "template", "template": template,
+           "privacy": {"remote_number": {"action": "mask", "digits": 4}}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_shapes_the_body_after_the_privacy_rules_and_the_signature_covers_it() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    let integ = api.integration("acme", spec(&rx.url, HUBSPOT)).await;
+    assert_eq!(integ["profile"], "template");
+    assert_eq!(
+        integ["template"], HUBSPOT,
+        "the template reads back as saved"
+    );
+    let signing = integ["signing_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let data = json!({"answered": true, "direction": "inbound", "talk_ms": 61000,
+                      "caller": {"number": "+441610000002"}, "callee": {"number": "+441610000001"}});
+    let (st, v) = server
+        .ingest(event("e-1", "acme", "call.completed", "c-1", data))
+        .await;
+    assert_eq!(st, 202, "{v}");
+    let got = rx.next(10).await;
+    assert_eq!(
+        got.json(),
+        json!({"properties": {
+            "hs_timestamp": 1_795_341_600_123_i64,
+            "hs_call_direction": "INBOUND",
+            // The caller of an inbound call is the remote party: masked before the template ran.
+            "hs_call_title": "Call from +44161000XXXX",
+            "hs_call_duration": 61000,
+            "callhook_delivery": got.header("webhook-id"),
+        }})
+    );
+    assert_eq!(
+        got.header("content-type"),
+        "application/json; charset=utf-8"
+    );
+    let ts: i64 = got.header("webhook-timestamp").parse().unwrap_or_default();
+    assert!(verify(
+        &signing,
+        &got.header("webhook-id"),
+        ts,
+        &got.body,
+        &got.header("webhook-signature")
+    ));
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_template_is_refused_with_its_line_and_column_and_nothing_is_saved() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    let cases = [
+        // A filter that does not exist.
+        (
+            "{\n  \"a\": \"{{ data.caller.number | shout }}\"\n}".to_string(),
+            "line 2, column 33",
+        ),
+        // Not JSON: a trailing comma.
+        ("{\"a\": 1,}".to_string(), "line 1, column 9"),
+        // Compiles, but fails on the example call: `number` of a time.
+        (
+            "{\n\"at\": \"{{ occurred_at | number }}\"}".to_string(),
+            "call.completed example event: line 2, column 25",
+        ),
+        // Past the size limit: refused before it is parsed.
+        (format!("[\"{}\"]", "x".repeat(16 * 1024)), "at most 16384"),
+    ];
+    for (template, says) in cases {
+        let (st, v) = api
+            .post("/v1/tenants/acme/integrations", spec(&rx.url, &template))
+            .await;
+        assert_eq!(st, 422, "{v}");
+        assert_eq!(v["error"]["code"], "invalid_template", "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    // Settings that do not go with a template.
+    let mut no_template = spec(&rx.url, HUBSPOT);
+    no_template.as_object_mut().map(|m| m.remove("template"));
+    let mut other_profile = spec(&rx.url, HUBSPOT);
+    other_profile["profile"] = json!("canonical");
+    let mut form = spec(&rx.url, HUBSPOT);
+    form["format"] = json!("form");
+    let mut get = spec(&rx.url, HUBSPOT);
+    get["method"] = json!("GET");
+    for (bad, says) in [
+        (no_template, "needs `template`"),
+        (other_profile, "profile `template` only"),
+        (form, "format json"),
+        (get, "method POST or PUT"),
+    ] {
+        let (st, v) = api.post("/v1/tenants/acme/integrations", bad).await;
+        assert_eq!(st, 422, "{v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{says}: {message}");
+    }
+    let (_, list) = api.get("/v1/tenants/acme/integrations").await;
+    assert_eq!(list["items"], json!([]), "nothing was saved");
+    // A PATCH that breaks a saved template changes nothing either.
+    let integ = api.integration("acme", spec(&rx.url, HUBSPOT)).await;
+    let path = format!(
+        "/v1/tenants/acme/integrations/{}",
+        integ["id"].as_str().unwrap_or_default()
+    );
+    let (st, v) = api
+        .patch(&path, json!({"template": "{\"a\": \"{{ x\"}"}))
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let (_, now) = api.get(&path).await;
+    assert_eq!(now["template"], HUBSPOT);
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_that_fails_on_a_real_event_fails_that_delivery_at_once_and_sends_nothing() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    // The examples have no `data.queue`, so the template saves; this source sends a number.
+    let template = "{\"queue\": \"{{ data.queue | upper }}\", \"call\": \"{{ call_id }}\"}";
+    let mut s = spec(&rx.url, template);
+    s["delivery"] = json!({"retry": {"policy": "linear", "retries": 3}});
+    let integ = api.integration("acme", s).await;
+    let iid = integ["id"].as_str().unwrap_or_default();
+    let bad = event(
+        "e-bad",
+        "acme",
+        "call.completed",
+        "c-bad",
+        json!({"answered": true, "queue": 7}),
+    );
+    let good = event(
+        "e-good",
+        "acme",
+        "call.completed",
+        "c-good",
+        json!({"answered": true, "queue": "sales"}),
+    );
+    assert_eq!(server.ingest(json!({"events": [bad, good]})).await.0, 202);
+    let got = rx.next(10).await;
+    assert_eq!(got.json(), json!({"queue": "SALES", "call": "c-good"}));
+    let failed = api.wait_for_deliveries("acme", iid, "failed", 1).await;
+    let (_, detail) = api
+        .get(&format!(
+            "/v1/tenants/acme/integrations/{iid}/deliveries/{}",
+            failed[0]["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    let log = detail["attempts_log"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(log.len(), 1, "one attempt, no retry: {detail}");
+    assert_eq!(log[0]["error_class"], "render", "{detail}");
+    let error = log[0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("line 1, column 28") && error.contains("`upper` takes text"),
+        "{error}"
+    );
+    // Nothing more reached the receiver.
+    rx.none_until(
+        &server.clock,
+        server.clock.now_ms() + 5_000,
+        std::time::Duration::from_millis(100),
+    )
+    .await;
+    server.stop().await;
+}
