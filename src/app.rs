@@ -191,13 +191,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
 /// Every route: the API and the console side by side, one fallback, and the error envelope on
 /// every error answer.
 fn routes(state: AppState) -> axum::Router {
-    use crate::serve::body::{limited, FORM_BODY_BYTES};
     axum::Router::new()
         .merge(crate::api::router(&state.config))
-        .merge(limited(
-            crate::console::router(state.clone()),
-            FORM_BODY_BYTES,
-        ))
+        .merge(crate::console::router(state.clone()))
         .fallback(|| async {
             crate::error::ApiError::new(
                 axum::http::StatusCode::NOT_FOUND,

@@ -588,3 +588,114 @@ async fn the_console_embedded_in_a_platforms_page_through_a_portal_link() {
     c.close().await.expect("close the session");
     server.stop().await;
 }
+
+/// Scrolls the element `id` into view for a screenshot.
+async fn show(c: &Client, id: &str) {
+    c.execute(
+        "document.getElementById(arguments[0]).scrollIntoView();",
+        vec![json!(id)],
+    )
+    .await
+    .expect("scroll");
+}
+
+/// Waits until the element `css` shows `want` (the preview is fetched as the user types).
+async fn wait_for_text(c: &Client, css: &str, want: &str) -> String {
+    let mut seen = String::new();
+    for _ in 0..200 {
+        if let Ok(e) = c.find(Locator::Css(css)).await {
+            seen = e.text().await.unwrap_or_default();
+            if seen.contains(want) {
+                return seen;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("`{css}` never showed `{want}`; it shows {seen:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_is_written_with_a_live_preview_in_headless_chromium() {
+    let server = TestServer::start().await;
+    let tenant = server.tenant("acme").await;
+    let receiver = Receiver::start().await;
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{}/console/login", server.base))
+        .await
+        .expect("goto");
+    fill(&c, "token", &tenant.token).await;
+    click(&c, "sign-in").await;
+    click(&c, "new-integration").await;
+    fill(&c, "name", "HubSpot").await;
+    fill(&c, "url", &receiver.url).await;
+    // The template box appears with the profile, filled with a starter that previews at once.
+    c.find(Locator::Id("profile"))
+        .await
+        .expect("profile")
+        .select_by_value("template")
+        .await
+        .expect("select");
+    wait_for_text(&c, "#template-preview", "\"call_id\": \"session-2\"").await;
+    // A mistake shows where it is as it is typed.
+    fill(
+        &c,
+        "template",
+        r#"{"from": "{{ data.caller.number | shout }}"}"#,
+    )
+    .await;
+    let error = wait_for_text(&c, "#template-preview.failed", "no filter `shout`").await;
+    assert!(error.contains("line 1, column 35"), "{error}");
+    show(&c, "template-box").await;
+    shot(&c, "16-template-error").await;
+    // Fixed, it shows the body; a privacy rule changes the preview (the example call is
+    // outbound: its caller is the local party).
+    fill(
+        &c,
+        "template",
+        r#"{"properties": {"from": "{{ data.caller.number }}", "secs": "{{ data.talk_ms | div(1000) | round }}"}}"#,
+    )
+    .await;
+    wait_for_text(&c, "#template-preview", "\"from\": \"+441610000001\"").await;
+    c.find(Locator::Id("privacy_local_number"))
+        .await
+        .expect("privacy")
+        .select_by_value("remove")
+        .await
+        .expect("select");
+    let shown = wait_for_text(&c, "#template-preview", "\"from\": null").await;
+    assert!(shown.contains("\"secs\": 121"), "{shown}");
+    show(&c, "template-box").await;
+    shot(&c, "17-template-preview").await;
+    c.find(Locator::Id("privacy_local_number"))
+        .await
+        .expect("privacy")
+        .select_by_value("keep")
+        .await
+        .expect("select");
+    click(&c, "save").await;
+    c.wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Id("shown-secret"))
+        .await
+        .expect("created");
+    // A real call is delivered in the template's shape.
+    let (st, _) = server
+        .ingest(event(
+            "ev-template-1",
+            "acme",
+            "call.completed",
+            "call-t1",
+            json!({"answered": true, "direction": "inbound", "talk_ms": 42000,
+                   "caller": {"number": "+441610000002"}}),
+        ))
+        .await;
+    assert_eq!(st, 202);
+    let got = receiver.next(10).await;
+    assert_eq!(
+        got.json(),
+        json!({"properties": {"from": "+441610000002", "secs": 42}})
+    );
+    c.close().await.expect("close the session");
+    server.stop().await;
+}

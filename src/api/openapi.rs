@@ -37,7 +37,7 @@ use super::{
         events::ingest, sources::freeswitch_cdr,
         integrations::create, integrations::list, integrations::read, integrations::update,
         integrations::remove, integrations::verify, integrations::test, integrations::disable,
-        integrations::enable, integrations::rotate,
+        integrations::enable, integrations::rotate, integrations::preview,
         deliveries::list, deliveries::read, deliveries::redeliver_one, deliveries::redeliver_range,
         recordings::upload, recordings::download,
         reconciliation::counts, reconciliation::partner_records, reconciliation::tenant_records,
@@ -190,7 +190,7 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), before, "operation ids repeat: {ids:?}");
-        assert_eq!(before, 58);
+        assert_eq!(before, 59);
         let partner = &doc.paths.paths["/v1/partners/{pid}/integrations/{iid}"];
         let get = partner.get.as_ref().map(|o| o.parameters.clone());
         let names: Vec<String> = get

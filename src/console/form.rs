@@ -94,6 +94,7 @@ pub fn values_from_settings(s: &Value) -> Map<String, Value> {
         })
         .unwrap_or_default();
     v.insert("headers".into(), json!(headers));
+    v.insert("template".into(), json!(text(at("template"))));
     v.insert(
         "tls_client_certificate".into(),
         json!(text(at("tls.client_certificate"))),
@@ -185,6 +186,26 @@ fn id_list(text: Option<&str>) -> Vec<String> {
         .collect()
 }
 
+/// The privacy rules the form's `privacy_*` fields describe.
+pub fn privacy_from_fields(f: &Fields) -> Result<Map<String, Value>, String> {
+    let mut privacy = Map::new();
+    for t in PRIVACY_TARGETS {
+        let t = t.as_str();
+        let action = f.text(&format!("privacy_{t}")).unwrap_or("keep");
+        if action == "keep" {
+            continue;
+        }
+        let mut rule = Map::new();
+        rule.insert("action".into(), json!(action));
+        let label = format!("Last digits ({action}) for {t}");
+        if let Some(d) = number(f, &format!("privacy_{t}_digits"), &label)? {
+            rule.insert("digits".into(), d);
+        }
+        privacy.insert(t.into(), Value::Object(rule));
+    }
+    Ok(privacy)
+}
+
 /// The settings JSON (as the API takes it, without `secret`) that the form describes. The
 /// error names the field and says how to fix it.
 pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Value>, String> {
@@ -203,6 +224,14 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
         }
     }
     s.insert("event_types".into(), json!(f.all("event_types")));
+    // The template box stays filled when another profile is chosen; it is only sent with its
+    // profile.
+    if f.text("profile") == Some("template") {
+        s.insert(
+            "template".into(),
+            json!(f.get("template").unwrap_or_default()),
+        );
+    }
     if partner {
         if let Some(feed) = f.text("feed") {
             s.insert("feed".into(), json!(feed));
@@ -274,22 +303,7 @@ pub fn settings_from_fields(f: &Fields, partner: bool) -> Result<Map<String, Val
         .collect();
     s.insert("options".into(), Value::Object(options));
 
-    let mut privacy = Map::new();
-    for t in PRIVACY_TARGETS {
-        let t = t.as_str();
-        let action = f.text(&format!("privacy_{t}")).unwrap_or("keep");
-        if action == "keep" {
-            continue;
-        }
-        let mut rule = Map::new();
-        rule.insert("action".into(), json!(action));
-        let label = format!("Last digits ({action}) for {t}");
-        if let Some(d) = number(f, &format!("privacy_{t}_digits"), &label)? {
-            rule.insert("digits".into(), d);
-        }
-        privacy.insert(t.into(), Value::Object(rule));
-    }
-    s.insert("privacy".into(), Value::Object(privacy));
+    s.insert("privacy".into(), Value::Object(privacy_from_fields(f)?));
 
     let mut delivery = Map::new();
     let mode = f.text("delivery_mode").unwrap_or("realtime");

@@ -23,9 +23,25 @@ use axum::Router;
 use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router<AppState> {
+    use crate::serve::body::{limited, FORM_BODY_BYTES, INTEGRATION_FORM_BODY_BYTES};
     let owner = "/console/{kind}/{oid}";
     let one = "/console/{kind}/{oid}/integrations/{iid}";
-    Router::new()
+    // An integration's settings may carry a template and a certificate chain; every other
+    // form is small.
+    let settings = Router::new()
+        .route(
+            &format!("{owner}/integrations/new"),
+            get(pages::integrations::new_form).post(pages::integrations::create),
+        )
+        .route(
+            &format!("{one}/edit"),
+            get(pages::integrations::edit_form).post(pages::integrations::edit),
+        )
+        .route(
+            "/console/template-preview",
+            post(pages::preview::template_preview),
+        );
+    let forms = Router::new()
         .route("/console", get(pages::sign_in::home))
         .route("/console/", get(pages::sign_in::home))
         .route("/console/open", get(pages::sign_in::open))
@@ -49,15 +65,7 @@ pub fn router(state: AppState) -> Router<AppState> {
             &format!("{owner}/notifications"),
             get(pages::notifications::notifications),
         )
-        .route(
-            &format!("{owner}/integrations/new"),
-            get(pages::integrations::new_form).post(pages::integrations::create),
-        )
         .route(one, get(pages::integrations::integration))
-        .route(
-            &format!("{one}/edit"),
-            get(pages::integrations::edit_form).post(pages::integrations::edit),
-        )
         .route(
             &format!("{one}/delete"),
             get(pages::integrations::confirm_delete).post(pages::integrations::delete),
@@ -77,7 +85,10 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             &format!("{one}/deliveries/{{did}}/redeliver"),
             post(pages::actions::redeliver_one),
-        )
+        );
+    Router::new()
+        .merge(limited(forms, FORM_BODY_BYTES))
+        .merge(limited(settings, INTEGRATION_FORM_BODY_BYTES))
         .layer(middleware::from_fn(same_origin_posts))
         .layer(middleware::from_fn_with_state(state, frame::policy))
 }

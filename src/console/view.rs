@@ -55,9 +55,11 @@ static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     env
 });
 
-/// Strict CSP: only the console's own script and stylesheet, no inline script, no framing.
+/// Strict CSP: only the console's own script and stylesheet, no inline script, no framing; the
+/// script may call back to the console only (the template preview).
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
-                   img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+                   img-src 'self'; connect-src 'self'; form-action 'self'; \
+                   frame-ancestors 'none'; base-uri 'none'";
 
 fn harden(mut r: Response) -> Response {
     let h = r.headers_mut();

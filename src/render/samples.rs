@@ -102,23 +102,29 @@ pub fn render_example(
     render(&stored, spec, &ctx)
 }
 
+/// Renders the example of `kind`; the error says which example failed and where in the
+/// template.
+pub fn try_example(spec: &ValidSpec, kind: EventKind, tenant_id: &str) -> Result<Rendered, String> {
+    render_example(spec, kind, tenant_id).map_err(|e| {
+        format!(
+            "`template` fails on the {} example event: {}",
+            kind.as_str(),
+            match e {
+                RenderError::Template(t) => t.to_string(),
+                other => other.to_string(),
+            }
+        )
+    })
+}
+
 /// A template must render every type it subscribes to: each type's example is rendered, and
-/// the first failure says which example and where in the template.
+/// the first failure is the answer.
 pub fn check_template(spec: &ValidSpec) -> Result<(), String> {
     if spec.spec.profile != super::Profile::Template {
         return Ok(());
     }
     for kind in &spec.spec.event_types {
-        if let Err(e) = render_example(spec, *kind, "example-tenant") {
-            return Err(format!(
-                "`template` fails on the {} example event: {}",
-                kind.as_str(),
-                match e {
-                    RenderError::Template(t) => t.to_string(),
-                    other => other.to_string(),
-                }
-            ));
-        }
+        try_example(spec, *kind, "example-tenant")?;
     }
     Ok(())
 }

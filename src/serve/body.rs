@@ -23,6 +23,9 @@ use crate::error::ApiError;
 pub const SETTINGS_BODY_BYTES: usize = 256 * 1024;
 /// Console forms and the sign-in form.
 pub const FORM_BODY_BYTES: usize = 32 * 1024;
+/// The console's integration form and template preview: a 16 KiB template and a 64 KiB
+/// certificate chain and key, each up to three times longer once form-encoded.
+pub const INTEGRATION_FORM_BODY_BYTES: usize = 512 * 1024;
 
 /// The largest body a route reads, set by [`limited`] for the routes it wraps.
 #[derive(Clone, Copy, Debug)]

@@ -193,3 +193,107 @@ async fn a_template_that_fails_on_a_real_event_fails_that_delivery_at_once_and_s
     .await;
     server.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_previews_over_each_types_example_with_privacy_rules_and_stores_nothing() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let template = r#"{"from": "{{ data.caller.number }}", "type": "{{ type }}"}"#;
+    let (st, v) = api
+        .post(
+            "/v1/templates/preview",
+            json!({"template": template, "event_type": "call.completed",
+                   "privacy": {"local_number": {"action": "mask", "digits": 3}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    // The example call is outbound: its caller is the local party.
+    assert_eq!(v["event"]["data"]["caller"]["number"], "+441610000001");
+    assert_eq!(
+        v["payload"],
+        json!({"from": "+441610000XXX", "type": "call.completed"})
+    );
+    // Every subscribable type has an example.
+    for kind in [
+        "call.state",
+        "call.unanswered",
+        "recording.completed",
+        "analysis.completed",
+        "ivr.input",
+        "integration.disabled",
+    ] {
+        let (st, v) = api
+            .post(
+                "/v1/templates/preview",
+                json!({"template": "{\"t\": \"{{ type }}\", \"id\": \"{{ id }}\"}", "event_type": kind}),
+            )
+            .await;
+        assert_eq!(st, 200, "{kind}: {v}");
+        assert!(v["payload"]["id"].is_string(), "{kind}: {v}");
+    }
+    let (st, v) = api
+        .post(
+            "/v1/templates/preview",
+            json!({"template": "{\"a\": \"{{ data.x | nope }}\"}", "event_type": "ivr.input"}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["error"]["code"], "invalid_template");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("line 1, column 20")),
+        "{v}"
+    );
+    for bad in [
+        json!({"template": "{}", "event_type": "cdr.batch"}),
+        json!({"template": "{}", "event_type": "call.nope"}),
+        json!({"template": "{}"}),
+        json!({"template": "{}", "event_type": "ivr.input", "extra": 1}),
+    ] {
+        let (st, v) = api.post("/v1/templates/preview", bad.clone()).await;
+        assert_eq!(st, 422, "{bad}: {v}");
+    }
+    let (st, _) = server
+        .api("not-a-token")
+        .post(
+            "/v1/templates/preview",
+            json!({"template": "{}", "event_type": "ivr.input"}),
+        )
+        .await;
+    assert_eq!(st, 401);
+    // The console's preview: signed in, with the form's CSRF token, like every console POST.
+    let mut b = crate::console::Browser::new(&server);
+    let page = b
+        .post(
+            "/console/template-preview",
+            &[("template", "{}"), ("event_type", "ivr.input")],
+        )
+        .await;
+    assert_eq!(
+        (page.status, page.location.as_str()),
+        (303, "/console/login")
+    );
+    b.sign_in(&api.token).await;
+    let form = b.get("/console/t/acme/integrations/new").await;
+    let token = crate::console::csrf(&form.html);
+    let form = [
+        ("template", template),
+        ("event_type", "call.completed"),
+        ("privacy_local_number", "remove"),
+    ];
+    let page = b.post("/console/template-preview", &form).await;
+    assert_eq!(page.status, 403, "{}", page.html);
+    let mut with_token = form.to_vec();
+    with_token.push(("csrf", token.as_str()));
+    let page = b.post("/console/template-preview", &with_token).await;
+    assert_eq!(page.status, 200, "{}", page.html);
+    let v: Value = serde_json::from_str(&page.html).unwrap_or(Value::Null);
+    assert_eq!(
+        v["payload"],
+        json!({"from": null, "type": "call.completed"})
+    );
+    let (_, list) = api.get("/v1/tenants/acme/integrations").await;
+    assert_eq!(list["items"], json!([]));
+    server.stop().await;
+}

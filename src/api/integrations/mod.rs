@@ -4,6 +4,7 @@
 mod actions;
 mod common;
 mod crud;
+mod preview;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -11,11 +12,14 @@ use axum::Router;
 pub(crate) use actions::*;
 pub(crate) use common::*;
 pub(crate) use crud::*;
+pub(crate) use preview::*;
 
 use crate::api::AppState;
 
 pub fn router() -> Router<AppState> {
-    routes("/v1/tenants/{tid}/integrations").merge(routes("/v1/partners/{pid}/integrations"))
+    routes("/v1/tenants/{tid}/integrations")
+        .merge(routes("/v1/partners/{pid}/integrations"))
+        .route("/v1/templates/preview", post(preview))
 }
 
 fn routes(base: &str) -> Router<AppState> {

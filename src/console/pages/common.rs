@@ -27,7 +27,7 @@ pub(crate) type Page = Result<Response, Response>;
 /// Settled deliveries the success rate on the list page is taken over.
 pub(crate) const RATE_WINDOW: u32 = 100;
 
-pub(crate) const PROFILES: [(&str, &str); 8] = [
+pub(crate) const PROFILES: [(&str, &str); 9] = [
     ("canonical", "canonical (callhook's own event)"),
     ("recording.v2", "recording.v2"),
     ("recording.v1", "recording.v1"),
@@ -36,6 +36,7 @@ pub(crate) const PROFILES: [(&str, &str); 8] = [
     ("call-state", "call-state"),
     ("webex-cdr", "webex-cdr (Webex Calling records)"),
     ("cdr-batch", "cdr-batch (batch mode)"),
+    ("template", "template (your own JSON shape)"),
 ];
 
 /// Whose pages a path names: `t` (tenant) or `p` (partner) and the id.

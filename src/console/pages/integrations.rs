@@ -121,6 +121,7 @@ pub(crate) fn form_page(
             "is_partner": owner.partner(), "editing": editing.is_some(),
             "has_secret": editing.is_some_and(|(_, has)| has),
             "action": action, "cancel": cancel, "error": error,
+            "starter_template": super::preview::STARTER_TEMPLATE,
         }),
     )
 }

@@ -5,5 +5,6 @@ pub(super) mod actions;
 mod common;
 pub(super) mod integrations;
 pub(super) mod notifications;
+pub(super) mod preview;
 pub(super) mod reconciliation;
 pub(super) mod sign_in;

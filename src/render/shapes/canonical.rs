@@ -35,5 +35,5 @@ pub struct CanonicalPayload {
 /// The `template` payload: the JSON the integration's `template` makes of the canonical
 /// payload. Its shape is the template's; it is always valid JSON.
 #[derive(Debug, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[schema(value_type = Object)]
+#[schema(value_type = Value)]
 pub struct TemplatePayload(pub Value);
