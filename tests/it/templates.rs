@@ -297,3 +297,64 @@ async fn a_template_previews_over_each_types_example_with_privacy_rules_and_stor
     assert_eq!(list["items"], json!([]));
     server.stop().await;
 }
+
+/// The README's HubSpot, Salesforce and Zendesk templates save as they are and render a call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_template_examples_save_and_render_a_call() {
+    let readme = include_str!("../../README.md");
+    let block = |after: &str| -> String {
+        let start = readme.find(after).unwrap_or_else(|| panic!("{after}"));
+        let rest = &readme[start..];
+        let open = rest.find("```json\n").unwrap_or_else(|| panic!("{after}")) + 8;
+        let close = rest[open..]
+            .find("```")
+            .unwrap_or_else(|| panic!("{after}"));
+        rest[open..open + close].to_string()
+    };
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    for (name, kind) in [
+        ("HubSpot — a call engagement", "call.completed"),
+        ("Salesforce — a completed Task", "call.completed"),
+        ("Zendesk — a ticket for each missed call", "call.unanswered"),
+    ] {
+        api.integration(
+            "acme",
+            json!({"name": name, "url": rx.url, "event_types": [kind],
+                   "profile": "template", "template": block(name)}),
+        )
+        .await;
+    }
+    let call = json!({"answered": false, "direction": "inbound", "talk_ms": 0,
+                      "started_at": "2026-11-22T09:59:50.000Z",
+                      "caller": {"number": "+441610000002", "name": "Ann"},
+                      "callee": {"number": "+441610000001"}});
+    assert_eq!(
+        server
+            .ingest(event("e-1", "acme", "call.completed", "c-1", call))
+            .await
+            .0,
+        202
+    );
+    let mut bodies: Vec<Value> = rx.take(3, 10).await.iter().map(|r| r.json()).collect();
+    bodies.sort_by_key(|b| b.to_string());
+    assert_eq!(
+        bodies,
+        [
+            json!({"CallDurationInSeconds": 0, "CallObject": "c-1", "CallType": "Inbound",
+                   "Subject": "Call +441610000002 → +441610000001", "Status": "Completed",
+                   "TaskSubtype": "Call", "ActivityDate": "2026-11-22",
+                   "Description": "Missed call, tags: none"}),
+            json!({"properties": {"hs_timestamp": 1_795_341_600_123_i64,
+                   "hs_call_title": "Inbound call +441610000002",
+                   "hs_call_direction": "INBOUND", "hs_call_from_number": "+441610000002",
+                   "hs_call_to_number": "+441610000001", "hs_call_duration": 0,
+                   "hs_call_status": "NO_ANSWER", "hs_call_body": "Call c-1"}}),
+            json!({"ticket": {"subject": "Missed call from +441610000002",
+                   "comment": {"body": "Ann called +441610000001 at 2026-11-22T10:00:00.123Z and was not answered."},
+                   "priority": "normal", "tags": ["callhook", "missed-call"], "external_id": "c-1"}}),
+        ]
+    );
+    server.stop().await;
+}
