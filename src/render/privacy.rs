@@ -236,6 +236,13 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
                         "user_id",
                         format!("{prefix}.owner.user_id"),
                     );
+                    // The line the call used is the tenant's side of it.
+                    party(
+                        &mut out,
+                        &[Side::Local],
+                        "number",
+                        format!("{prefix}.circuit.number"),
+                    );
                     for ring in [
                         "first_ringing",
                         "last_ringing",
@@ -264,6 +271,17 @@ fn fields(profile: Profile, event: &Event, trigger: EventKind) -> Vec<(String, P
                     &[Side::Local],
                     recorder_field(d),
                     "data.recorder_id".into(),
+                );
+                // The number an IVR answered on is the number the caller dialled.
+                let dir = event
+                    .call_snapshot()
+                    .and_then(|c| str_at(c, "direction"))
+                    .or_else(|| str_at(d, "direction"));
+                party(
+                    &mut out,
+                    callee_sides(dir),
+                    "number",
+                    "data.ivr_number".into(),
                 );
             }
         }

@@ -358,3 +358,34 @@ async fn the_readme_template_examples_save_and_render_a_call() {
     );
     server.stop().await;
 }
+
+/// An IVR's number is the number the caller dialled, and a call's line is the tenant's side:
+/// number rules reach them in the canonical payload a template reads (they did not).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn number_rules_reach_the_ivr_number_and_the_calls_line() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let template = r#"{"ivr": "{{ data.ivr_number }}", "line": "{{ data.call.circuit.number }}"}"#;
+    let (st, v) = api
+        .post(
+            "/v1/templates/preview",
+            json!({"template": template, "event_type": "ivr.input"}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(
+        v["payload"]["ivr"].is_string() && v["payload"]["line"].is_string(),
+        "the example has both: {v}"
+    );
+    let (st, v) = api
+        .post(
+            "/v1/templates/preview",
+            json!({"template": template, "event_type": "ivr.input",
+                   "privacy": {"local_number": {"action": "remove"},
+                               "remote_number": {"action": "remove"}}}),
+        )
+        .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["payload"], json!({"ivr": null, "line": null}));
+    server.stop().await;
+}

@@ -1,14 +1,15 @@
 //! A placeholder: `{{ path | filter | filter(arg, …) }}`. The path names a value of the
 //! canonical event (`data.caller.number`, `data.legs.0.number`); a quoted text, number,
 //! `true`, `false` or `null` may stand in its place. Filters are a fixed list, each taking the
-//! value on its left; none makes a value larger than it and its arguments together, except
-//! `join`, which is bounded by the output limit.
+//! value on its left. What they produce is paid for from the render's budget
+//! ([`super::MAX_WORK_BYTES`]) before or as it is made, so no chain of them costs more than
+//! that, whatever the event's size.
 
 use std::borrow::Cow;
 
 use serde_json::{Map, Number, Value};
 
-use super::{Fail, Pos, MAX_OUTPUT_BYTES};
+use super::{Budget, Fail, Pos, MAX_FILTERS, MAX_OUTPUT_BYTES};
 
 /// Where a placeholder's characters are in the template: offsets are exact when the string
 /// holding it has no escapes; otherwise every mistake is reported at the string's start.
@@ -25,6 +26,10 @@ impl At {
         } else {
             Pos(self.base.saturating_sub(1))
         }
+    }
+    /// The string's opening quote.
+    pub fn start(self) -> Pos {
+        Pos(self.base.saturating_sub(1))
     }
     pub fn shift(self, offset: usize) -> At {
         At {
@@ -231,6 +236,12 @@ pub fn parse(inner: &str, at: At) -> Result<Expr, Fail> {
             }
         }
         let filter = Filter::new(&name, args).map_err(|m| (fpos, m))?;
+        if filters.len() == MAX_FILTERS {
+            return Err((
+                fpos,
+                format!("at most {MAX_FILTERS} filters in one placeholder"),
+            ));
+        }
         filters.push((fpos, filter));
     }
     lx.ws();
@@ -297,7 +308,8 @@ impl Filter {
             }
             "" => Err("expected a filter's name after `|`".into()),
             other => Err(format!(
-                "there is no filter `{other}`; the filters are {}",
+                "there is no filter `{}`; the filters are {}",
+                clip(other),
                 FILTERS.join(", ")
             )),
         }
@@ -322,8 +334,9 @@ impl Filter {
         }
     }
 
-    /// `null` (a missing value) passes through every filter but `default` and `map`.
-    fn apply<'a>(&self, v: Cow<'a, Value>) -> Result<Cow<'a, Value>, String> {
+    /// `null` (a missing value) passes through every filter but `default` and `map`. What a
+    /// filter makes is paid for from `budget` before (or, for serialisation, as) it is made.
+    fn apply<'a>(&self, v: Cow<'a, Value>, budget: &mut Budget) -> Result<Cow<'a, Value>, String> {
         let owned = |v: Value| Ok(Cow::Owned(v));
         match (self, v.as_ref()) {
             (Filter::Default(d), Value::Null) => owned(d.clone()),
@@ -336,28 +349,44 @@ impl Filter {
                 },
             },
             (_, Value::Null) => Ok(v),
-            (Filter::Upper, Value::String(s)) => owned(Value::String(s.to_uppercase())),
-            (Filter::Lower, Value::String(s)) => owned(Value::String(s.to_lowercase())),
+            (Filter::Upper | Filter::Lower, Value::String(s)) => {
+                // Case mapping can lengthen text (`ß` → `SS`): at most three bytes a byte.
+                budget.spend(s.len().saturating_mul(3))?;
+                owned(Value::String(match self {
+                    Filter::Upper => s.to_uppercase(),
+                    _ => s.to_lowercase(),
+                }))
+            }
             (Filter::Truncate(n), Value::String(s)) => {
-                owned(Value::String(s.chars().take(*n).collect()))
+                let cut: String = s.chars().take(*n).collect();
+                budget.spend(cut.len())?;
+                owned(Value::String(cut))
             }
             (Filter::Text, Value::String(_)) => Ok(v),
             (Filter::Text, x) => {
-                let mut s = String::new();
-                write_text(&mut s, x);
-                owned(Value::String(s))
+                let text = as_text(x, budget)?.into_owned();
+                owned(Value::String(text))
             }
-            (Filter::Json, x) => owned(Value::String(x.to_string())),
+            (Filter::Json, x) => {
+                let mut out = Vec::new();
+                budget
+                    .serialise(&mut out, x, MAX_OUTPUT_BYTES)
+                    .map_err(|e| e.say("`json` makes a text"))?;
+                owned(Value::String(
+                    String::from_utf8(out).map_err(|e| e.to_string())?,
+                ))
+            }
             (Filter::Number, Value::Number(_)) => Ok(v),
             (Filter::Number, Value::String(s)) => match serde_json::from_str::<Number>(s.trim()) {
                 Ok(n) => owned(Value::Number(n)),
-                Err(_) => Err(format!("`number`: {s:?} is not a number")),
+                Err(_) => Err(format!("`number`: {:?} is not a number", clip(s))),
             },
             (Filter::EpochMs | Filter::EpochS | Filter::Date, Value::String(s)) => {
                 let Some(ms) = crate::time::parse_rfc3339_ms(s) else {
                     return Err(format!(
-                        "`{}`: {s:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z",
-                        self.name()
+                        "`{}`: {:?} is not an RFC 3339 time such as 2026-01-31T09:00:00Z",
+                        self.name(),
+                        clip(s)
                     ));
                 };
                 owned(match self {
@@ -372,15 +401,18 @@ impl Filter {
             (Filter::Join(sep), Value::Array(items)) => {
                 let mut s = String::new();
                 for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        s.push_str(sep);
-                    }
-                    write_text(&mut s, item);
-                    if s.len() > MAX_OUTPUT_BYTES {
+                    let piece = as_text(item, budget)?;
+                    let add = piece.len() + if i > 0 { sep.len() } else { 0 };
+                    if s.len() + add > MAX_OUTPUT_BYTES {
                         return Err(format!(
                             "`join` makes a text longer than {MAX_OUTPUT_BYTES} bytes"
                         ));
                     }
+                    budget.spend(add)?;
+                    if i > 0 {
+                        s.push_str(sep);
+                    }
+                    s.push_str(&piece);
                 }
                 owned(Value::String(s))
             }
@@ -423,23 +455,44 @@ fn kind(v: &Value) -> &'static str {
     }
 }
 
-/// A value as placed in text: text as it is, nothing for null, JSON for the rest.
-pub fn write_text(out: &mut String, v: &Value) {
-    match v {
-        Value::Null => {}
-        Value::String(s) => out.push_str(s),
-        other => out.push_str(&other.to_string()),
+/// A value as placed in text: text as it is, nothing for null, JSON for the rest (paid for
+/// from `budget` as it is serialised).
+pub fn as_text<'v>(v: &'v Value, budget: &mut Budget) -> Result<Cow<'v, str>, String> {
+    Ok(match v {
+        Value::Null => Cow::Borrowed(""),
+        Value::String(s) => Cow::Borrowed(s.as_str()),
+        Value::Bool(_) | Value::Number(_) => Cow::Owned(v.to_string()),
+        other => {
+            let mut out = Vec::new();
+            budget
+                .serialise(&mut out, other, MAX_OUTPUT_BYTES)
+                .map_err(|e| e.say("this value as text is"))?;
+            Cow::Owned(String::from_utf8(out).map_err(|e| e.to_string())?)
+        }
+    })
+}
+
+/// At most 60 characters of a value or name, for a message.
+fn clip(s: &str) -> String {
+    let mut out: String = s.chars().take(60).collect();
+    if out.len() < s.len() {
+        out.push('…');
     }
+    out
 }
 
 impl Expr {
-    pub fn eval<'a>(&self, event: &'a Map<String, Value>) -> Result<Cow<'a, Value>, Fail> {
+    pub fn eval<'a>(
+        &self,
+        event: &'a Map<String, Value>,
+        budget: &mut Budget,
+    ) -> Result<Cow<'a, Value>, Fail> {
         let mut v = match &self.head {
             Head::Literal(v) => Cow::Owned(v.clone()),
             Head::Path(segs) => lookup(event, segs).map_or(Cow::Owned(Value::Null), Cow::Borrowed),
         };
         for (pos, f) in &self.filters {
-            v = f.apply(v).map_err(|m| (*pos, m))?;
+            v = f.apply(v, budget).map_err(|m| (*pos, m))?;
         }
         Ok(v)
     }

@@ -27,6 +27,11 @@ use expr::{Expr, Part};
 pub const MAX_TEMPLATE_BYTES: usize = 16 * 1024;
 /// The largest payload a template may render, in bytes.
 pub const MAX_OUTPUT_BYTES: usize = 256 * 1024;
+/// What one render may produce in all — every filter's result, every text and the output —
+/// whatever the event's size: the cost of a delivery is bounded by this, not by the event.
+pub const MAX_WORK_BYTES: usize = 1024 * 1024;
+/// Filters in one placeholder.
+pub const MAX_FILTERS: usize = 16;
 /// How deeply the template's arrays and objects may nest.
 pub const MAX_DEPTH: usize = 32;
 
@@ -67,16 +72,17 @@ fn locate(source: &str, pos: Pos) -> (usize, usize) {
     (line, column)
 }
 
+/// A part of the template, with where it starts (for errors).
 #[derive(Debug, PartialEq)]
 enum Node {
     /// Serialised once, at compile time.
-    Literal(String),
-    Object(Vec<(String, Node)>),
-    Array(Vec<Node>),
+    Literal(String, Pos),
+    Object(Vec<(String, Node)>, Pos),
+    Array(Vec<Node>, Pos),
     /// A string that is one placeholder: the value, typed.
     Whole(Expr),
     /// Text and placeholders: a string.
-    Text(Vec<Part>),
+    Text(Vec<Part>, Pos),
 }
 
 /// A compiled template.
@@ -129,6 +135,9 @@ impl Template {
             out: &mut out,
             event,
             limit,
+            budget: Budget {
+                left: MAX_WORK_BYTES,
+            },
         };
         w.node(&self.root).map_err(|(pos, message)| {
             let (line, column) = locate(&self.source, pos);
@@ -144,89 +153,187 @@ impl Template {
 
 type Fail = (Pos, String);
 
+/// The bytes a render may still produce (see [`MAX_WORK_BYTES`]).
+pub(crate) struct Budget {
+    left: usize,
+}
+
+impl Budget {
+    pub(crate) fn spend(&mut self, bytes: usize) -> Result<(), String> {
+        match self.left.checked_sub(bytes) {
+            Some(left) => {
+                self.left = left;
+                Ok(())
+            }
+            None => Err(Self::exhausted()),
+        }
+    }
+
+    fn exhausted() -> String {
+        format!(
+            "rendering this event takes more than {MAX_WORK_BYTES} bytes of values and filter results; place fewer or smaller values"
+        )
+    }
+
+    /// Serialises `v` as JSON onto `out`, stopping as soon as `out` would pass `cap` bytes or
+    /// the budget would run out: a large value is never serialised whole to be refused after.
+    pub(crate) fn serialise(
+        &mut self,
+        out: &mut Vec<u8>,
+        v: &Value,
+        cap: usize,
+    ) -> Result<(), Exceeded> {
+        let start = out.len();
+        let by_budget = start.saturating_add(self.left);
+        let result = serde_json::to_writer(
+            Capped {
+                out: &mut *out,
+                cap: cap.min(by_budget),
+            },
+            v,
+        );
+        let written = out.len() - start;
+        if result.is_err() {
+            // A `Value` serialises without error; only the cap stops it.
+            out.truncate(start);
+            return Err(if by_budget < cap {
+                Exceeded::Budget
+            } else {
+                Exceeded::Cap(cap)
+            });
+        }
+        self.spend(written).map_err(|_| Exceeded::Budget)
+    }
+}
+
+/// Why a serialisation stopped.
+pub(crate) enum Exceeded {
+    Budget,
+    /// Past this many bytes.
+    Cap(usize),
+}
+
+impl Exceeded {
+    /// The message, `what` naming what grew too large ("`json` makes a text").
+    pub(crate) fn say(self, what: &str) -> String {
+        match self {
+            Exceeded::Budget => Budget::exhausted(),
+            Exceeded::Cap(cap) => {
+                format!("{what} longer than {cap} bytes; place fewer or smaller values")
+            }
+        }
+    }
+}
+
+/// A writer that refuses to grow `out` past `cap`.
+struct Capped<'a> {
+    out: &'a mut Vec<u8>,
+    cap: usize,
+}
+
+impl std::io::Write for Capped<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.out.len() + buf.len() > self.cap {
+            return Err(std::io::Error::other("over the limit"));
+        }
+        self.out.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 struct Writer<'a> {
     out: &'a mut Vec<u8>,
     event: &'a Map<String, Value>,
     limit: usize,
+    budget: Budget,
 }
 
 impl Writer<'_> {
-    fn check(&self, at: Pos) -> Result<(), Fail> {
-        if self.out.len() > self.limit {
-            return Err((
-                at,
-                format!(
-                    "the rendered payload passes {} bytes; place fewer or smaller values",
-                    self.limit
-                ),
-            ));
+    fn over(&self, at: Pos) -> Fail {
+        (
+            at,
+            format!(
+                "the rendered payload passes {} bytes; place fewer or smaller values",
+                self.limit
+            ),
+        )
+    }
+
+    fn raw(&mut self, bytes: &[u8], at: Pos) -> Result<(), Fail> {
+        if self.out.len() + bytes.len() > self.limit {
+            return Err(self.over(at));
         }
+        self.out.extend_from_slice(bytes);
         Ok(())
     }
 
     fn value(&mut self, v: &Value, at: Pos) -> Result<(), Fail> {
-        serde_json::to_writer(&mut *self.out, v).map_err(|e| (at, e.to_string()))?;
-        self.check(at)
+        self.budget
+            .serialise(self.out, v, self.limit)
+            .map_err(|e| match e {
+                Exceeded::Budget => (at, Budget::exhausted()),
+                Exceeded::Cap(_) => self.over(at),
+            })
     }
 
     fn node(&mut self, node: &Node) -> Result<(), Fail> {
         match node {
-            Node::Literal(text) => {
-                self.out.extend_from_slice(text.as_bytes());
-                self.check(Pos(0))
-            }
-            Node::Object(members) => {
-                self.out.push(b'{');
+            Node::Literal(text, at) => self.raw(text.as_bytes(), *at),
+            Node::Object(members, at) => {
+                self.raw(b"{", *at)?;
                 for (i, (key, value)) in members.iter().enumerate() {
                     if i > 0 {
-                        self.out.push(b',');
+                        self.raw(b",", *at)?;
                     }
-                    self.value(&Value::String(key.clone()), Pos(0))?;
-                    self.out.push(b':');
+                    self.value(&Value::String(key.clone()), *at)?;
+                    self.raw(b":", *at)?;
                     self.node(value)?;
                 }
-                self.out.push(b'}');
-                Ok(())
+                self.raw(b"}", *at)
             }
-            Node::Array(items) => {
-                self.out.push(b'[');
+            Node::Array(items, at) => {
+                self.raw(b"[", *at)?;
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        self.out.push(b',');
+                        self.raw(b",", *at)?;
                     }
                     self.node(item)?;
                 }
-                self.out.push(b']');
-                Ok(())
+                self.raw(b"]", *at)
             }
             Node::Whole(e) => {
-                let v = e.eval(self.event)?;
+                let v = e.eval(self.event, &mut self.budget)?;
                 self.value(&v, e.pos)
             }
-            Node::Text(parts) => {
+            Node::Text(parts, at) => {
                 let mut text = String::new();
                 for part in parts {
                     match part {
-                        Part::Text(t) => text.push_str(t),
+                        Part::Text(t) => self.push_text(&mut text, t, *at)?,
                         Part::Expr(e) => {
-                            let v = e.eval(self.event)?;
-                            expr::write_text(&mut text, &v);
-                            if text.len() > self.limit {
-                                return Err((
-                                    e.pos,
-                                    format!("the rendered payload passes {} bytes", self.limit),
-                                ));
-                            }
+                            let v = e.eval(self.event, &mut self.budget)?;
+                            let piece =
+                                expr::as_text(&v, &mut self.budget).map_err(|m| (e.pos, m))?;
+                            self.push_text(&mut text, &piece, e.pos)?;
                         }
                     }
                 }
-                let at = match parts.first() {
-                    Some(Part::Expr(e)) => e.pos,
-                    _ => Pos(0),
-                };
-                self.value(&Value::String(text), at)
+                self.value(&Value::String(text), *at)
             }
         }
+    }
+
+    /// Checked before the copy: a large value is refused, not copied first.
+    fn push_text(&mut self, text: &mut String, piece: &str, at: Pos) -> Result<(), Fail> {
+        if text.len() + piece.len() > self.limit {
+            return Err(self.over(at));
+        }
+        self.budget.spend(piece.len()).map_err(|m| (at, m))?;
+        text.push_str(piece);
+        Ok(())
     }
 }
 

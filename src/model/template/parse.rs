@@ -91,29 +91,30 @@ impl Parser<'_> {
     }
 
     fn object(&mut self) -> Result<Node, Fail> {
+        let at = Pos(self.i);
         self.i += 1;
         let mut members = Vec::new();
         let mut seen = HashSet::new();
         self.ws();
         if self.peek() == Some(b'}') {
             self.i += 1;
-            return Ok(Node::Object(members));
+            return Ok(Node::Object(members, at));
         }
         loop {
             self.ws();
             if self.peek() != Some(b'"') {
                 return Err((Pos(self.i), "expected a key in double quotes".into()));
             }
-            let (at, key) = self.string()?;
+            let (key_at, key) = self.string()?;
             if key.contains("{{") {
                 return Err((
-                    at.of(0),
+                    key_at.of(0),
                     "keys are literal: placeholders go in values only".into(),
                 ));
             }
             if !seen.insert(key.clone()) {
                 return Err((
-                    at.of(0),
+                    key_at.of(0),
                     format!("the key {key:?} appears twice in this object"),
                 ));
             }
@@ -125,7 +126,7 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b'}') => {
                     self.i += 1;
-                    return Ok(Node::Object(members));
+                    return Ok(Node::Object(members, at));
                 }
                 _ => return Err((Pos(self.i), "expected `,` or `}`".into())),
             }
@@ -133,12 +134,13 @@ impl Parser<'_> {
     }
 
     fn array(&mut self) -> Result<Node, Fail> {
+        let at = Pos(self.i);
         self.i += 1;
         let mut items = Vec::new();
         self.ws();
         if self.peek() == Some(b']') {
             self.i += 1;
-            return Ok(Node::Array(items));
+            return Ok(Node::Array(items, at));
         }
         loop {
             items.push(self.value()?);
@@ -147,7 +149,7 @@ impl Parser<'_> {
                 Some(b',') => self.i += 1,
                 Some(b']') => {
                     self.i += 1;
-                    return Ok(Node::Array(items));
+                    return Ok(Node::Array(items, at));
                 }
                 _ => return Err((Pos(self.i), "expected `,` or `]`".into())),
             }
@@ -197,8 +199,10 @@ impl Parser<'_> {
         }
         let token = &self.s[start..self.i];
         match serde_json::from_str::<Value>(token) {
-            Ok(v @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => {
-                Ok(Node::Literal(v.to_string()))
+            // Kept as written (`1E2` stays `1E2`, a long integer keeps its digits): serde_json
+            // has read it, so it is JSON.
+            Ok(Value::Number(_) | Value::Bool(_) | Value::Null) => {
+                Ok(Node::Literal(token.to_string(), Pos(start)))
             }
             _ => Err((
                 Pos(start),
@@ -221,7 +225,10 @@ fn string_node(at: At, text: &str) -> Result<Node, Fail> {
                 "`}}` without an opening `{{` (write `{{ '}}' }}` for the text)".into(),
             ));
         }
-        return Ok(Node::Literal(Value::String(text.to_string()).to_string()));
+        return Ok(Node::Literal(
+            Value::String(text.to_string()).to_string(),
+            at.start(),
+        ));
     }
     let mut parts = Vec::new();
     let mut rest = text;
@@ -256,21 +263,21 @@ fn string_node(at: At, text: &str) -> Result<Node, Fail> {
     Ok(match parts.as_slice() {
         [Part::Expr(_)] => match parts.pop() {
             Some(Part::Expr(e)) => Node::Whole(e),
-            _ => Node::Text(parts),
+            _ => Node::Text(parts, at.start()),
         },
-        _ => Node::Text(parts),
+        _ => Node::Text(parts, at.start()),
     })
 }
 
 /// Objects and arrays with no placeholder inside are serialised once, when compiled.
 fn literal_if_constant(node: Node) -> Node {
     match node {
-        Node::Object(members) => {
+        Node::Object(members, at) => {
             let members: Vec<(String, Node)> = members
                 .into_iter()
                 .map(|(k, v)| (k, literal_if_constant(v)))
                 .collect();
-            if members.iter().all(|(_, v)| matches!(v, Node::Literal(_))) {
+            if members.iter().all(|(_, v)| matches!(v, Node::Literal(..))) {
                 let mut text = String::from("{");
                 for (i, (k, v)) in members.iter().enumerate() {
                     if i > 0 {
@@ -278,29 +285,29 @@ fn literal_if_constant(node: Node) -> Node {
                     }
                     text.push_str(&Value::String(k.clone()).to_string());
                     text.push(':');
-                    if let Node::Literal(v) = v {
+                    if let Node::Literal(v, _) = v {
                         text.push_str(v);
                     }
                 }
                 text.push('}');
-                Node::Literal(text)
+                Node::Literal(text, at)
             } else {
-                Node::Object(members)
+                Node::Object(members, at)
             }
         }
-        Node::Array(items) => {
+        Node::Array(items, at) => {
             let items: Vec<Node> = items.into_iter().map(literal_if_constant).collect();
-            if items.iter().all(|v| matches!(v, Node::Literal(_))) {
+            if items.iter().all(|v| matches!(v, Node::Literal(..))) {
                 let inner: Vec<&str> = items
                     .iter()
                     .filter_map(|v| match v {
-                        Node::Literal(t) => Some(t.as_str()),
+                        Node::Literal(t, _) => Some(t.as_str()),
                         _ => None,
                     })
                     .collect();
-                Node::Literal(format!("[{}]", inner.join(",")))
+                Node::Literal(format!("[{}]", inner.join(",")), at)
             } else {
-                Node::Array(items)
+                Node::Array(items, at)
             }
         }
         other => other,

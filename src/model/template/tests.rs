@@ -194,8 +194,88 @@ fn a_join_of_a_long_list_with_a_long_separator_is_stopped() {
 fn a_template_with_no_placeholders_is_serialised_once() {
     let t = Template::compile("{\"a\": [1, {\"b\": \"c\"}], \"d\": null}")
         .unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(t.root, Node::Literal(_)));
+    assert!(matches!(t.root, Node::Literal(..)));
     let out: Value =
         serde_json::from_slice(&t.render(&event()).unwrap_or_default()).unwrap_or(Value::Null);
     assert_eq!(out, json!({"a": [1, {"b": "c"}], "d": null}));
+}
+
+#[test]
+fn chained_filters_cannot_grow_a_value_past_the_work_budget() {
+    // Each `json` doubles its text: forty of them would make terabytes.
+    let chain = vec!["json"; MAX_FILTERS].join(" | ");
+    let t = Template::compile(&format!("[\"{{{{ 'a\\\"' | {chain} }}}}\"]"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let started = std::time::Instant::now();
+    let e = match t.render(&event()) {
+        Ok(out) => panic!("rendered {} bytes", out.len()),
+        Err(e) => e,
+    };
+    // Sixteen doublings stay under each filter's cap; the payload they make does not.
+    assert!(e.message.contains("passes 262144 bytes"), "{e}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Past a filter's cap, the filter says so.
+    let mut big = event();
+    big.insert("blob".into(), Value::String("\"".repeat(100_000)));
+    let t = Template::compile("[\"{{ blob | json | json }}\"]").unwrap_or_else(|e| panic!("{e}"));
+    let e = match t.render(&big) {
+        Ok(out) => panic!("rendered {} bytes", out.len()),
+        Err(e) => e,
+    };
+    assert!(e.message.contains("`json` makes a text longer than"), "{e}");
+    // A large value copied by many filters, each cheap alone, runs out of budget too.
+    let mut big = event();
+    big.insert("blob".into(), Value::String("x".repeat(200_000)));
+    let many = vec!["\"{{ blob | upper | lower | truncate(1) }}\""; 40].join(",");
+    let t = Template::compile(&format!("[{many}]")).unwrap_or_else(|e| panic!("{e}"));
+    let e = match t.render(&big) {
+        Ok(out) => panic!("rendered {} bytes", out.len()),
+        Err(e) => e,
+    };
+    assert!(
+        e.message.contains("bytes of values and filter results"),
+        "{e}"
+    );
+    // The limit on filters per placeholder.
+    let too_many = vec!["upper"; MAX_FILTERS + 1].join(" | ");
+    let e = compile_error(&format!("[\"{{{{ id | {too_many} }}}}\"]"));
+    assert!(e.message.contains("at most 16 filters"), "{e}");
+}
+
+#[test]
+fn messages_quote_at_most_sixty_characters_of_a_value_or_a_name() {
+    let name = "n".repeat(5000);
+    let e = compile_error(&format!("[\"{{{{ id | {name} }}}}\"]"));
+    assert!(e.message.len() < 400, "{} bytes", e.message.len());
+    let mut big = event();
+    big.insert("blob".into(), Value::String("y".repeat(100_000)));
+    let t = Template::compile("[\"{{ blob | number }}\"]").unwrap_or_else(|e| panic!("{e}"));
+    let e = match t.render(&big) {
+        Ok(_) => panic!("rendered"),
+        Err(e) => e,
+    };
+    assert!(e.message.len() < 200, "{} bytes", e.message.len());
+}
+
+#[test]
+fn the_output_limit_is_reported_where_the_template_passes_it() {
+    let t = Template::compile("{\n \"a\": \"{{ data }}\",\n \"b\": \"text {{ data }}\"\n}")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let e = match t.render_limited(&event(), 300) {
+        Ok(out) => panic!("rendered {} bytes", out.len()),
+        Err(e) => e,
+    };
+    // The string whose value passes it.
+    assert_eq!((e.line, e.column), (3, 7), "{e}");
+}
+
+#[test]
+fn numbers_in_the_template_are_sent_as_written() {
+    let t = Template::compile("[1E2, -0, 123456789012345678901234567890, 0.1]")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let out = t.render(&event()).unwrap_or_default();
+    assert_eq!(
+        String::from_utf8_lossy(&out),
+        "[1E2,-0,123456789012345678901234567890,0.1]"
+    );
 }
