@@ -57,7 +57,7 @@ impl Histogram {
 /// Where an attempt ended up.
 pub const OUTCOMES: [&str; 4] = ["succeeded", "retry", "failed", "held"];
 /// Error classes, and `none` for attempts without one.
-pub const CLASSES: [&str; 9] = [
+pub const CLASSES: [&str; 10] = [
     "none",
     "timeout",
     "connect",
@@ -66,6 +66,7 @@ pub const CLASSES: [&str; 9] = [
     "refused_destination",
     "http_status",
     "request",
+    "broker",
     "render",
 ];
 const KINDS: [EventKind; 11] = EventKind::EVERY;
@@ -77,7 +78,7 @@ pub struct Metrics {
     /// Requests that waited for an endpoint's rate limit (`delivery.max_per_second`).
     rate_limited: AtomicU64,
     operational_dropped: AtomicU64,
-    deliveries: [[AtomicU64; 9]; 4],
+    deliveries: [[AtomicU64; 10]; 4],
     pub attempt_latency: Histogram,
     pub end_to_end: Histogram,
 }
@@ -88,7 +89,7 @@ pub static METRICS: Metrics = Metrics {
     stale_states: AtomicU64::new(0),
     rate_limited: AtomicU64::new(0),
     operational_dropped: AtomicU64::new(0),
-    deliveries: [const { [const { AtomicU64::new(0) }; 9] }; 4],
+    deliveries: [const { [const { AtomicU64::new(0) }; 10] }; 4],
     attempt_latency: Histogram::new(),
     end_to_end: Histogram::new(),
 };

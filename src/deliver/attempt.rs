@@ -21,6 +21,8 @@ pub const MEMORY_HORIZON_MS: i64 = 60_000;
 /// What an attempt needs of the node besides the integration and the delivery.
 pub struct Sender<'a> {
     pub client: &'a HttpClient,
+    /// Connections to the brokers of `nats` destinations.
+    pub brokers: &'a super::broker::Brokers,
     /// Signs recording URLs in payloads.
     pub links: Option<&'a Links>,
     /// Payload parts shared by the integrations an event fans out to (`None`: serialise afresh).
@@ -48,19 +50,38 @@ pub async fn send(s: &Sender<'_>, i: &Integration, job: &DispatchJob, sent_at: i
         }
     };
     let started = Instant::now();
-    let result = match build_request(s.client, i, &job.head, &rendered, sent_at) {
+    let result = transmit(s, i, &job.head, &rendered, sent_at).await;
+    let duration_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
+    Sent {
+        result,
+        sent_at,
+        duration_ms,
+    }
+}
+
+/// Sends a rendered attempt where the integration's deliveries go: a request to its URL, or a
+/// message to its broker.
+async fn transmit(
+    s: &Sender<'_>,
+    i: &Integration,
+    head: &DeliveryHead,
+    rendered: &Rendered,
+    at: i64,
+) -> AttemptResult {
+    if !i.valid.spec.destination.is_http() {
+        let out = outgoing(i, head, rendered, at);
+        return s
+            .brokers
+            .publish(s.client, &i.id, &i.valid, i.secret.as_deref(), &out)
+            .await;
+    }
+    match build_request(s.client, i, head, rendered, at) {
         Some(request) => {
             s.client
                 .send(request, &i.valid.url, i.valid.spec.delivery.egress)
                 .await
         }
         None => HttpClient::no_fixed_egress(),
-    };
-    let duration_ms = started.elapsed().as_millis().min(u32::MAX as u128) as u32;
-    Sent {
-        result,
-        sent_at,
-        duration_ms,
     }
 }
 
@@ -176,7 +197,8 @@ pub fn outgoing(i: &Integration, head: &DeliveryHead, r: &Rendered, now: i64) ->
     for (k, v) in &spec.headers {
         headers.push((k.clone(), v.clone()));
     }
-    if let Some(secret) = &i.secret {
+    // A broker's secret is its password or token, used to connect; never a header.
+    if let Some(secret) = i.secret.as_ref().filter(|_| spec.destination.is_http()) {
         match spec.secret_use {
             SecretUse::Bearer => {
                 headers.push(("authorization".to_string(), format!("Bearer {secret}")))
@@ -293,6 +315,14 @@ fn attempt_record(result: &AttemptResult, started_at: i64, duration_ms: u32) -> 
             error: Some(message.clone()),
             response_excerpt: None,
         },
+        AttemptResult::Published { detail } => AttemptRecord {
+            started_at,
+            duration_ms,
+            status_code: None,
+            error_class: None,
+            error: None,
+            response_excerpt: Some(detail.clone()),
+        },
     }
 }
 
@@ -300,6 +330,7 @@ pub fn describe(result: &AttemptResult) -> String {
     match result {
         AttemptResult::Response { status, .. } => format!("HTTP {status}"),
         AttemptResult::Error { class, message } => format!("{}: {message}", class.as_str()),
+        AttemptResult::Published { detail } => format!("published: {detail}"),
     }
 }
 
@@ -388,14 +419,7 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
     let started = Instant::now();
     let result = match render(&stored, &i.valid, &ctx) {
         Err(e) => unrenderable(&e),
-        Ok(rendered) => match build_request(s.client, i, &head, &rendered, now) {
-            Some(request) => {
-                s.client
-                    .send(request, &i.valid.url, i.valid.spec.delivery.egress)
-                    .await
-            }
-            None => HttpClient::no_fixed_egress(),
-        },
+        Ok(rendered) => transmit(s, i, &head, &rendered, now).await,
     };
     let rec = attempt_record(&result, now, started.elapsed().as_millis() as u32);
     TestReport {

@@ -15,6 +15,9 @@ pub async fn verify(
     spec: &ValidSpec,
     secret: Option<&str>,
 ) -> Result<(), SettingError> {
+    if !spec.spec.destination.is_http() {
+        return super::broker::check(client, spec, secret).await;
+    }
     let token = hex::encode(crate::security::random_bytes::<16>());
     let mut body = serde_json::Map::new();
     if let Some(cd) = &spec.spec.custom_data {

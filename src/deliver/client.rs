@@ -42,6 +42,16 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
+    /// The resolver the SSRF guard checks names with (brokers resolve through it too).
+    pub(crate) fn lookup(&self) -> &Lookup {
+        &self.lookup
+    }
+
+    /// Certificates trusted besides the built-in roots.
+    pub(crate) fn extra_roots(&self) -> &[CertificateDer<'static>] {
+        &self.extra_roots
+    }
+
     pub fn new(
         policy: DestinationPolicy,
         lookup: Lookup,

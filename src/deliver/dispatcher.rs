@@ -45,6 +45,8 @@ pub struct Dispatcher {
     pub(super) links: Option<crate::security::links::Links>,
     /// Payload parts shared by the integrations an event fans out to.
     pub(super) render_cache: crate::render::cache::RenderCache,
+    /// Connections of broker destinations.
+    pub(super) brokers: super::broker::Brokers,
     node: Arc<str>,
     pub(super) workers: Mutex<HashMap<String, mpsc::Sender<DispatchJob>>>,
     /// Integration → when its store work is next claimable. Entries only ever move earlier
@@ -92,6 +94,7 @@ impl Dispatcher {
             client,
             links,
             render_cache: Default::default(),
+            brokers: Default::default(),
             node,
             workers: Mutex::new(HashMap::new()),
             due: Mutex::new(HashMap::new()),
@@ -228,7 +231,9 @@ impl Dispatcher {
         self.workers.lock().remove(integration_id);
         self.health.lock().remove(integration_id);
         if self.cache.get(integration_id).is_none() {
-            self.buckets.lock().remove(integration_id); // deleted
+            // Deleted.
+            self.buckets.lock().remove(integration_id);
+            self.brokers.forget(integration_id);
         }
     }
 
@@ -389,6 +394,7 @@ impl Dispatcher {
     pub fn sender(&self) -> attempt::Sender<'_> {
         attempt::Sender {
             client: &self.client,
+            brokers: &self.brokers,
             links: self.links.as_ref(),
             render_cache: Some(&self.render_cache),
         }

@@ -8,10 +8,12 @@
 //! - [`tls`]: trust roots, client certificates, and what went wrong in a handshake.
 //! - [`attempt`]: one attempt — render, sign, send, record, decide.
 //! - [`challenge`]: the challenge–response check run when an integration is saved.
+//! - [`broker`]: destinations that are brokers (NATS JetStream): publish with confirmation.
 
 mod alerts;
 pub mod attempt;
 pub mod batch;
+pub mod broker;
 pub mod challenge;
 pub mod claimer;
 pub mod client;

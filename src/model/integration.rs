@@ -24,9 +24,18 @@ pub struct IntegrationSpec {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
     )]
     pub name: String,
-    /// `https://…` (plain `http://` only where the node allows it).
-    #[schema(pattern = "^https?://[^\\s/?#]+([/?#]\\S*)?$", max_length = 2048)]
+    /// Where deliveries go: `https://…` (plain `http://` only where the node allows it); for a
+    /// `nats` destination, the server: `tls://host:4222` (plain `nats://` only where plain http
+    /// is allowed).
+    #[schema(
+        pattern = "^(https?|tls|nats)://[^\\s/?#]+([/?#]\\S*)?$",
+        max_length = 2048
+    )]
     pub url: String,
+    /// `http` (the default): a request to `url`. `nats`: a message published to the JetStream
+    /// server at `url`, counted as delivered when its stream acknowledges it.
+    #[serde(default, skip_serializing_if = "Destination::is_http")]
+    pub destination: Destination,
     #[serde(default)]
     pub method: HttpMethod,
     #[serde(default)]
@@ -78,6 +87,38 @@ impl IntegrationSpec {
                 .as_ref()
                 .map(|t| t.as_ref()),
         )
+    }
+}
+
+/// Where an integration's deliveries go. A broker gets the same payload, headers (as message
+/// headers), ordering, retries and log as HTTP receivers; the integration's `secret` is the
+/// broker password (with `user`) or token (without).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Destination {
+    #[default]
+    Http,
+    /// NATS JetStream: published to `subject`; delivered when `stream` acknowledges it.
+    Nats {
+        #[schema(min_length = 1, max_length = 255)]
+        subject: String,
+        #[schema(min_length = 1, max_length = 255)]
+        stream: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(max_length = 255)]
+        user: Option<String>,
+    },
+}
+
+impl Destination {
+    pub fn is_http(&self) -> bool {
+        matches!(self, Destination::Http)
+    }
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Destination::Http => "http",
+            Destination::Nats { .. } => "nats",
+        }
     }
 }
 

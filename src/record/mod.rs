@@ -21,6 +21,8 @@ pub enum ErrorClass {
     /// A response outside 2xx (3xx included: redirects are not followed).
     HttpStatus,
     Request,
+    /// A broker refused the message or the credentials, or no stream takes the subject.
+    Broker,
     /// The payload could not be rendered (a template that fails on this event): nothing was
     /// sent, and the delivery fails at once, since every retry would fail the same way.
     Render,
@@ -36,6 +38,7 @@ impl ErrorClass {
             ErrorClass::RefusedDestination => "refused_destination",
             ErrorClass::HttpStatus => "http_status",
             ErrorClass::Request => "request",
+            ErrorClass::Broker => "broker",
             ErrorClass::Render => "render",
         }
     }
@@ -52,6 +55,10 @@ pub enum AttemptResult {
     Error {
         class: ErrorClass,
         message: String,
+    },
+    /// A broker confirmed the message (`detail`: where it is, such as the stream's sequence).
+    Published {
+        detail: String,
     },
 }
 
@@ -84,6 +91,7 @@ pub fn classify(result: &AttemptResult) -> Verdict {
                 None
             },
         },
+        AttemptResult::Published { .. } => Verdict::Success,
         AttemptResult::Error {
             class: ErrorClass::Render,
             ..

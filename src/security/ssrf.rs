@@ -139,6 +139,16 @@ pub struct Refused(pub String);
 pub const MAX_URL_BYTES: usize = 2048;
 
 pub fn check_url_form(raw: &str, policy: DestinationPolicy) -> Result<Url, Refused> {
+    check_url_schemes(raw, policy, ("https", "http"))
+}
+
+/// [`check_url_form`] for a destination whose secure and plain schemes are `(secure, plain)`
+/// (`("tls", "nats")`): the plain one only where plain http is allowed.
+pub fn check_url_schemes(
+    raw: &str,
+    policy: DestinationPolicy,
+    (secure, plain): (&str, &str),
+) -> Result<Url, Refused> {
     if raw.len() > MAX_URL_BYTES {
         return Err(Refused(format!(
             "`url` is {} bytes; at most {MAX_URL_BYTES} are accepted",
@@ -157,14 +167,18 @@ pub fn check_url_form(raw: &str, policy: DestinationPolicy) -> Result<Url, Refus
         return Err(Refused("`url` port 0 is not a port to send to".into()));
     }
     match url.scheme() {
-        "https" => {}
-        "http" if policy.allow_insecure_http => {}
-        "http" => {
-            return Err(Refused(
-                "`url` must use https (plain http is refused so payloads and secrets are never sent in clear)".into(),
-            ))
+        s if s == secure => {}
+        s if s == plain && policy.allow_insecure_http => {}
+        s if s == plain => {
+            return Err(Refused(format!(
+                "`url` must use {secure}:// (plain {plain}:// is refused so payloads and secrets are never sent in clear)"
+            )))
         }
-        other => return Err(Refused(format!("`url` scheme `{other}` is not supported; use https"))),
+        other => {
+            return Err(Refused(format!(
+                "`url` scheme `{other}` is not supported here; use {secure}://"
+            )))
+        }
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(Refused(

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 with real receivers.
 
 mod alerts;
+mod brokers;
 mod charts;
 mod cluster;
 mod commands;
@@ -24,5 +25,5 @@ mod support;
 mod telephony;
 mod templates;
 mod tenancy;
-mod tls;
+pub(crate) mod tls;
 mod upgrade;

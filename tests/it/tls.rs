@@ -9,13 +9,13 @@ use serde_json::json;
 use crate::support::*;
 
 /// A private CA, and receiver certificates it signs.
-struct TestCa {
+pub(crate) struct TestCa {
     cert: rcgen::Certificate,
     key: KeyPair,
 }
 
 impl TestCa {
-    fn new() -> TestCa {
+    pub(crate) fn new() -> TestCa {
         let key = KeyPair::generate().expect("CA key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -27,7 +27,7 @@ impl TestCa {
     }
 
     /// The CA certificate as a `CALLHOOK_CA_FILE` in `dir`.
-    fn file(&self, dir: &std::path::Path) -> std::path::PathBuf {
+    pub(crate) fn file(&self, dir: &std::path::Path) -> std::path::PathBuf {
         let path = dir.join("ca.pem");
         std::fs::write(&path, self.cert.pem()).expect("write CA file");
         path
@@ -39,7 +39,7 @@ impl TestCa {
     }
 
     /// A client certificate for `name` signed by this CA: (chain PEM, key PEM).
-    fn client(&self, name: &str) -> (String, String) {
+    pub(crate) fn client(&self, name: &str) -> (String, String) {
         let key = KeyPair::generate().expect("key");
         let params = CertificateParams::new(vec![name.to_string()]).expect("params");
         let cert = params
@@ -105,7 +105,7 @@ impl TestCa {
 }
 
 /// A server as production runs it: https only (loopback receivers stay allowed).
-async fn https_only(ca_file: Option<std::path::PathBuf>) -> TestServer {
+pub(crate) async fn https_only(ca_file: Option<std::path::PathBuf>) -> TestServer {
     TestServer::start_with(move |c| {
         c.allow_insecure_http = false;
         c.ca_file = ca_file;

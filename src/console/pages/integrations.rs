@@ -305,7 +305,11 @@ pub async fn edit(
             Some(e),
         )
     };
-    let desired = form::settings_from_fields(&f, owner.partner()).map_err(again)?;
+    let mut desired = form::settings_from_fields(&f, owner.partner()).map_err(again)?;
+    // The form has no broker fields: a broker destination set through the API is kept.
+    if let Some(destination) = settings_of(&i).get("destination") {
+        desired.insert("destination".into(), destination.clone());
+    }
     let mut patch = diff_patch(&settings_of(&i), &Value::Object(desired));
     if f.get("remove_secret").is_some() {
         patch["secret"] = Value::Null;

@@ -9,7 +9,10 @@ use crate::model::integration::*;
 use crate::model::profile::Profile;
 use crate::model::write_only::check_headers;
 pub use crate::model::write_only::{header_hint, secret_hint};
-use crate::security::ssrf::{check_url_form, DestinationPolicy};
+
+mod destination;
+use crate::security::ssrf::DestinationPolicy;
+use destination::check_destination;
 
 /// A setting that cannot be saved: 422 with this code and message.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,10 +105,7 @@ pub fn validate(
     policy: DestinationPolicy,
 ) -> Result<ValidSpec, SettingError> {
     spec.name = super::tenancy::check_label("name", &spec.name).map_err(invalid)?;
-    let url = check_url_form(&spec.url, policy).map_err(|e| SettingError {
-        code: "invalid_url",
-        message: e.0,
-    })?;
+    let url = check_destination(&spec, policy)?;
     // The parsed form is what is stored and shown: what is sent to is what the API says.
     spec.url = url.to_string();
     if spec.event_types.iter().any(|k| !k.is_subscribable()) {

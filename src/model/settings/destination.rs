@@ -1,0 +1,82 @@
+//! Where an integration's deliveries go: the URL for its destination's schemes, and a broker's
+//! subject and stream; settings that mean nothing to a broker are refused, not ignored.
+
+use super::{invalid, SettingError};
+use crate::model::integration::{Destination, Egress, HttpMethod, IntegrationSpec, SecretUse};
+use crate::security::ssrf::{check_url_form, check_url_schemes, DestinationPolicy, Refused};
+
+/// The URL, checked for the destination's schemes; a broker's subject and stream; and the
+/// settings that mean nothing to a broker refused.
+pub(super) fn check_destination(
+    spec: &IntegrationSpec,
+    policy: DestinationPolicy,
+) -> Result<url::Url, SettingError> {
+    let bad_url = |e: Refused| SettingError {
+        code: "invalid_url",
+        message: e.0,
+    };
+    let (schemes, user) = match &spec.destination {
+        Destination::Http => return check_url_form(&spec.url, policy).map_err(bad_url),
+        Destination::Nats {
+            subject,
+            stream,
+            user,
+        } => {
+            // A subject is dot-separated tokens; wildcards subscribe, they do not publish.
+            let subject_ok = !subject.is_empty()
+                && subject.len() <= 255
+                && subject.split('.').all(|t| {
+                    !t.is_empty()
+                        && t != "*"
+                        && t != ">"
+                        && !t.chars().any(|c| c.is_whitespace() || c.is_control())
+                });
+            if !subject_ok {
+                return Err(invalid(
+                    "`destination.subject`: a NATS subject to publish to, such as calls.acme (dot-separated tokens, no spaces or wildcards, at most 255 bytes)",
+                ));
+            }
+            let stream_ok = !stream.is_empty()
+                && stream.len() <= 255
+                && stream
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            if !stream_ok {
+                return Err(invalid(
+                    "`destination.stream`: the JetStream stream that takes the subject (letters, digits, `_` and `-`, at most 255)",
+                ));
+            }
+            (("tls", "nats"), user)
+        }
+    };
+    if user
+        .as_deref()
+        .is_some_and(|u| u.is_empty() || u.len() > 255 || u.chars().any(char::is_control))
+    {
+        return Err(invalid(
+            "`destination.user`: the broker user, 1–255 characters (its password is the integration's `secret`)",
+        ));
+    }
+    let what = spec.destination.as_str();
+    if spec.method != HttpMethod::Post {
+        return Err(invalid(format!(
+            "`method`: a {what} destination publishes messages; leave `method` out"
+        )));
+    }
+    if spec.secret_use != SecretUse::Bearer {
+        return Err(invalid(format!(
+            "`secret_use`: with a {what} destination the secret is the broker's password or token"
+        )));
+    }
+    if spec.tls.is_some() {
+        return Err(invalid(format!(
+            "`tls`: client certificates are for http destinations; a {what} broker takes `destination.user` and the `secret`"
+        )));
+    }
+    if spec.delivery.egress == Some(Egress::Fixed) {
+        return Err(invalid(format!(
+            "`delivery.egress`: fixed egress goes through an HTTP proxy; a {what} destination connects directly"
+        )));
+    }
+    check_url_schemes(&spec.url, policy, schemes).map_err(bad_url)
+}
