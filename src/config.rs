@@ -143,6 +143,11 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_CA_FILE")]
     pub ca_file: Option<PathBuf>,
 
+    /// The NATS servers integrations may publish to (`host` or `host:port`, comma-separated).
+    /// None by default: the operator names the brokers the node keeps connections to.
+    #[arg(long, env = "CALLHOOK_NATS_SERVERS", value_delimiter = ',')]
+    pub nats_servers: Vec<String>,
+
     /// Origins whose pages may show the console in a frame (space- or comma-separated, e.g.
     /// `https://admin.example.com`), for every tenant; partners add their own.
     #[arg(long, env = "CALLHOOK_FRAME_ANCESTORS")]
@@ -253,6 +258,7 @@ impl Config {
             egress_proxy: None,
             egress_default: None,
             ca_file: None,
+            nats_servers: Vec::new(),
             frame_ancestors: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             body_memory_bytes: defaults::BODY_MEMORY_BYTES,

@@ -19,13 +19,14 @@ use super::client::HttpClient;
 use crate::model::integration::{Destination, ValidSpec};
 use crate::model::settings::SettingError;
 use crate::record::{AttemptResult, ErrorClass};
-use crate::security::ssrf::{resolve_allowed, ResolveError};
 
 /// The node's broker connections, by integration id, with the fingerprint of the settings
-/// they were made with.
+/// they were made with; and one lock per integration, so that its deliveries in flight wait for
+/// one connection instead of each making its own.
 #[derive(Default, Clone)]
 pub struct Brokers {
     nats: Arc<Mutex<HashMap<String, (u64, async_nats::Client)>>>,
+    connecting: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
 }
 
 type Failure = (ErrorClass, String);
@@ -60,14 +61,15 @@ impl Brokers {
             Err((class, message)) => {
                 if class != ErrorClass::Broker {
                     // The next attempt starts from a fresh connection.
-                    self.nats.lock().remove(id);
+                    self.forget(id);
                 }
                 AttemptResult::Error { class, message }
             }
         }
     }
 
-    /// The integration's connection: the one kept, or a new one.
+    /// The integration's connection: the one kept, or a new one (made once however many
+    /// deliveries are waiting for it).
     async fn nats(
         &self,
         client: &HttpClient,
@@ -77,21 +79,51 @@ impl Brokers {
         timeout: Duration,
     ) -> Result<async_nats::Client, Failure> {
         let print = fingerprint(spec, secret);
-        if let Some((p, conn)) = self.nats.lock().get(id) {
-            if *p == print {
-                return Ok(conn.clone());
-            }
+        let kept = |map: &HashMap<String, (u64, async_nats::Client)>| {
+            map.get(id)
+                .filter(|(p, _)| *p == print)
+                .map(|(_, c)| c.clone())
+        };
+        if let Some(conn) = kept(&self.nats.lock()) {
+            return Ok(conn);
         }
-        let conn = nats_connect(client, spec, secret, timeout).await?;
+        let lock = self
+            .connecting
+            .lock()
+            .entry(id.to_string())
+            .or_default()
+            .clone();
+        let _one_at_a_time = lock.lock().await;
+        if let Some(conn) = kept(&self.nats.lock()) {
+            return Ok(conn);
+        }
+        // A lost connection is not reconnected in the background: the next attempt makes a
+        // new one, through the checks.
+        let map = self.nats.clone();
+        let owner = id.to_string();
+        let on_event = move |event: async_nats::Event| {
+            let map = map.clone();
+            let owner = owner.clone();
+            async move {
+                if matches!(event, async_nats::Event::Disconnected) {
+                    let mut kept = map.lock();
+                    if kept.get(&owner).is_some_and(|(p, _)| *p == print) {
+                        kept.remove(&owner);
+                    }
+                }
+            }
+        };
+        let conn = nats_connect(client, spec, secret, timeout, Some(on_event)).await?;
         self.nats
             .lock()
             .insert(id.to_string(), (print, conn.clone()));
         Ok(conn)
     }
 
-    /// Forgets the connection of an integration that was deleted.
+    /// Drops the connection of an integration that changed or was deleted.
     pub fn forget(&self, id: &str) {
         self.nats.lock().remove(id);
+        self.connecting.lock().remove(id);
     }
 }
 
@@ -106,31 +138,50 @@ fn fingerprint(spec: &ValidSpec, secret: Option<&str>) -> u64 {
     h.finish()
 }
 
-/// Checks the broker's address against the SSRF guard (names are resolved and every address
-/// checked; the client resolves again when it connects, so the check is not pinned).
-async fn guard(client: &HttpClient, spec: &ValidSpec) -> Result<(), Failure> {
-    if let Some(url::Host::Domain(host)) = spec.url.host() {
-        resolve_allowed(client.lookup(), host, client.policy)
-            .await
-            .map_err(|e| match e {
-                ResolveError::Refused(m) => fail(ErrorClass::RefusedDestination, m),
-                ResolveError::Dns(m) => fail(ErrorClass::Dns, m),
-            })?;
+/// Checks the broker against the node's list of NATS servers (`CALLHOOK_NATS_SERVERS`). The
+/// operator names the brokers the node may keep connections to; a tenant cannot point it at
+/// anything else, so the address checks of HTTP receivers do not apply to them.
+fn allowed(client: &HttpClient, spec: &ValidSpec) -> Result<(), Failure> {
+    if client.allows_nats_server(&spec.url) {
+        return Ok(());
     }
-    Ok(())
+    Err(fail(
+        ErrorClass::RefusedDestination,
+        format!(
+            "`{}` is not one of this node's NATS servers (the operator lists them in CALLHOOK_NATS_SERVERS)",
+            spec.url.host_str().unwrap_or_default()
+        ),
+    ))
 }
 
-async fn nats_connect(
+/// The event handler of a connection made only to check, which has none.
+type NoEvents = fn(async_nats::Event) -> std::future::Ready<()>;
+
+/// Connects within `timeout` in all: a server that never answers costs one attempt's timeout,
+/// whatever its name resolves to.
+async fn nats_connect<F, Fut>(
     client: &HttpClient,
     spec: &ValidSpec,
     secret: Option<&str>,
     timeout: Duration,
-) -> Result<async_nats::Client, Failure> {
-    guard(client, spec).await?;
+    on_event: Option<F>,
+) -> Result<async_nats::Client, Failure>
+where
+    F: Fn(async_nats::Event) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + Sync + 'static,
+{
+    allowed(client, spec)?;
     let mut options = async_nats::ConnectOptions::new()
         .connection_timeout(timeout)
         .request_timeout(Some(timeout))
+        // Only the server named: never one the server itself advertises.
+        .ignore_discovered_servers()
+        // One immediate try after a disconnect, then the client stops.
+        .max_reconnects(1)
         .name("callhook");
+    if let Some(f) = on_event {
+        options = options.event_callback(f);
+    }
     let user = match &spec.spec.destination {
         Destination::Nats { user, .. } => user.clone(),
         _ => None,
@@ -154,17 +205,24 @@ async fn nats_connect(
         spec.url.host_str().unwrap_or_default(),
         spec.url.port().unwrap_or(4222)
     );
-    options.connect(address).await.map_err(|e| {
-        use async_nats::ConnectErrorKind as K;
-        let class = match e.kind() {
-            K::TimedOut => ErrorClass::Timeout,
-            K::Tls => ErrorClass::Tls,
-            K::Dns => ErrorClass::Dns,
-            K::Authentication | K::AuthorizationViolation => ErrorClass::Broker,
-            _ => ErrorClass::Connect,
-        };
-        fail(class, format!("connecting to the NATS server: {e}"))
-    })
+    match tokio::time::timeout(timeout, options.connect(address)).await {
+        Err(_) => Err(fail(
+            ErrorClass::Timeout,
+            format!("connecting to the NATS server took more than {timeout:?}"),
+        )),
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => {
+            use async_nats::ConnectErrorKind as K;
+            let class = match e.kind() {
+                K::TimedOut => ErrorClass::Timeout,
+                K::Tls => ErrorClass::Tls,
+                K::Dns => ErrorClass::Dns,
+                K::Authentication | K::AuthorizationViolation => ErrorClass::Broker,
+                _ => ErrorClass::Connect,
+            };
+            Err(fail(class, format!("connecting to the NATS server: {e}")))
+        }
+    }
 }
 
 async fn nats_publish(
@@ -179,14 +237,15 @@ async fn nats_publish(
     let mut headers = async_nats::HeaderMap::new();
     for (name, value) in &out.headers {
         headers.insert(name.as_str(), value.as_str());
-        if name == "webhook-id" {
-            // JetStream drops a second copy of a message id within the stream's duplicate
-            // window: a retry whose first try was stored but not confirmed is stored once.
-            headers.insert("Nats-Msg-Id", value.as_str());
-        }
     }
     if let Some(ct) = out.content_type {
         headers.insert("content-type", ct);
+    }
+    // JetStream drops a second copy of a message id within the stream's duplicate window: a
+    // retry whose first try was stored but not confirmed is stored once. Set last, so nothing
+    // replaces it (`Nats-*` headers are refused in the integration's settings too).
+    if let Some((_, id)) = out.headers.iter().find(|(n, _)| n == "webhook-id") {
+        headers.insert("Nats-Msg-Id", id.as_str());
     }
     let send = async {
         js.publish_with_headers(subject.to_string(), headers, out.body.clone())
@@ -248,7 +307,7 @@ pub async fn check(
         Destination::Nats {
             subject, stream, ..
         } => {
-            let conn = nats_connect(client, spec, secret, timeout)
+            let conn = nats_connect(client, spec, secret, timeout, None::<NoEvents>)
                 .await
                 .map_err(unreachable)?;
             let js = async_nats::jetstream::new(conn);

@@ -39,14 +39,12 @@ pub struct HttpClient {
     /// when it is built), keyed by integration id, rebuilt when its certificate, key or egress
     /// change. At most one per such integration.
     with_identity: Arc<parking_lot::Mutex<HashMap<String, (u64, reqwest::Client)>>>,
+    /// The NATS servers `nats` destinations may use (`host` or `host:port`), as the operator
+    /// listed them.
+    nats_servers: Arc<Vec<String>>,
 }
 
 impl HttpClient {
-    /// The resolver the SSRF guard checks names with (brokers resolve through it too).
-    pub(crate) fn lookup(&self) -> &Lookup {
-        &self.lookup
-    }
-
     /// Certificates trusted besides the built-in roots.
     pub(crate) fn extra_roots(&self) -> &[CertificateDer<'static>] {
         &self.extra_roots
@@ -84,7 +82,29 @@ impl HttpClient {
             extra_roots: Arc::new(extra_roots.to_vec()),
             egress_proxy: egress_proxy.map(str::to_string),
             with_identity: Arc::default(),
+            nats_servers: Arc::default(),
         })
+    }
+
+    /// The NATS servers `nats` destinations may use: `host` (any port) or `host:port`.
+    pub fn with_nats_servers(mut self, servers: &[String]) -> Self {
+        self.nats_servers = Arc::new(
+            servers
+                .iter()
+                .map(|s| s.trim().to_ascii_lowercase())
+                .filter(|s| !s.is_empty())
+                .collect(),
+        );
+        self
+    }
+
+    /// Whether `url` names one of the node's NATS servers.
+    pub fn allows_nats_server(&self, url: &url::Url) -> bool {
+        let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+        let with_port = format!("{host}:{}", url.port().unwrap_or(4222));
+        self.nats_servers
+            .iter()
+            .any(|s| *s == host || *s == with_port)
     }
 
     /// The client for an integration: its egress (unset: the node's default) and, when it

@@ -228,12 +228,12 @@ impl Dispatcher {
     /// with the new limits; the old one finishes what it holds.
     pub fn integration_changed(&self, integration_id: &str) {
         self.client.forget(integration_id);
+        self.brokers.forget(integration_id);
         self.workers.lock().remove(integration_id);
         self.health.lock().remove(integration_id);
         if self.cache.get(integration_id).is_none() {
             // Deleted.
             self.buckets.lock().remove(integration_id);
-            self.brokers.forget(integration_id);
         }
     }
 

@@ -140,6 +140,8 @@ pub fn dev_config(dir: &std::path::Path) -> callhook::config::Config {
     c.admin_token = Some(ADMIN.into());
     c.allow_insecure_http = true;
     c.allow_private_destinations = true;
+    // The tests' own NATS servers (tests/it/brokers.rs).
+    c.nats_servers = vec!["127.0.0.1".into(), "localhost".into()];
     c.shutdown_grace_ms = 2_000;
     c
 }

@@ -244,6 +244,15 @@ pub(crate) fn check_client_identity(v: &ValidSpec) -> ApiResult<()> {
 /// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
 /// rather than saved and never sent.
 pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
+    if !v.spec.destination.is_http() && !s.client.allows_nats_server(&v.url) {
+        return Err(ApiError::unprocessable(
+            "invalid_url",
+            format!(
+                "`url`: `{}` is not one of this node's NATS servers; the operator lists the servers integrations may publish to in CALLHOOK_NATS_SERVERS",
+                v.url.host_str().unwrap_or_default()
+            ),
+        ));
+    }
     if v.spec.delivery.egress == Some(Egress::Fixed) && !s.client.has_fixed_egress() {
         return Err(ApiError::unprocessable(
             "egress_unavailable",
@@ -255,6 +264,10 @@ pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
 
 /// The save-time half of the SSRF guard: every address the host resolves to must be allowed.
 pub(crate) async fn check_destination(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
+    // A broker is one of the servers the operator listed (see `check_egress`).
+    if !v.spec.destination.is_http() {
+        return Ok(());
+    }
     if let Some(url::Host::Domain(host)) = v.url.host() {
         resolve_allowed(&s.lookup, host, s.policy)
             .await

@@ -58,6 +58,17 @@ pub(super) fn check_destination(
         ));
     }
     let what = spec.destination.as_str();
+    // `Nats-*` headers steer how JetStream stores a message (its dedupe id, roll-ups,
+    // expectations); callhook sets the ones it needs.
+    if let Some(name) = spec
+        .headers
+        .keys()
+        .find(|k| k.to_ascii_lowercase().starts_with("nats-"))
+    {
+        return Err(invalid(format!(
+            "`headers`: `{name}` is a NATS header that changes how the stream stores messages; callhook sets `Nats-Msg-Id` itself"
+        )));
+    }
     if spec.method != HttpMethod::Post {
         return Err(invalid(format!(
             "`method`: a {what} destination publishes messages; leave `method` out"
@@ -78,5 +89,11 @@ pub(super) fn check_destination(
             "`delivery.egress`: fixed egress goes through an HTTP proxy; a {what} destination connects directly"
         )));
     }
-    check_url_schemes(&spec.url, policy, schemes).map_err(bad_url)
+    // Which brokers may be used is the operator's list (CALLHOOK_NATS_SERVERS, checked where
+    // the node's configuration is known), not the address ranges of HTTP receivers.
+    let listed = DestinationPolicy {
+        allow_private: true,
+        ..policy
+    };
+    check_url_schemes(&spec.url, listed, schemes).map_err(bad_url)
 }
