@@ -22,6 +22,17 @@ fn cdr() -> Value {
         "rating": {"rated": true, "cost": 0.012, "band": "national"}}})
 }
 
+/// The README's HubSpot example.
+const HUBSPOT: &str = r#"{"properties": {
+    "hs_timestamp": "{{ occurred_at | epoch_ms }}",
+    "hs_call_title": "{{ data.direction | map('inbound', 'Inbound call', 'outbound', 'Outbound call', 'Call') }} {{ data.caller.number }}",
+    "hs_call_direction": "{{ data.direction | map('inbound', 'INBOUND', 'outbound', 'OUTBOUND') | upper }}",
+    "hs_call_from_number": "{{ data.caller.number }}",
+    "hs_call_to_number": "{{ data.callee.number }}",
+    "hs_call_duration": "{{ data.talk_ms | default(0) }}",
+    "hs_call_status": "{{ data.answered | map(true, 'COMPLETED', false, 'NO_ANSWER') }}",
+    "hs_call_body": "Call {{ call_id }}"}}"#;
+
 fn spec(extra: Value) -> ValidSpec {
     let mut s =
         json!({"name": "b", "url": "https://crm.example.com/h", "event_types": ["call.completed"]});
@@ -60,6 +71,15 @@ fn benches(c: &mut Criterion) {
             json!({"profile": "cdr", "privacy": {"remote_number": {"action": "mask", "digits": 4}}}),
         ),
         ("cdr as form", json!({"profile": "cdr", "format": "form"})),
+        (
+            "template (HubSpot-style, 8 fields)",
+            json!({"profile": "template", "template": HUBSPOT}),
+        ),
+        (
+            "template with privacy",
+            json!({"profile": "template", "template": HUBSPOT,
+                   "privacy": {"remote_number": {"action": "mask", "digits": 4}}}),
+        ),
     ] {
         let s = spec(extra);
         let ctx = RenderContext {
