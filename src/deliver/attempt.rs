@@ -337,7 +337,7 @@ pub fn describe(result: &AttemptResult) -> String {
 /// `…/test`: sends one sample event of the integration's first type and reports the result.
 /// Nothing is stored; the request is signed and shaped exactly like a real delivery.
 pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestReport {
-    use crate::model::event::{Event, EventKind, StoredEvent};
+    use crate::model::event::{EventKind, StoredEvent};
     use serde_json::json;
     let kind = i
         .valid
@@ -346,36 +346,12 @@ pub async fn send_sample(s: &Sender<'_>, i: &Integration, now: i64) -> TestRepor
         .first()
         .copied()
         .unwrap_or(EventKind::CallCompleted);
-    let data = match kind {
-        EventKind::CallState => json!({"seq": 1, "state": "early", "direction": "inbound",
-            "local": {"user_id": "u-sample", "number": "+441610000001", "device_type": "soft"},
-            "remote": {"number": "+441610000002"}}),
-        EventKind::RecordingCompleted => json!({"recording_id": "rec-sample", "files": []}),
-        EventKind::AnalysisCompleted => json!({"score": 80, "keywords": []}),
-        EventKind::IvrInput => json!({"dtmf": "1", "ivr_number": "+441610000000"}),
-        EventKind::CallCompleted | EventKind::CallUnanswered => {
-            json!({"answered": kind == EventKind::CallCompleted,
-            "direction": "inbound", "scope": "external", "talk_ms": 0,
-            "caller": {"number": "+441610000002"}, "callee": {"number": "+441610000001"}})
-        }
-        k => crate::model::alert::sample(k),
-    };
-    let mut event = Event {
-        id: crate::model::ids::new_id("sample"),
-        kind: if kind == EventKind::CallUnanswered {
-            EventKind::CallCompleted
-        } else {
-            kind
-        },
-        tenant_id: i.tenant_id.clone().unwrap_or_default(),
-        occurred_at_ms: now,
-        call_id: if kind.is_operational() {
-            String::new()
-        } else {
-            "sample-call".into()
-        },
-        data: data.as_object().cloned().unwrap_or_default(),
-    };
+    // The example a template is checked against when saved (the seeds' own, where they have
+    // one), sent now under a new id.
+    let tenant = i.tenant_id.as_deref().unwrap_or_default();
+    let mut event = crate::render::samples::event(kind, tenant).event;
+    event.id = crate::model::ids::new_id("sample");
+    event.occurred_at_ms = now;
     // A `cdr-batch` integration only ever sends windows: the sample call goes as the one item
     // of a window that ends now, rendered as a real window's items are.
     let spec = &i.valid.spec;

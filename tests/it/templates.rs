@@ -389,3 +389,26 @@ async fn number_rules_reach_the_ivr_number_and_the_calls_line() {
     assert_eq!(v["payload"], json!({"ivr": null, "line": null}));
     server.stop().await;
 }
+
+/// The test send sends the example a template was checked against when saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_integrations_test_send_renders_the_example_it_was_checked_against() {
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let rx = server.receiver().await;
+    let template =
+        r#"{"who": "{{ data.caller.name }}", "secs": "{{ data.talk_ms | div(1000) | round }}"}"#;
+    let integ = api.integration("acme", spec(&rx.url, template)).await;
+    let iid = integ["id"].as_str().unwrap_or_default();
+    let (st, report) = api
+        .post(
+            &format!("/v1/tenants/acme/integrations/{iid}/test"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, 200, "{report}");
+    assert_eq!(report["success"], true, "{report}");
+    let got = rx.next(10).await;
+    assert_eq!(got.json(), json!({"who": "Alice", "secs": 121}));
+    server.stop().await;
+}
