@@ -3,9 +3,10 @@
 //! rendering, signatures, per-call order, retries, the log — is the same as for HTTP; the
 //! request's headers travel as message headers, the body as the message.
 //!
-//! One connection per integration, kept while its URL, user and secret stay the same; a
-//! dropped connection reconnects on its own, and an attempt that cannot be confirmed within
-//! the integration's timeout fails and is retried like any other.
+//! One connection per integration, kept while its settings stay the same and dropped when it
+//! disconnects (never reconnected in the background, never to a server it advertises). An
+//! attempt gets at most the integration's timeout to have a connection and as long again for
+//! the acknowledgement; one that fails is retried like any other.
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -20,13 +21,21 @@ use crate::model::integration::{Destination, ValidSpec};
 use crate::model::settings::SettingError;
 use crate::record::{AttemptResult, ErrorClass};
 
-/// The node's broker connections, by integration id, with the fingerprint of the settings
-/// they were made with; and one lock per integration, so that its deliveries in flight wait for
-/// one connection instead of each making its own.
+/// A kept connection: the settings' fingerprint it was made with, and a generation that tells
+/// it from a newer one (so that the failure of an old one never drops its successor).
+struct Kept {
+    print: u64,
+    generation: u64,
+    client: async_nats::Client,
+}
+
+/// The node's broker connections, by integration id; and one lock per integration, so that its
+/// deliveries in flight wait for one connection instead of each making its own.
 #[derive(Default, Clone)]
 pub struct Brokers {
-    nats: Arc<Mutex<HashMap<String, (u64, async_nats::Client)>>>,
+    nats: Arc<Mutex<HashMap<String, Kept>>>,
     connecting: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    generations: Arc<std::sync::atomic::AtomicU64>,
 }
 
 type Failure = (ErrorClass, String);
@@ -37,7 +46,8 @@ fn fail(class: ErrorClass, message: impl Into<String>) -> Failure {
 
 impl Brokers {
     /// Publishes one attempt's message for integration `id` and waits for the broker's
-    /// confirmation.
+    /// confirmation: at most the integration's timeout to get a connection (waiting for
+    /// another delivery's attempt included), and as long again for the acknowledgement.
     pub async fn publish(
         &self,
         client: &HttpClient,
@@ -47,29 +57,41 @@ impl Brokers {
         out: &OutgoingRequest,
     ) -> AttemptResult {
         let timeout = Duration::from_millis(spec.spec.delivery.timeout_ms);
-        let result = match &spec.spec.destination {
-            Destination::Nats {
-                subject, stream, ..
-            } => match self.nats(client, id, spec, secret, timeout).await {
-                Ok(conn) => nats_publish(conn, subject, stream, out, timeout).await,
-                Err(e) => Err(e),
-            },
-            Destination::Http => Err(fail(ErrorClass::Request, "not a broker destination")),
+        let Destination::Nats {
+            subject, stream, ..
+        } = &spec.spec.destination
+        else {
+            return AttemptResult::Error {
+                class: ErrorClass::Request,
+                message: "not a broker destination".into(),
+            };
         };
-        match result {
+        let conn = match tokio::time::timeout(timeout, self.nats(client, id, spec, secret, timeout))
+            .await
+        {
+            Ok(Ok(conn)) => conn,
+            Ok(Err((class, message))) => return AttemptResult::Error { class, message },
+            Err(_) => {
+                return AttemptResult::Error {
+                    class: ErrorClass::Timeout,
+                    message: format!("no connection to the NATS server within {timeout:?}"),
+                }
+            }
+        };
+        match nats_publish(conn.1, subject, stream, out, timeout).await {
             Ok(detail) => AttemptResult::Published { detail },
             Err((class, message)) => {
                 if class != ErrorClass::Broker {
                     // The next attempt starts from a fresh connection.
-                    self.forget(id);
+                    self.drop_if(id, conn.0);
                 }
                 AttemptResult::Error { class, message }
             }
         }
     }
 
-    /// The integration's connection: the one kept, or a new one (made once however many
-    /// deliveries are waiting for it).
+    /// The integration's connection and its generation: the one kept, or a new one (made by
+    /// one delivery while the others wait for it).
     async fn nats(
         &self,
         client: &HttpClient,
@@ -77,12 +99,12 @@ impl Brokers {
         spec: &ValidSpec,
         secret: Option<&str>,
         timeout: Duration,
-    ) -> Result<async_nats::Client, Failure> {
+    ) -> Result<(u64, async_nats::Client), Failure> {
         let print = fingerprint(spec, secret);
-        let kept = |map: &HashMap<String, (u64, async_nats::Client)>| {
+        let kept = |map: &HashMap<String, Kept>| {
             map.get(id)
-                .filter(|(p, _)| *p == print)
-                .map(|(_, c)| c.clone())
+                .filter(|k| k.print == print)
+                .map(|k| (k.generation, k.client.clone()))
         };
         if let Some(conn) = kept(&self.nats.lock()) {
             return Ok(conn);
@@ -97,32 +119,50 @@ impl Brokers {
         if let Some(conn) = kept(&self.nats.lock()) {
             return Ok(conn);
         }
-        // A lost connection is not reconnected in the background: the next attempt makes a
-        // new one, through the checks.
-        let map = self.nats.clone();
+        let generation = self
+            .generations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // A lost connection is not reconnected in the background: it is dropped, and the next
+        // attempt makes a new one, through the checks.
+        let brokers = self.clone();
         let owner = id.to_string();
         let on_event = move |event: async_nats::Event| {
-            let map = map.clone();
+            let brokers = brokers.clone();
             let owner = owner.clone();
             async move {
                 if matches!(event, async_nats::Event::Disconnected) {
-                    let mut kept = map.lock();
-                    if kept.get(&owner).is_some_and(|(p, _)| *p == print) {
-                        kept.remove(&owner);
-                    }
+                    brokers.drop_if(&owner, generation);
                 }
             }
         };
         let conn = nats_connect(client, spec, secret, timeout, Some(on_event)).await?;
-        self.nats
-            .lock()
-            .insert(id.to_string(), (print, conn.clone()));
-        Ok(conn)
+        self.nats.lock().insert(
+            id.to_string(),
+            Kept {
+                print,
+                generation,
+                client: conn.clone(),
+            },
+        );
+        Ok((generation, conn))
     }
 
-    /// Drops the connection of an integration that changed or was deleted.
+    /// Drops the integration's connection if it is still generation `generation`.
+    fn drop_if(&self, id: &str, generation: u64) {
+        let mut kept = self.nats.lock();
+        if kept.get(id).is_some_and(|k| k.generation == generation) {
+            kept.remove(id);
+        }
+    }
+
+    /// Drops the connection of an integration that changed.
     pub fn forget(&self, id: &str) {
         self.nats.lock().remove(id);
+    }
+
+    /// Drops everything kept for an integration that was deleted.
+    pub fn remove(&self, id: &str) {
+        self.forget(id);
         self.connecting.lock().remove(id);
     }
 }

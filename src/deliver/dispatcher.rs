@@ -234,6 +234,7 @@ impl Dispatcher {
         if self.cache.get(integration_id).is_none() {
             // Deleted.
             self.buckets.lock().remove(integration_id);
+            self.brokers.remove(integration_id);
         }
     }
 

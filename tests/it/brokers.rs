@@ -15,9 +15,10 @@ use crate::support::*;
 /// A `nats-server -js` on a free port of 127.0.0.1, with its store in a temporary directory
 /// that outlives restarts.
 struct Nats {
+    /// First, so that it is killed before the store directory is removed.
+    child: Option<tokio::process::Child>,
     port: u16,
     dir: tempfile::TempDir,
-    child: Option<tokio::process::Child>,
     /// Serves TLS only, with this certificate and key (PEM files in `dir`).
     tls: bool,
 }
@@ -38,11 +39,11 @@ impl Nats {
         nats
     }
 
-    /// A server that speaks TLS only, with a certificate for `localhost` from `ca`.
+    /// A server that speaks TLS only, with a certificate for `127.0.0.1` from `ca`.
     async fn start_tls(ca: &crate::tls::TestCa) -> Nats {
         let mut nats = Nats::start().await;
         nats.stop().await;
-        let (cert, key) = ca.client("localhost");
+        let (cert, key) = ca.client("127.0.0.1");
         std::fs::write(nats.dir.path().join("cert.pem"), cert).expect("cert");
         std::fs::write(nats.dir.path().join("key.pem"), key).expect("key");
         nats.tls = true;
@@ -52,7 +53,9 @@ impl Nats {
 
     /// Starts the server and waits until it says it is ready.
     async fn run(&mut self) {
-        let mut command = tokio::process::Command::new("nats-server");
+        let binary = std::env::var("CALLHOOK_NATS_SERVER")
+            .unwrap_or_else(|_| "/usr/sbin/nats-server".into());
+        let mut command = tokio::process::Command::new(binary);
         command
             .args([
                 "-a",
@@ -383,6 +386,22 @@ async fn broker_settings_are_checked_when_saved_and_nothing_is_saved_when_they_a
     }
     let (_, list) = api.get("/v1/tenants/acme/integrations").await;
     assert_eq!(list["items"], json!([]));
+    // A change of destination by PATCH is checked as a new one is.
+    let integ = api.integration("acme", nats_spec(&url, json!({}))).await;
+    let path = format!(
+        "/v1/tenants/acme/integrations/{}",
+        integ["id"].as_str().unwrap_or_default()
+    );
+    let (st, v) = api
+        .patch(
+            &path,
+            json!({"destination": {"type": "nats", "subject": "calls.acme", "stream": "NOPE"}}),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    let (_, now) = api.get(&path).await;
+    assert_eq!(now["destination"]["stream"], "CALLS");
+    api.delete(&path).await;
     // Without verification it saves without the broker.
     let (st, v) = api
         .post(
@@ -402,7 +421,7 @@ async fn a_nats_server_behind_a_private_ca_is_reached_over_tls_and_an_untrusted_
     let ca = crate::tls::TestCa::new();
     let nats = Nats::start_tls(&ca).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("tls://localhost:{}", nats.port);
+    let url = format!("tls://127.0.0.1:{}", nats.port);
     // Untrusted: the check at save fails on the certificate.
     let server = crate::tls::https_only(None).await;
     let api = server.tenant("acme").await;

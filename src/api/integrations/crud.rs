@@ -251,7 +251,8 @@ pub(crate) async fn update(
     check_egress(&s, &valid)?;
     check_client_identity(&valid)?;
     let old = &current.valid.spec;
-    let moved = valid.spec.url != old.url;
+    // A broker destination is where it goes too: its subject, stream or user.
+    let moved = valid.spec.url != old.url || valid.spec.destination != old.destination;
     if moved {
         check_destination(&s, &valid).await?;
     }

@@ -31,6 +31,14 @@ pub(super) fn check_destination(
                         && t != ">"
                         && !t.chars().any(|c| c.is_whitespace() || c.is_control())
                 });
+            // `$JS.API.…`, `$SYS.…` and `_INBOX.…` are the server's own: a publish there is a
+            // request to it (delete a stream, purge it), not a message.
+            let first = subject.split('.').next().unwrap_or_default();
+            if first.starts_with('$') || first == "_INBOX" {
+                return Err(invalid(
+                    "`destination.subject`: subjects starting with `$` or `_INBOX` are the NATS server's own (its API and replies); publish to a subject of your own",
+                ));
+            }
             if !subject_ok {
                 return Err(invalid(
                     "`destination.subject`: a NATS subject to publish to, such as calls.acme (dot-separated tokens, no spaces or wildcards, at most 255 bytes)",
