@@ -224,6 +224,16 @@ async fn a_nats_destination_gets_the_signed_payload_as_a_message_confirmed_by_it
         attempt["response_excerpt"], "stream CALLS sequence 1",
         "{detail}"
     );
+    // The console shows where it goes (the form keeps it; creating one is the API's).
+    let mut b = crate::console::Browser::new(&server);
+    b.sign_in(&api.token).await;
+    let page = b.get(&format!("/console/t/acme/integrations/{iid}")).await;
+    assert!(
+        page.html
+            .contains("subject <code>calls.acme</code>, stream <code>CALLS</code>"),
+        "{}",
+        page.html
+    );
     server.stop().await;
 }
 
