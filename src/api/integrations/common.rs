@@ -243,7 +243,8 @@ pub(crate) fn check_client_identity(v: &ValidSpec) -> ApiResult<()> {
 
 /// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
 /// rather than saved and never sent.
-pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
+/// A broker destination must be one of the servers the operator listed.
+pub(crate) fn check_broker_server(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
     if !v.spec.destination.is_http() && !s.client.allows_nats_server(&v.url) {
         return Err(ApiError::unprocessable(
             "invalid_url",
@@ -253,6 +254,10 @@ pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
             ),
         ));
     }
+    Ok(())
+}
+
+pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
     if v.spec.delivery.egress == Some(Egress::Fixed) && !s.client.has_fixed_egress() {
         return Err(ApiError::unprocessable(
             "egress_unavailable",
@@ -264,7 +269,7 @@ pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
 
 /// The save-time half of the SSRF guard: every address the host resolves to must be allowed.
 pub(crate) async fn check_destination(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
-    // A broker is one of the servers the operator listed (see `check_egress`).
+    // A broker is one of the servers the operator listed (see `check_broker_server`).
     if !v.spec.destination.is_http() {
         return Ok(());
     }

@@ -67,6 +67,7 @@ pub(crate) async fn create(
             return Err(limit_reached(&t.id, max));
         }
     }
+    check_broker_server(&s, &valid)?;
     check_egress(&s, &valid)?;
     check_client_identity(&valid)?;
     check_destination(&s, &valid).await?;
@@ -248,6 +249,7 @@ pub(crate) async fn update(
     )?;
     let valid = validate(spec, secret.is_some(), s.policy).map_err(setting)?;
     check_template(&valid)?;
+    check_broker_server(&s, &valid)?;
     check_egress(&s, &valid)?;
     check_client_identity(&valid)?;
     let old = &current.valid.spec;
