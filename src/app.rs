@@ -80,7 +80,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         &roots,
     )
     .map_err(anyhow::Error::msg)?
-    .with_nats_servers(&config.nats_servers);
+    .with_broker_servers(&config.nats_servers, &config.amqp_servers);
 
     // Every node of a store seals with one key: the first to start records its fingerprint,
     // and a node with another key refuses to start rather than accept events it cannot route.

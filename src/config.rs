@@ -148,6 +148,11 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_NATS_SERVERS", value_delimiter = ',')]
     pub nats_servers: Vec<String>,
 
+    /// The AMQP (RabbitMQ) brokers integrations may publish to (`host` or `host:port`,
+    /// comma-separated). None by default, as for NATS.
+    #[arg(long, env = "CALLHOOK_AMQP_SERVERS", value_delimiter = ',')]
+    pub amqp_servers: Vec<String>,
+
     /// Origins whose pages may show the console in a frame (space- or comma-separated, e.g.
     /// `https://admin.example.com`), for every tenant; partners add their own.
     #[arg(long, env = "CALLHOOK_FRAME_ANCESTORS")]
@@ -259,6 +264,7 @@ impl Config {
             egress_default: None,
             ca_file: None,
             nats_servers: Vec::new(),
+            amqp_servers: Vec::new(),
             frame_ancestors: None,
             max_body_bytes: defaults::MAX_BODY_BYTES,
             body_memory_bytes: defaults::BODY_MEMORY_BYTES,

@@ -39,9 +39,10 @@ pub struct HttpClient {
     /// when it is built), keyed by integration id, rebuilt when its certificate, key or egress
     /// change. At most one per such integration.
     with_identity: Arc<parking_lot::Mutex<HashMap<String, (u64, reqwest::Client)>>>,
-    /// The NATS servers `nats` destinations may use (`host` or `host:port`), as the operator
-    /// listed them.
+    /// The brokers `nats` and `amqp` destinations may use (`host` or `host:port`), as the
+    /// operator listed them.
     nats_servers: Arc<Vec<String>>,
+    amqp_servers: Arc<Vec<String>>,
 }
 
 impl HttpClient {
@@ -83,28 +84,52 @@ impl HttpClient {
             egress_proxy: egress_proxy.map(str::to_string),
             with_identity: Arc::default(),
             nats_servers: Arc::default(),
+            amqp_servers: Arc::default(),
         })
     }
 
-    /// The NATS servers `nats` destinations may use: `host` (any port) or `host:port`.
-    pub fn with_nats_servers(mut self, servers: &[String]) -> Self {
-        self.nats_servers = Arc::new(
-            servers
-                .iter()
-                .map(|s| s.trim().to_ascii_lowercase())
-                .filter(|s| !s.is_empty())
-                .collect(),
-        );
+    /// The brokers `nats` and `amqp` destinations may use: `host` (any port) or `host:port`.
+    pub fn with_broker_servers(mut self, nats: &[String], amqp: &[String]) -> Self {
+        let list = |servers: &[String]| {
+            Arc::new(
+                servers
+                    .iter()
+                    .map(|s| s.trim().to_ascii_lowercase())
+                    .filter(|s| !s.is_empty())
+                    .collect(),
+            )
+        };
+        self.nats_servers = list(nats);
+        self.amqp_servers = list(amqp);
         self
     }
 
-    /// Whether `url` names one of the node's NATS servers.
-    pub fn allows_nats_server(&self, url: &url::Url) -> bool {
+    /// Why `url` may not be used as `destination`'s broker: `None` when the operator lists it
+    /// among the node's servers of its kind.
+    pub fn refuses_broker_server(
+        &self,
+        destination: &crate::model::integration::Destination,
+        url: &url::Url,
+    ) -> Option<String> {
+        use crate::model::integration::Destination;
+        let (servers, port, what, variable) = match destination {
+            Destination::Http => return None,
+            Destination::Nats { .. } => (&self.nats_servers, 4222, "NATS", "CALLHOOK_NATS_SERVERS"),
+            Destination::Amqp { .. } => (
+                &self.amqp_servers,
+                if url.scheme() == "amqps" { 5671 } else { 5672 },
+                "AMQP",
+                "CALLHOOK_AMQP_SERVERS",
+            ),
+        };
         let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
-        let with_port = format!("{host}:{}", url.port().unwrap_or(4222));
-        self.nats_servers
-            .iter()
-            .any(|s| *s == host || *s == with_port)
+        let with_port = format!("{host}:{}", url.port().unwrap_or(port));
+        if servers.iter().any(|s| *s == host || *s == with_port) {
+            return None;
+        }
+        Some(format!(
+            "`{host}` is not one of this node's {what} servers; the operator lists the servers integrations may publish to in {variable}"
+        ))
     }
 
     /// The client for an integration: its egress (unset: the node's default) and, when it

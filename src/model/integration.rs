@@ -25,15 +25,18 @@ pub struct IntegrationSpec {
     )]
     pub name: String,
     /// Where deliveries go: `https://…` (plain `http://` only where the node allows it); for a
-    /// `nats` destination, the server: `tls://host:4222` (plain `nats://` only where plain http
-    /// is allowed).
+    /// `nats` destination, the server: `tls://host:4222`; for `amqp`, the broker and virtual
+    /// host: `amqps://host:5671/vhost` (plain `nats://` and `amqp://` only where plain http is
+    /// allowed).
     #[schema(
-        pattern = "^(https?|tls|nats)://[^\\s/?#]+([/?#]\\S*)?$",
+        pattern = "^(https?|tls|nats|amqps?)://[^\\s/?#]+([/?#]\\S*)?$",
         max_length = 2048
     )]
     pub url: String,
     /// `http` (the default): a request to `url`. `nats`: a message published to the JetStream
-    /// server at `url`, counted as delivered when its stream acknowledges it.
+    /// server at `url`, counted as delivered when its stream acknowledges it. `amqp`: a message
+    /// published to an exchange of the RabbitMQ broker at `url`, delivered when the broker
+    /// confirms it and a queue took it.
     #[serde(default, skip_serializing_if = "Destination::is_http")]
     pub destination: Destination,
     #[serde(default)]
@@ -108,6 +111,18 @@ pub enum Destination {
         #[schema(max_length = 255)]
         user: Option<String>,
     },
+    /// AMQP 0-9-1 (RabbitMQ): published to `exchange` with `routing_key`, mandatory and with
+    /// publisher confirms; delivered when the broker confirms it and a queue took it.
+    Amqp {
+        /// The exchange; empty for the default exchange, where the routing key is a queue name.
+        #[schema(max_length = 127)]
+        exchange: String,
+        #[schema(max_length = 255)]
+        routing_key: String,
+        /// The broker user; its password is the integration's `secret`.
+        #[schema(min_length = 1, max_length = 255)]
+        user: String,
+    },
 }
 
 impl Destination {
@@ -118,6 +133,7 @@ impl Destination {
         match self {
             Destination::Http => "http",
             Destination::Nats { .. } => "nats",
+            Destination::Amqp { .. } => "amqp",
         }
     }
 }

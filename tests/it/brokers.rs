@@ -81,19 +81,7 @@ impl Nats {
             .spawn()
             .expect("nats-server (scripts/install-test-deps installs it)");
         let stderr = child.stderr.take().expect("stderr");
-        let mut lines = BufReader::new(stderr).lines();
-        let ready = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("Server is ready") {
-                    return true;
-                }
-            }
-            false
-        })
-        .await;
-        assert_eq!(ready, Ok(true), "nats-server did not start");
-        // Keep reading so the server never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        wait_for_line(stderr, "Server is ready", "nats-server").await;
         self.child = Some(child);
     }
 
@@ -123,6 +111,77 @@ impl Nats {
             .await
             .expect("stream")
     }
+}
+
+/// Waits (at most a minute) for a broker's output to say `marker`, then keeps reading it so the
+/// broker never blocks on a full pipe.
+pub(crate) async fn wait_for_line(
+    out: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    marker: &str,
+    what: &str,
+) {
+    let mut lines = BufReader::new(out).lines();
+    let ready = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.contains(marker) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(ready, Ok(true), "{what} did not start");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+}
+
+/// The first pending delivery of the integration with a failed attempt, once there is one.
+pub(crate) async fn first_failed_attempt(api: &Api, iid: &str) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, v) = api
+            .get(&format!(
+                "/v1/tenants/acme/integrations/{iid}/deliveries?status=pending"
+            ))
+            .await;
+        if let Some(d) = v["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|d| d["attempts"].as_u64().unwrap_or(0) >= 1)
+        {
+            return d.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no attempt failed: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Two calls' four states each and the warm-up message, each delivered body as (call, seq):
+/// every state there once, in order per call.
+pub(crate) fn assert_each_state_once_in_order(bodies: &[Value]) {
+    let mut seen: Vec<(String, u64)> = bodies
+        .iter()
+        .map(|body| {
+            (
+                body["call_id"].as_str().unwrap_or_default().to_string(),
+                body["data"]["seq"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    for call in ["c-a", "c-b"] {
+        let states: Vec<u64> = seen
+            .iter()
+            .filter(|(c, _)| c == call)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(states, [1, 2, 3, 4], "{call}: {seen:?}");
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 9, "each state once: {seen:?}");
 }
 
 fn nats_spec(url: &str, extra: Value) -> Value {
@@ -285,55 +344,15 @@ async fn nats_deliveries_survive_a_broker_restart_at_least_once_and_in_order_per
         .unwrap_or_default()
         .to_string();
     // The first attempts fail while the broker is down (and are logged so).
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, v) = api
-            .get(&format!(
-                "/v1/tenants/acme/integrations/{iid}/deliveries?status=pending"
-            ))
-            .await;
-        let tried = v["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|d| d["attempts"].as_u64().unwrap_or(0) >= 1);
-        if tried {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no attempt failed: {v}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    first_failed_attempt(&api, &iid).await;
     nats.run().await;
     let got = messages(&mut stream, &server.clock, 9).await;
-    let mut seen: Vec<(String, u64)> = got
+    // In order per call, every state there once (JetStream drops a retry's copy).
+    let bodies: Vec<Value> = got
         .iter()
-        .map(|m| {
-            let body: Value = serde_json::from_slice(&m.payload).unwrap_or(Value::Null);
-            (
-                body["call_id"].as_str().unwrap_or_default().to_string(),
-                body["data"]["seq"].as_u64().unwrap_or(0),
-            )
-        })
+        .map(|m| serde_json::from_slice(&m.payload).unwrap_or(Value::Null))
         .collect();
-    // In order per call, every state there.
-    for call in ["c-a", "c-b"] {
-        let states: Vec<u64> = seen
-            .iter()
-            .filter(|(c, _)| c == call)
-            .map(|(_, s)| *s)
-            .collect();
-        assert_eq!(states, [1, 2, 3, 4], "{call}: {seen:?}");
-    }
-    seen.sort();
-    seen.dedup();
-    assert_eq!(
-        seen.len(),
-        9,
-        "each state once (JetStream drops a retry's copy)"
-    );
+    assert_each_state_once_in_order(&bodies);
     api.wait_for_deliveries("acme", &iid, "succeeded", 9).await;
     server.stop().await;
 }

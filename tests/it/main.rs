@@ -1,6 +1,7 @@
 //! Integration tests: the real server on 127.0.0.1:0 with real receivers.
 
 mod alerts;
+mod amqp;
 mod brokers;
 mod charts;
 mod cluster;

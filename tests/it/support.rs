@@ -142,6 +142,7 @@ pub fn dev_config(dir: &std::path::Path) -> callhook::config::Config {
     c.allow_private_destinations = true;
     // The tests' own NATS servers (tests/it/brokers.rs).
     c.nats_servers = vec!["127.0.0.1".into(), "localhost".into()];
+    c.amqp_servers = vec!["127.0.0.1".into(), "localhost".into()];
     c.shutdown_grace_ms = 2_000;
     c
 }

@@ -241,22 +241,19 @@ pub(crate) fn check_client_identity(v: &ValidSpec) -> ApiResult<()> {
     Ok(())
 }
 
-/// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
-/// rather than saved and never sent.
 /// A broker destination must be one of the servers the operator listed.
 pub(crate) fn check_broker_server(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
-    if !v.spec.destination.is_http() && !s.client.allows_nats_server(&v.url) {
-        return Err(ApiError::unprocessable(
+    match s.client.refuses_broker_server(&v.spec.destination, &v.url) {
+        None => Ok(()),
+        Some(message) => Err(ApiError::unprocessable(
             "invalid_url",
-            format!(
-                "`url`: `{}` is not one of this node's NATS servers; the operator lists the servers integrations may publish to in CALLHOOK_NATS_SERVERS",
-                v.url.host_str().unwrap_or_default()
-            ),
-        ));
+            format!("`url`: {message}"),
+        )),
     }
-    Ok(())
 }
 
+/// `delivery.egress: fixed` needs the node's egress proxy: refused (422) on a node without one,
+/// rather than saved and never sent.
 pub(crate) fn check_egress(s: &AppState, v: &ValidSpec) -> ApiResult<()> {
     if v.spec.delivery.egress == Some(Egress::Fixed) && !s.client.has_fixed_egress() {
         return Err(ApiError::unprocessable(

@@ -54,13 +54,37 @@ pub(super) fn check_destination(
                     "`destination.stream`: the JetStream stream that takes the subject (letters, digits, `_` and `-`, at most 255)",
                 ));
             }
-            (("tls", "nats"), user)
+            (("tls", "nats"), user.as_deref())
+        }
+        Destination::Amqp {
+            exchange,
+            routing_key,
+            user,
+        } => {
+            // AMQP short strings; names the broker itself reserves cannot be published to.
+            let exchange_ok = exchange.len() <= 127
+                && exchange
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'));
+            if !exchange_ok {
+                return Err(invalid(
+                    "`destination.exchange`: the exchange to publish to (letters, digits, `_`, `-`, `.` and `:`, at most 127), or empty for the default exchange",
+                ));
+            }
+            if routing_key.len() > 255 || routing_key.chars().any(char::is_control) {
+                return Err(invalid(
+                    "`destination.routing_key`: at most 255 bytes, no control characters",
+                ));
+            }
+            if exchange.is_empty() && routing_key.is_empty() {
+                return Err(invalid(
+                    "`destination.routing_key`: with the default exchange (an empty `exchange`) the routing key is the queue's name",
+                ));
+            }
+            (("amqps", "amqp"), Some(user.as_str()))
         }
     };
-    if user
-        .as_deref()
-        .is_some_and(|u| u.is_empty() || u.len() > 255 || u.chars().any(char::is_control))
-    {
+    if user.is_some_and(|u| u.is_empty() || u.len() > 255 || u.chars().any(char::is_control)) {
         return Err(invalid(
             "`destination.user`: the broker user, 1–255 characters (its password is the integration's `secret`)",
         ));
@@ -68,13 +92,23 @@ pub(super) fn check_destination(
     let what = spec.destination.as_str();
     // `Nats-*` headers steer how JetStream stores a message (its dedupe id, roll-ups,
     // expectations); callhook sets the ones it needs.
-    if let Some(name) = spec
-        .headers
-        .keys()
-        .find(|k| k.to_ascii_lowercase().starts_with("nats-"))
-    {
+    if let Some(name) = spec.headers.keys().find(|k| {
+        matches!(spec.destination, Destination::Nats { .. })
+            && k.to_ascii_lowercase().starts_with("nats-")
+    }) {
         return Err(invalid(format!(
             "`headers`: `{name}` is a NATS header that changes how the stream stores messages; callhook sets `Nats-Msg-Id` itself"
+        )));
+    }
+    // RabbitMQ routes a message to the extra routing keys in its `CC` and `BCC` headers, and
+    // reads `x-…` ones itself: a tenant's headers must not reach queues its key does not.
+    if let Some(name) = spec.headers.keys().find(|k| {
+        let k = k.to_ascii_lowercase();
+        matches!(spec.destination, Destination::Amqp { .. })
+            && (k == "cc" || k == "bcc" || k.starts_with("x-"))
+    }) {
+        return Err(invalid(format!(
+            "`headers`: `{name}` is read by the AMQP broker (`CC` and `BCC` route the message to more queues, `x-…` steer it); leave it out"
         )));
     }
     if spec.method != HttpMethod::Post {
@@ -97,8 +131,9 @@ pub(super) fn check_destination(
             "`delivery.egress`: fixed egress goes through an HTTP proxy; a {what} destination connects directly"
         )));
     }
-    // Which brokers may be used is the operator's list (CALLHOOK_NATS_SERVERS, checked where
-    // the node's configuration is known), not the address ranges of HTTP receivers.
+    // Which brokers may be used is the operator's list (CALLHOOK_NATS_SERVERS and
+    // CALLHOOK_AMQP_SERVERS, checked where the node's configuration is known), not the address
+    // ranges of HTTP receivers.
     let listed = DestinationPolicy {
         allow_private: true,
         ..policy

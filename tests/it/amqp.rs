@@ -1,0 +1,560 @@
+//! AMQP destinations against a real RabbitMQ (Debian's `rabbitmq-server`, started here on
+//! 127.0.0.1 with its own node name, ports and store): the message and its properties, a
+//! message no queue takes, the check at save, TLS, and at-least-once and per-call order across a
+//! broker restart.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use callhook::render::sign::verify;
+use lapin::options::{
+    BasicGetOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+};
+use lapin::types::{AMQPValue, FieldTable};
+use lapin::{Connection, ConnectionProperties, ExchangeKind};
+use serde_json::{json, Value};
+
+use crate::brokers::{assert_each_state_once_in_order, first_failed_attempt};
+use crate::support::*;
+
+/// A RabbitMQ node on free ports of 127.0.0.1, its store in a temporary directory that outlives
+/// restarts; optionally a TLS listener too, with a certificate for 127.0.0.1.
+struct Rabbit {
+    child: Option<tokio::process::Child>,
+    port: u16,
+    tls_port: Option<u16>,
+    dir: tempfile::TempDir,
+}
+
+const USER: &str = "callhook";
+const PASSWORD: &str = "callhook-pass-1";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+impl Rabbit {
+    async fn start(ca: Option<&crate::tls::TestCa>) -> Rabbit {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        // The broker's user (its password is the integration's secret, 8 characters or more).
+        let mut conf = format!(
+            "listeners.tcp.default = 127.0.0.1:{port}\n\
+             default_user = {USER}\n\
+             default_pass = {PASSWORD}\n"
+        );
+        let tls_port = ca.map(|ca| {
+            let tls_port = free_port();
+            let (cert, key) = ca.client("127.0.0.1");
+            std::fs::write(dir.path().join("cert.pem"), cert).expect("cert");
+            std::fs::write(dir.path().join("key.pem"), key).expect("key");
+            let ca_file = ca.file(dir.path());
+            conf.push_str(&format!(
+                "listeners.ssl.default = 127.0.0.1:{tls_port}\n\
+                 ssl_options.cacertfile = {}\n\
+                 ssl_options.certfile = {}\n\
+                 ssl_options.keyfile = {}\n\
+                 ssl_options.verify = verify_none\n\
+                 ssl_options.fail_if_no_peer_cert = false\n",
+                ca_file.display(),
+                dir.path().join("cert.pem").display(),
+                dir.path().join("key.pem").display(),
+            ));
+            tls_port
+        });
+        std::fs::write(dir.path().join("rabbitmq.conf"), conf).expect("conf");
+        std::fs::write(dir.path().join("plugins"), "[].").expect("plugins");
+        let mut rabbit = Rabbit {
+            child: None,
+            port,
+            tls_port,
+            dir,
+        };
+        rabbit.run().await;
+        rabbit
+    }
+
+    /// Starts the node and waits until it says it is ready to take connections.
+    async fn run(&mut self) {
+        let d = self.dir.path();
+        let binary = std::env::var("CALLHOOK_RABBITMQ_SERVER")
+            .unwrap_or_else(|_| "/usr/lib/rabbitmq/bin/rabbitmq-server".into());
+        let mut command = tokio::process::Command::new(binary);
+        command
+            .env("HOME", d)
+            .env(
+                "RABBITMQ_NODENAME",
+                format!("callhook-{}@localhost", self.port),
+            )
+            .env("RABBITMQ_NODE_IP_ADDRESS", "127.0.0.1")
+            .env("RABBITMQ_NODE_PORT", self.port.to_string())
+            .env("RABBITMQ_DIST_PORT", free_port().to_string())
+            .env("RABBITMQ_MNESIA_BASE", d.join("mnesia"))
+            .env("RABBITMQ_LOG_BASE", d.join("log"))
+            .env("RABBITMQ_LOGS", "-")
+            .env("RABBITMQ_ENABLED_PLUGINS_FILE", d.join("plugins"))
+            .env("RABBITMQ_FEATURE_FLAGS_FILE", d.join("feature_flags"))
+            .env("RABBITMQ_CONFIG_FILE", d.join("rabbitmq.conf"))
+            .env("ERL_EPMD_ADDRESS", "127.0.0.1")
+            // Its own process group, so that stopping it stops the Erlang VM under the script.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        let mut child = command
+            .spawn()
+            .expect("rabbitmq-server (scripts/install-test-deps installs it)");
+        let stdout = child.stdout.take().expect("stdout");
+        crate::brokers::wait_for_line(stdout, "Server startup complete", "rabbitmq-server").await;
+        self.child = Some(child);
+    }
+
+    /// Kills the whole node at once (no clean shutdown), as a crash would.
+    async fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_group(&child);
+            let _ = child.wait().await;
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("amqp://127.0.0.1:{}", self.port)
+    }
+
+    /// The test's own connection, as the broker's default user.
+    async fn admin(&self) -> lapin::Channel {
+        let conn = Connection::connect(
+            &format!("amqp://{USER}:{PASSWORD}@127.0.0.1:{}/%2f", self.port),
+            ConnectionProperties::default(),
+        )
+        .await
+        .expect("connect");
+        let channel = conn.create_channel().await.expect("channel");
+        // The channel keeps the connection's I/O thread; leak the handle so it stays open.
+        std::mem::forget(conn);
+        channel
+    }
+
+    /// A topic exchange `calls` and a durable queue bound to it for `binding`.
+    async fn exchange_and_queue(&self, queue: &str, binding: &str) -> lapin::Channel {
+        let ch = self.admin().await;
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.exchange_declare(
+            "calls".into(),
+            ExchangeKind::Topic,
+            durable,
+            FieldTable::default(),
+        )
+        .await
+        .expect("exchange");
+        self.queue(&ch, queue, binding).await;
+        ch
+    }
+
+    async fn queue(&self, ch: &lapin::Channel, queue: &str, binding: &str) {
+        let durable = QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        };
+        ch.queue_declare(queue.into(), durable, FieldTable::default())
+            .await
+            .expect("queue");
+        ch.queue_bind(
+            queue.into(),
+            "calls".into(),
+            binding.into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("bind");
+    }
+}
+
+/// Kills the script and the Erlang VM it started (killing the script alone leaves the VM).
+fn kill_group(child: &tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = std::process::Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .status();
+    }
+}
+
+impl Drop for Rabbit {
+    fn drop(&mut self) {
+        if let Some(child) = &self.child {
+            kill_group(child);
+        }
+    }
+}
+
+fn amqp_spec(url: &str, extra: Value) -> Value {
+    let mut spec = json!({"name": "queue", "url": url, "event_types": ["call.completed"],
+                          "secret": PASSWORD,
+                          "destination": {"type": "amqp", "exchange": "calls",
+                                          "routing_key": "acme.cdr", "user": USER}});
+    if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
+        s.extend(e.clone());
+    }
+    spec
+}
+
+/// `n` messages from `queue`, taken in order, moving the server's clock on while it waits
+/// (retries are scheduled on it).
+async fn take(
+    ch: &lapin::Channel,
+    queue: &str,
+    clock: &callhook::clock::Clock,
+    n: usize,
+) -> Vec<lapin::message::BasicGetMessage> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n {
+        let got = ch
+            .basic_get(queue.into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get");
+        match got {
+            Some(m) => out.push(m),
+            None => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{queue} gave {} of {n} messages",
+                    out.len()
+                );
+                clock.advance(Duration::from_millis(500));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    out
+}
+
+fn header(m: &lapin::message::BasicGetMessage, name: &str) -> String {
+    let headers = m.delivery.properties.headers().clone().unwrap_or_default();
+    match headers.inner().get(name) {
+        Some(AMQPValue::LongString(s)) => s.to_string(),
+        _ => String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_destination_gets_the_signed_payload_confirmed_and_routed_to_a_queue() {
+    let rabbit = Rabbit::start(None).await;
+    let ch = rabbit.exchange_and_queue("crm", "acme.#").await;
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let integ = api
+        .integration("acme", amqp_spec(&rabbit.url(), json!({})))
+        .await;
+    assert_eq!(integ["destination"]["type"], "amqp");
+    assert!(
+        integ.get("secret").is_none(),
+        "the password is write-only: {integ}"
+    );
+    let signing = integ["signing_secret"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let data = json!({"answered": true, "direction": "inbound",
+                      "caller": {"number": "+441610000002"}});
+    let e = event("e-1", "acme", "call.completed", "c-1", data);
+    assert_eq!(server.ingest(e).await.0, 202);
+    let got = take(&ch, "crm", &server.clock, 1).await;
+    let m = &got[0];
+    assert_eq!(m.delivery.routing_key.as_str(), "acme.cdr");
+    assert_eq!(m.delivery.exchange.as_str(), "calls");
+    let body: Value = serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null);
+    assert_eq!(body["id"], "e-1");
+    let props = &m.delivery.properties;
+    let id = header(m, "webhook-id");
+    assert_eq!(body["delivery_id"], json!(id));
+    assert_eq!(
+        props.message_id().as_ref().map(|s| s.to_string()),
+        Some(id.clone())
+    );
+    assert_eq!(*props.delivery_mode(), Some(2), "persistent");
+    assert_eq!(
+        props.content_type().as_ref().map(|s| s.to_string()),
+        Some("application/json; charset=utf-8".to_string())
+    );
+    assert_eq!(header(m, "callhook-event-type"), "call.completed");
+    let ts: i64 = header(m, "webhook-timestamp").parse().unwrap_or_default();
+    assert!(verify(
+        &signing,
+        &id,
+        ts,
+        &m.delivery.data,
+        &header(m, "webhook-signature")
+    ));
+    assert_eq!(
+        header(m, "authorization"),
+        "",
+        "the password is never a header"
+    );
+    let done = api.wait_for_deliveries("acme", &iid, "succeeded", 1).await;
+    let (_, detail) = api
+        .get(&format!(
+            "/v1/tenants/acme/integrations/{iid}/deliveries/{}",
+            done[0]["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    assert_eq!(
+        detail["attempts_log"][0]["response_excerpt"],
+        "exchange calls routing key acme.cdr confirmed",
+        "{detail}"
+    );
+    let mut b = crate::console::Browser::new(&server);
+    b.sign_in(&api.token).await;
+    let page = b.get(&format!("/console/t/acme/integrations/{iid}")).await;
+    assert!(
+        page.html
+            .contains("exchange <code>calls</code>, routing key <code>acme.cdr</code>"),
+        "{}",
+        page.html
+    );
+    server.stop().await;
+}
+
+/// A confirm alone means the broker took the message, not that a queue did: a message no
+/// binding matches comes back, the attempt fails (class `broker`) and is retried until a queue
+/// is bound for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_no_queue_takes_is_a_failed_attempt_retried_until_one_is_bound() {
+    let rabbit = Rabbit::start(None).await;
+    let ch = rabbit.exchange_and_queue("other", "globex.#").await;
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let integ = api
+        .integration(
+            "acme",
+            amqp_spec(
+                &rabbit.url(),
+                json!({"delivery": {"retry": {"policy": "linear", "retries": 10}}}),
+            ),
+        )
+        .await;
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let e = event(
+        "e-1",
+        "acme",
+        "call.completed",
+        "c-1",
+        json!({"answered": true}),
+    );
+    assert_eq!(server.ingest(e).await.0, 202);
+    let failed = first_failed_attempt(&api, &iid).await;
+    let (_, detail) = api
+        .get(&format!(
+            "/v1/tenants/acme/integrations/{iid}/deliveries/{}",
+            failed["id"].as_str().unwrap_or_default()
+        ))
+        .await;
+    let attempt = &detail["attempts_log"][0];
+    assert_eq!(attempt["error_class"], "broker", "{detail}");
+    assert!(
+        attempt["error"]
+            .as_str()
+            .is_some_and(|m| m.contains("no queue takes routing key `acme.cdr`")),
+        "{detail}"
+    );
+    // A queue bound for it: the retry is delivered, once.
+    rabbit.queue(&ch, "crm", "acme.*").await;
+    let got = take(&ch, "crm", &server.clock, 1).await;
+    let body: Value = serde_json::from_slice(&got[0].delivery.data).unwrap_or(Value::Null);
+    assert_eq!(body["id"], "e-1");
+    api.wait_for_deliveries("acme", &iid, "succeeded", 1).await;
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_settings_are_checked_when_saved_and_nothing_is_saved_when_they_are_wrong() {
+    let rabbit = Rabbit::start(None).await;
+    let ch = rabbit.exchange_and_queue("crm", "acme.#").await;
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let url = rabbit.url();
+    let dest = |exchange: &str, key: &str| json!({"destination": {"type": "amqp", "exchange": exchange, "routing_key": key, "user": USER}});
+    let cases = [
+        (dest("calls!", "acme.cdr"), "destination.exchange"),
+        (dest("", ""), "destination.routing_key"),
+        (dest("calls", "a\u{7}b"), "destination.routing_key"),
+        (
+            json!({"destination": {"type": "amqp", "exchange": "calls", "routing_key": "k"}}),
+            "user",
+        ),
+        (json!({"headers": {"CC": "globex.cdr"}}), "`CC`"),
+        (json!({"headers": {"x-delay": "5"}}), "`x-delay`"),
+        (json!({"url": "https://example.com/"}), "amqps://"),
+        (json!({"url": "amqp://10.9.8.7"}), "CALLHOOK_AMQP_SERVERS"),
+        (json!({"method": "PUT"}), "`method`"),
+        (json!({"secret_use": "webex-signature"}), "`secret_use`"),
+        // The check at save: the exchange (or, with the default one, the queue) must exist,
+        // and the credentials must be right.
+        (dest("nope", "acme.cdr"), "exchange `nope`"),
+        (dest("", "no-such-queue"), "queue `no-such-queue`"),
+        (
+            json!({"secret": "wrong-password"}),
+            "connecting to the AMQP broker",
+        ),
+        (
+            json!({"url": "amqp://127.0.0.1:1"}),
+            "connecting to the AMQP broker",
+        ),
+    ];
+    for (extra, says) in cases {
+        let (st, v) = api
+            .post(
+                "/v1/tenants/acme/integrations",
+                amqp_spec(&url, extra.clone()),
+            )
+            .await;
+        assert!(st == 422 || st == 400, "{extra}: {st} {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{extra}: {says}: {message}");
+    }
+    let (_, list) = api.get("/v1/tenants/acme/integrations").await;
+    assert_eq!(list["items"], json!([]));
+    // The default exchange with a queue's name is fine, and delivered straight to the queue.
+    let integ = api
+        .integration("acme", amqp_spec(&url, dest("", "crm")))
+        .await;
+    // A change of destination by PATCH is checked as a new one is.
+    let path = format!(
+        "/v1/tenants/acme/integrations/{}",
+        integ["id"].as_str().unwrap_or_default()
+    );
+    let (st, v) = api.patch(&path, dest("nope", "acme.cdr")).await;
+    assert_eq!(st, 422, "{v}");
+    let e = event(
+        "e-1",
+        "acme",
+        "call.completed",
+        "c-1",
+        json!({"answered": true}),
+    );
+    assert_eq!(server.ingest(e).await.0, 202);
+    let got = take(&ch, "crm", &server.clock, 1).await;
+    assert_eq!(got[0].delivery.routing_key.as_str(), "crm");
+    server.stop().await;
+}
+
+/// Production is TLS to a broker callhook does not control: `amqps://` is checked against the
+/// node's roots (a private CA in `CALLHOOK_CA_FILE`), and plain `amqp://` is refused where plain
+/// http is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_amqp_broker_behind_a_private_ca_is_reached_over_tls_and_an_untrusted_one_is_not() {
+    let ca = crate::tls::TestCa::new();
+    let rabbit = Rabbit::start(Some(&ca)).await;
+    let ch = rabbit.exchange_and_queue("crm", "acme.#").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("amqps://127.0.0.1:{}", rabbit.tls_port.unwrap_or_default());
+    let server = crate::tls::https_only(None).await;
+    let api = server.tenant("acme").await;
+    let (st, v) = api
+        .post("/v1/tenants/acme/integrations", amqp_spec(&url, json!({})))
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(v["error"]["code"], "destination_unreachable", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.to_ascii_lowercase().contains("certificate")),
+        "{v}"
+    );
+    let (st, v) = api
+        .post(
+            "/v1/tenants/acme/integrations",
+            amqp_spec(&rabbit.url(), json!({})),
+        )
+        .await;
+    assert_eq!(st, 422, "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("must use amqps://")),
+        "{v}"
+    );
+    server.stop().await;
+    let server = crate::tls::https_only(Some(ca.file(dir.path()))).await;
+    let api = server.tenant("acme").await;
+    api.integration("acme", amqp_spec(&url, json!({}))).await;
+    let e = event(
+        "e-tls",
+        "acme",
+        "call.completed",
+        "c-tls",
+        json!({"answered": true}),
+    );
+    assert_eq!(server.ingest(e).await.0, 202);
+    let got = take(&ch, "crm", &server.clock, 1).await;
+    let body: Value = serde_json::from_slice(&got[0].delivery.data).unwrap_or(Value::Null);
+    assert_eq!(body["id"], "e-tls");
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amqp_deliveries_survive_a_broker_restart_at_least_once_and_in_order_per_call() {
+    let mut rabbit = Rabbit::start(None).await;
+    rabbit.exchange_and_queue("crm", "acme.#").await;
+    let server = TestServer::start().await;
+    let api = server.tenant("acme").await;
+    let integ = api
+        .integration(
+            "acme",
+            amqp_spec(
+                &rabbit.url(),
+                json!({"event_types": ["call.state"],
+                       "delivery": {"timeout_ms": 1000, "retry": {"policy": "linear", "retries": 10}}}),
+            ),
+        )
+        .await;
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let state = |id: &str, call: &str, seq: usize, s: &str| {
+        event(
+            id,
+            "acme",
+            "call.state",
+            call,
+            json!({"seq": seq, "state": s, "direction": "inbound", "local": {"user_id": "u1"}}),
+        )
+    };
+    // One delivery first, so the node holds a connection when the broker goes away.
+    assert_eq!(
+        server
+            .ingest(state("warm-1", "c-warm", 1, "trying"))
+            .await
+            .0,
+        202
+    );
+    api.wait_for_deliveries("acme", &iid, "succeeded", 1).await;
+    rabbit.stop().await;
+    const STATES: [&str; 4] = ["trying", "proceeding", "early", "confirmed"];
+    let mut events = Vec::new();
+    for seq in 1..=4 {
+        for call in ["c-a", "c-b"] {
+            events.push(state(&format!("{call}-{seq}"), call, seq, STATES[seq - 1]));
+        }
+    }
+    assert_eq!(server.ingest(json!({"events": events})).await.0, 202);
+    first_failed_attempt(&api, &iid).await;
+    // The same node and store again: the durable queue still holds the first message.
+    rabbit.run().await;
+    let ch = rabbit.admin().await;
+    let got = take(&ch, "crm", &server.clock, 9).await;
+    let bodies: Vec<Value> = got
+        .iter()
+        .map(|m| serde_json::from_slice(&m.delivery.data).unwrap_or(Value::Null))
+        .collect();
+    assert_each_state_once_in_order(&bodies);
+    api.wait_for_deliveries("acme", &iid, "succeeded", 9).await;
+    server.stop().await;
+}
