@@ -132,7 +132,9 @@ impl Integration {
         if let Some(key) = spec.tls.as_mut().and_then(|t| t.client_key.as_mut()) {
             *key = open_key(key, sealer).map_err(|e| format!("integration {}: {e}", rec.id))?;
         }
-        let url = url::Url::parse(&spec.url).map_err(|e| format!("integration {}: {e}", rec.id))?;
+        let url = spec
+            .parsed_url()
+            .map_err(|e| format!("integration {}: {e}", rec.id))?;
         let secret = match &rec.secret_sealed {
             Some(s) => Some(
                 String::from_utf8(sealer.open(s).map_err(|e| e.to_string())?)

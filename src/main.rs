@@ -37,7 +37,12 @@ enum Command {
 fn init_logs(filter: &str, format: callhook::config::LogFormat) {
     // Checked when the configuration was read; the fallback is for the commands without one.
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+        // The AMQP client logs a message the broker returned, body and headers included: call
+        // data past the privacy rules. callhook logs what matters of it itself.
+        .add_directive("lapin=error".parse().unwrap_or_else(|_| {
+            tracing_subscriber::filter::Directive::from(tracing::Level::ERROR)
+        }));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -113,7 +113,7 @@ impl HttpClient {
     ) -> Option<String> {
         use crate::model::integration::Destination;
         let (servers, port, what, variable) = match destination {
-            Destination::Http => return None,
+            Destination::Http | Destination::Stream => return None,
             Destination::Nats { .. } => (&self.nats_servers, 4222, "NATS", "CALLHOOK_NATS_SERVERS"),
             Destination::Amqp { .. } => (
                 &self.amqp_servers,

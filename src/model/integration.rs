@@ -27,7 +27,8 @@ pub struct IntegrationSpec {
     /// Where deliveries go: `https://…` (plain `http://` only where the node allows it); for a
     /// `nats` destination, the server: `tls://host:4222`; for `amqp`, the broker and virtual
     /// host: `amqps://host:5671/vhost` (plain `nats://` and `amqp://` only where plain http is
-    /// allowed).
+    /// allowed). A `stream` has none: it is read from the integration's `stream` endpoint.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schema(
         pattern = "^(https?|tls|nats|amqps?)://[^\\s/?#]+([/?#]\\S*)?$",
         max_length = 2048
@@ -36,7 +37,8 @@ pub struct IntegrationSpec {
     /// `http` (the default): a request to `url`. `nats`: a message published to the JetStream
     /// server at `url`, counted as delivered when its stream acknowledges it. `amqp`: a message
     /// published to an exchange of the RabbitMQ broker at `url`, delivered when the broker
-    /// confirms it and a queue took it.
+    /// confirms it and a queue took it. `stream`: no URL; the events are read live over
+    /// WebSocket (or SSE) at the integration's `stream` endpoint.
     #[serde(default, skip_serializing_if = "Destination::is_http")]
     pub destination: Destination,
     #[serde(default)]
@@ -80,7 +82,19 @@ pub struct IntegrationSpec {
     compiled: super::Memo<Result<std::sync::Arc<Template>, TemplateError>>,
 }
 
+/// The address a `stream` integration is known by inside callhook: it has no URL, and every
+/// other destination has one.
+pub const STREAM_URL: &str = "callhook:stream";
+
 impl IntegrationSpec {
+    /// The parsed `url`; for a `stream`, [`STREAM_URL`].
+    pub fn parsed_url(&self) -> Result<Url, url::ParseError> {
+        if self.destination.is_stream() {
+            return Url::parse(STREAM_URL);
+        }
+        Url::parse(&self.url)
+    }
+
     /// The compiled `template`: `None` without one, else the template or what is wrong with it.
     pub fn compiled_template(&self) -> Option<Result<&Template, &TemplateError>> {
         let source = self.template.as_deref()?;
@@ -113,6 +127,9 @@ pub enum Destination {
     },
     /// AMQP 0-9-1 (RabbitMQ): published to `exchange` with `routing_key`, mandatory and with
     /// publisher confirms; delivered when the broker confirms it and a queue took it.
+    /// A live stream read by the tenant's clients (agent desktops) at
+    /// `/v1/tenants/{tid}/integrations/{iid}/stream`: nothing is queued, retried or logged.
+    Stream,
     Amqp {
         /// The exchange; empty for the default exchange, where the routing key is a queue name.
         #[schema(max_length = 127)]
@@ -134,7 +151,11 @@ impl Destination {
             Destination::Http => "http",
             Destination::Nats { .. } => "nats",
             Destination::Amqp { .. } => "amqp",
+            Destination::Stream => "stream",
         }
+    }
+    pub fn is_stream(&self) -> bool {
+        matches!(self, Destination::Stream)
     }
 }
 

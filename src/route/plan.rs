@@ -43,7 +43,8 @@ pub fn plan(
         .filter(|i| in_feed(i, &event, tenant_partner));
     let about = crate::model::alert::subject(&event);
     for i in own.iter().chain(feeds) {
-        if about == Some(i.id.as_str()) {
+        // A stream is read live from the event log by its clients: nothing to queue for it.
+        if about == Some(i.id.as_str()) || i.valid.spec.destination.is_stream() {
             continue;
         }
         let Some(trigger) = route(&event, &i.valid) else {

@@ -286,6 +286,22 @@ pub trait Upkeep: Send + Sync {
     async fn ping(&self) -> StoreResult<()>;
 }
 
+/// The event log read in order, for live streams: where it ends, and what follows a position.
+#[async_trait]
+pub trait Tail: Send + Sync {
+    /// The end of the log now: every event that will ever be at or before it is visible.
+    async fn tail_head(&self) -> StoreResult<Cursor>;
+    /// Up to `limit` events after `after`, in log order; only `tenant`'s when given. Never
+    /// returns an event before one that is not yet visible, so a reader that goes on from the
+    /// last cursor it got misses nothing.
+    async fn tail(
+        &self,
+        tenant: Option<&str>,
+        after: Cursor,
+        limit: u32,
+    ) -> StoreResult<Vec<TailItem>>;
+}
+
 /// Nodes sharing one store. Every method has the single-node answer as its default, so a store
 /// only one node uses implements it with an empty `impl`.
 #[async_trait]
@@ -338,6 +354,7 @@ pub trait Store:
     + Windows
     + Upkeep
     + Membership
+    + Tail
     + 'static
 {
 }
@@ -355,6 +372,7 @@ impl<T> Store for T where
         + Windows
         + Upkeep
         + Membership
+        + Tail
         + 'static
 {
 }

@@ -370,3 +370,43 @@ pub struct CdrRow {
     pub seq: i64,
     pub event: Arc<StoredEvent>,
 }
+
+/// A position in the event log, in the order events became visible to readers. On SQLite the
+/// event's `seq` (one writer commits in `seq` order; `xid` is 0). On PostgreSQL the id of the
+/// transaction that stored it, then `seq`: identities are handed out before commit, so `seq`
+/// alone could commit out of order, while every transaction older than the oldest one still
+/// running is final (see `postgres/tail.rs`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    pub xid: i64,
+    pub seq: i64,
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.xid, self.seq)
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Cursor, ()> {
+        let (xid, seq) = s.split_once('.').ok_or(())?;
+        let digits =
+            |t: &str| !t.is_empty() && t.len() <= 19 && t.bytes().all(|b| b.is_ascii_digit());
+        if !digits(xid) || !digits(seq) {
+            return Err(());
+        }
+        Ok(Cursor {
+            xid: xid.parse().map_err(|_| ())?,
+            seq: seq.parse().map_err(|_| ())?,
+        })
+    }
+}
+
+/// An event read from the log, with its position.
+#[derive(Debug, Clone)]
+pub struct TailItem {
+    pub cursor: Cursor,
+    pub event: Arc<StoredEvent>,
+}

@@ -1,7 +1,8 @@
 //! AMQP 0-9-1 (RabbitMQ): published to the exchange with the routing key, `mandatory` and with
 //! publisher confirms. Delivered means the broker confirmed the message *and* a queue took it: a
 //! message no queue is bound for comes back (`basic.return`) and is a failed attempt, retried,
-//! not a success that went nowhere.
+//! not a success that went nowhere. A channel has one publish in flight at a time: the
+//! client cannot tell which publish a returned message belongs to when several are waiting.
 
 use std::time::Duration;
 
@@ -19,17 +20,20 @@ use super::{fail, Failure};
 use crate::deliver::attempt::OutgoingRequest;
 use crate::deliver::client::HttpClient;
 use crate::model::integration::{Destination, ValidSpec};
+use crate::model::settings::amqp_vhost;
 use crate::record::ErrorClass;
 
-/// The largest frame the node accepts from a broker (bodies span several): the broker cannot
-/// make the node buffer more than this per frame.
-const FRAME_MAX: u32 = 128 * 1024;
+/// The largest frame (bodies span several). The client keeps two rings of 32 frames per
+/// connection, so this sets its memory: 16 KiB frames are 1 MiB a connection.
+const FRAME_MAX: u32 = 16 * 1024;
 
 /// A connection with the one channel its deliveries are published on, in confirm mode. The
 /// connection runs its own I/O thread (lapin's design) until it is dropped.
 pub(in crate::deliver) struct Link {
     conn: Connection,
     channel: lapin::Channel,
+    /// Held from a publish until its confirmation (see the module's note).
+    one_at_a_time: tokio::sync::Mutex<()>,
 }
 
 impl Link {
@@ -66,7 +70,7 @@ fn uri(spec: &ValidSpec, secret: Option<&str>, timeout: Duration) -> Result<AMQP
             host,
             port: url.port().unwrap_or(if tls { 5671 } else { 5672 }),
         },
-        vhost: vhost(url),
+        vhost: amqp_vhost(url).map_err(|m| fail(ErrorClass::Request, m))?,
         query: AMQPQueryString {
             frame_max: Some(FRAME_MAX),
             channel_max: Some(2),
@@ -74,18 +78,6 @@ fn uri(spec: &ValidSpec, secret: Option<&str>, timeout: Duration) -> Result<AMQP
             ..Default::default()
         },
     })
-}
-
-/// The virtual host is the URL's path without its `/`, percent-decoded; none is `/`, the
-/// broker's default (`%2f` names it too).
-pub(crate) fn vhost(url: &url::Url) -> String {
-    let path = url.path().trim_start_matches('/');
-    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
-    if decoded.is_empty() {
-        "/".to_string()
-    } else {
-        decoded.into_owned()
-    }
 }
 
 /// The node's extra trusted CAs, as the PEM the AMQP client's TLS takes (beside Mozilla's roots).
@@ -156,10 +148,23 @@ pub(super) async fn connect(
     let runtime = lapin::runtime::default_runtime()
         .map_err(|e| fail(ErrorClass::Connect, format!("no runtime for AMQP: {e}")))?;
     let props = ConnectionProperties::default().with_connection_name("callhook".into());
+    // The client connects (TCP and TLS) on its own I/O thread, where dropping this future does
+    // not reach: the timeout goes inside, so a server that never answers frees the thread.
+    let tcp = async move |uri: AMQPUri, rt| {
+        let handshake =
+            lapin::tcp::AMQPUriTcpExt::connect_with_config_async(&uri, tls.as_ref(), &rt);
+        match tokio::time::timeout(timeout, handshake).await {
+            Ok(stream) => stream.map_err(lapin::Error::from),
+            Err(_) => Err(lapin::Error::from(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "no TCP and TLS connection within the timeout",
+            ))),
+        }
+    };
     let conn = within(
         timeout,
         "connecting to the AMQP broker",
-        Connection::connect_uri_with_config(uri, props, tls, runtime),
+        Connection::connector(uri, runtime, tcp, props),
     )
     .await?;
     let channel = within(timeout, "opening a channel", conn.create_channel()).await?;
@@ -169,7 +174,11 @@ pub(super) async fn connect(
         channel.confirm_select(ConfirmSelectOptions::default()),
     )
     .await?;
-    Ok(Link { conn, channel })
+    Ok(Link {
+        conn,
+        channel,
+        one_at_a_time: tokio::sync::Mutex::new(()),
+    })
 }
 
 fn exchange_name(exchange: &str) -> &str {
@@ -189,10 +198,14 @@ pub(super) async fn publish(
 ) -> Result<String, Failure> {
     let mut headers = FieldTable::default();
     for (name, value) in &out.headers {
-        headers.insert(
-            name.as_str().into(),
-            AMQPValue::LongString(value.as_str().into()),
-        );
+        // Refused at save; a name that is not a short string is never sent half-made.
+        let name = lapin::types::ShortString::try_new(name.as_str()).map_err(|_| {
+            fail(
+                ErrorClass::Request,
+                format!("header `{name}` is too long for AMQP"),
+            )
+        })?;
+        headers.insert(name, AMQPValue::LongString(value.as_str().into()));
     }
     // Persistent, so a durable queue keeps it across a broker restart; the delivery id as the
     // message id, so a consumer can drop the second copy of a retried message.
@@ -215,6 +228,7 @@ pub(super) async fn publish(
         exchange_name(exchange)
     );
     let send = async {
+        let _only = link.one_at_a_time.lock().await;
         link.channel
             .basic_publish(
                 exchange.into(),
@@ -268,7 +282,7 @@ pub(super) async fn check(
         return Ok(());
     };
     let link = connect(client, spec, secret, timeout).await?;
-    let vhost = vhost(&spec.url);
+    let vhost = amqp_vhost(&spec.url).map_err(|m| fail(ErrorClass::Request, m))?;
     let found = if exchange.is_empty() {
         let options = QueueDeclareOptions {
             passive: true,
@@ -301,23 +315,4 @@ pub(super) async fn check(
     };
     let _ = tokio::time::timeout(timeout, link.conn.close(200, "OK".into())).await;
     found
-}
-
-#[cfg(test)]
-mod tests {
-    use super::vhost;
-
-    #[test]
-    fn the_vhost_is_the_decoded_path_and_none_is_the_default() {
-        for (url, want) in [
-            ("amqps://mq.example.com", "/"),
-            ("amqps://mq.example.com/", "/"),
-            ("amqps://mq.example.com/%2f", "/"),
-            ("amqps://mq.example.com/acme", "acme"),
-            ("amqps://mq.example.com/acme%2Fcalls", "acme/calls"),
-        ] {
-            let url = url::Url::parse(url).expect("url");
-            assert_eq!(vhost(&url), want, "{url}");
-        }
-    }
 }

@@ -174,7 +174,9 @@ impl Brokers {
             Destination::Amqp { .. } => Conn::Amqp(Arc::new(
                 amqp::connect(client, spec, secret, timeout).await?,
             )),
-            Destination::Http => return Err(fail(ErrorClass::Request, "not a broker destination")),
+            Destination::Http | Destination::Stream => {
+                return Err(fail(ErrorClass::Request, "not a broker destination"))
+            }
         };
         self.kept.lock().insert(
             id.to_string(),
@@ -243,10 +245,19 @@ pub async fn check(
     };
     let timeout = Duration::from_millis(spec.spec.delivery.timeout_ms);
     allowed(client, spec).map_err(unreachable)?;
-    match &spec.spec.destination {
-        Destination::Nats { .. } => nats::check(client, spec, secret, timeout).await,
-        Destination::Amqp { .. } => amqp::check(client, spec, secret, timeout).await,
-        Destination::Http => Ok(()),
+    // Each step has the timeout; the whole check has it too.
+    let checked = async {
+        match &spec.spec.destination {
+            Destination::Nats { .. } => nats::check(client, spec, secret, timeout).await,
+            Destination::Amqp { .. } => amqp::check(client, spec, secret, timeout).await,
+            Destination::Http | Destination::Stream => Ok(()),
+        }
+    };
+    match tokio::time::timeout(timeout, checked).await {
+        Ok(result) => result.map_err(unreachable),
+        Err(_) => Err(unreachable(fail(
+            ErrorClass::Timeout,
+            format!("the broker did not answer every step of the check within {timeout:?}"),
+        ))),
     }
-    .map_err(unreachable)
 }

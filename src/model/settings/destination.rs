@@ -5,6 +5,41 @@ use super::{invalid, SettingError};
 use crate::model::integration::{Destination, Egress, HttpMethod, IntegrationSpec, SecretUse};
 use crate::security::ssrf::{check_url_form, check_url_schemes, DestinationPolicy, Refused};
 
+/// A stream is read by the tenant's own clients: settings about sending somewhere, waiting or
+/// retrying mean nothing to it.
+fn check_stream(spec: &IntegrationSpec) -> Result<(), SettingError> {
+    let refuse = |what: &str| {
+        Err(invalid(format!(
+            "`{what}`: a stream integration is read live at its `stream` endpoint; it sends nothing, so leave `{what}` out"
+        )))
+    };
+    if !spec.url.is_empty() {
+        return refuse("url");
+    }
+    if !spec.headers.is_empty() {
+        return refuse("headers");
+    }
+    if spec.custom_data.is_some() {
+        return refuse("custom_data");
+    }
+    if spec.tls.is_some() {
+        return refuse("tls");
+    }
+    if spec.method != HttpMethod::Post {
+        return refuse("method");
+    }
+    if spec.secret_use != SecretUse::Bearer {
+        return refuse("secret_use");
+    }
+    if spec.feed.is_some() {
+        return refuse("feed");
+    }
+    if spec.delivery.mode != crate::model::integration::DeliveryMode::Realtime {
+        return refuse("delivery.mode");
+    }
+    Ok(())
+}
+
 /// The URL, checked for the destination's schemes; a broker's subject and stream; and the
 /// settings that mean nothing to a broker refused.
 pub(super) fn check_destination(
@@ -17,6 +52,12 @@ pub(super) fn check_destination(
     };
     let (schemes, user) = match &spec.destination {
         Destination::Http => return check_url_form(&spec.url, policy).map_err(bad_url),
+        Destination::Stream => {
+            check_stream(spec)?;
+            return spec
+                .parsed_url()
+                .map_err(|e| invalid(format!("stream: {e}")));
+        }
         Destination::Nats {
             subject,
             stream,
@@ -61,7 +102,7 @@ pub(super) fn check_destination(
             routing_key,
             user,
         } => {
-            // AMQP short strings; names the broker itself reserves cannot be published to.
+            // AMQP short strings.
             let exchange_ok = exchange.len() <= 127
                 && exchange
                     .chars()
@@ -75,6 +116,13 @@ pub(super) fn check_destination(
                 return Err(invalid(
                     "`destination.routing_key`: at most 255 bytes, no control characters",
                 ));
+            }
+            // Header names are AMQP short strings (at most 255 bytes).
+            if let Some(name) = spec.headers.keys().find(|k| k.len() > 255) {
+                return Err(invalid(format!(
+                    "`headers`: `{}…` is longer than the 255 bytes an AMQP header name may have",
+                    name.chars().take(32).collect::<String>()
+                )));
             }
             if exchange.is_empty() && routing_key.is_empty() {
                 return Err(invalid(
@@ -138,5 +186,72 @@ pub(super) fn check_destination(
         allow_private: true,
         ..policy
     };
-    check_url_schemes(&spec.url, listed, schemes).map_err(bad_url)
+    let url = check_url_schemes(&spec.url, listed, schemes).map_err(bad_url)?;
+    if matches!(spec.destination, Destination::Amqp { .. }) {
+        amqp_vhost(&url).map_err(|message| SettingError {
+            code: "invalid_url",
+            message,
+        })?;
+    }
+    Ok(url)
+}
+
+/// The AMQP virtual host a broker URL names: its one path segment, percent-decoded (`%2f` is
+/// `/`); none is `/`, the broker's default. A query, a fragment, a second segment or a name
+/// that is not UTF-8 or longer than 255 bytes is refused rather than ignored or changed.
+pub fn amqp_vhost(url: &url::Url) -> Result<String, String> {
+    let bad = |why: &str| {
+        Err(format!(
+            "`url`: {why}; an AMQP URL is `amqps://host:port/vhost` (no path for the default virtual host `/`, `%2f` names it too)"
+        ))
+    };
+    if url.query().is_some() || url.fragment().is_some() {
+        return bad("a query or fragment is not used");
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return bad(
+            "the user is `destination.user` and the password the `secret`, not part of the URL",
+        );
+    }
+    let path = url.path().strip_prefix('/').unwrap_or(url.path());
+    if path.contains('/') {
+        return bad("the path is one virtual host");
+    }
+    let Ok(decoded) = percent_encoding::percent_decode_str(path).decode_utf8() else {
+        return bad("the virtual host is not UTF-8");
+    };
+    if decoded.len() > 255 || decoded.chars().any(char::is_control) {
+        return bad("the virtual host has at most 255 bytes and no control characters");
+    }
+    Ok(if decoded.is_empty() {
+        "/".to_string()
+    } else {
+        decoded.into_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::amqp_vhost;
+
+    #[test]
+    fn the_vhost_is_the_decoded_path_and_anything_else_in_the_url_is_refused() {
+        for (url, want) in [
+            ("amqps://mq.example.com", Some("/")),
+            ("amqps://mq.example.com/", Some("/")),
+            ("amqps://mq.example.com/%2f", Some("/")),
+            ("amqps://mq.example.com/acme", Some("acme")),
+            ("amqps://mq.example.com/acme%2Fcalls", Some("acme/calls")),
+            ("amqps://mq.example.com/a/b", None),
+            ("amqps://mq.example.com/acme?heartbeat=0", None),
+            ("amqps://mq.example.com/acme#x", None),
+            ("amqps://u:p@mq.example.com/acme", None),
+            ("amqps://mq.example.com/%ff", None),
+        ] {
+            let parsed = url::Url::parse(url).expect("url");
+            assert_eq!(amqp_vhost(&parsed).ok().as_deref(), want, "{url}");
+        }
+        let long = format!("amqps://mq.example.com/{}", "v".repeat(256));
+        assert!(amqp_vhost(&url::Url::parse(&long).expect("url")).is_err());
+    }
 }

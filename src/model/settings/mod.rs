@@ -12,6 +12,7 @@ pub use crate::model::write_only::{header_hint, secret_hint};
 
 mod destination;
 use crate::security::ssrf::DestinationPolicy;
+pub use destination::amqp_vhost;
 use destination::check_destination;
 
 /// A setting that cannot be saved: 422 with this code and message.
@@ -107,7 +108,9 @@ pub fn validate(
     spec.name = super::tenancy::check_label("name", &spec.name).map_err(invalid)?;
     let url = check_destination(&spec, policy)?;
     // The parsed form is what is stored and shown: what is sent to is what the API says.
-    spec.url = url.to_string();
+    if !spec.destination.is_stream() {
+        spec.url = url.to_string();
+    }
     if spec.event_types.iter().any(|k| !k.is_subscribable()) {
         return Err(invalid(
             "`event_types`: `cdr.batch` is made by callhook; subscribe to call.completed",

@@ -185,6 +185,7 @@ mod portal;
 mod queue;
 mod resend;
 mod stats;
+mod tail;
 mod tenancy;
 mod upkeep;
 mod windows;

@@ -246,6 +246,15 @@ ALTER TABLE minute_counts ADD COLUMN shard INT2 NOT NULL DEFAULT 0;
 ALTER TABLE minute_counts DROP CONSTRAINT minute_counts_pkey;
 ALTER TABLE minute_counts ADD PRIMARY KEY (integration_id, minute, kind, shard);
 "#,
+    // 9: the transaction that stored each event, so live streams read the log in the order
+    // events became visible (`tail.rs`). Events stored before are transaction 0: read first,
+    // in `seq` order. A constant default first (no rewrite of the table), then the real one.
+    r#"
+ALTER TABLE events ADD COLUMN xid xid8 NOT NULL DEFAULT '0';
+ALTER TABLE events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
+CREATE INDEX events_in_log_order ON events(xid, seq);
+CREATE INDEX events_by_tenant_in_log_order ON events(tenant_id, xid, seq);
+"#,
 ];
 
 pub async fn migrate(client: &mut Client) -> PgResult<()> {

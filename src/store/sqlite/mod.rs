@@ -12,6 +12,7 @@ mod queue;
 mod resend;
 mod schema;
 mod stats;
+mod tail;
 mod tenancy;
 mod upkeep;
 mod windows;

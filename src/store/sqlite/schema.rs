@@ -237,6 +237,10 @@ CREATE TABLE minute_counts (
 ) WITHOUT ROWID;
 CREATE INDEX minute_counts_by_age ON minute_counts(minute);
 "#,
+    // A tenant's events in log order, for a live stream that resumes from a cursor.
+    r#"
+CREATE INDEX events_by_tenant ON events(tenant_id, seq);
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.
