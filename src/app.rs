@@ -133,6 +133,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         _ => {}
     }
 
+    let shutdown = CancellationToken::new();
     let state = AppState(Arc::new(AppInner {
         tokens: Tokens::new(config.admin_token.as_deref()),
         config: config.clone(),
@@ -150,9 +151,9 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.body_memory_bytes.max(config.max_body_bytes),
             Duration::from_millis(config.body_timeout_ms),
         ),
+        streams: crate::deliver::stream::StreamHub::start(store.clone(), shutdown.child_token()),
     }));
 
-    let shutdown = CancellationToken::new();
     crate::cluster::start(&state, shutdown.clone()).await?;
     dispatcher.start(config.node_timeout_ms as i64).await?;
     // Runs with retention 0 too ("keep everything"): the charts' counts are kept two days.

@@ -48,6 +48,8 @@ pub struct AppInner {
     pub unopened: Unopened,
     /// Request bodies held in memory at once, and how long one may take to arrive.
     pub bodies: BodyBudget,
+    /// The node's live streams: the tailer of the event log and its readers.
+    pub streams: Arc<crate::deliver::stream::StreamHub>,
 }
 
 /// Ids of integrations this node could not open.

@@ -20,6 +20,7 @@ pub mod client;
 pub mod dispatcher;
 pub mod notify;
 pub mod rate;
+pub mod stream;
 pub mod tls;
 mod worker;
 

@@ -201,6 +201,9 @@ pub async fn accept(s: &AppState, p: &Principal, events: Vec<Event>) -> ApiResul
     if !outcome.terminated.is_empty() {
         store_derived_records(s, &outcome.terminated, &plan_all, now).await?;
     }
+    if outcome.accepted > 0 {
+        s.streams.wake();
+    }
     Ok(IngestOut {
         accepted: outcome.accepted as u64,
         duplicates: outcome.duplicates as u64,

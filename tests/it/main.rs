@@ -22,6 +22,7 @@ mod retries;
 mod seeds;
 mod store;
 mod store_faults;
+mod streams;
 mod support;
 mod telephony;
 mod templates;

@@ -32,7 +32,7 @@ pub(crate) async fn verify(
 
 /// Sends a sample event now and reports what came back; nothing is stored.
 #[utoipa::path(post, path = "/v1/tenants/{tid}/integrations/{iid}/test", tag = "integrations", params(("tid" = String, Path), ("iid" = String, Path)),
-    responses((status = 200, body = crate::deliver::attempt::TestReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = crate::deliver::attempt::TestReport), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 pub(crate) async fn test(
     State(s): State<AppState>,
     p: Principal,
@@ -43,6 +43,12 @@ pub(crate) async fn test(
     manage(&p, &owner)?;
     let (body, _share) = body.read_optional(&s.bodies).await?.split();
     only_fields(&body, &[])?;
+    if i.valid.spec.destination.is_stream() {
+        return Err(ApiError::conflict(
+            "not_applicable",
+            "a stream integration sends nothing to test; connect to its stream and send an event",
+        ));
+    }
     let report = crate::deliver::attempt::send_sample(&s.dispatcher.sender(), &i, s.now_ms()).await;
     Ok(Json(report))
 }

@@ -5,6 +5,7 @@ mod actions;
 mod common;
 mod crud;
 mod preview;
+mod stream;
 
 use axum::routing::{get, post};
 use axum::Router;
@@ -13,11 +14,13 @@ pub(crate) use actions::*;
 pub(crate) use common::*;
 pub(crate) use crud::*;
 pub(crate) use preview::*;
+pub(crate) use stream::*;
 
 use crate::api::AppState;
 
 pub fn router() -> Router<AppState> {
     routes("/v1/tenants/{tid}/integrations")
+        .route("/v1/tenants/{tid}/integrations/{iid}/stream", get(stream))
         .merge(routes("/v1/partners/{pid}/integrations"))
         .route("/v1/templates/preview", post(preview))
 }

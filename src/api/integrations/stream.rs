@@ -1,0 +1,286 @@
+//! `GET /v1/tenants/{tid}/integrations/{iid}/stream`: a `stream` integration's events, live,
+//! over WebSocket (or Server-Sent Events with `Accept: text/event-stream`). Every message is a
+//! JSON object with a `cursor`; events carry the payload rendered as the integration's profile
+//! and privacy rules say. `?cursor=` (or SSE's `Last-Event-ID`) resumes after a cursor.
+
+use std::time::Duration;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::common::*;
+use crate::api::AppState;
+use crate::auth::Principal;
+use crate::cache::Integration;
+use crate::deliver::stream::{Progression, Reader, Slot, Step};
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::render::RenderContext;
+use crate::store::{Cursor, TailItem};
+
+/// WebSocket close codes (RFC 6455 leaves 4000–4999 to applications).
+pub mod close {
+    /// Fell too far behind: reconnect with the cursor in the reason.
+    pub const SLOW_CONSUMER: u16 = 4008;
+    /// The integration was deleted, or is no longer a stream.
+    pub const GONE: u16 = 4004;
+    /// The node is stopping: reconnect (to another node) with the last cursor.
+    pub const GOING_AWAY: u16 = 1001;
+    /// The event log could not be read.
+    pub const ERROR: u16 = 1011;
+}
+
+/// How often an idle WebSocket is pinged (a dead peer is found by the write that fails).
+const PING: Duration = Duration::from_secs(20);
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamQuery {
+    /// Resume after this cursor (the last one received).
+    cursor: Option<String>,
+}
+
+/// A stream of the integration's events.
+#[utoipa::path(get, path = "/v1/tenants/{tid}/integrations/{iid}/stream", tag = "integrations",
+    params(("tid" = String, Path), ("iid" = String, Path), StreamQuery),
+    responses((status = 101, description = "WebSocket: one JSON text message per event, `{cursor, event_type, event_id, payload}`, and `{cursor, live: true}` once caught up"),
+              (status = 200, description = "Server-Sent Events (`Accept: text/event-stream`): the same objects, `id` the cursor", content_type = "text/event-stream"),
+              (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody),
+              (status = 406, body = ErrorBody), (status = 409, body = ErrorBody), (status = 429, body = ErrorBody)))]
+pub(crate) async fn stream(
+    State(s): State<AppState>,
+    p: Principal,
+    Path(params): Path<Params>,
+    Query(q): Query<StreamQuery>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let (_owner, i) = owned(&s, &p, &params).await?;
+    if !i.valid.spec.destination.is_stream() {
+        return Err(ApiError::conflict(
+            "not_a_stream",
+            format!(
+                "integration `{}` delivers to its {} destination; create one with \"destination\": {{\"type\": \"stream\"}} to read events here",
+                i.id,
+                i.valid.spec.destination.as_str()
+            ),
+        ));
+    }
+    let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let resume = match q.cursor.as_deref().or(last_event_id) {
+        None => None,
+        Some(c) => Some(c.parse::<Cursor>().map_err(|_| {
+            ApiError::bad_request(
+                "invalid_cursor",
+                format!("`cursor` `{c}` is not a cursor this stream gave; send the last `cursor` received, or none to start from now"),
+            )
+        })?),
+    };
+    let tenant = i.tenant_id.clone().unwrap_or_default();
+    let Some(slot) = s.streams.admit(&tenant) else {
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_streams",
+            format!(
+                "tenant `{tenant}` has {} streams open on this node; close one first",
+                crate::deliver::stream::MAX_PER_TENANT
+            ),
+        ));
+    };
+    let reader = Reader::open(&s.streams, &tenant, resume).await?;
+    let run = Run {
+        s: s.clone(),
+        iid: i.id.clone(),
+        reader,
+        progression: Progression::default(),
+        _slot: slot,
+    };
+    if let Ok(ws) = ws {
+        return Ok(ws
+            .max_message_size(64 * 1024)
+            .on_upgrade(move |socket| run.websocket(socket)));
+    }
+    let wants_sse = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/event-stream"));
+    if !wants_sse {
+        return Err(ApiError::new(
+            StatusCode::NOT_ACCEPTABLE,
+            "stream_protocol",
+            "connect with WebSocket (Upgrade: websocket), or ask for Server-Sent Events with Accept: text/event-stream",
+        ));
+    }
+    Ok(run.sse().into_response())
+}
+
+/// One open stream.
+struct Run {
+    s: AppState,
+    iid: String,
+    reader: Reader,
+    progression: Progression,
+    _slot: Slot,
+}
+
+/// What to tell the client next.
+enum Out {
+    Text(String),
+    Close(u16, String),
+}
+
+impl Run {
+    /// The next message: an event the integration takes (rendered), the live marker, or why
+    /// the stream ends.
+    async fn next(&mut self) -> Out {
+        loop {
+            let step = match self.reader.next().await {
+                Ok(step) => step,
+                Err(e) => {
+                    tracing::warn!(error = %e, integration = %self.iid, "live stream: reading the event log");
+                    return Out::Close(
+                        close::ERROR,
+                        format!(
+                            "the event log could not be read; reconnect with cursor {}",
+                            self.reader.cursor()
+                        ),
+                    );
+                }
+            };
+            let item = match step {
+                Step::Event(item) => item,
+                Step::Live(at) => return Out::Text(format!(r#"{{"cursor":"{at}","live":true}}"#)),
+                Step::Lagged(at) => {
+                    return Out::Close(
+                        close::SLOW_CONSUMER,
+                        format!(
+                            "slow consumer: more than {} events behind; reconnect with cursor {at}",
+                            crate::deliver::stream::RING
+                        ),
+                    )
+                }
+                Step::Closed => {
+                    return Out::Close(
+                        close::GOING_AWAY,
+                        format!(
+                            "the node is stopping; reconnect with cursor {}",
+                            self.reader.cursor()
+                        ),
+                    )
+                }
+            };
+            // The integration as it is now: an edit applies to the next event.
+            let Some(i) = self
+                .s
+                .cache
+                .get(&self.iid)
+                .filter(|i| i.valid.spec.destination.is_stream())
+            else {
+                return Out::Close(
+                    close::GONE,
+                    "the integration was deleted or is no longer a stream".into(),
+                );
+            };
+            if let Some(text) = self.render(&i, &item) {
+                return Out::Text(text);
+            }
+        }
+    }
+
+    /// The message for `item` if the integration takes it.
+    fn render(&mut self, i: &Integration, item: &TailItem) -> Option<String> {
+        let event = &item.event.event;
+        let trigger = crate::route::route(event, &i.valid)?;
+        if !self.progression.advances(event) {
+            return None;
+        }
+        let cursor = item.cursor.to_string();
+        let ctx = RenderContext {
+            integration_id: &i.id,
+            delivery_id: &cursor,
+            trigger,
+            custom_data: None,
+            links: Some(&self.s.links),
+            now_ms: self.s.now_ms(),
+            cache: None,
+        };
+        let head = format!(
+            r#"{{"cursor":"{cursor}","event_type":"{}","event_id":{}"#,
+            trigger.as_str(),
+            serde_json::Value::String(event.id.clone())
+        );
+        Some(match crate::render::render(&item.event, &i.valid, &ctx) {
+            Ok(r) => format!(r#"{head},"payload":{}}}"#, String::from_utf8_lossy(&r.body)),
+            Err(e) => format!(
+                r#"{head},"error":{}}}"#,
+                serde_json::Value::String(e.to_string())
+            ),
+        })
+    }
+
+    async fn websocket(mut self, mut socket: WebSocket) {
+        let stop = self.s.streams.stopping();
+        let mut ping = tokio::time::interval(PING);
+        ping.tick().await;
+        let out = loop {
+            tokio::select! {
+                out = self.next() => match out {
+                    Out::Text(text) => {
+                        if socket.send(Message::Text(text.into())).await.is_err() {
+                            return;
+                        }
+                    }
+                    close @ Out::Close(..) => break close,
+                },
+                incoming = socket.recv() => match incoming {
+                    // The client only closes, answers pings and pings (answered for it).
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                    Some(Ok(_)) => {}
+                },
+                _ = ping.tick() => {
+                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                        return;
+                    }
+                }
+                _ = stop.cancelled() => break Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", self.reader.cursor())),
+            }
+        };
+        if let Out::Close(code, reason) = out {
+            let frame = CloseFrame {
+                code,
+                reason: reason.into(),
+            };
+            let _ = socket.send(Message::Close(Some(frame))).await;
+        }
+    }
+
+    fn sse(self) -> impl IntoResponse {
+        let stop = self.s.streams.stopping();
+        let events = futures::stream::unfold(Some(self), move |run| {
+            let stop = stop.clone();
+            async move {
+                let mut run = run?;
+                let out = tokio::select! {
+                    out = run.next() => out,
+                    _ = stop.cancelled() => Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", run.reader.cursor())),
+                };
+                match out {
+                    Out::Text(text) => {
+                        let id = run.reader.cursor().to_string();
+                        let event = SseEvent::default().id(id).data(text);
+                        Some((Ok::<_, std::convert::Infallible>(event), Some(run)))
+                    }
+                    Out::Close(code, reason) => {
+                        let data = serde_json::json!({"code": code, "reason": reason}).to_string();
+                        Some((Ok(SseEvent::default().event("close").data(data)), None))
+                    }
+                }
+            }
+        });
+        Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+    }
+}
