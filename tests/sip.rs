@@ -12,6 +12,10 @@ mod support;
 #[path = "common/process_group.rs"]
 mod process_group;
 
+#[allow(dead_code)]
+#[path = "common/browser.rs"]
+mod chromium;
+
 use std::net::UdpSocket;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -343,6 +347,102 @@ async fn a_thousand_calls_lose_no_event() {
         q(0.5),
         q(0.99),
         q(1.0)
+    );
+    stack.server.stop().await;
+}
+
+/// The console's live calls page, fed by a stream integration, while real calls go through
+/// Kamailio: each call appears with the states the webhooks got, in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_calls_show_in_the_console_as_sip_calls_happen_in_headless_chromium() {
+    use chromium::*;
+    use fantoccini::Locator;
+    let stack = start_stack().await;
+    let admin = stack.server.admin();
+    let (_, token) = admin
+        .post(
+            "/v1/tokens",
+            json!({"role": "tenant_viewer", "tenant_id": "acme", "name": "desk"}),
+        )
+        .await;
+    let token = token["token"].as_str().unwrap_or_default().to_string();
+    let (st, integ) = stack
+        .server
+        .admin()
+        .post(
+            "/v1/tenants/acme/integrations",
+            json!({"name": "desks", "destination": {"type": "stream"},
+                   "event_types": ["call.state"], "profile": "call-state"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{integ}");
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let driver = start_driver().await;
+    let c = browser(&driver).await;
+    c.goto(&format!("{}/console/login", stack.server.base))
+        .await
+        .expect("goto");
+    fill(&c, "token", &token).await;
+    click(&c, "sign-in").await;
+    c.goto(&format!(
+        "{}/console/t/acme/integrations/{iid}",
+        stack.server.base
+    ))
+    .await
+    .expect("goto");
+    click(&c, "live-link").await;
+    assert_eq!(
+        text_of(&c, "h1").await,
+        "Live calls",
+        "{}",
+        c.source().await.unwrap_or_default()
+    );
+    wait_for_text(&c, "#live-status", "live").await;
+    // Two calls: answered then hung up by the caller; busy.
+    place_calls(&stack, "uas_answer", "uac_caller_hangs_up", 1, 1);
+    let answered = next_states(&stack, 3).await;
+    place_calls(&stack, "uas_busy", "uac_rejected", 1, 1);
+    let busy = next_states(&stack, 1).await;
+    let rows = c
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#live-calls tbody tr:nth-child(2).ended"))
+        .await;
+    assert!(rows.is_ok(), "two ended calls in the table");
+    shot(&c, "30-live-calls").await;
+    let states = |row: usize| {
+        let c = c.clone();
+        async move {
+            c.find(Locator::Css(&format!(
+                "#live-calls tbody tr:nth-child({row})"
+            )))
+            .await
+            .expect("row")
+            .attr("data-states")
+            .await
+            .expect("attr")
+            .unwrap_or_default()
+        }
+    };
+    let lower = |v: &[(String, String)]| {
+        v.iter()
+            .map(|(s, _)| s.to_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    // Newest first: the busy call on top.
+    assert_eq!(states(1).await, lower(&busy));
+    assert_eq!(states(2).await, lower(&answered));
+    let text = c
+        .find(Locator::Css("#live-calls tbody tr:nth-child(2)"))
+        .await
+        .expect("row")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        text.contains("incoming") || text.contains("outgoing"),
+        "{text}"
     );
     stack.server.stop().await;
 }

@@ -70,6 +70,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             &format!("{one}/delete"),
             get(pages::integrations::confirm_delete).post(pages::integrations::delete),
         )
+        .route(&format!("{one}/live"), get(pages::live::live))
+        .route(&format!("{one}/live/events"), get(pages::live::events))
         .route(&format!("{one}/test"), post(pages::actions::test_send))
         .route(&format!("{one}/rotate"), post(pages::actions::rotate))
         .route(&format!("{one}/disable"), post(pages::actions::disable))

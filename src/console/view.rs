@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::session::Session;
 use crate::error::ApiError;
 
-const TEMPLATES: [(&str, &str); 13] = [
+const TEMPLATES: [(&str, &str); 14] = [
     ("base.html", include_str!("templates/base.html")),
     ("login.html", include_str!("templates/login.html")),
     ("portal.html", include_str!("templates/portal.html")),
@@ -41,6 +41,7 @@ const TEMPLATES: [(&str, &str); 13] = [
         "notifications.html",
         include_str!("templates/notifications.html"),
     ),
+    ("live.html", include_str!("templates/live.html")),
 ];
 
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {

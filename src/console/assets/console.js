@@ -64,3 +64,68 @@
   }
   document.addEventListener('DOMContentLoaded', start);
 })();
+// Live calls: the stream integration's events (Server-Sent Events through the session), one row
+// per call, newest first. The browser reconnects by itself with the last event's id, so the
+// stream resumes where it stopped.
+(function () {
+  var KEEP = 50;
+  function text(v) { return v === undefined || v === null ? '' : String(v); }
+  function fields(p) {
+    var d = p.data || {};
+    return {
+      call: text(p.call_id || p.callId),
+      state: text(p.state || d.state || '').toLowerCase(),
+      direction: text(p.direction || d.direction || '').toLowerCase(),
+      local: text(p.local_number || (d.local && d.local.number) || (d.caller && d.caller.number)),
+      remote: text(p.remote_number || (d.remote && d.remote.number) || (d.callee && d.callee.number))
+    };
+  }
+  function start() {
+    var table = document.getElementById('live-calls');
+    var status = document.getElementById('live-status');
+    if (!table || !status || !window.EventSource) { return; }
+    var body = table.tBodies[0];
+    var rows = {};
+    function say(what, cls) { status.textContent = what; status.className = 'status ' + cls; }
+    var source = new EventSource(table.getAttribute('data-src'));
+    source.onopen = function () { say('catching up', 'pending'); };
+    source.onerror = function () { say('reconnecting', 'pending'); };
+    source.addEventListener('close', function (e) {
+      var v = {};
+      try { v = JSON.parse(e.data); } catch (err) { v = {}; }
+      say('reconnecting (' + text(v.reason) + ')', 'pending');
+    });
+    source.onmessage = function (e) {
+      var v;
+      try { v = JSON.parse(e.data); } catch (err) { return; }
+      if (v.live) { say('live', 'succeeded'); return; }
+      if (!v.payload) { return; }
+      var f = fields(v.payload);
+      var key = f.call || v.event_id;
+      var row = rows[key];
+      if (!row) {
+        row = body.insertRow(0);
+        for (var k = 0; k < 6; k++) { row.insertCell(); }
+        row.setAttribute('data-call', key);
+        rows[key] = row;
+        while (body.rows.length > KEEP) {
+          var last = body.rows[body.rows.length - 1];
+          delete rows[last.getAttribute('data-call')];
+          body.deleteRow(body.rows.length - 1);
+        }
+      } else if (row !== body.rows[0]) {
+        body.insertBefore(row, body.rows[0]);
+      }
+      var cells = [f.call, f.state || v.event_type, f.direction, f.local, f.remote, v.event_type];
+      for (var c = 0; c < cells.length; c++) {
+        if (cells[c] || c === 1 || c === 5) { row.cells[c].textContent = cells[c]; }
+      }
+      row.className = f.state === 'terminated' ? 'ended' : '';
+      if (f.state) {
+        var seen = row.getAttribute('data-states');
+        row.setAttribute('data-states', seen ? seen + ' ' + f.state : f.state);
+      }
+    };
+  }
+  document.addEventListener('DOMContentLoaded', start);
+})();

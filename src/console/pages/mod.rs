@@ -4,6 +4,7 @@
 pub(super) mod actions;
 mod common;
 pub(super) mod integrations;
+pub(super) mod live;
 pub(super) mod notifications;
 pub(super) mod preview;
 pub(super) mod reconciliation;
