@@ -151,7 +151,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             config.body_memory_bytes.max(config.max_body_bytes),
             Duration::from_millis(config.body_timeout_ms),
         ),
-        streams: crate::deliver::stream::StreamHub::start(store.clone(), shutdown.child_token()),
+        streams: crate::deliver::stream::StreamHub::start(store.clone(), shutdown.child_token())
+            .await?,
     }));
 
     crate::cluster::start(&state, shutdown.clone()).await?;

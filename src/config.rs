@@ -17,6 +17,7 @@ pub mod defaults {
     pub const MAX_RECORDING_BYTES: u64 = 256 * 1024 * 1024;
     pub const HEADER_TIMEOUT_MS: u64 = 10_000;
     pub const WRITE_TIMEOUT_MS: u64 = 30_000;
+    pub const STREAM_SEND_TIMEOUT_MS: u64 = 5_000;
     pub const MAX_CONNECTIONS: usize = 768;
     pub const SHUTDOWN_GRACE_MS: u64 = 10_000;
     pub const DERIVED_CDR_GRACE_MS: u64 = 10_000;
@@ -215,6 +216,11 @@ pub struct Config {
     #[arg(long, env = "CALLHOOK_WRITE_TIMEOUT_MS", default_value_t = defaults::WRITE_TIMEOUT_MS)]
     pub write_timeout_ms: u64,
 
+    /// How long a live stream's message may wait for its client to take it before the client
+    /// is cut off as a slow consumer (WebSocket close code 4008).
+    #[arg(long, env = "CALLHOOK_STREAM_SEND_TIMEOUT_MS", default_value_t = defaults::STREAM_SEND_TIMEOUT_MS)]
+    pub stream_send_timeout_ms: u64,
+
     /// Most client connections open at once; more are closed as they arrive (logged).
     #[arg(long, env = "CALLHOOK_MAX_CONNECTIONS", default_value_t = defaults::MAX_CONNECTIONS)]
     pub max_connections: usize,
@@ -279,6 +285,7 @@ impl Config {
             shutdown_grace_ms: defaults::SHUTDOWN_GRACE_MS,
             header_timeout_ms: defaults::HEADER_TIMEOUT_MS,
             write_timeout_ms: defaults::WRITE_TIMEOUT_MS,
+            stream_send_timeout_ms: defaults::STREAM_SEND_TIMEOUT_MS,
             max_connections: defaults::MAX_CONNECTIONS,
             derived_cdr_grace_ms: defaults::DERIVED_CDR_GRACE_MS,
             node_timeout_ms: defaults::NODE_TIMEOUT_MS,

@@ -19,6 +19,8 @@ pub enum Scenario {
     Backlog,
     Postgres,
     ScaleOut,
+    /// Live stream readers over WebSocket: ingest-to-reader latency at `--rate` events/s.
+    Stream,
 }
 
 /// What posts the throughput phase's events.
@@ -75,6 +77,9 @@ pub struct BenchArgs {
     /// `--load wrk`: seconds of posting.
     #[arg(long, default_value_t = 10)]
     pub wrk_seconds: u64,
+    /// `stream`: WebSocket readers of the one stream integration.
+    #[arg(long, default_value_t = 10)]
+    pub readers: usize,
     /// Print the results as JSON.
     #[arg(long)]
     pub json: bool,

@@ -12,7 +12,8 @@
 //! `backlog` (deliveries held while the integration is disabled, then drained on enable),
 //! `postgres` (one-to-one on PostgreSQL with one node, then two nodes sharing the database),
 //! `scale-out` (one-to-one on PostgreSQL with 1, 2, 3… node processes, each capped at a share
-//! of a core: [`scale`]).
+//! of a core: [`scale`]), `stream` (`--readers` WebSocket readers of a live stream, timed from
+//! ingest to each reader: [`stream`]).
 
 mod args;
 mod env;
@@ -21,6 +22,7 @@ mod measure;
 mod pgstats;
 mod receiver;
 mod scale;
+mod stream;
 
 use std::time::Instant;
 
@@ -183,6 +185,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 "throughput": two, "ratio_to_ceiling": ratio(&two["deliveries_per_s"], ceiling),
                 "steady": env.steady(args.rate, args.seconds, 1).await,
             });
+        }
+        Scenario::Stream => {
+            result["stream"] = stream::run(&mut env, &args).await?;
         }
         Scenario::ScaleOut => {
             anyhow::ensure!(

@@ -41,7 +41,7 @@ impl Receiver {
 }
 
 /// The send time is the event id's last segment (`b-<n>-<micros>`), found without parsing.
-fn sent_us(body: &[u8]) -> Option<u64> {
+pub(super) fn sent_us(body: &[u8]) -> Option<u64> {
     let key = b"\"id\":\"b-";
     let start = body.windows(key.len()).position(|w| w == key)? + key.len();
     let rest = &body[start..];

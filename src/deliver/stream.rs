@@ -2,43 +2,55 @@
 //! as they are stored, and from any earlier position within retention.
 //!
 //! One tailer per node reads the event log in order (the store's [`Tail`] port, whatever the
-//! backend) and hands each event to every reader on the node through one bounded broadcast
-//! ring: one query per wake-up however many readers there are, and a reader that falls a whole
-//! ring behind is cut off (it is told the cursor to come back with) instead of holding memory
-//! or slowing anyone else. A reader that resumes from a cursor reads its tenant's events from
-//! the store up to where the ring starts, then goes on from the ring.
+//! backend) and hands each event to its tenant's ring: one query per wake-up however many
+//! readers there are, and one tenant's burst never pushes another tenant's readers out. A
+//! reader that falls a ring behind (a burst) goes back to the store from its own position and
+//! rejoins the ring; memory stays the rings' and a page per reader. A client that does not take
+//! what is sent is the slow consumer, cut off by the caller (see the API's stream handler).
+//!
+//! [`Tail`]: crate::store::Tail
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::{broadcast, Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Cursor, DynStore, StoreResult, TailItem};
 
-/// Events the ring holds: how far a reader may fall behind before it is cut off.
-pub const RING: usize = 4096;
+/// Events a tenant's ring holds: a burst larger than this sends its readers to the store.
+pub const RING: usize = 1024;
 /// Events read from the store at a time.
 const PAGE: u32 = 256;
+/// Store reads for catching up at once on a node, all readers together.
+const CATCH_UP_READS: usize = 4;
 /// How often the tailer looks for events stored by other nodes (this node's own ingest wakes
 /// it at once).
 const POLL: Duration = Duration::from_millis(100);
 /// Streams one tenant may hold open on a node.
 pub const MAX_PER_TENANT: usize = 200;
+/// Streams a node holds open, all tenants together (an upgraded connection no longer counts
+/// against the server's connection limit).
+pub const MAX_PER_NODE: usize = 5_000;
 /// Calls a reader remembers the last state of (see [`Progression`]).
 const CALLS_REMEMBERED: usize = 4096;
 
-/// The node's tailer and the ring its readers take events from.
+/// Where the tailer is, and the rings of the tenants being read; one lock, so a new reader
+/// knows exactly which events its ring will still give it.
+struct Rings {
+    head: Cursor,
+    by_tenant: HashMap<String, broadcast::Sender<TailItem>>,
+}
+
+/// The node's tailer and the rings its readers take events from.
 pub struct StreamHub {
     store: DynStore,
-    ring: broadcast::Sender<TailItem>,
-    /// The position of the last event put in the ring; taken under the same lock as a new
-    /// subscription, so a reader knows exactly which events the ring will still give it.
-    head: Mutex<Cursor>,
+    rings: Mutex<Rings>,
     wake: Notify,
     open: Mutex<HashMap<String, usize>>,
+    catch_up: Semaphore,
     stop: CancellationToken,
 }
 
@@ -61,19 +73,22 @@ impl Drop for Slot {
 }
 
 impl StreamHub {
-    /// The hub, with its tailer running until `stop`.
-    pub fn start(store: DynStore, stop: CancellationToken) -> Arc<StreamHub> {
-        let (ring, _) = broadcast::channel(RING);
+    /// The hub, from the end of the log as it is now, with its tailer running until `stop`.
+    pub async fn start(store: DynStore, stop: CancellationToken) -> StoreResult<Arc<StreamHub>> {
+        let head = store.tail_head().await?;
         let hub = Arc::new(StreamHub {
             store,
-            ring,
-            head: Mutex::new(Cursor::default()),
+            rings: Mutex::new(Rings {
+                head,
+                by_tenant: HashMap::new(),
+            }),
             wake: Notify::new(),
             open: Mutex::new(HashMap::new()),
+            catch_up: Semaphore::new(CATCH_UP_READS),
             stop,
         });
-        tokio::spawn(hub.clone().run());
-        hub
+        tokio::spawn(hub.clone().run(head));
+        Ok(hub)
     }
 
     /// Events were stored: look now rather than at the next poll.
@@ -86,9 +101,13 @@ impl StreamHub {
         self.stop.clone()
     }
 
-    /// A place for one more of `tenant`'s streams, unless it holds [`MAX_PER_TENANT`].
+    /// A place for one more of `tenant`'s streams, unless it holds [`MAX_PER_TENANT`] or the
+    /// node [`MAX_PER_NODE`].
     pub fn admit(self: &Arc<Self>, tenant: &str) -> Option<Slot> {
         let mut open = self.open.lock();
+        if open.values().sum::<usize>() >= MAX_PER_NODE {
+            return None;
+        }
         let n = open.entry(tenant.to_string()).or_insert(0);
         if *n >= MAX_PER_TENANT {
             return None;
@@ -100,36 +119,38 @@ impl StreamHub {
         })
     }
 
-    fn subscribe(&self) -> (broadcast::Receiver<TailItem>, Cursor) {
-        let head = self.head.lock();
-        (self.ring.subscribe(), *head)
+    /// The tenant's ring, and the position after which it gives every event.
+    fn subscribe(&self, tenant: &str) -> (broadcast::Receiver<TailItem>, Cursor) {
+        let mut rings = self.rings.lock();
+        let rx = rings
+            .by_tenant
+            .entry(tenant.to_string())
+            .or_insert_with(|| broadcast::channel(RING).0)
+            .subscribe();
+        (rx, rings.head)
     }
 
-    async fn run(self: Arc<Self>) {
-        let mut at = loop {
-            match self.store.tail_head().await {
-                Ok(c) => break c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "live streams: cannot read the event log yet");
-                    tokio::select! {
-                        _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        _ = self.stop.cancelled() => return,
-                    }
-                }
-            }
-        };
-        *self.head.lock() = at;
+    async fn run(self: Arc<Self>, mut at: Cursor) {
         loop {
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep(POLL) => {}
                 _ = self.stop.cancelled() => return,
             }
-            if self.ring.receiver_count() == 0 {
-                // Nobody reads: only keep up with where the log ends.
+            let reading = {
+                let mut rings = self.rings.lock();
+                rings.by_tenant.retain(|_, ring| ring.receiver_count() > 0);
+                !rings.by_tenant.is_empty()
+            };
+            if !reading {
+                // Nobody reads: only keep up with where the log ends — unless a reader came
+                // meanwhile, who was promised everything after the old position.
                 if let Ok(c) = self.store.tail_head().await {
-                    at = c.max(at);
-                    *self.head.lock() = at;
+                    let mut rings = self.rings.lock();
+                    if rings.by_tenant.is_empty() && c > at {
+                        at = c;
+                        rings.head = c;
+                    }
                 }
                 continue;
             }
@@ -142,13 +163,16 @@ impl StreamHub {
                     }
                 };
                 let full = page.len() == PAGE as usize;
+                let mut rings = self.rings.lock();
                 for item in page {
-                    let mut head = self.head.lock();
                     at = item.cursor;
-                    *head = at;
-                    // No reader is an error only to the sender; nothing to do.
-                    let _ = self.ring.send(item);
+                    rings.head = at;
+                    if let Some(ring) = rings.by_tenant.get(&item.event.event.tenant_id) {
+                        // A ring whose readers all left is removed at the next wake-up.
+                        let _ = ring.send(item);
+                    }
                 }
+                drop(rings);
                 if !full {
                     break;
                 }
@@ -164,13 +188,12 @@ pub enum Step {
     Event(TailItem),
     /// Caught up: everything of the tenant's up to this cursor was given.
     Live(Cursor),
-    /// Fell a whole ring behind while live: cut off; resume from this cursor.
-    Lagged(Cursor),
     /// The node is stopping.
     Closed,
 }
 
-/// One stream's reader: the store from its cursor, then the ring.
+/// One stream's reader: the store from its cursor, then its tenant's ring; back to the store
+/// whenever it falls a ring behind.
 pub struct Reader {
     hub: Arc<StreamHub>,
     tenant: String,
@@ -186,13 +209,13 @@ pub struct Reader {
 
 impl Reader {
     /// A reader of `tenant`'s events after `resume`, or from now. A cursor past the end of the
-    /// log (a store that was reset) reads from the end.
+    /// log (a store restored from an older backup) reads from the end.
     pub async fn open(
         hub: &Arc<StreamHub>,
         tenant: &str,
         resume: Option<Cursor>,
     ) -> StoreResult<Reader> {
-        let (rx, ring_from) = hub.subscribe();
+        let (rx, ring_from) = hub.subscribe(tenant);
         let sent = match resume {
             None => ring_from,
             Some(c) => c.min(hub.store.tail_head().await?.max(ring_from)),
@@ -204,7 +227,7 @@ impl Reader {
             ring_from,
             sent,
             backlog: VecDeque::new(),
-            caught_up: resume.is_none() || sent >= ring_from,
+            caught_up: sent >= ring_from,
             announced: false,
         })
     }
@@ -222,11 +245,13 @@ impl Reader {
                 return Ok(Step::Event(item));
             }
             if !self.caught_up {
-                let page = self
-                    .hub
-                    .store
-                    .tail(Some(&self.tenant), self.sent, PAGE)
-                    .await?;
+                let page = {
+                    let _turn = self.hub.catch_up.acquire().await;
+                    self.hub
+                        .store
+                        .tail(Some(&self.tenant), self.sent, PAGE)
+                        .await?
+                };
                 let full = page.len() == PAGE as usize;
                 let mut reached = !full;
                 for item in page {
@@ -248,13 +273,19 @@ impl Reader {
             }
             match self.rx.recv().await {
                 Ok(item) => {
-                    if item.cursor <= self.sent || item.event.event.tenant_id != self.tenant {
+                    if item.cursor <= self.sent {
                         continue;
                     }
                     self.sent = item.cursor;
                     return Ok(Step::Event(item));
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => return Ok(Step::Lagged(self.sent)),
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    // A burst went past: read it from the store, then rejoin the ring.
+                    let (rx, ring_from) = self.hub.subscribe(&self.tenant);
+                    self.rx = rx;
+                    self.ring_from = ring_from;
+                    self.caught_up = self.sent >= ring_from;
+                }
                 Err(broadcast::error::RecvError::Closed) => return Ok(Step::Closed),
             }
         }

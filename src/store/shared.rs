@@ -1,7 +1,9 @@
 //! What both backends compute the same way, kept out of their SQL.
 
 use crate::model::event::{Event, EventKind};
-use crate::store::{BatchWindow, CdrScope, DeliveryHead};
+use crate::store::{
+    BatchWindow, CdrScope, Cursor, DeliveryHead, StoreError, StoreResult, TailItem,
+};
 
 /// The operational events, as SQL: the predicate of the partial index that lists a tenant's
 /// notifications (the migrations spell it out the same way, so the planner can use the index).
@@ -155,6 +157,20 @@ pub(crate) fn brand_from(
         .unwrap_or_default();
     b.logo_type = logo_type;
     b
+}
+
+/// An event read from the log for a live stream: its stored body parsed. One that does not
+/// parse is skipped by the caller (logged), so it cannot stop every stream behind it.
+pub(crate) fn tail_item(cursor: Cursor, body: String) -> StoreResult<TailItem> {
+    let seq = cursor.seq;
+    let value = serde_json::from_str(&body)
+        .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
+    let event = crate::model::event::parse_stored(value)
+        .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
+    Ok(TailItem {
+        cursor,
+        event: std::sync::Arc::new(crate::model::event::StoredEvent { seq, event, body }),
+    })
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! JSON object with a `cursor`; events carry the payload rendered as the integration's profile
 //! and privacy rules say. `?cursor=` (or SSE's `Last-Event-ID`) resumes after a cursor.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
@@ -24,18 +25,24 @@ use crate::store::{Cursor, TailItem};
 
 /// WebSocket close codes (RFC 6455 leaves 4000–4999 to applications).
 pub mod close {
-    /// Fell too far behind: reconnect with the cursor in the reason.
+    /// Did not take what was sent within `CALLHOOK_STREAM_SEND_TIMEOUT_MS`: reconnect with
+    /// the cursor that ends the reason.
     pub const SLOW_CONSUMER: u16 = 4008;
     /// The integration was deleted, or is no longer a stream.
     pub const GONE: u16 = 4004;
+    /// The token the stream was opened with was revoked (or its tenant deleted).
+    pub const REVOKED: u16 = 4003;
     /// The node is stopping: reconnect (to another node) with the last cursor.
     pub const GOING_AWAY: u16 = 1001;
     /// The event log could not be read.
     pub const ERROR: u16 = 1011;
 }
 
-/// How often an idle WebSocket is pinged (a dead peer is found by the write that fails).
+/// How often a WebSocket is pinged; a client that has not answered two pings is gone. Also how
+/// often the integration is looked at again (deleted, no longer a stream).
 const PING: Duration = Duration::from_secs(20);
+/// The largest message a client may send (it sends none the stream reads; pings and closes).
+const MAX_INCOMING: usize = 4096;
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -71,12 +78,17 @@ pub(crate) async fn stream(
         ));
     }
     let last_event_id = headers.get("last-event-id").and_then(|v| v.to_str().ok());
-    let resume = match q.cursor.as_deref().or(last_event_id) {
+    // A browser's EventSource reconnects to the same URL with the last id it saw: that is the
+    // newer position.
+    let resume = match last_event_id.or(q.cursor.as_deref()) {
         None => None,
         Some(c) => Some(c.parse::<Cursor>().map_err(|_| {
             ApiError::bad_request(
                 "invalid_cursor",
-                format!("`cursor` `{c}` is not a cursor this stream gave; send the last `cursor` received, or none to start from now"),
+                format!(
+                    "`cursor` `{}` is not a cursor this stream gave; send the last `cursor` received, or none to start from now",
+                    c.chars().take(40).collect::<String>()
+                ),
             )
         })?),
     };
@@ -86,14 +98,23 @@ pub(crate) async fn stream(
             StatusCode::TOO_MANY_REQUESTS,
             "too_many_streams",
             format!(
-                "tenant `{tenant}` has {} streams open on this node; close one first",
-                crate::deliver::stream::MAX_PER_TENANT
+                "tenant `{tenant}` has {} streams open on this node (or the node {}); close one first or connect to another node",
+                crate::deliver::stream::MAX_PER_TENANT,
+                crate::deliver::stream::MAX_PER_NODE
             ),
         ));
     };
     let reader = Reader::open(&s.streams, &tenant, resume).await?;
+    // Kept to look again, at every ping, whether the token still stands.
+    let token = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim().to_string());
     let run = Run {
         s: s.clone(),
+        token,
         iid: i.id.clone(),
         reader,
         progression: Progression::default(),
@@ -101,7 +122,8 @@ pub(crate) async fn stream(
     };
     if let Ok(ws) = ws {
         return Ok(ws
-            .max_message_size(64 * 1024)
+            .max_message_size(MAX_INCOMING)
+            .max_frame_size(MAX_INCOMING)
             .on_upgrade(move |socket| run.websocket(socket)));
     }
     let wants_sse = headers
@@ -118,9 +140,12 @@ pub(crate) async fn stream(
     Ok(run.sse().into_response())
 }
 
+const GONE: &str = "the integration was deleted or is no longer a stream";
+
 /// One open stream.
 struct Run {
     s: AppState,
+    token: Option<String>,
     iid: String,
     reader: Reader,
     progression: Progression,
@@ -154,15 +179,6 @@ impl Run {
             let item = match step {
                 Step::Event(item) => item,
                 Step::Live(at) => return Out::Text(format!(r#"{{"cursor":"{at}","live":true}}"#)),
-                Step::Lagged(at) => {
-                    return Out::Close(
-                        close::SLOW_CONSUMER,
-                        format!(
-                            "slow consumer: more than {} events behind; reconnect with cursor {at}",
-                            crate::deliver::stream::RING
-                        ),
-                    )
-                }
                 Step::Closed => {
                     return Out::Close(
                         close::GOING_AWAY,
@@ -174,21 +190,21 @@ impl Run {
                 }
             };
             // The integration as it is now: an edit applies to the next event.
-            let Some(i) = self
-                .s
-                .cache
-                .get(&self.iid)
-                .filter(|i| i.valid.spec.destination.is_stream())
-            else {
-                return Out::Close(
-                    close::GONE,
-                    "the integration was deleted or is no longer a stream".into(),
-                );
+            let Some(i) = self.current() else {
+                return Out::Close(close::GONE, GONE.into());
             };
             if let Some(text) = self.render(&i, &item) {
                 return Out::Text(text);
             }
         }
+    }
+
+    /// The integration, while it exists and is a stream.
+    fn current(&self) -> Option<Arc<Integration>> {
+        self.s
+            .cache
+            .get(&self.iid)
+            .filter(|i| i.valid.spec.destination.is_stream())
     }
 
     /// The message for `item` if the integration takes it.
@@ -223,26 +239,53 @@ impl Run {
     }
 
     async fn websocket(mut self, mut socket: WebSocket) {
+        // How long a message may wait for the client to take it (its socket's buffers full):
+        // then it is a slow consumer.
+        let send_timeout = Duration::from_millis(self.s.config.stream_send_timeout_ms.max(1));
         let stop = self.s.streams.stopping();
         let mut ping = tokio::time::interval(PING);
         ping.tick().await;
+        let mut unanswered = 0u32;
+        // The last position the socket took: a message that timed out may never arrive, so a
+        // slow consumer resumes from before it (and may get it twice, never not at all).
+        let mut taken = self.reader.cursor();
         let out = loop {
             tokio::select! {
                 out = self.next() => match out {
                     Out::Text(text) => {
-                        if socket.send(Message::Text(text.into())).await.is_err() {
-                            return;
+                        let sent = tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await;
+                        match sent {
+                            Ok(Ok(())) => taken = self.reader.cursor(),
+                            Ok(Err(_)) => return,
+                            Err(_) => break Out::Close(
+                                close::SLOW_CONSUMER,
+                                format!("slow consumer: a message waited {} ms to be taken; reconnect with cursor {}", send_timeout.as_millis(), taken),
+                            ),
                         }
                     }
                     close @ Out::Close(..) => break close,
                 },
                 incoming = socket.recv() => match incoming {
-                    // The client only closes, answers pings and pings (answered for it).
+                    Some(Ok(Message::Pong(_))) => unanswered = 0,
+                    // The client only closes and pings (answered for it); text is ignored.
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                     Some(Ok(_)) => {}
                 },
                 _ = ping.tick() => {
-                    if socket.send(Message::Ping(Default::default())).await.is_err() {
+                    if self.current().is_none() {
+                        break Out::Close(close::GONE, GONE.into());
+                    }
+                    if let Some(token) = &self.token {
+                        if self.s.principal(token).await.is_err() {
+                            break Out::Close(close::REVOKED, "the token was revoked".into());
+                        }
+                    }
+                    unanswered += 1;
+                    if unanswered > 2 {
+                        return;
+                    }
+                    let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
+                    if !matches!(sent, Ok(Ok(()))) {
                         return;
                     }
                 }
@@ -254,7 +297,20 @@ impl Run {
                 code,
                 reason: reason.into(),
             };
-            let _ = socket.send(Message::Close(Some(frame))).await;
+            // Queued behind what the socket still holds: a slow client that is still reading gets
+            // it after the rest (up to the write timeout), then its answer is awaited, so the
+            // frame is not lost to a reset. A client that reads nothing at all is dropped then.
+            let closing = async {
+                if socket.send(Message::Close(Some(frame))).await.is_ok() {
+                    while let Some(Ok(m)) = socket.recv().await {
+                        if matches!(m, Message::Close(_)) {
+                            break;
+                        }
+                    }
+                }
+            };
+            let linger = Duration::from_millis(self.s.config.write_timeout_ms.max(1));
+            let _ = tokio::time::timeout(linger, closing).await;
         }
     }
 

@@ -34,6 +34,11 @@ fn check_stream(spec: &IntegrationSpec) -> Result<(), SettingError> {
     if spec.feed.is_some() {
         return refuse("feed");
     }
+    if spec.format != crate::model::integration::Format::Json {
+        return Err(invalid(
+            "`format`: a stream's messages are JSON; leave `format` out",
+        ));
+    }
     if spec.delivery.mode != crate::model::integration::DeliveryMode::Realtime {
         return refuse("delivery.mode");
     }

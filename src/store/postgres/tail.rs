@@ -8,10 +8,8 @@
 //! that a long-running writing transaction holds the stream back until it ends.
 
 use async_trait::async_trait;
-use tokio_postgres::Row;
 
 use super::*;
-use crate::model::event::{parse_stored, StoredEvent};
 use crate::store::ports::*;
 
 /// Transactions at or after this one may still be running: only older ones are read.
@@ -65,18 +63,19 @@ impl Tail for PgStore {
                     .await?)?
             }
         };
-        rows.iter().map(item).collect()
+        Ok(rows
+            .iter()
+            .filter_map(|r| {
+                let cursor = Cursor {
+                    xid: r.get(0),
+                    seq: r.get(1),
+                };
+                crate::store::shared::tail_item(cursor, r.get(2))
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "live streams: an unreadable event skipped"),
+                    )
+                    .ok()
+            })
+            .collect())
     }
-}
-
-fn item(r: &Row) -> StoreResult<TailItem> {
-    let (xid, seq, body): (i64, i64, String) = (r.get(0), r.get(1), r.get(2));
-    let value = serde_json::from_str(&body)
-        .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
-    let event = parse_stored(value)
-        .map_err(|e| StoreError::Internal(format!("stored event {seq}: {e}")))?;
-    Ok(TailItem {
-        cursor: Cursor { xid, seq },
-        event: Arc::new(StoredEvent { seq, event, body }),
-    })
 }

@@ -5,7 +5,6 @@ use async_trait::async_trait;
 use rusqlite::Connection;
 
 use super::*;
-use crate::model::event::{parse_stored, StoredEvent};
 use crate::store::*;
 
 #[async_trait]
@@ -60,15 +59,14 @@ fn tail(
             }),
     }
     .map_err(internal)?;
-    rows.into_iter()
-        .map(|(seq, body)| {
-            let value = serde_json::from_str(&body).map_err(internal)?;
-            let event =
-                parse_stored(value).map_err(|e| internal(format!("stored event {seq}: {e}")))?;
-            Ok(TailItem {
-                cursor: Cursor { xid: 0, seq },
-                event: Arc::new(StoredEvent { seq, event, body }),
-            })
+    Ok(rows
+        .into_iter()
+        .filter_map(|(seq, body)| {
+            let item = crate::store::shared::tail_item(Cursor { xid: 0, seq }, body);
+            item.map_err(
+                |e| tracing::warn!(error = %e, "live streams: an unreadable event skipped"),
+            )
+            .ok()
         })
-        .collect()
+        .collect())
 }

@@ -36,10 +36,13 @@ pub fn purge(c: &Connection, before: i64, limit: u32) -> StoreResult<PurgeReport
     for id in &ids {
         report.attempts += del_attempts.execute([id]).map_err(internal)? as u64;
     }
+    // The newest event stays: SQLite gives a new row the largest `seq` plus one, so removing it
+    // would hand its `seq` out again, and a live stream's cursor past it would skip new events.
     report.events = c
         .prepare_cached(
             "DELETE FROM events WHERE seq IN (
                 SELECT seq FROM events e WHERE e.ingested_at < ?1
+                  AND e.seq < (SELECT MAX(seq) FROM events)
                   AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = e.seq)
                   AND NOT EXISTS (SELECT 1 FROM batch_queue q WHERE q.event_seq = e.seq)
                 ORDER BY e.ingested_at LIMIT ?2)",
