@@ -36,7 +36,7 @@ async fn until(what: &str, secs: u64, mut check: impl AsyncFnMut() -> bool) -> D
 
 /// Two in-process nodes on one new database (the server is kept alive as long as the first
 /// value lives).
-async fn two_nodes() -> (Postgres, TestServer, TestServer) {
+pub(crate) async fn two_nodes() -> (Postgres, TestServer, TestServer) {
     let pg = Postgres::get();
     let url = fresh_database(&pg.admin_url).await;
     let on_shared = |c: &mut callhook::config::Config| {

@@ -577,3 +577,30 @@ async fn another_tenants_burst_leaves_a_stream_alone_and_a_deleted_integration_c
     assert_eq!(closed.code, CloseCode::from(4004), "{closed:?}");
     server.stop().await;
 }
+
+/// Two nodes on one PostgreSQL: a stream read on one node gets the events stored through the
+/// other (its tailer finds them in the shared log), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_on_one_node_gets_the_events_another_node_stored() {
+    let (_pg, a, b) = crate::cluster::two_nodes().await;
+    let acme = a.tenant("acme").await;
+    let integ = acme.integration("acme", stream_spec(json!({}))).await;
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let mut ws = connect(&a, &acme.token, &path(&iid)).await;
+    next(&mut ws).await;
+    for n in 1..=3 {
+        let e = event(
+            &format!("b-{n}"),
+            "acme",
+            "ivr.input",
+            "c-1",
+            json!({"dtmf": n.to_string()}),
+        );
+        assert_eq!(b.ingest(e).await.0, 202);
+    }
+    for n in 1..=3 {
+        assert_eq!(next(&mut ws).await["event_id"], format!("b-{n}"));
+    }
+    b.stop().await;
+    a.stop().await;
+}
