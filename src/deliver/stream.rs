@@ -162,15 +162,20 @@ impl StreamHub {
                         break;
                     }
                 };
-                let full = page.len() == PAGE as usize;
+                let full = page.scanned == PAGE as usize;
                 let mut rings = self.rings.lock();
-                for item in page {
+                for item in page.items {
                     at = item.cursor;
                     rings.head = at;
                     if let Some(ring) = rings.by_tenant.get(&item.event.event.tenant_id) {
                         // A ring whose readers all left is removed at the next wake-up.
                         let _ = ring.send(item);
                     }
+                }
+                // Past rows that could not be read too.
+                if let Some(last) = page.last {
+                    at = at.max(last);
+                    rings.head = at;
                 }
                 drop(rings);
                 if !full {
@@ -202,6 +207,8 @@ pub struct Reader {
     ring_from: Cursor,
     /// The last position given to the client.
     sent: Cursor,
+    /// Where catching up goes on from (past rows that could not be read).
+    scanned_to: Cursor,
     backlog: VecDeque<TailItem>,
     caught_up: bool,
     announced: bool,
@@ -217,8 +224,10 @@ impl Reader {
     ) -> StoreResult<Reader> {
         let (rx, ring_from) = hub.subscribe(tenant);
         let sent = match resume {
+            // A cursor past the end of the log is not one this store gave: from now.
+            Some(c) if c > hub.store.tail_head().await?.max(ring_from) => ring_from,
+            Some(c) => c,
             None => ring_from,
-            Some(c) => c.min(hub.store.tail_head().await?.max(ring_from)),
         };
         Ok(Reader {
             hub: hub.clone(),
@@ -226,6 +235,7 @@ impl Reader {
             rx,
             ring_from,
             sent,
+            scanned_to: sent,
             backlog: VecDeque::new(),
             caught_up: sent >= ring_from,
             announced: false,
@@ -249,17 +259,21 @@ impl Reader {
                     let _turn = self.hub.catch_up.acquire().await;
                     self.hub
                         .store
-                        .tail(Some(&self.tenant), self.sent, PAGE)
+                        .tail(Some(&self.tenant), self.scanned_to, PAGE)
                         .await?
                 };
-                let full = page.len() == PAGE as usize;
-                let mut reached = !full;
-                for item in page {
+                let mut reached = page.scanned < PAGE as usize;
+                for item in page.items {
                     if item.cursor > self.ring_from {
                         reached = true;
                         break;
                     }
                     self.backlog.push_back(item);
+                }
+                match page.last {
+                    Some(last) if last > self.ring_from => reached = true,
+                    Some(last) => self.scanned_to = self.scanned_to.max(last),
+                    None => {}
                 }
                 if reached {
                     self.caught_up = true;
@@ -284,6 +298,7 @@ impl Reader {
                     let (rx, ring_from) = self.hub.subscribe(&self.tenant);
                     self.rx = rx;
                     self.ring_from = ring_from;
+                    self.scanned_to = self.sent;
                     self.caught_up = self.sent >= ring_from;
                 }
                 Err(broadcast::error::RecvError::Closed) => return Ok(Step::Closed),

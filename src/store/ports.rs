@@ -294,12 +294,7 @@ pub trait Tail: Send + Sync {
     /// Up to `limit` events after `after`, in log order; only `tenant`'s when given. Never
     /// returns an event before one that is not yet visible, so a reader that goes on from the
     /// last cursor it got misses nothing.
-    async fn tail(
-        &self,
-        tenant: Option<&str>,
-        after: Cursor,
-        limit: u32,
-    ) -> StoreResult<Vec<TailItem>>;
+    async fn tail(&self, tenant: Option<&str>, after: Cursor, limit: u32) -> StoreResult<TailPage>;
 }
 
 /// Nodes sharing one store. Every method has the single-node answer as its default, so a store

@@ -2,7 +2,7 @@
 
 use crate::model::event::{Event, EventKind};
 use crate::store::{
-    BatchWindow, CdrScope, Cursor, DeliveryHead, StoreError, StoreResult, TailItem,
+    BatchWindow, CdrScope, Cursor, DeliveryHead, StoreError, StoreResult, TailItem, TailPage,
 };
 
 /// The operational events, as SQL: the predicate of the partial index that lists a tenant's
@@ -171,6 +171,28 @@ pub(crate) fn tail_item(cursor: Cursor, body: String) -> StoreResult<TailItem> {
         cursor,
         event: std::sync::Arc::new(crate::model::event::StoredEvent { seq, event, body }),
     })
+}
+
+/// A page of the log from its rows (position and body), an unreadable row skipped (logged) but
+/// counted, so it can stop no stream behind it.
+pub(crate) fn tail_page(rows: Vec<(Cursor, String)>) -> TailPage {
+    let scanned = rows.len();
+    let last = rows.last().map(|(c, _)| *c);
+    let items = rows
+        .into_iter()
+        .filter_map(|(cursor, body)| {
+            tail_item(cursor, body)
+                .map_err(
+                    |e| tracing::warn!(error = %e, "live streams: an unreadable event skipped"),
+                )
+                .ok()
+        })
+        .collect();
+    TailPage {
+        items,
+        scanned,
+        last,
+    }
 }
 
 #[cfg(test)]

@@ -410,3 +410,13 @@ pub struct TailItem {
     pub cursor: Cursor,
     pub event: Arc<StoredEvent>,
 }
+
+/// A page of the log: the events read, how many rows were looked at (an unreadable one is
+/// skipped but counted), and the position of the last row looked at, so a reader goes on past
+/// rows it skipped.
+#[derive(Debug, Clone, Default)]
+pub struct TailPage {
+    pub items: Vec<TailItem>,
+    pub scanned: usize,
+    pub last: Option<Cursor>,
+}

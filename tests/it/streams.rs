@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -526,6 +526,43 @@ async fn on_postgresql_an_event_that_commits_after_a_later_one_is_not_skipped() 
     client.batch_execute("COMMIT").await.expect("commit");
     assert_eq!(next(&mut ws).await["event_id"], "early");
     assert_eq!(next(&mut ws).await["event_id"], "late");
+    // A row that cannot be read is skipped; the stream goes on past it.
+    client
+        .execute(
+            "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body)
+             VALUES ('acme', 'broken', 'ivr.input', 'c-3', 0, 0, 'not json')",
+            &[],
+        )
+        .await
+        .expect("insert");
+    let after = event("after", "acme", "ivr.input", "c-4", json!({"dtmf": "4"}));
+    assert_eq!(server.ingest(after).await.0, 202);
+    assert_eq!(next(&mut ws).await["event_id"], "after");
+    // And a reader catching up from before it too.
+    let mut again = connect(&server, &acme.token, &format!("{}?cursor=0.0", path(&iid))).await;
+    let ids: Vec<Value> = [
+        next(&mut again).await,
+        next(&mut again).await,
+        next(&mut again).await,
+    ]
+    .iter()
+    .map(|m| m["event_id"].clone())
+    .collect();
+    assert_eq!(ids, [json!("early"), json!("late"), json!("after")]);
+    assert_eq!(next(&mut again).await["live"], true);
+    // A client that sends messages is told a stream takes none.
+    again
+        .send(Message::Text("hello".into()))
+        .await
+        .expect("send");
+    let closed = loop {
+        match again.next().await {
+            Some(Ok(Message::Close(frame))) => break frame,
+            Some(Ok(_)) => continue,
+            other => panic!("closed without a frame: {other:?}"),
+        }
+    };
+    assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
     server.stop().await;
 }
 

@@ -32,6 +32,8 @@ pub mod close {
     pub const GONE: u16 = 4004;
     /// The token the stream was opened with was revoked (or its tenant deleted).
     pub const REVOKED: u16 = 4003;
+    /// The client sent a message: a stream takes none.
+    pub const POLICY: u16 = 1008;
     /// The node is stopping: reconnect (to another node) with the last cursor.
     pub const GOING_AWAY: u16 = 1001;
     /// The event log could not be read.
@@ -142,6 +144,17 @@ pub(crate) async fn stream(
 
 const GONE: &str = "the integration was deleted or is no longer a stream";
 
+/// The integration, while it exists and is a stream.
+fn current(s: &AppState, iid: &str) -> Option<Arc<Integration>> {
+    s.cache
+        .get(iid)
+        .filter(|i| i.valid.spec.destination.is_stream())
+}
+
+fn is_stream(s: &AppState, iid: &str) -> bool {
+    current(s, iid).is_some()
+}
+
 /// One open stream.
 struct Run {
     s: AppState,
@@ -201,10 +214,7 @@ impl Run {
 
     /// The integration, while it exists and is a stream.
     fn current(&self) -> Option<Arc<Integration>> {
-        self.s
-            .cache
-            .get(&self.iid)
-            .filter(|i| i.valid.spec.destination.is_stream())
+        current(&self.s, &self.iid)
     }
 
     /// The message for `item` if the integration takes it.
@@ -238,61 +248,82 @@ impl Run {
         })
     }
 
-    async fn websocket(mut self, mut socket: WebSocket) {
+    async fn websocket(self, mut socket: WebSocket) {
         // How long a message may wait for the client to take it (its socket's buffers full):
         // then it is a slow consumer.
         let send_timeout = Duration::from_millis(self.s.config.stream_send_timeout_ms.max(1));
-        let stop = self.s.streams.stopping();
-        let mut ping = tokio::time::interval(PING);
-        ping.tick().await;
-        let mut unanswered = 0u32;
+        let linger = Duration::from_millis(self.s.config.write_timeout_ms.max(1));
+        let (s, iid, token) = (self.s.clone(), self.iid.clone(), self.token.clone());
+        let stop = s.streams.stopping();
         // The last position the socket took: a message that timed out may never arrive, so a
         // slow consumer resumes from before it (and may get it twice, never not at all).
         let mut taken = self.reader.cursor();
+        // The reader runs on its own, one message ahead: nothing the client sends interrupts a
+        // read of the store half-way (which would start it again, and again).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Out, Cursor)>(1);
+        let mut run = self;
+        let producer = tokio::spawn(async move {
+            loop {
+                let out = run.next().await;
+                let last = matches!(out, Out::Close(..));
+                if tx.send((out, run.reader.cursor())).await.is_err() || last {
+                    break;
+                }
+            }
+        });
+        let mut ping = tokio::time::interval(PING);
+        ping.tick().await;
+        let mut unanswered = 0u32;
         let out = loop {
             tokio::select! {
-                out = self.next() => match out {
-                    Out::Text(text) => {
-                        let sent = tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await;
-                        match sent {
-                            Ok(Ok(())) => taken = self.reader.cursor(),
-                            Ok(Err(_)) => return,
-                            Err(_) => break Out::Close(
+                got = rx.recv() => match got {
+                    Some((Out::Text(text), at)) => {
+                        match tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await {
+                            Ok(Ok(())) => taken = at,
+                            Ok(Err(_)) => break None,
+                            Err(_) => break Some(Out::Close(
                                 close::SLOW_CONSUMER,
-                                format!("slow consumer: a message waited {} ms to be taken; reconnect with cursor {}", send_timeout.as_millis(), taken),
-                            ),
+                                format!("slow consumer: a message waited {} ms to be taken; reconnect with cursor {taken}", send_timeout.as_millis()),
+                            )),
                         }
                     }
-                    close @ Out::Close(..) => break close,
+                    Some((close @ Out::Close(..), _)) => break Some(close),
+                    None => break None,
                 },
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Pong(_))) => unanswered = 0,
-                    // The client only closes and pings (answered for it); text is ignored.
-                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
-                    Some(Ok(_)) => {}
+                    Some(Ok(Message::Text(_))) | Some(Ok(Message::Binary(_))) => break Some(Out::Close(
+                        close::POLICY,
+                        format!("a stream takes no messages; reconnect with cursor {taken}"),
+                    )),
+                    Some(Ok(Message::Ping(_))) => {}
+                    Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 },
                 _ = ping.tick() => {
-                    if self.current().is_none() {
-                        break Out::Close(close::GONE, GONE.into());
+                    if !is_stream(&s, &iid) {
+                        break Some(Out::Close(close::GONE, GONE.into()));
                     }
-                    if let Some(token) = &self.token {
-                        if self.s.principal(token).await.is_err() {
-                            break Out::Close(close::REVOKED, "the token was revoked".into());
+                    if let Some(token) = &token {
+                        // Only a refusal ends the stream; a store that does not answer now is
+                        // asked again at the next ping.
+                        if s.principal(token).await.is_err_and(|e| e.status == StatusCode::UNAUTHORIZED) {
+                            break Some(Out::Close(close::REVOKED, "the token was revoked".into()));
                         }
                     }
                     unanswered += 1;
                     if unanswered > 2 {
-                        return;
+                        break None;
                     }
                     let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
                     if !matches!(sent, Ok(Ok(()))) {
-                        return;
+                        break None;
                     }
                 }
-                _ = stop.cancelled() => break Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", self.reader.cursor())),
+                _ = stop.cancelled() => break Some(Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {taken}"))),
             }
         };
-        if let Out::Close(code, reason) = out {
+        producer.abort();
+        if let Some(Out::Close(code, reason)) = out {
             let frame = CloseFrame {
                 code,
                 reason: reason.into(),
@@ -309,7 +340,6 @@ impl Run {
                     }
                 }
             };
-            let linger = Duration::from_millis(self.s.config.write_timeout_ms.max(1));
             let _ = tokio::time::timeout(linger, closing).await;
         }
     }

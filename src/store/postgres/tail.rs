@@ -32,12 +32,7 @@ impl Tail for PgStore {
             .unwrap_or_default())
     }
 
-    async fn tail(
-        &self,
-        tenant: Option<&str>,
-        after: Cursor,
-        limit: u32,
-    ) -> StoreResult<Vec<TailItem>> {
+    async fn tail(&self, tenant: Option<&str>, after: Cursor, limit: u32) -> StoreResult<TailPage> {
         let limit = limit as i64;
         let rows = match tenant {
             Some(t) => {
@@ -63,19 +58,16 @@ impl Tail for PgStore {
                     .await?)?
             }
         };
-        Ok(rows
-            .iter()
-            .filter_map(|r| {
-                let cursor = Cursor {
-                    xid: r.get(0),
-                    seq: r.get(1),
-                };
-                crate::store::shared::tail_item(cursor, r.get(2))
-                    .map_err(
-                        |e| tracing::warn!(error = %e, "live streams: an unreadable event skipped"),
-                    )
-                    .ok()
-            })
-            .collect())
+        Ok(crate::store::shared::tail_page(
+            rows.iter()
+                .map(|r| {
+                    let cursor = Cursor {
+                        xid: r.get(0),
+                        seq: r.get(1),
+                    };
+                    (cursor, r.get::<_, String>(2))
+                })
+                .collect(),
+        ))
     }
 }

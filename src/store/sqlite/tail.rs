@@ -20,24 +20,14 @@ impl Tail for SqliteStore {
         .await
     }
 
-    async fn tail(
-        &self,
-        tenant: Option<&str>,
-        after: Cursor,
-        limit: u32,
-    ) -> StoreResult<Vec<TailItem>> {
+    async fn tail(&self, tenant: Option<&str>, after: Cursor, limit: u32) -> StoreResult<TailPage> {
         let tenant = tenant.map(str::to_string);
         self.read(move |c| tail(c, tenant.as_deref(), after.seq, limit))
             .await
     }
 }
 
-fn tail(
-    c: &Connection,
-    tenant: Option<&str>,
-    after: i64,
-    limit: u32,
-) -> StoreResult<Vec<TailItem>> {
+fn tail(c: &Connection, tenant: Option<&str>, after: i64, limit: u32) -> StoreResult<TailPage> {
     let rows: Vec<(i64, String)> = match tenant {
         Some(t) => c
             .prepare_cached(
@@ -59,14 +49,9 @@ fn tail(
             }),
     }
     .map_err(internal)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(seq, body)| {
-            let item = crate::store::shared::tail_item(Cursor { xid: 0, seq }, body);
-            item.map_err(
-                |e| tracing::warn!(error = %e, "live streams: an unreadable event skipped"),
-            )
-            .ok()
-        })
-        .collect())
+    Ok(crate::store::shared::tail_page(
+        rows.into_iter()
+            .map(|(seq, body)| (Cursor { xid: 0, seq }, body))
+            .collect(),
+    ))
 }
