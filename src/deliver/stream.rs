@@ -215,20 +215,17 @@ pub struct Reader {
 }
 
 impl Reader {
-    /// A reader of `tenant`'s events after `resume`, or from now. A cursor past the end of the
-    /// log (a store restored from an older backup) reads from the end.
+    /// A reader of `tenant`'s events after `resume`, or from now.
     pub async fn open(
         hub: &Arc<StreamHub>,
         tenant: &str,
         resume: Option<Cursor>,
     ) -> StoreResult<Reader> {
         let (rx, ring_from) = hub.subscribe(tenant);
-        let sent = match resume {
-            // A cursor past the end of the log is not one this store gave: from now.
-            Some(c) if c > hub.store.tail_head().await?.max(ring_from) => ring_from,
-            Some(c) => c,
-            None => ring_from,
-        };
+        // A resume cursor is taken as given. It is never compared with the store's end: on
+        // PostgreSQL that end waits for the oldest running transaction in the cluster, and a
+        // cursor handed out a moment ago (or by another node) can lie beyond it.
+        let sent = resume.unwrap_or(ring_from);
         Ok(Reader {
             hub: hub.clone(),
             tenant: tenant.to_string(),
