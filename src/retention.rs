@@ -50,6 +50,18 @@ pub async fn purge_before(
     }
 }
 
+/// Removes deleted tenants' call data (`tenant`'s, or every one's), in the same small steps,
+/// until none is left; returns the rows removed. Started by the deletion (`DELETE /v1/tenants/{tid}`), and again on every
+/// retention round, so a node stopped halfway finishes the work after its next start.
+pub async fn purge_deleted_tenants(store: &DynStore, tenant: Option<&str>) -> StoreResult<u64> {
+    let mut total = 0;
+    while let Some(rows) = store.purge_deleted_tenant(tenant, STEP).await? {
+        total += rows;
+        tokio::time::sleep(PAUSE).await;
+    }
+    Ok(total)
+}
+
 pub fn recording_path(data_dir: &Path, tenant_id: &str, file_id: &str) -> PathBuf {
     data_dir.join("recordings").join(tenant_id).join(file_id)
 }
@@ -80,6 +92,13 @@ pub async fn run(
             ),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "retention purge failed; trying again later"),
+        }
+        match purge_deleted_tenants(&store, None).await {
+            Ok(0) => {}
+            Ok(rows) => tracing::info!(rows, "deleted tenants' call data removed"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not remove deleted tenants' call data; trying again later")
+            }
         }
         // The charts show a day; the per-minute counts are kept two, whatever the retention.
         let two_days_ago = crate::model::stats::minute(clock.now_ms()) - 2 * 24 * 60;

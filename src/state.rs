@@ -155,27 +155,8 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
+        let token = api_token(&parts.headers)
             .ok_or_else(|| ApiError::unauthorized("send `Authorization: Bearer <api token>`"))?;
-        let token = match header.split_once(' ') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => {
-                rest.trim().to_string()
-            }
-            // For sources that can only send Basic (FreeSWITCH's `cred`): the password is the
-            // token, the user name is ignored.
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
-                base64::engine::general_purpose::STANDARD
-                    .decode(rest.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok())
-                    .and_then(|up| up.split_once(':').map(|(_, pw)| pw.to_string()))
-                    .unwrap_or_default()
-            }
-            _ => String::new(),
-        };
         if token.is_empty() {
             return Err(ApiError::unauthorized(
                 "the Authorization header must be `Bearer <api token>` (or Basic with the token as password)",
@@ -183,4 +164,26 @@ impl FromRequestParts<AppState> for Principal {
         }
         state.principal(&token).await
     }
+}
+
+/// The API token a request's `Authorization` header carries: `None` without the header, empty
+/// when it is not `Bearer <token>` or Basic.
+pub fn api_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())?;
+    Some(match header.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("bearer") => rest.trim().to_string(),
+        // For sources that can only send Basic (FreeSWITCH's `cred`): the password is the
+        // token, the user name is ignored.
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("basic") => {
+            base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|up| up.split_once(':').map(|(_, pw)| pw.to_string()))
+                .unwrap_or_default()
+        }
+        _ => String::new(),
+    })
 }

@@ -208,6 +208,7 @@ pub(crate) async fn end_session(
         .end_portal_session(&tenant.id, &sid, s.now_ms())
         .await?
     {
+        s.tokens.withdrawn();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(&format!(

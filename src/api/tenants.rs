@@ -12,6 +12,10 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::model::tenancy::{check_slug, Role, Tenant};
 use crate::serve::body::typed;
 
+/// How long deleting a tenant waits for its call data to be removed before it answers (the
+/// removal goes on either way; until it is done, the id cannot be taken again).
+const PURGE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/tenants", post(create))
@@ -216,6 +220,7 @@ pub(crate) async fn update(
                 tenant.updated_at,
             )
             .await?;
+        s.tokens.withdrawn();
     }
     s.known_tenants
         .write()
@@ -224,7 +229,7 @@ pub(crate) async fn update(
 }
 
 #[utoipa::path(delete, path = "/v1/tenants/{tid}", tag = "tenants", params(("tid" = String, Path)),
-    responses((status = 204, description = "deleted, with its integrations and tokens"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+    responses((status = 204, description = "deleted, with its integrations, tokens, sessions and recordings; its call data goes in steps, and its id stays taken until that is done"), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
               (status = 404, body = ErrorBody)))]
 pub(crate) async fn remove(
     State(s): State<AppState>,
@@ -245,5 +250,14 @@ pub(crate) async fn remove(
     }
     s.known_tenants.write().remove(&tid);
     s.tokens.forget_tenant(&tid);
+    // Its call data goes in small steps, in a task of its own: the answer waits a little for
+    // it (a small tenant's id is free again at once), never for long.
+    let store = s.store.clone();
+    let purge = tokio::spawn(async move {
+        if let Err(e) = crate::retention::purge_deleted_tenants(&store, Some(&tid)).await {
+            tracing::warn!(error = %e, "could not remove a deleted tenant's call data; the next retention round goes on");
+        }
+    });
+    let _ = tokio::time::timeout(PURGE_WAIT, purge).await;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -195,6 +195,8 @@ pub(crate) async fn revoke(
             s.now_ms(),
         )
         .await?;
+    // Again: the portal sessions it opened have ended only now.
+    s.tokens.withdrawn();
     Ok(StatusCode::NO_CONTENT)
 }
 

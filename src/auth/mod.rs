@@ -42,13 +42,31 @@ pub struct Principal {
 }
 
 impl Principal {
+    /// Who a console session opened by a portal link is: its grant's tenant, role and scope.
+    pub fn of_portal(grant: crate::model::portal::PortalSession) -> Principal {
+        Principal {
+            token_id: format!("portal:{}", grant.id),
+            role: grant.role,
+            tenant_id: Some(grant.tenant_id),
+            partner_id: None,
+            integrations: grant.integration_ids.map(Into::into),
+        }
+    }
+
     /// Whether the tenant exists for this caller at all (otherwise: 404).
     pub fn sees_tenant(&self, t: &Tenant) -> bool {
+        self.sees_tenant_of(&t.id, t.partner_id.as_deref())
+    }
+
+    /// [`Self::sees_tenant`] for tenant `id` of partner `partner`.
+    pub fn sees_tenant_of(&self, id: &str, partner: Option<&str>) -> bool {
         match self.role {
             Role::Operator => true,
-            Role::PartnerAdmin => self.partner_id.is_some() && t.partner_id == self.partner_id,
+            Role::PartnerAdmin => {
+                self.partner_id.is_some() && partner == self.partner_id.as_deref()
+            }
             Role::TenantAdmin | Role::TenantViewer | Role::Ingest => {
-                self.tenant_id.as_deref() == Some(t.id.as_str())
+                self.tenant_id.as_deref() == Some(id)
             }
         }
     }
@@ -82,10 +100,12 @@ impl Principal {
 }
 
 /// The bootstrap operator token (from configuration) and a cache of stored tokens.
-#[derive(Default)]
 pub struct Tokens {
     pub bootstrap: Option<[u8; 32]>,
     cache: RwLock<HashMap<[u8; 32], Principal>>,
+    /// Bumped whenever access is withdrawn on this node (a token, a session, a tenant): what
+    /// stays open past its first request (live streams) looks again whether it still stands.
+    withdrawn: tokio::sync::watch::Sender<u64>,
 }
 
 impl Tokens {
@@ -93,23 +113,37 @@ impl Tokens {
         Tokens {
             bootstrap: bootstrap.map(hash_token),
             cache: RwLock::new(HashMap::new()),
+            withdrawn: tokio::sync::watch::Sender::new(0),
         }
     }
 
     /// Forgets every cached token (they are looked up again).
     pub fn forget_all(&self) {
         self.cache.write().clear();
+        self.withdrawn();
     }
 
     /// Forgets a revoked token, so its next request is looked up (and refused).
     pub fn forget_id(&self, token_id: &str) {
         self.cache.write().retain(|_, p| p.token_id != token_id);
+        self.withdrawn();
     }
 
     pub fn forget_tenant(&self, tenant_id: &str) {
         self.cache
             .write()
             .retain(|_, p| p.tenant_id.as_deref() != Some(tenant_id));
+        self.withdrawn();
+    }
+
+    /// Says access was withdrawn (also for sessions ended, which are not cached here).
+    pub fn withdrawn(&self) {
+        self.withdrawn.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes whenever access is withdrawn on this node.
+    pub fn withdrawals(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.withdrawn.subscribe()
     }
 }
 

@@ -136,6 +136,9 @@ pub struct Session {
     pub expires_at: i64,
     /// Opened by a portal link (signing out ends its stored grant).
     pub portal: bool,
+    /// The API token it was signed in with (none for a portal session): a live stream looks
+    /// again, while it runs, whether it still stands.
+    pub token: Option<String>,
     /// The look of the partner whose tenant (or who) is signed in, if it set one.
     pub brand: Option<serde_json::Value>,
 }
@@ -189,6 +192,7 @@ impl FromRequestParts<AppState> for Session {
         let cookie = cookie_value(&parts.headers, COOKIE).ok_or_else(to_login)?;
         let now = state.now_ms();
         let sealed = open_session(&state.sealer, &cookie, now).ok_or_else(to_login)?;
+        let token = (!sealed.portal).then(|| sealed.token.clone());
         let principal = if sealed.portal {
             // The grant is read on every request: ended from the API, or its tenant deleted,
             // the next page is the sign-in page.
@@ -196,13 +200,7 @@ impl FromRequestParts<AppState> for Session {
                 Ok(Some(g)) if g.active(now) => g,
                 _ => return Err(to_login()),
             };
-            Principal {
-                token_id: format!("portal:{}", grant.id),
-                role: grant.role,
-                tenant_id: Some(grant.tenant_id),
-                partner_id: None,
-                integrations: grant.integration_ids.map(Into::into),
-            }
+            Principal::of_portal(grant)
         } else {
             if !matches!(state.store.session_ended(&sealed.sid).await, Ok(false)) {
                 return Err(to_login());
@@ -223,6 +221,7 @@ impl FromRequestParts<AppState> for Session {
             sid: sealed.sid,
             expires_at: sealed.expires_at,
             portal: sealed.portal,
+            token,
         })
     }
 }

@@ -282,6 +282,15 @@ pub trait Upkeep: Send + Sync {
     /// blocked deliveries and their events are never removed. Called repeatedly, in small
     /// steps, so it never holds the writer for long.
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport>;
+    /// Removes up to `limit` each of a deleted tenant's events (with every delivery of them,
+    /// partner feeds' included, and its attempts) and call progress rows: `tenant`'s, or any
+    /// deleted tenant's. Once none is left, frees its id for a new tenant. Returns the rows
+    /// removed, or `None` when there was no such deleted tenant left.
+    async fn purge_deleted_tenant(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Option<u64>>;
     /// A cheap round trip for readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 }

@@ -195,6 +195,14 @@ pub(crate) fn tail_page(rows: Vec<(Cursor, String)>) -> TailPage {
     }
 }
 
+/// Why a deleted tenant's id cannot be taken yet, and when it can.
+pub(crate) fn purging_tenant(id: &str) -> String {
+    format!(
+        "a tenant `{id}` was deleted and its call data is still being removed; \
+         its id is free again once that is done (usually within seconds; create it again later)"
+    )
+}
+
 #[cfg(test)]
 mod operational_sql {
     #[test]

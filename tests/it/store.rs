@@ -7,20 +7,20 @@ use callhook::model::event::{parse_event, EventKind};
 use callhook::store::*;
 use serde_json::json;
 
-async fn store() -> (DynStore, tempfile::TempDir) {
+pub(crate) async fn store() -> (DynStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("dir");
     let url = crate::support::store_url(dir.path()).await;
     (callhook::store::open(&url).await.expect("open"), dir)
 }
 
-fn lease(owner: &str, until: i64) -> Lease {
+pub(crate) fn lease(owner: &str, until: i64) -> Lease {
     Lease {
         owner: Arc::from(owner),
         until,
     }
 }
 
-fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
+pub(crate) fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
     // Not a call state: those also pass the call-progress filter, which is tested on its own.
     let event = parse_event(json!({"id": id, "type": "ivr.input", "tenant_id": "t", "occurred_at": "2026-11-22T10:00:00Z",
         "call_id": call, "data": {"dtmf": "1"}}))
@@ -33,7 +33,7 @@ fn item(id: &str, call: &str, deliveries: Vec<NewDelivery>) -> IngestItem {
     }
 }
 
-fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
+pub(crate) fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
     NewDelivery {
         id: id.into(),
         integration_id: "i1".into(),
@@ -46,7 +46,7 @@ fn delivery(id: &str, ordered: bool, held: bool) -> NewDelivery {
 }
 
 /// A disabled integration `i1` of tenant `t`, failing since `failing_since`.
-pub fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
+pub(crate) fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
     IntegrationRecord {
         id: "i1".into(),
         tenant_id: Some("t".into()),
@@ -64,7 +64,7 @@ pub fn disabled_integration(failing_since: Option<i64>) -> IntegrationRecord {
     }
 }
 
-fn outcome(job: &DispatchJob, next: NextStep, now: i64) -> Outcome {
+pub(crate) fn outcome(job: &DispatchJob, next: NextStep, now: i64) -> Outcome {
     Outcome {
         head: job.head.clone(),
         attempt: None,
@@ -73,7 +73,7 @@ fn outcome(job: &DispatchJob, next: NextStep, now: i64) -> Outcome {
     }
 }
 
-fn ids(jobs: &[DispatchJob]) -> Vec<&str> {
+pub(crate) fn ids(jobs: &[DispatchJob]) -> Vec<&str> {
     jobs.iter().map(|j| j.head.id.as_str()).collect()
 }
 

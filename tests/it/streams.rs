@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -11,10 +11,10 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::support::*;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-fn stream_spec(extra: Value) -> Value {
+pub(crate) fn stream_spec(extra: Value) -> Value {
     let mut spec = json!({"name": "desk", "destination": {"type": "stream"},
                           "event_types": ["call.state", "ivr.input"]});
     if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
@@ -24,17 +24,17 @@ fn stream_spec(extra: Value) -> Value {
 }
 
 /// A message's cursor as the (transaction, sequence) pair it stands for.
-fn pos(m: &Value) -> (u64, u64) {
+pub(crate) fn pos(m: &Value) -> (u64, u64) {
     let c = m["cursor"].as_str().unwrap_or_default();
     let (x, s) = c.split_once('.').unwrap_or_default();
     (x.parse().unwrap_or(0), s.parse().unwrap_or(0))
 }
 
-fn path(iid: &str) -> String {
+pub(crate) fn path(iid: &str) -> String {
     format!("/v1/tenants/acme/integrations/{iid}/stream")
 }
 
-async fn connect(server: &TestServer, token: &str, path: &str) -> Ws {
+pub(crate) async fn connect(server: &TestServer, token: &str, path: &str) -> Ws {
     let url = format!("{}{path}", server.base.replacen("http", "ws", 1));
     let mut req = url.into_client_request().expect("request");
     req.headers_mut().insert(
@@ -50,7 +50,7 @@ async fn connect(server: &TestServer, token: &str, path: &str) -> Ws {
 
 /// A client whose socket takes little (a small receive buffer, which also turns off the
 /// kernel's growing it): a reader that does not read fills the server's side soon.
-async fn connect_narrow(server: &TestServer, token: &str, path: &str) -> Ws {
+pub(crate) async fn connect_narrow(server: &TestServer, token: &str, path: &str) -> Ws {
     let url = format!("{}{path}", server.base.replacen("http", "ws", 1));
     let mut req = url.as_str().into_client_request().expect("request");
     req.headers_mut().insert(
@@ -71,7 +71,7 @@ async fn connect_narrow(server: &TestServer, token: &str, path: &str) -> Ws {
 }
 
 /// The next JSON message (pings are answered by the client library as it reads).
-async fn next(ws: &mut Ws) -> Value {
+pub(crate) async fn next(ws: &mut Ws) -> Value {
     loop {
         let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
             .await
@@ -86,7 +86,7 @@ async fn next(ws: &mut Ws) -> Value {
     }
 }
 
-fn state(id: &str, tenant: &str, call: &str, seq: u64, s: &str) -> Value {
+pub(crate) fn state(id: &str, tenant: &str, call: &str, seq: u64, s: &str) -> Value {
     event(
         id,
         tenant,
@@ -223,11 +223,18 @@ async fn resuming_from_a_cursor_replays_what_was_missed_with_no_gap_and_no_repea
         &format!("{}?cursor={cursor}", path(&iid)),
     )
     .await;
-    for n in 2..=5 {
-        assert_eq!(next(&mut ws).await["event_id"], format!("e-{n}"));
+    // The live marker comes once what the store could give is given. On PostgreSQL the log is
+    // read only as far as the oldest transaction still running in the cluster (the tests share
+    // one), so events stored a moment before may follow it: in order, none missing, none twice.
+    let (mut ids, mut live) = (Vec::new(), false);
+    while ids.len() < 4 || !live {
+        let m = next(&mut ws).await;
+        match m["event_id"].as_str() {
+            Some(id) => ids.push(id.to_string()),
+            None => live = m["live"] == true,
+        }
     }
-    let live = next(&mut ws).await;
-    assert_eq!(live["live"], true, "{live}");
+    assert_eq!(ids, ["e-2", "e-3", "e-4", "e-5"]);
     assert_eq!(server.ingest(ivr(6)).await.0, 202);
     let six = next(&mut ws).await;
     assert_eq!(six["event_id"], "e-6");
@@ -250,7 +257,7 @@ async fn resuming_from_a_cursor_replays_what_was_missed_with_no_gap_and_no_repea
     let mut resp = resp;
     let mut text = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !text.contains("\"live\":true") {
+    while !text.contains("\"live\":true") || !text.contains("\"event_id\":\"e-6\"") {
         let chunk = tokio::time::timeout_at(deadline, resp.chunk())
             .await
             .expect("sse events in time")
@@ -382,262 +389,139 @@ async fn a_stream_is_its_tenants_alone_and_bad_requests_are_refused_with_nothing
     server.stop().await;
 }
 
-/// A reader whose client does not read: once its socket takes nothing for the send timeout it is
-/// cut off with 4008 and a cursor, and resuming from that cursor gives the rest, in order, none
-/// missing (the one message that was waiting may come twice). Another reader of the same
-/// integration gets every event meanwhile, though the bursts are larger than the ring (it
-/// reads those from the store).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_slow_consumer_is_cut_off_with_4008_and_resumes_without_loss() {
-    // A short send timeout: the slow reader's socket is full long before the quick reader has
-    // everything.
-    let server = TestServer::start_with(|c| c.stream_send_timeout_ms = 200).await;
-    let acme = server.tenant("acme").await;
-    let integ = acme.integration("acme", stream_spec(json!({}))).await;
-    let iid = integ["id"].as_str().unwrap_or_default().to_string();
-    let mut slow = connect_narrow(&server, &acme.token, &path(&iid)).await;
-    next(&mut slow).await;
-    let mut quick = connect(&server, &acme.token, &path(&iid)).await;
-    next(&mut quick).await;
-    // The quick reader reads as events come.
-    const N: usize = 16_000;
-    let quick_reads = tokio::spawn(async move {
-        for n in 0..N {
-            let m = next(&mut quick).await;
-            assert_eq!(m["event_id"], format!("e-{n:05}"));
-        }
-        quick
-    });
-    // Far more than the server's socket buffer (at most 4 MiB) and the narrow client's hold.
-    let pad = "x".repeat(400);
-    for chunk in 0..(N / 4000) {
-        let batch: Vec<Value> = (0..4000)
-            .map(|k| {
-                let n = chunk * 4000 + k;
-                event(
-                    &format!("e-{n:05}"),
-                    "acme",
-                    "ivr.input",
-                    &format!("c-{n}"),
-                    json!({"dtmf": "1", "pad": pad}),
-                )
-            })
-            .collect();
-        assert_eq!(server.ingest(json!({"events": batch})).await.0, 202);
-    }
-    // The quick reader got all of them meanwhile.
-    let _quick = quick_reads.await.expect("the quick reader got every event");
-    // The slow one: what was sent before the cut, then the close frame.
-    let mut seen = Vec::new();
-    let close = loop {
-        let msg = tokio::time::timeout(Duration::from_secs(30), slow.next())
-            .await
-            .expect("a message")
-            .expect("open")
-            .expect("message");
-        match msg {
-            Message::Text(t) => {
-                let v: Value = serde_json::from_str(&t).expect("json");
-                seen.push((
-                    v["event_id"].as_str().unwrap_or("").to_string(),
-                    v["cursor"].as_str().unwrap_or("").to_string(),
-                ));
-            }
-            Message::Close(frame) => break frame.expect("a close frame"),
-            _ => {}
-        }
-    };
-    assert_eq!(close.code, CloseCode::from(4008), "{close:?}");
-    assert!(seen.len() < N, "it was cut off before the end");
-    let cursor = close.reason.rsplit(' ').next().unwrap_or("").to_string();
-    // The cursor is the last message taken, or the one before it.
-    let last_two: Vec<&String> = seen.iter().rev().take(2).map(|(_, c)| c).collect();
-    assert!(last_two.contains(&&cursor), "{close:?} after {last_two:?}");
-    let mut again = connect(
-        &server,
-        &acme.token,
-        &format!("{}?cursor={cursor}", path(&iid)),
-    )
-    .await;
-    loop {
-        let m = next(&mut again).await;
-        if m["live"] == true {
-            break;
-        }
-        seen.push((
-            m["event_id"].as_str().unwrap_or("").to_string(),
-            String::new(),
-        ));
-    }
-    let mut ids: Vec<String> = seen.into_iter().map(|(id, _)| id).collect();
-    assert!(ids.len() <= N + 1, "at most the waiting message twice");
-    ids.dedup();
-    let want: Vec<String> = (0..N).map(|n| format!("e-{n:05}")).collect();
-    assert!(
-        ids == want,
-        "{} events, first wrong at {:?}",
-        ids.len(),
-        ids.iter().zip(&want).position(|(a, b)| a != b)
-    );
-    server.stop().await;
-}
-
-/// On PostgreSQL an event's `seq` is taken when it is inserted, not when it commits: a
-/// transaction that inserted earlier can commit later. The stream must hold the later event back
-/// until the earlier one is visible, then give both in order; a reader that went by `seq` alone
-/// would give the later one and never the earlier.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn on_postgresql_an_event_that_commits_after_a_later_one_is_not_skipped() {
-    let pg = Postgres::get();
-    let url = fresh_database(&pg.admin_url).await;
-    let for_server = url.clone();
-    let server = TestServer::start_with(move |c| c.database_url = Some(for_server)).await;
-    let acme = server.tenant("acme").await;
-    let integ = acme.integration("acme", stream_spec(json!({}))).await;
-    let iid = integ["id"].as_str().unwrap_or_default().to_string();
-    let mut ws = connect(&server, &acme.token, &path(&iid)).await;
-    next(&mut ws).await;
-    // A writer that holds its transaction open after inserting: its event has the lower seq.
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .expect("connect");
-    tokio::spawn(conn);
-    client.batch_execute("BEGIN").await.expect("begin");
-    let body = json!({"id": "early", "type": "ivr.input", "tenant_id": "acme",
-                      "occurred_at": "2026-11-22T10:00:00.123Z", "call_id": "c-1",
-                      "data": {"dtmf": "1"}})
-    .to_string();
-    client
-        .execute(
-            "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body)
-             VALUES ('acme', 'early', 'ivr.input', 'c-1', 0, 0, $1)",
-            &[&body],
-        )
-        .await
-        .expect("insert");
-    let late = event("late", "acme", "ivr.input", "c-2", json!({"dtmf": "2"}));
-    assert_eq!(server.ingest(late).await.0, 202);
-    // While the earlier one is not committed, the later one is held back.
-    let held = tokio::time::timeout(Duration::from_millis(500), ws.next()).await;
-    assert!(
-        held.is_err(),
-        "nothing while the earlier event is uncommitted: {held:?}"
-    );
-    client.batch_execute("COMMIT").await.expect("commit");
-    assert_eq!(next(&mut ws).await["event_id"], "early");
-    assert_eq!(next(&mut ws).await["event_id"], "late");
-    // A row that cannot be read is skipped; the stream goes on past it.
-    client
-        .execute(
-            "INSERT INTO events (tenant_id, id, type, call_id, occurred_at, ingested_at, body)
-             VALUES ('acme', 'broken', 'ivr.input', 'c-3', 0, 0, 'not json')",
-            &[],
-        )
-        .await
-        .expect("insert");
-    let after = event("after", "acme", "ivr.input", "c-4", json!({"dtmf": "4"}));
-    assert_eq!(server.ingest(after).await.0, 202);
-    assert_eq!(next(&mut ws).await["event_id"], "after");
-    // And a reader catching up from before it too.
-    let mut again = connect(&server, &acme.token, &format!("{}?cursor=0.0", path(&iid))).await;
-    let ids: Vec<Value> = [
-        next(&mut again).await,
-        next(&mut again).await,
-        next(&mut again).await,
-    ]
-    .iter()
-    .map(|m| m["event_id"].clone())
-    .collect();
-    assert_eq!(ids, [json!("early"), json!("late"), json!("after")]);
-    assert_eq!(next(&mut again).await["live"], true);
-    // A client that sends messages is told a stream takes none.
-    again
-        .send(Message::Text("hello".into()))
-        .await
-        .expect("send");
-    let closed = loop {
-        match again.next().await {
-            Some(Ok(Message::Close(frame))) => break frame,
-            Some(Ok(_)) => continue,
-            other => panic!("closed without a frame: {other:?}"),
-        }
-    };
-    assert_eq!(closed.map(|f| f.code), Some(CloseCode::Policy));
-    server.stop().await;
-}
-
-/// One tenant's burst (larger than a ring) neither cuts off nor delays another tenant's reader,
-/// and a stream whose integration is deleted is closed with 4004.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn another_tenants_burst_leaves_a_stream_alone_and_a_deleted_integration_closes_it() {
-    let server = TestServer::start().await;
-    let acme = server.tenant("acme").await;
-    server.tenant("globex").await;
-    let integ = acme.integration("acme", stream_spec(json!({}))).await;
-    let iid = integ["id"].as_str().unwrap_or_default().to_string();
-    let mut ws = connect(&server, &acme.token, &path(&iid)).await;
-    next(&mut ws).await;
-    let burst: Vec<Value> = (0..5000)
-        .map(|n| {
-            event(
-                &format!("g-{n}"),
-                "globex",
-                "ivr.input",
-                "c-g",
-                json!({"dtmf": "1"}),
-            )
-        })
-        .collect();
-    assert_eq!(server.ingest(json!({"events": burst})).await.0, 202);
-    let own = event("a-1", "acme", "ivr.input", "c-a", json!({"dtmf": "2"}));
-    assert_eq!(server.ingest(own).await.0, 202);
-    assert_eq!(next(&mut ws).await["event_id"], "a-1");
-    let (st, _) = acme
-        .delete(&format!("/v1/tenants/acme/integrations/{iid}"))
-        .await;
-    assert_eq!(st, 204);
-    let after = event("a-2", "acme", "ivr.input", "c-a", json!({"dtmf": "3"}));
-    assert_eq!(server.ingest(after).await.0, 202);
-    let closed = tokio::time::timeout(Duration::from_secs(20), async {
+/// The code the stream closes with, within 10 s (half the ping interval); no event before it.
+pub(crate) async fn close_code(ws: &mut Ws) -> CloseCode {
+    let closed = tokio::time::timeout(Duration::from_secs(10), async {
         loop {
             match ws.next().await {
                 Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(Message::Text(t))) => panic!("an event after deletion: {t}"),
+                Some(Ok(Message::Text(t))) => {
+                    panic!("a message after the stream should have ended: {t}")
+                }
                 Some(Ok(_)) => continue,
                 _ => return None,
             }
         }
     })
     .await
-    .expect("closed in time")
+    .expect("closed within 10 s")
     .expect("a close frame");
-    assert_eq!(closed.code, CloseCode::from(4004), "{closed:?}");
-    server.stop().await;
+    closed.code
 }
 
-/// Two nodes on one PostgreSQL: a stream read on one node gets the events stored through the
-/// other (its tailer finds them in the shared log), in order.
+/// What an SSE response says until `needle` appears (within 10 s, half the ping interval: what
+/// arrives in time was not found by the periodic look).
+async fn sse_until(resp: &mut reqwest::Response, needle: &str) -> String {
+    let mut text = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !text.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("`{needle}` within 10 s; got {text}"))
+            .expect("chunk")
+            .unwrap_or_else(|| panic!("ended before `{needle}`: {text}"));
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    text
+}
+
+/// Access withdrawn on the node ends the streams it opened at once, with 4003: a deleted token
+/// (WebSocket and SSE alike), a portal session its partner ended (the console's live page).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_on_one_node_gets_the_events_another_node_stored() {
-    let (_pg, a, b) = crate::cluster::two_nodes().await;
-    let acme = a.tenant("acme").await;
+async fn a_stream_ends_with_4003_at_once_when_its_token_or_session_is_withdrawn() {
+    let server = TestServer::start().await;
+    let acme = server.tenant("acme").await;
     let integ = acme.integration("acme", stream_spec(json!({}))).await;
     let iid = integ["id"].as_str().unwrap_or_default().to_string();
-    let mut ws = connect(&a, &acme.token, &path(&iid)).await;
-    next(&mut ws).await;
-    for n in 1..=3 {
-        let e = event(
-            &format!("b-{n}"),
-            "acme",
-            "ivr.input",
-            "c-1",
-            json!({"dtmf": n.to_string()}),
-        );
-        assert_eq!(b.ingest(e).await.0, 202);
-    }
-    for n in 1..=3 {
-        assert_eq!(next(&mut ws).await["event_id"], format!("b-{n}"));
-    }
-    b.stop().await;
-    a.stop().await;
+    let (st, desk) = acme
+        .post(
+            "/v1/tokens",
+            json!({"role": "tenant_viewer", "tenant_id": "acme", "name": "desk"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{desk}");
+    let token = desk["token"].as_str().unwrap_or_default();
+    let mut ws = connect(&server, token, &path(&iid)).await;
+    assert_eq!(next(&mut ws).await["live"], true);
+    let mut sse = acme
+        .http
+        .get(format!("{}{}", server.base, path(&iid)))
+        .bearer_auth(token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(sse.status(), 200);
+    sse_until(&mut sse, "\"live\":true").await;
+    // A portal session on the console's live page.
+    let (st, link) = server
+        .admin()
+        .post(
+            "/v1/tenants/acme/portal-links",
+            json!({"role": "tenant_viewer"}),
+        )
+        .await;
+    assert_eq!(st, 201, "{link}");
+    let (_, cookie) = crate::portal::open(&server, link).await;
+    let cookie = cookie.split(';').next().unwrap_or_default().to_string();
+    let mut console = acme
+        .http
+        .get(format!(
+            "{}/console/t/acme/integrations/{iid}/live/events",
+            server.base
+        ))
+        .header("cookie", &cookie)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("console sse");
+    assert_eq!(console.status(), 200);
+    sse_until(&mut console, "\"live\":true").await;
+
+    let (st, _) = acme
+        .delete(&format!(
+            "/v1/tokens/{}",
+            desk["id"].as_str().unwrap_or("-")
+        ))
+        .await;
+    assert_eq!(st, 204);
+    assert_eq!(close_code(&mut ws).await, CloseCode::from(4003));
+    let text = sse_until(&mut sse, "event: close").await;
+    assert!(text.contains("\"code\":4003"), "{text}");
+
+    // The portal session goes on until its partner (here the operator) ends it.
+    let ev = event("a-1", "acme", "ivr.input", "c-1", json!({"dtmf": "1"}));
+    assert_eq!(server.ingest(ev).await.0, 202);
+    sse_until(&mut console, "\"event_id\":\"a-1\"").await;
+    let (_, sessions) = server.admin().get("/v1/tenants/acme/portal-sessions").await;
+    let sid = sessions["items"][0]["id"]
+        .as_str()
+        .unwrap_or("-")
+        .to_string();
+    let (st, v) = server
+        .admin()
+        .delete(&format!("/v1/tenants/acme/portal-sessions/{sid}"))
+        .await;
+    assert_eq!(st, 204, "{v}");
+    let text = sse_until(&mut console, "event: close").await;
+    assert!(text.contains("\"code\":4003"), "{text}");
+
+    // A partner's admin sees its tenants' streams while they are its tenants.
+    let p1 = crate::partners::partner_admin(&server, "p1").await;
+    crate::partners::partner_admin(&server, "p2").await;
+    let moved = |pid: &'static str| {
+        let admin = server.admin();
+        async move {
+            let (st, v) = admin
+                .patch("/v1/tenants/acme", json!({"partner_id": pid}))
+                .await;
+            assert_eq!(st, 200, "{v}");
+        }
+    };
+    moved("p1").await;
+    let mut ws = connect(&server, &p1.token, &path(&iid)).await;
+    assert_eq!(next(&mut ws).await["live"], true);
+    moved("p2").await;
+    assert_eq!(close_code(&mut ws).await, CloseCode::from(4003));
+    server.stop().await;
 }

@@ -55,12 +55,19 @@ pub async fn events(
         Err(e) => return e.into_response(),
     };
     let params = owner.api_params(&path);
-    match integrations::stream(
-        State(s),
+    let credential = integrations::Credential::Session {
+        sid: sess.sid.clone(),
+        portal: sess.portal,
+        token: sess.token.clone(),
+        expires_at: sess.expires_at,
+    };
+    match integrations::open(
+        s,
         sess.principal.clone(),
-        Path(params),
-        q,
-        headers,
+        credential,
+        params,
+        q.0,
+        &headers,
         ws,
     )
     .await

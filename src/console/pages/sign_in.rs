@@ -73,6 +73,7 @@ pub async fn logout(
     if let Err(e) = ended {
         return Err(error_page(Some(&sess), e.into(), "/console"));
     }
+    s.tokens.withdrawn();
     let secure = secure_cookies(&s);
     let mut r = redirect("/console/login");
     if let Ok(v) = session::set_cookie(None, secure).parse() {

@@ -255,6 +255,11 @@ ALTER TABLE events ALTER COLUMN xid SET DEFAULT pg_current_xact_id();
 CREATE INDEX events_in_log_order ON events(xid, seq);
 CREATE INDEX events_by_tenant_in_log_order ON events(tenant_id, xid, seq);
 "#,
+    // 10: deleted tenants whose call data is still being removed (`upkeep::purge_deleted_tenant`):
+    // their ids stay taken until it is gone, so a new tenant of the same id inherits nothing.
+    r#"
+CREATE TABLE tenant_purges (tenant_id TEXT PRIMARY KEY);
+"#,
 ];
 
 pub async fn migrate(client: &mut Client) -> PgResult<()> {

@@ -166,6 +166,17 @@ pub async fn create_tenant<C: GenericClient>(c: &C, t: &Tenant) -> PgResult<()> 
     )
     .await
     .map_err(conflict_on_unique("a tenant with this id"))?;
+    // Looked at after the insert, in its transaction: an insert that waited for a deletion of
+    // the same id to commit sees that deletion's reservation here, and is undone.
+    let purging = query_opt(
+        c,
+        "SELECT 1 FROM tenant_purges WHERE tenant_id = $1",
+        &[&t.id],
+    )
+    .await?;
+    if purging.is_some() {
+        return Err(StoreError::Conflict(crate::store::shared::purging_tenant(&t.id)).into());
+    }
     Ok(())
 }
 
@@ -226,8 +237,15 @@ pub async fn delete_tenant<C: GenericClient>(c: &C, id: &str) -> PgResult<Option
     for iid in &ids {
         delete_integration(c, iid).await?;
     }
-    // Its recordings go with it (the caller removes their files): a new tenant of the same id
-    // inherits nothing.
+    // Its recordings go with it (the caller removes their files), and its call data in steps
+    // (`upkeep::purge_deleted_tenant`) that keep its id taken until they are done: a new tenant
+    // of the same id inherits nothing.
     execute(c, "DELETE FROM recordings WHERE tenant_id = $1", &[&id]).await?;
+    execute(
+        c,
+        "INSERT INTO tenant_purges (tenant_id) VALUES ($1) ON CONFLICT DO NOTHING",
+        &[&id],
+    )
+    .await?;
     Ok(Some(ids))
 }

@@ -12,6 +12,13 @@ impl Upkeep for PgStore {
     async fn purge(&self, before: i64, limit: u32) -> StoreResult<PurgeReport> {
         in_tx!(self, |tx| purge(&tx, before, limit).await?)
     }
+    async fn purge_deleted_tenant(
+        &self,
+        tenant: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Option<u64>> {
+        in_tx!(self, |tx| purge_deleted_tenant(&tx, tenant, limit).await?)
+    }
     async fn ping(&self) -> StoreResult<()> {
         on_conn!(self, |c| {
             query(&c, "SELECT 1", &[]).await?;
@@ -83,4 +90,72 @@ pub async fn purge<C: GenericClient>(c: &C, before: i64, limit: u32) -> PgResult
     .map(recording_row)
     .collect();
     Ok(report)
+}
+
+pub async fn purge_deleted_tenant<C: GenericClient>(
+    c: &C,
+    tenant: Option<&str>,
+    limit: u32,
+) -> PgResult<Option<u64>> {
+    let Some(row) = query_opt(
+        c,
+        "SELECT tenant_id FROM tenant_purges WHERE $1::text IS NULL OR tenant_id = $1 LIMIT 1",
+        &[&tenant],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let tenant: String = row.get(0);
+    let limit = limit as i64;
+    let seqs: Vec<i64> = query(
+        c,
+        "SELECT seq FROM events WHERE tenant_id = $1 LIMIT $2",
+        &[&tenant, &limit],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    // Every delivery of the event goes, whatever its state: one left behind could be sent
+    // again (a partner feed's resend) and find its event gone.
+    let ids: Vec<String> = query(
+        c,
+        "DELETE FROM deliveries WHERE event_seq = ANY($1) RETURNING id",
+        &[&seqs],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    execute(
+        c,
+        "DELETE FROM attempts WHERE delivery_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    execute(
+        c,
+        "DELETE FROM batch_queue WHERE event_seq = ANY($1)",
+        &[&seqs],
+    )
+    .await?;
+    // A `seq` comes from a sequence, never handed out twice: every row can go.
+    execute(c, "DELETE FROM events WHERE seq = ANY($1)", &[&seqs]).await?;
+    let progress = execute(
+        c,
+        "DELETE FROM call_progress WHERE (tenant_id, call_id) IN (
+            SELECT tenant_id, call_id FROM call_progress WHERE tenant_id = $1 LIMIT $2)",
+        &[&tenant, &limit],
+    )
+    .await?;
+    if (seqs.len() as i64) < limit && (progress as i64) < limit {
+        execute(
+            c,
+            "DELETE FROM tenant_purges WHERE tenant_id = $1",
+            &[&tenant],
+        )
+        .await?;
+    }
+    Ok(Some(seqs.len() as u64 + progress))
 }

@@ -241,6 +241,11 @@ CREATE INDEX minute_counts_by_age ON minute_counts(minute);
     r#"
 CREATE INDEX events_by_tenant ON events(tenant_id, seq);
 "#,
+    // Deleted tenants whose call data is still being removed (`upkeep::purge_deleted_tenant`):
+    // their ids stay taken until it is gone, so a new tenant of the same id inherits nothing.
+    r#"
+CREATE TABLE tenant_purges (tenant_id TEXT PRIMARY KEY) WITHOUT ROWID;
+"#,
 ];
 
 /// Page cache of the writer, in KiB: it touches the hot indexes on every commit.

@@ -138,6 +138,19 @@ fn list_from(text: Option<String>) -> Vec<String> {
 }
 
 pub fn create_tenant(c: &Connection, t: &Tenant) -> StoreResult<()> {
+    let purging = c
+        .query_row(
+            "SELECT 1 FROM tenant_purges WHERE tenant_id = ?1",
+            [&t.id],
+            |_| Ok(()),
+        )
+        .optional()
+        .map_err(internal)?;
+    if purging.is_some() {
+        return Err(StoreError::Conflict(crate::store::shared::purging_tenant(
+            &t.id,
+        )));
+    }
     c.execute(
         "INSERT INTO tenants (id, name, partner_id, max_integrations, created_at, updated_at)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -211,9 +224,15 @@ pub fn delete_tenant(c: &Connection, id: &str) -> StoreResult<bool> {
     for iid in ids {
         delete_integration(c, &iid)?;
     }
-    // Its recordings go with it (the caller removes their files): a new tenant of the same id
-    // inherits nothing.
+    // Its recordings go with it (the caller removes their files), and its call data in steps
+    // (`upkeep::purge_deleted_tenant`) that keep its id taken until they are done: a new tenant
+    // of the same id inherits nothing.
     c.execute("DELETE FROM recordings WHERE tenant_id = ?1", [id])
         .map_err(internal)?;
+    c.execute(
+        "INSERT OR IGNORE INTO tenant_purges (tenant_id) VALUES (?1)",
+        [id],
+    )
+    .map_err(internal)?;
     Ok(true)
 }

@@ -13,6 +13,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use tokio::sync::mpsc;
+use tokio_util::task::AbortOnDropHandle;
+
+mod guard;
+
+pub use guard::{close, Credential};
+use guard::{current, Wake, Watched, GONE};
 
 use super::common::*;
 use crate::api::AppState;
@@ -23,26 +30,6 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::render::RenderContext;
 use crate::store::{Cursor, TailItem};
 
-/// WebSocket close codes (RFC 6455 leaves 4000–4999 to applications).
-pub mod close {
-    /// Did not take what was sent within `CALLHOOK_STREAM_SEND_TIMEOUT_MS`: reconnect with
-    /// the cursor that ends the reason.
-    pub const SLOW_CONSUMER: u16 = 4008;
-    /// The integration was deleted, or is no longer a stream.
-    pub const GONE: u16 = 4004;
-    /// The token the stream was opened with was revoked (or its tenant deleted).
-    pub const REVOKED: u16 = 4003;
-    /// The client sent a message: a stream takes none.
-    pub const POLICY: u16 = 1008;
-    /// The node is stopping: reconnect (to another node) with the last cursor.
-    pub const GOING_AWAY: u16 = 1001;
-    /// The event log could not be read.
-    pub const ERROR: u16 = 1011;
-}
-
-/// How often a WebSocket is pinged; a client that has not answered two pings is gone. Also how
-/// often the integration is looked at again (deleted, no longer a stream).
-const PING: Duration = Duration::from_secs(20);
 /// The largest message a client may send (it sends none the stream reads; pings and closes).
 const MAX_INCOMING: usize = 4096;
 
@@ -66,6 +53,21 @@ pub(crate) async fn stream(
     Path(params): Path<Params>,
     Query(q): Query<StreamQuery>,
     headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
+    let token = crate::state::api_token(&headers).unwrap_or_default();
+    open(s, p, Credential::Token(token), params, q, &headers, ws).await
+}
+
+/// Opens the stream for `p`, who came with `credential` (an API token, or the console's
+/// session): it ends once that no longer stands.
+pub(crate) async fn open(
+    s: AppState,
+    p: Principal,
+    credential: Credential,
+    params: Params,
+    q: StreamQuery,
+    headers: &HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
     let (_owner, i) = owned(&s, &p, &params).await?;
@@ -107,16 +109,15 @@ pub(crate) async fn stream(
         ));
     };
     let reader = Reader::open(&s.streams, &tenant, resume).await?;
-    // Kept to look again, at every ping, whether the token still stands.
-    let token = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, t)| t.trim().to_string());
+    // Subscribed before the response: a withdrawal from here on is seen.
+    let watched = Watched {
+        tenant: tenant.clone(),
+        iid: i.id.clone(),
+        credential,
+        withdrawals: s.tokens.withdrawals(),
+    };
     let run = Run {
         s: s.clone(),
-        token,
         iid: i.id.clone(),
         reader,
         progression: Progression::default(),
@@ -126,7 +127,7 @@ pub(crate) async fn stream(
         return Ok(ws
             .max_message_size(MAX_INCOMING)
             .max_frame_size(MAX_INCOMING)
-            .on_upgrade(move |socket| run.websocket(socket)));
+            .on_upgrade(move |socket| run.websocket(socket, watched)));
     }
     let wants_sse = headers
         .get(header::ACCEPT)
@@ -139,26 +140,12 @@ pub(crate) async fn stream(
             "connect with WebSocket (Upgrade: websocket), or ask for Server-Sent Events with Accept: text/event-stream",
         ));
     }
-    Ok(run.sse().into_response())
-}
-
-const GONE: &str = "the integration was deleted or is no longer a stream";
-
-/// The integration, while it exists and is a stream.
-fn current(s: &AppState, iid: &str) -> Option<Arc<Integration>> {
-    s.cache
-        .get(iid)
-        .filter(|i| i.valid.spec.destination.is_stream())
-}
-
-fn is_stream(s: &AppState, iid: &str) -> bool {
-    current(s, iid).is_some()
+    Ok(run.sse(watched).into_response())
 }
 
 /// One open stream.
 struct Run {
     s: AppState,
-    token: Option<String>,
     iid: String,
     reader: Reader,
     progression: Progression,
@@ -248,31 +235,34 @@ impl Run {
         })
     }
 
-    async fn websocket(self, mut socket: WebSocket) {
-        // How long a message may wait for the client to take it (its socket's buffers full):
-        // then it is a slow consumer.
-        let send_timeout = Duration::from_millis(self.s.config.stream_send_timeout_ms.max(1));
-        let linger = Duration::from_millis(self.s.config.write_timeout_ms.max(1));
-        let (s, iid, token) = (self.s.clone(), self.iid.clone(), self.token.clone());
-        let stop = s.streams.stopping();
-        // The last position the socket took: a message that timed out may never arrive, so a
-        // slow consumer resumes from before it (and may get it twice, never not at all).
-        let mut taken = self.reader.cursor();
-        // The reader runs on its own, one message ahead: nothing the client sends interrupts a
-        // read of the store half-way (which would start it again, and again).
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<(Out, Cursor)>(1);
-        let mut run = self;
-        let producer = tokio::spawn(async move {
+    /// Runs the reader in a task of its own, one message ahead of the client: nothing else
+    /// the connection does interrupts a read of the store half-way (which would start it again,
+    /// and again). Each message comes with the position after it.
+    fn produce(mut self) -> (mpsc::Receiver<(Out, Cursor)>, AbortOnDropHandle<()>) {
+        let (tx, rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
             loop {
-                let out = run.next().await;
+                let out = self.next().await;
                 let last = matches!(out, Out::Close(..));
-                if tx.send((out, run.reader.cursor())).await.is_err() || last {
+                if tx.send((out, self.reader.cursor())).await.is_err() || last {
                     break;
                 }
             }
         });
-        let mut ping = tokio::time::interval(PING);
-        ping.tick().await;
+        (rx, AbortOnDropHandle::new(task))
+    }
+
+    async fn websocket(self, mut socket: WebSocket, watched: Watched) {
+        // How long a message may wait for the client to take it (its socket's buffers full):
+        // then it is a slow consumer.
+        let send_timeout = Duration::from_millis(self.s.config.stream_send_timeout_ms.max(1));
+        let linger = Duration::from_millis(self.s.config.write_timeout_ms.max(1));
+        let stop = self.s.streams.stopping();
+        let (mut wakes, _guard) = guard::watch(self.s.clone(), watched);
+        // The last position the socket took: a message that timed out may never arrive, so a
+        // slow consumer resumes from before it (and may get it twice, never not at all).
+        let mut taken = self.reader.cursor();
+        let (mut rx, _producer) = self.produce();
         let mut unanswered = 0u32;
         let out = loop {
             tokio::select! {
@@ -299,30 +289,24 @@ impl Run {
                     Some(Ok(Message::Ping(_))) => {}
                     Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break None,
                 },
-                _ = ping.tick() => {
-                    if !is_stream(&s, &iid) {
-                        break Some(Out::Close(close::GONE, GONE.into()));
-                    }
-                    if let Some(token) = &token {
-                        // Only a refusal ends the stream; a store that does not answer now is
-                        // asked again at the next ping.
-                        if s.principal(token).await.is_err_and(|e| e.status == StatusCode::UNAUTHORIZED) {
-                            break Some(Out::Close(close::REVOKED, "the token was revoked".into()));
+                wake = wakes.recv() => match wake {
+                    Some(Wake::Ping) => {
+                        unanswered += 1;
+                        if unanswered > 2 {
+                            break None;
+                        }
+                        let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            break None;
                         }
                     }
-                    unanswered += 1;
-                    if unanswered > 2 {
-                        break None;
-                    }
-                    let sent = tokio::time::timeout(send_timeout, socket.send(Message::Ping(Default::default()))).await;
-                    if !matches!(sent, Ok(Ok(()))) {
-                        break None;
-                    }
-                }
+                    Some(Wake::End(code, reason)) => break Some(Out::Close(code, reason.into())),
+                    // The watch stopped (it never does on its own): no stream goes on unwatched.
+                    None => break None,
+                },
                 _ = stop.cancelled() => break Some(Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {taken}"))),
             }
         };
-        producer.abort();
         if let Some(Out::Close(code, reason)) = out {
             let frame = CloseFrame {
                 code,
@@ -344,29 +328,58 @@ impl Run {
         }
     }
 
-    fn sse(self) -> impl IntoResponse {
-        let stop = self.s.streams.stopping();
-        let events = futures::stream::unfold(Some(self), move |run| {
-            let stop = stop.clone();
-            async move {
-                let mut run = run?;
-                let out = tokio::select! {
-                    out = run.next() => out,
-                    _ = stop.cancelled() => Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", run.reader.cursor())),
-                };
-                match out {
-                    Out::Text(text) => {
-                        let id = run.reader.cursor().to_string();
-                        let event = SseEvent::default().id(id).data(text);
-                        Some((Ok::<_, std::convert::Infallible>(event), Some(run)))
-                    }
-                    Out::Close(code, reason) => {
-                        let data = serde_json::json!({"code": code, "reason": reason}).to_string();
-                        Some((Ok(SseEvent::default().event("close").data(data)), None))
-                    }
+    /// Server-Sent Events: the same messages, each with its cursor as `id`; why the stream
+    /// ended as a last `close` event with the code a WebSocket would get.
+    fn sse(self, watched: Watched) -> impl IntoResponse {
+        let (wakes, guard) = guard::watch(self.s.clone(), watched);
+        let state = SseState {
+            stop: self.s.streams.stopping(),
+            at: self.reader.cursor(),
+            wakes,
+            _guard: guard,
+            produced: self.produce(),
+        };
+        let events = futures::stream::unfold(Some(state), |state| async move {
+            let mut st = state?;
+            let out = loop {
+                tokio::select! {
+                    got = st.produced.0.recv() => match got {
+                        Some((Out::Text(text), at)) => {
+                            st.at = at;
+                            break Out::Text(text);
+                        }
+                        Some((close, _)) => break close,
+                        None => return None,
+                    },
+                    wake = st.wakes.recv() => match wake {
+                        // The response's keep-alive comments do the pinging.
+                        Some(Wake::Ping) => continue,
+                        Some(Wake::End(code, reason)) => break Out::Close(code, reason.into()),
+                        None => return None,
+                    },
+                    _ = st.stop.cancelled() => break Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", st.at)),
+                }
+            };
+            match out {
+                Out::Text(text) => {
+                    let event = SseEvent::default().id(st.at.to_string()).data(text);
+                    Some((Ok::<_, std::convert::Infallible>(event), Some(st)))
+                }
+                Out::Close(code, reason) => {
+                    let data = serde_json::json!({"code": code, "reason": reason}).to_string();
+                    Some((Ok(SseEvent::default().event("close").data(data)), None))
                 }
             }
         });
         Sse::new(events).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
     }
+}
+
+/// An SSE response's side of a stream: the reader's messages, the guard's, the node stopping.
+struct SseState {
+    stop: tokio_util::sync::CancellationToken,
+    at: Cursor,
+    wakes: mpsc::Receiver<Wake>,
+    _guard: AbortOnDropHandle<()>,
+    produced: (mpsc::Receiver<(Out, Cursor)>, AbortOnDropHandle<()>),
 }
