@@ -257,3 +257,44 @@ async fn a_stream_on_one_node_gets_the_events_another_node_stored() {
     b.stop().await;
     a.stop().await;
 }
+
+/// A tenant's 201st stream on a node is refused with 429 `too_many_streams` before anything is
+/// opened; another tenant's streams are counted apart; a stream that ended gives its place up
+/// before its client sees the connection close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_streams_past_the_limit_are_refused_with_429_and_one_closed_frees_its_place() {
+    let server = TestServer::start().await;
+    let acme = server.tenant("acme").await;
+    let globex = server.tenant("globex").await;
+    let integ = acme.integration("acme", stream_spec(json!({}))).await;
+    let iid = integ["id"].as_str().unwrap_or_default().to_string();
+    let mut open = Vec::new();
+    for _ in 0..200 {
+        open.push(connect(&server, &acme.token, &path(&iid)).await);
+    }
+    let refused = acme
+        .http
+        .get(format!("{}{}", server.base, path(&iid)))
+        .bearer_auth(&acme.token)
+        .header("accept", "text/event-stream")
+        .send()
+        .await
+        .expect("sse");
+    assert_eq!(refused.status(), 429);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "too_many_streams", "{body}");
+    let other = globex.integration("globex", stream_spec(json!({}))).await;
+    let other_path = format!(
+        "/v1/tenants/globex/integrations/{}/stream",
+        other["id"].as_str().unwrap_or_default()
+    );
+    let mut ws = connect(&server, &globex.token, &other_path).await;
+    assert_eq!(next(&mut ws).await["live"], true);
+
+    let mut first = open.pop().expect("a stream");
+    first.close(None).await.expect("close");
+    while let Some(Ok(_)) = first.next().await {}
+    let mut again = connect(&server, &acme.token, &path(&iid)).await;
+    assert_eq!(next(&mut again).await["live"], true);
+    server.stop().await;
+}

@@ -121,13 +121,12 @@ pub(crate) async fn open(
         iid: i.id.clone(),
         reader,
         progression: Progression::default(),
-        _slot: slot,
     };
     if let Ok(ws) = ws {
         return Ok(ws
             .max_message_size(MAX_INCOMING)
             .max_frame_size(MAX_INCOMING)
-            .on_upgrade(move |socket| run.websocket(socket, watched)));
+            .on_upgrade(move |socket| run.websocket(socket, watched, slot)));
     }
     let wants_sse = headers
         .get(header::ACCEPT)
@@ -140,7 +139,7 @@ pub(crate) async fn open(
             "connect with WebSocket (Upgrade: websocket), or ask for Server-Sent Events with Accept: text/event-stream",
         ));
     }
-    Ok(run.sse(watched).into_response())
+    Ok(run.sse(watched, slot).into_response())
 }
 
 /// One open stream.
@@ -149,7 +148,6 @@ struct Run {
     iid: String,
     reader: Reader,
     progression: Progression,
-    _slot: Slot,
 }
 
 /// What to tell the client next.
@@ -252,7 +250,10 @@ impl Run {
         (rx, AbortOnDropHandle::new(task))
     }
 
-    async fn websocket(self, mut socket: WebSocket, watched: Watched) {
+    /// `slot`, the stream's place in the node's limits, is given up before the socket closes:
+    /// a client that saw its stream end may open another at once.
+    async fn websocket(self, mut socket: WebSocket, watched: Watched, slot: Slot) {
+        let _slot = slot;
         // How long a message may wait for the client to take it (its socket's buffers full):
         // then it is a slow consumer.
         let send_timeout = Duration::from_millis(self.s.config.stream_send_timeout_ms.max(1));
@@ -330,13 +331,14 @@ impl Run {
 
     /// Server-Sent Events: the same messages, each with its cursor as `id`; why the stream
     /// ended as a last `close` event with the code a WebSocket would get.
-    fn sse(self, watched: Watched) -> impl IntoResponse {
+    fn sse(self, watched: Watched, slot: Slot) -> impl IntoResponse {
         let (wakes, guard) = guard::watch(self.s.clone(), watched);
         let state = SseState {
             stop: self.s.streams.stopping(),
             at: self.reader.cursor(),
             wakes,
             _guard: guard,
+            _slot: slot,
             produced: self.produce(),
         };
         let events = futures::stream::unfold(Some(state), |state| async move {
@@ -381,5 +383,6 @@ struct SseState {
     at: Cursor,
     wakes: mpsc::Receiver<Wake>,
     _guard: AbortOnDropHandle<()>,
+    _slot: Slot,
     produced: (mpsc::Receiver<(Out, Cursor)>, AbortOnDropHandle<()>),
 }
