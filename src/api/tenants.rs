@@ -212,8 +212,14 @@ pub(crate) async fn update(
     let moved = tenant.partner_id != before;
     tenant.updated_at = s.now_ms();
     s.store.update_tenant(tenant.clone()).await?;
+    // Known here before any stream looks again at who sees the tenant.
+    s.known_tenants
+        .write()
+        .insert(tenant.id.clone(), tenant.partner_id.clone());
     if moved {
-        // The old partner's links into this tenant, and its customers' sessions, end here.
+        // The old partner's admins no longer see it (their streams end), and its links into
+        // this tenant and its customers' sessions end here.
+        s.tokens.withdrawn();
         s.store
             .end_portal_access(
                 crate::store::PortalAccess::Tenant(tenant.id.clone()),
@@ -222,9 +228,6 @@ pub(crate) async fn update(
             .await?;
         s.tokens.withdrawn();
     }
-    s.known_tenants
-        .write()
-        .insert(tenant.id.clone(), tenant.partner_id.clone());
     Ok(Json(out(&tenant)))
 }
 

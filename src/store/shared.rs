@@ -195,6 +195,16 @@ pub(crate) fn tail_page(rows: Vec<(Cursor, String)>) -> TailPage {
     }
 }
 
+/// A claimed delivery whose event was removed since (its tenant deleted: the purge took the
+/// delivery too) is left out of the claim, not the reason the whole claim fails.
+pub(crate) fn event_gone(delivery_id: &str, seq: i64) {
+    tracing::info!(
+        delivery = delivery_id,
+        seq,
+        "a claimed delivery's event is gone (its tenant was deleted); left out"
+    );
+}
+
 /// Why a deleted tenant's id cannot be taken yet, and when it can.
 pub(crate) fn purging_tenant(id: &str) -> String {
     format!(

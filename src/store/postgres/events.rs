@@ -56,15 +56,17 @@ pub async fn jobs_with_events<C: GenericClient>(
     }
     let seqs: Vec<i64> = heads.iter().map(|(_, s)| *s).collect();
     let events = load_events(c, seqs, body_only).await?;
-    heads
-        .into_iter()
-        .map(|(head, seq)| {
-            Ok(DispatchJob {
+    let mut jobs = Vec::with_capacity(heads.len());
+    for (head, seq) in heads {
+        match events.get(&seq) {
+            Some(event) => jobs.push(DispatchJob {
                 head,
-                event: event_of(&events, seq)?,
-            })
-        })
-        .collect()
+                event: event.clone(),
+            }),
+            None => crate::store::shared::event_gone(&head.id, seq),
+        }
+    }
+    Ok(jobs)
 }
 
 pub(super) fn event_of(

@@ -33,28 +33,32 @@ pub(super) fn head_row(r: &Row) -> rusqlite::Result<(DeliveryHead, i64)> {
 }
 
 pub(super) fn load_event(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
-    let body: String = c
-        .prepare_cached("SELECT body FROM events WHERE seq = ?1")
-        .and_then(|mut st| st.query_row([seq], |r| r.get(0)))
+    find_event(c, seq)?.ok_or_else(|| internal(format!("stored event {seq} is gone")))
+}
+
+/// The event, unless it is gone: its tenant was deleted between a claim and this read (the
+/// purge takes the event's deliveries with it; the newest event of all stays, emptied and no
+/// tenant's, `tenant_id` empty).
+fn find_event(c: &Connection, seq: i64) -> StoreResult<Option<Arc<StoredEvent>>> {
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM events WHERE seq = ?1 AND tenant_id <> ''")
+        .and_then(|mut st| st.query_row([seq], |r| r.get(0)).optional())
         .map_err(internal)?;
+    let Some(body) = body else {
+        return Ok(None);
+    };
     let value = serde_json::from_str(&body).map_err(internal)?;
     let event = parse_stored(value).map_err(|e| internal(format!("stored event {seq}: {e}")))?;
-    Ok(Arc::new(StoredEvent { seq, event, body }))
+    Ok(Some(Arc::new(StoredEvent { seq, event, body })))
 }
 
 /// An event's envelope and stored body, `data` left unparsed (empty): enough for a payload that
 /// is the stored body itself. Parsing the body is most of the cost of loading an event.
-pub(super) fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Arc<StoredEvent>> {
-    let (body, id, kind, tenant_id, call_id, occurred_at_ms): (
-        String,
-        String,
-        String,
-        String,
-        String,
-        i64,
-    ) = c
+pub(super) fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Option<Arc<StoredEvent>>> {
+    let row: Option<(String, String, String, String, String, i64)> = c
         .prepare_cached(
-            "SELECT body, id, type, tenant_id, call_id, occurred_at FROM events WHERE seq = ?1",
+            "SELECT body, id, type, tenant_id, call_id, occurred_at FROM events
+             WHERE seq = ?1 AND tenant_id <> ''",
         )
         .and_then(|mut st| {
             st.query_row([seq], |r| {
@@ -67,8 +71,12 @@ pub(super) fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Arc<Store
                     r.get(5)?,
                 ))
             })
+            .optional()
         })
         .map_err(internal)?;
+    let Some((body, id, kind, tenant_id, call_id, occurred_at_ms)) = row else {
+        return Ok(None);
+    };
     let kind = EventKind::parse(&kind)
         .ok_or_else(|| internal(format!("stored event {seq}: unknown type {kind}")))?;
     let event = crate::model::event::Event {
@@ -79,7 +87,7 @@ pub(super) fn load_event_body(c: &Connection, seq: i64) -> StoreResult<Arc<Store
         call_id,
         data: Default::default(),
     };
-    Ok(Arc::new(StoredEvent { seq, event, body }))
+    Ok(Some(Arc::new(StoredEvent { seq, event, body })))
 }
 
 /// Like [`jobs_with_events`], with events loaded by [`load_event_body`].
@@ -87,15 +95,14 @@ pub(super) fn jobs_with_bodies(
     c: &Connection,
     heads: Vec<(DeliveryHead, i64)>,
 ) -> StoreResult<Vec<DispatchJob>> {
-    heads
-        .into_iter()
-        .map(|(head, seq)| {
-            Ok(DispatchJob {
-                head,
-                event: load_event_body(c, seq)?,
-            })
-        })
-        .collect()
+    let mut jobs = Vec::with_capacity(heads.len());
+    for (head, seq) in heads {
+        match load_event_body(c, seq)? {
+            Some(event) => jobs.push(DispatchJob { head, event }),
+            None => crate::store::shared::event_gone(&head.id, seq),
+        }
+    }
+    Ok(jobs)
 }
 
 /// Attaches each head's event. Runs on a reader connection: parsing stored events is work the
@@ -109,11 +116,16 @@ pub(super) fn jobs_with_events(
     for (head, seq) in heads {
         let event = match events.get(&seq) {
             Some(e) => e.clone(),
-            None => {
-                let e = load_event(c, seq)?;
-                events.insert(seq, e.clone());
-                e
-            }
+            None => match find_event(c, seq)? {
+                Some(e) => {
+                    events.insert(seq, e.clone());
+                    e
+                }
+                None => {
+                    crate::store::shared::event_gone(&head.id, seq);
+                    continue;
+                }
+            },
         };
         jobs.push(DispatchJob { head, event });
     }

@@ -266,21 +266,11 @@ impl Run {
         let (mut rx, _producer) = self.produce();
         let mut unanswered = 0u32;
         let out = loop {
+            // In this order: the end of the stream (withdrawn access, the node stopping) and the
+            // client's frames are never kept waiting behind a reader that always has more.
             tokio::select! {
-                got = rx.recv() => match got {
-                    Some((Out::Text(text), at)) => {
-                        match tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await {
-                            Ok(Ok(())) => taken = at,
-                            Ok(Err(_)) => break None,
-                            Err(_) => break Some(Out::Close(
-                                close::SLOW_CONSUMER,
-                                format!("slow consumer: a message waited {} ms to be taken; reconnect with cursor {taken}", send_timeout.as_millis()),
-                            )),
-                        }
-                    }
-                    Some((close @ Out::Close(..), _)) => break Some(close),
-                    None => break None,
-                },
+                biased;
+                _ = stop.cancelled() => break Some(Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {taken}"))),
                 incoming = socket.recv() => match incoming {
                     Some(Ok(Message::Pong(_))) => unanswered = 0,
                     Some(Ok(Message::Text(_))) | Some(Ok(Message::Binary(_))) => break Some(Out::Close(
@@ -305,7 +295,20 @@ impl Run {
                     // The watch stopped (it never does on its own): no stream goes on unwatched.
                     None => break None,
                 },
-                _ = stop.cancelled() => break Some(Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {taken}"))),
+                got = rx.recv() => match got {
+                    Some((Out::Text(text), at)) => {
+                        match tokio::time::timeout(send_timeout, socket.send(Message::Text(text.into()))).await {
+                            Ok(Ok(())) => taken = at,
+                            Ok(Err(_)) => break None,
+                            Err(_) => break Some(Out::Close(
+                                close::SLOW_CONSUMER,
+                                format!("slow consumer: a message waited {} ms to be taken; reconnect with cursor {taken}", send_timeout.as_millis()),
+                            )),
+                        }
+                    }
+                    Some((close @ Out::Close(..), _)) => break Some(close),
+                    None => break None,
+                },
             }
         };
         if let Some(Out::Close(code, reason)) = out {
@@ -345,6 +348,14 @@ impl Run {
             let mut st = state?;
             let out = loop {
                 tokio::select! {
+                    biased;
+                    _ = st.stop.cancelled() => break Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", st.at)),
+                    wake = st.wakes.recv() => match wake {
+                        // The response's keep-alive comments do the pinging.
+                        Some(Wake::Ping) => continue,
+                        Some(Wake::End(code, reason)) => break Out::Close(code, reason.into()),
+                        None => return None,
+                    },
                     got = st.produced.0.recv() => match got {
                         Some((Out::Text(text), at)) => {
                             st.at = at;
@@ -353,13 +364,6 @@ impl Run {
                         Some((close, _)) => break close,
                         None => return None,
                     },
-                    wake = st.wakes.recv() => match wake {
-                        // The response's keep-alive comments do the pinging.
-                        Some(Wake::Ping) => continue,
-                        Some(Wake::End(code, reason)) => break Out::Close(code, reason.into()),
-                        None => return None,
-                    },
-                    _ = st.stop.cancelled() => break Out::Close(close::GOING_AWAY, format!("the node is stopping; reconnect with cursor {}", st.at)),
                 }
             };
             match out {
