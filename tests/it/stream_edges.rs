@@ -272,11 +272,8 @@ async fn a_tenants_streams_past_the_limit_are_refused_with_429_and_one_closed_fr
     for _ in 0..200 {
         open.push(connect(&server, &acme.token, &path(&iid)).await);
     }
-    let refused = acme
-        .http
-        .get(format!("{}{}", server.base, path(&iid)))
+    let refused = sse_request(&server, &path(&iid))
         .bearer_auth(&acme.token)
-        .header("accept", "text/event-stream")
         .send()
         .await
         .expect("sse");

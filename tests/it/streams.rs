@@ -239,11 +239,8 @@ async fn resuming_from_a_cursor_replays_what_was_missed_with_no_gap_and_no_repea
     let six = next(&mut ws).await;
     assert_eq!(six["event_id"], "e-6");
     // SSE, resuming with Last-Event-ID: the same objects, `id` the cursor.
-    let resp = acme
-        .http
-        .get(format!("{}{}?cursor=0.0", server.base, path(&iid)))
+    let resp = sse_request(&server, &format!("{}?cursor=0.0", path(&iid)))
         .bearer_auth(&acme.token)
-        .header("accept", "text/event-stream")
         // Newer than the URL's cursor (a browser reconnecting to the same URL): it wins.
         .header("last-event-id", &cursor)
         .send()
@@ -409,6 +406,13 @@ pub(crate) async fn close_code(ws: &mut Ws) -> CloseCode {
     closed.code
 }
 
+/// A request for Server-Sent Events at `path` of the server (credentials left to the caller).
+pub(crate) fn sse_request(server: &TestServer, path: &str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .get(format!("{}{path}", server.base))
+        .header("accept", "text/event-stream")
+}
+
 /// What an SSE response says until `needle` appears (within 10 s, half the ping interval: what
 /// arrives in time was not found by the periodic look).
 async fn sse_until(resp: &mut reqwest::Response, needle: &str) -> String {
@@ -443,11 +447,8 @@ async fn a_stream_ends_with_4003_at_once_when_its_token_or_session_is_withdrawn(
     let token = desk["token"].as_str().unwrap_or_default();
     let mut ws = connect(&server, token, &path(&iid)).await;
     assert_eq!(next(&mut ws).await["live"], true);
-    let mut sse = acme
-        .http
-        .get(format!("{}{}", server.base, path(&iid)))
+    let mut sse = sse_request(&server, &path(&iid))
         .bearer_auth(token)
-        .header("accept", "text/event-stream")
         .send()
         .await
         .expect("sse");
@@ -464,17 +465,14 @@ async fn a_stream_ends_with_4003_at_once_when_its_token_or_session_is_withdrawn(
     assert_eq!(st, 201, "{link}");
     let (_, cookie) = crate::portal::open(&server, link).await;
     let cookie = cookie.split(';').next().unwrap_or_default().to_string();
-    let mut console = acme
-        .http
-        .get(format!(
-            "{}/console/t/acme/integrations/{iid}/live/events",
-            server.base
-        ))
-        .header("cookie", &cookie)
-        .header("accept", "text/event-stream")
-        .send()
-        .await
-        .expect("console sse");
+    let mut console = sse_request(
+        &server,
+        &format!("/console/t/acme/integrations/{iid}/live/events"),
+    )
+    .header("cookie", &cookie)
+    .send()
+    .await
+    .expect("console sse");
     assert_eq!(console.status(), 200);
     sse_until(&mut console, "\"live\":true").await;
 
