@@ -106,11 +106,6 @@ async fn a_deleted_tenants_id_stays_taken_until_its_call_data_is_gone_in_steps()
         .await
         .expect("tail");
     assert!(page.items.is_empty(), "old events: {}", page.items.len());
-    let kept = s
-        .tail(Some("u"), Cursor::default(), 100)
-        .await
-        .expect("tail");
-    assert_eq!(kept.items.len(), 1, "the other tenant's event");
     assert_eq!(
         s.redeliver_failed("i1", 0, i64::MAX, 50_000)
             .await
@@ -122,6 +117,9 @@ async fn a_deleted_tenants_id_stays_taken_until_its_call_data_is_gone_in_steps()
         .claim_due("i1", 10, lease("m", 90_000), 50_000, false)
         .await
         .expect("claim: no delivery whose event is gone");
+    // Claimed with its event loaded: the other tenant's event is still there. (Not read with
+    // `tail`: on PostgreSQL that reads only as far as the oldest transaction still running in
+    // the cluster, which another test's may hold back.)
     assert_eq!(
         ids(&claimed),
         ["d-x1"],
